@@ -1,0 +1,193 @@
+//! The library's error type.
+//!
+//! Every fallible library call returns [`Error`]. Each variant renders as one line
+//! that names the file (or database) involved and says what is wrong with it, so
+//! binaries can print `progname: {error}` and nothing more. Secrets never appear in
+//! an error: values are reported by length only.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::record::KeyError;
+use crate::store::Format;
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O call failed on a path.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A database was expected but the path does not exist.
+    #[error("{}: no such database", path.display())]
+    NotFound {
+        /// The path that was looked up.
+        path: PathBuf,
+    },
+
+    /// The path exists but is not a regular file (a directory, FIFO, device...).
+    #[error("{}: not a regular file ({kind})", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
+
+    /// The file's magic bytes match no supported format.
+    #[error("{}: not a sasldb database ({reason})", path.display())]
+    UnknownFormat {
+        /// The file.
+        path: PathBuf,
+        /// What was seen instead.
+        reason: String,
+    },
+
+    /// The file is of a known format but a variant we refuse to handle.
+    #[error("{}: unsupported {format} database: {what}", path.display())]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// Its format.
+        format: Format,
+        /// Which feature it uses (encryption, duplicates, version N, ...).
+        what: String,
+    },
+
+    /// The file is damaged: a structure fails a bounds or consistency check.
+    #[error("{}: corrupt {format} database: {what}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Its format.
+        format: Format,
+        /// What is wrong, with page numbers or offsets where they exist.
+        what: String,
+    },
+
+    /// A key or a key component was refused.
+    #[error("{0}")]
+    Key(#[from] KeyError),
+
+    /// A value is longer than a backend (or the sasldb limits) allow.
+    #[error("{what} is too long: {len} bytes (the maximum is {max})")]
+    TooLong {
+        /// What was too long ("password", "user name", "key", ...).
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+
+    /// Another process holds the database's writer lock.
+    #[error("{}: database is locked by another process (gave up after {waited_secs} s)", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// How long we waited.
+        waited_secs: u64,
+    },
+
+    /// The group the ownership policy asks for does not exist.
+    #[error("group `{0}` does not exist (choose one with --group or SASLDB_GROUP)")]
+    NoSuchGroup(String),
+
+    /// A database with several hard links would be split by an atomic replace.
+    #[error(
+        "{}: the database has {links} hard links; replacing it atomically would split them \
+         (keep one name, or use a symlink for the Postfix chroot copy)",
+        path.display()
+    )]
+    HardLinked {
+        /// The database.
+        path: PathBuf,
+        /// Its link count.
+        links: u64,
+    },
+
+    /// The existing ownership cannot be kept by this (non-root) user.
+    #[error(
+        "{}: owned by uid {uid} gid {gid}; cannot keep that ownership when running as uid {euid}",
+        path.display()
+    )]
+    ForeignOwner {
+        /// The database.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+        /// Its group.
+        gid: u32,
+        /// Who we are.
+        euid: u32,
+    },
+
+    /// A symlink chain could not be resolved.
+    #[error("{}: {what}", path.display())]
+    BadSymlink {
+        /// The link.
+        path: PathBuf,
+        /// What went wrong (loop, too deep...).
+        what: &'static str,
+    },
+
+    /// A backend-specific failure not covered above (LMDB, SQLite, PostgreSQL...).
+    #[error("{}: {format}: {message}", path.display())]
+    Backend {
+        /// The database.
+        path: PathBuf,
+        /// Its format.
+        format: Format,
+        /// The backend's message.
+        message: String,
+    },
+
+    /// The caller asked for something the arguments do not allow.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The underlying I/O error kind, when there is one.
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            Error::Io { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+}
+
+/// Extension to attach a path to `io::Result`s.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: &std::path::Path) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}
+
+impl<T> IoContext<T> for nix::Result<T> {
+    fn at(self, path: &std::path::Path) -> Result<T> {
+        self.map_err(|e| Error::io(path, io::Error::from(e)))
+    }
+}

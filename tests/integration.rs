@@ -1,0 +1,8 @@
+//! One integration test binary (see Cargo.toml `autotests = false`). Each module says
+//! what belongs in it.
+
+/// Shared helpers: scratch directories, fixtures, running our binaries and peer tools.
+mod util;
+
+/// Reading the reference BDB files written by real libdb/Cyrus tools.
+mod bdb_fixtures;
