@@ -8,14 +8,20 @@
 //! Module map:
 //! - [`record`]: the key codec and secret type;
 //! - [`store`]: formats, locations, format detection and the backend interface;
-//! - [`bdb`]: the pure-Rust Berkeley DB hash reader and writer.
+//! - [`database`]: [`Database`] (read) and [`Transaction`] (write), the entry points;
+//! - [`persist`]: the write path (lock, ownership policy, atomic replace);
+//! - [`bdb`]: the pure-Rust Berkeley DB hash reader and writer;
+//! - [`endian`]: byte order as a runtime value.
 
 pub mod bdb;
+pub mod database;
 pub mod endian;
 pub mod error;
+pub mod persist;
 pub mod record;
 pub mod store;
 
+pub use database::{CommitReport, Database, Transaction, WriteOptions};
 pub use error::{Error, Result};
 pub use record::{Key, KeyError, KeyRef, Record, Secret};
 pub use store::{Backend, Changes, Detected, Format, LayoutHint, Location, Records};

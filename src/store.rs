@@ -127,15 +127,15 @@ impl FromStr for Location {
         if s.is_empty() {
             return Err(Error::Invalid("empty database path".into()));
         }
-        if let Some((prefix, rest)) = s.split_once(':') {
-            if let Some(format) = Format::from_prefix(prefix) {
-                if rest.is_empty() {
-                    return Err(Error::Invalid(format!(
-                        "`{s}`: no path after the format prefix"
-                    )));
-                }
-                return Ok(Location::with_format(format, rest));
+        if let Some((prefix, rest)) = s.split_once(':')
+            && let Some(format) = Format::from_prefix(prefix)
+        {
+            if rest.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "`{s}`: no path after the format prefix"
+                )));
             }
+            return Ok(Location::with_format(format, rest));
         }
         Ok(Location::path_only(s))
     }
@@ -192,10 +192,10 @@ pub fn detect_bytes(head: &[u8]) -> Option<Detected> {
     }
     let u32_at = |off: usize| -> Option<[u8; 4]> { head.get(off..off + 4)?.try_into().ok() };
     // Berkeley DB: magic 0x00061561 at offset 12, in either byte order.
-    if let Some(m) = u32_at(12) {
-        if u32::from_le_bytes(m) == 0x0006_1561 || u32::from_be_bytes(m) == 0x0006_1561 {
-            return Some(Detected::Format(Format::Bdb));
-        }
+    if let Some(m) = u32_at(12)
+        && (u32::from_le_bytes(m) == 0x0006_1561 || u32::from_be_bytes(m) == 0x0006_1561)
+    {
+        return Some(Detected::Format(Format::Bdb));
     }
     // GDBM: magic at offset 0 (original, 32/64-bit, numsync), in either byte order.
     if let Some(m) = u32_at(0) {
@@ -213,10 +213,10 @@ pub fn detect_bytes(head: &[u8]) -> Option<Detected> {
     // LMDB: meta page 0 holds MDB_MAGIC 0xBEEFC0DE right after the page header
     // (16 bytes on 64-bit builds, 12 on 32-bit ones).
     for off in [16, 12] {
-        if let Some(m) = u32_at(off) {
-            if u32::from_le_bytes(m) == 0xBEEF_C0DE || u32::from_be_bytes(m) == 0xBEEF_C0DE {
-                return Some(Detected::Format(Format::Lmdb));
-            }
+        if let Some(m) = u32_at(off)
+            && (u32::from_le_bytes(m) == 0xBEEF_C0DE || u32::from_be_bytes(m) == 0xBEEF_C0DE)
+        {
+            return Some(Detected::Format(Format::Lmdb));
         }
     }
     None

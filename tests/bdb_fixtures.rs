@@ -9,7 +9,7 @@ fn check_fixture(name: &str) {
     let db = BdbFile::open(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
     let mut got = records_of(db.scan());
     got.sort();
-    let want = expected_records(&Path::new(&format!("{}.expected", path.display())));
+    let want = expected_records(Path::new(&format!("{}.expected", path.display())));
     assert_eq!(got.len(), want.len(), "{name}: record count");
     assert!(got == want, "{name}: records differ");
     // Every key is found by a keyed lookup too.

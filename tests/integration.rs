@@ -6,3 +6,6 @@ mod util;
 
 /// Reading the reference BDB files written by real libdb/Cyrus tools.
 mod bdb_fixtures;
+
+/// Our BDB writer against the real libdb tools: db_verify, db_dump, keyed lookups.
+mod bdb_roundtrip;

@@ -187,7 +187,7 @@ impl Meta {
     /// Checks the fields against each other and against the file length.
     pub fn validate(&self, file_len: u64) -> Result<(), Fault> {
         let ps = u64::from(self.page_size);
-        if file_len % ps != 0 {
+        if !file_len.is_multiple_of(ps) {
             return Err(Fault::corrupt(format!(
                 "file size {file_len} is not a multiple of the page size {ps}"
             )));

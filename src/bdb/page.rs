@@ -215,7 +215,7 @@ impl<'a> HashPage<'a> {
     /// Decodes item `i` (`2n` for the key of pair `n`, `2n + 1` for its data).
     pub fn item(&self, i: usize) -> Result<Item<'a>, Fault> {
         let raw = self.raw(i);
-        let what = if i % 2 == 0 { "key" } else { "data" };
+        let what = if i.is_multiple_of(2) { "key" } else { "data" };
         match raw[0] {
             H_KEYDATA => Ok(Item::Data(&raw[1..])),
             H_OFFPAGE if raw.len() >= HOFFPAGE_SIZE => Ok(Item::OffPage {

@@ -174,12 +174,12 @@ impl BdbFile {
                     "overflow chain at page {pgno} is longer than its length {tlen} allows"
                 )));
             }
-            if let Some(v) = visited.as_deref_mut() {
-                if !v.mark(cur) {
-                    return Err(self.corrupt(format!(
-                        "page {cur} is referenced twice (overflow chain from page {pgno})"
-                    )));
-                }
+            if let Some(v) = visited.as_deref_mut()
+                && !v.mark(cur)
+            {
+                return Err(self.corrupt(format!(
+                    "page {cur} is referenced twice (overflow chain from page {pgno})"
+                )));
             }
             let hdr = self.read_page(cur, &mut page)?;
             if hdr.ptype != P_OVERFLOW {
@@ -474,13 +474,13 @@ impl<'a> Scan<'a> {
                 ));
             }
             if self.hdr.ptype == P_HASH {
-                if let Some((prev, prev_off)) = &self.prev_key {
-                    if key_order(prev, *prev_off, key, off_page) != std::cmp::Ordering::Less {
-                        self.report.warnings.push(format!(
-                            "page {}: keys are not in libdb's sort order; libdb lookups may miss them",
-                            self.hdr.pgno
-                        ));
-                    }
+                if let Some((prev, prev_off)) = &self.prev_key
+                    && key_order(prev, *prev_off, key, off_page) != std::cmp::Ordering::Less
+                {
+                    self.report.warnings.push(format!(
+                        "page {}: keys are not in libdb's sort order; libdb lookups may miss them",
+                        self.hdr.pgno
+                    ));
                 }
                 self.prev_key = Some((key.to_vec(), off_page));
             }

@@ -1,0 +1,447 @@
+//! The public database API: [`Database`] for reading, [`Transaction`] for writing.
+//!
+//! This module owns the life cycle of an access: naming a database ([`Location`]),
+//! detecting its format, picking the backend, and for writes running the write path
+//! ([`crate::persist`]) around the backend's commit. It knows nothing about any
+//! format's bytes.
+//!
+//! Reading takes no lock: writers replace files atomically (or, for LMDB and SQLite,
+//! commit transactions), so a reader sees either the old or the new database.
+//!
+//! ```
+//! use sasldb::{Database, Key, Location, Transaction, WriteOptions};
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("sasldb2");
+//! let loc = Location::path_only(&path);
+//! let mut txn = Transaction::begin(&loc, &WriteOptions::default())?;
+//! txn.put(&Key::new("alice", "example.com", "userPassword")?, b"s3cret".to_vec());
+//! txn.commit()?;
+//!
+//! let db = Database::open(&loc)?;
+//! let pw = db.get(&Key::new("alice", "example.com", "userPassword")?)?;
+//! assert_eq!(pw.as_deref().map(|v| &v[..]), Some(&b"s3cret"[..]));
+//! # Ok::<(), sasldb::Error>(())
+//! ```
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::bdb::{self, BdbFile};
+use crate::endian::Endian;
+use crate::error::{Error, IoContext, Result};
+use crate::persist::{self, Ownership, Target, WriteLock};
+use crate::record::{Key, Record, Secret, user_prefix};
+use crate::store::{Backend, Changes, Detected, Format, LayoutHint, Location, Records, detect};
+
+/// A database opened for reading.
+pub struct Database {
+    location: Location,
+    backend: Box<dyn Backend>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("location", &self.location)
+            .field("format", &self.backend.format())
+            .finish()
+    }
+}
+
+impl Database {
+    /// Opens an existing database read-only. A missing path, an empty file, a
+    /// directory, or a file of an unknown format is an error.
+    pub fn open(location: &Location) -> Result<Database> {
+        let path = location.path();
+        let meta = fs::metadata(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                path: path.to_path_buf(),
+            },
+            _ => Error::io(path, e),
+        })?;
+        persist::check_regular(path, &meta)?;
+        let format = match detect(path)? {
+            Detected::Format(f) => f,
+            Detected::Empty => {
+                return Err(Error::UnknownFormat {
+                    path: path.to_path_buf(),
+                    reason: "the file is empty".into(),
+                });
+            }
+        };
+        check_forced(location, format)?;
+        let backend = open_backend(format, path)?;
+        Ok(Database {
+            location: location.clone(),
+            backend,
+        })
+    }
+
+    /// Where the database lives.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The database's format.
+    pub fn format(&self) -> Format {
+        self.backend.format()
+    }
+
+    /// Looks one property up.
+    pub fn get(&self, key: &Key) -> Result<Option<Secret>> {
+        self.backend.get(&key.encode())
+    }
+
+    /// Looks an encoded key up.
+    pub fn get_raw(&self, key: &[u8]) -> Result<Option<Secret>> {
+        self.backend.get(key)
+    }
+
+    /// Every record, in storage order (for Berkeley DB: the order libdb's cursor and
+    /// Cyrus's `sasldblistusers2` use). Malformed keys are returned as they are.
+    pub fn records(&self) -> Result<Records<'_>> {
+        self.backend.scan()
+    }
+
+    /// Every record, sorted bytewise by key.
+    pub fn sorted_records(&self) -> Result<Vec<Record>> {
+        let mut v: Vec<Record> = self.backend.scan()?.collect::<Result<_>>()?;
+        if !self.backend.sorted() {
+            v.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        }
+        Ok(v)
+    }
+
+    /// The backend, for format-specific checks.
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.backend
+    }
+}
+
+/// Options for writing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Format of a database that does not exist yet (a `FORMAT:` prefix wins).
+    pub new_format: Format,
+    /// Page size of a new Berkeley DB file (existing files keep theirs).
+    pub bdb_page_size: Option<u32>,
+    /// Byte order of a new Berkeley DB file (existing files keep theirs).
+    pub bdb_endian: Option<Endian>,
+    /// Group for the ownership policy when running as root (else `SASLDB_GROUP`,
+    /// else `postfix`).
+    pub group: Option<String>,
+    /// How long to wait for another writer.
+    pub lock_timeout: Option<Duration>,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            new_format: Format::Bdb,
+            bdb_page_size: None,
+            bdb_endian: None,
+            group: None,
+            lock_timeout: None,
+        }
+    }
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitReport {
+    /// Whether anything was written (a transaction without changes writes nothing).
+    pub written: bool,
+    /// Records in the database after the commit (when known).
+    pub records: Option<u64>,
+    /// Notes for the user (group changed, stale temporary files removed...).
+    pub notes: Vec<String>,
+    /// Warnings for the user (ownership not enforced...).
+    pub warnings: Vec<String>,
+}
+
+/// A write transaction: holds the database's writer lock from [`Transaction::begin`]
+/// to [`Transaction::commit`] (or drop), sees the database as of `begin` plus its own
+/// changes, and applies all changes at once.
+pub struct Transaction {
+    location: Location,
+    target: Target,
+    own: Ownership,
+    format: Format,
+    base: Option<Box<dyn Backend>>,
+    changes: Changes,
+    opts: WriteOptions,
+    notes: Vec<String>,
+    _lock: WriteLock,
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("location", &self.location)
+            .field("format", &self.format)
+            .field("changes", &self.changes)
+            .finish()
+    }
+}
+
+impl Transaction {
+    /// Resolves the database path, decides ownership (a missing group is an error
+    /// here, before anything is written), takes the writer lock, removes temporary
+    /// files a crashed writer left, and opens the current database if there is one.
+    pub fn begin(location: &Location, opts: &WriteOptions) -> Result<Transaction> {
+        let target = Target::resolve(location.path())?;
+        let own = Ownership::plan(&target, opts.group.as_deref())?;
+        let timeout = opts.lock_timeout.unwrap_or_else(persist::lock_timeout);
+        let lock = WriteLock::acquire(&target, &own, timeout)?;
+        let mut notes = Vec::new();
+        let stale = target.remove_stale_temps()?;
+        if stale > 0 {
+            notes.push(format!(
+                "{}: removed {stale} temporary file(s) left by an interrupted write",
+                target.dir.display()
+            ));
+        }
+        // Re-read the file's state now that we hold the lock.
+        let target = Target::resolve(location.path())?;
+        let detected = match &target.existing {
+            Some(m) if m.len() > 0 => Some(detect(&target.path)?),
+            _ => None,
+        };
+        let (format, base) = match detected {
+            Some(Detected::Format(f)) => {
+                check_forced(location, f)?;
+                (f, Some(open_backend(f, &target.path)?))
+            }
+            _ => (location.format().unwrap_or(opts.new_format), None),
+        };
+        Ok(Transaction {
+            location: location.clone(),
+            target,
+            own,
+            format,
+            base,
+            changes: Changes::default(),
+            opts: opts.clone(),
+            notes,
+            _lock: lock,
+        })
+    }
+
+    /// The format the database has (or will be created in).
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Whether the database existed (non-empty) when the transaction began.
+    pub fn existed(&self) -> bool {
+        self.base.is_some()
+    }
+
+    /// The real file being written (symlinks resolved).
+    pub fn path(&self) -> &Path {
+        &self.target.path
+    }
+
+    /// Looks an encoded key up, seeing this transaction's own changes.
+    pub fn get_raw(&self, key: &[u8]) -> Result<Option<Secret>> {
+        if let Some(op) = self.changes.ops.get(key) {
+            return Ok(op.clone());
+        }
+        if self.changes.replace_all {
+            return Ok(None);
+        }
+        match &self.base {
+            Some(b) => b.get(key),
+            None => Ok(None),
+        }
+    }
+
+    /// Looks a property up, seeing this transaction's own changes.
+    pub fn get(&self, key: &Key) -> Result<Option<Secret>> {
+        self.get_raw(&key.encode())
+    }
+
+    /// Stores a property.
+    pub fn put(&mut self, key: &Key, value: impl Into<Secret>) {
+        self.changes.ops.insert(key.encode(), Some(value.into()));
+    }
+
+    /// Stores an encoded key.
+    pub fn put_raw(&mut self, key: Vec<u8>, value: Secret) {
+        self.changes.ops.insert(key, Some(value));
+    }
+
+    /// Deletes a property (absent properties are fine).
+    pub fn delete(&mut self, key: &Key) {
+        self.changes.ops.insert(key.encode(), None);
+    }
+
+    /// Deletes an encoded key.
+    pub fn delete_raw(&mut self, key: Vec<u8>) {
+        self.changes.ops.insert(key, None);
+    }
+
+    /// Empties the database: the commit writes only what is put afterwards.
+    pub fn clear(&mut self) {
+        self.changes.replace_all = true;
+        self.changes.ops.clear();
+    }
+
+    /// The records of the database as it was when the transaction began (without
+    /// this transaction's changes).
+    pub fn base_records(&self) -> Result<Records<'_>> {
+        match &self.base {
+            Some(b) if !self.changes.replace_all => b.scan(),
+            _ => Ok(Box::new(std::iter::empty())),
+        }
+    }
+
+    /// The property names a user has, this transaction's changes included.
+    pub fn properties(&self, user: &[u8], realm: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let prefix = user_prefix(user, realm);
+        let mut props = std::collections::BTreeSet::new();
+        for rec in self.base_records()? {
+            let rec = rec?;
+            if rec.key.starts_with(&prefix) && !self.changes.ops.contains_key(&rec.key) {
+                let rest = &rec.key[prefix.len()..];
+                if !rest.is_empty() && !rest.contains(&0) {
+                    props.insert(rest.to_vec());
+                }
+            }
+        }
+        for (k, v) in &self.changes.ops {
+            if v.is_some() && k.starts_with(&prefix) {
+                let rest = &k[prefix.len()..];
+                if !rest.is_empty() && !rest.contains(&0) {
+                    props.insert(rest.to_vec());
+                }
+            }
+        }
+        Ok(props.into_iter().collect())
+    }
+
+    /// Deletes every property of `user@realm`; returns how many existed.
+    pub fn delete_user(&mut self, user: &[u8], realm: &[u8]) -> Result<usize> {
+        let props = self.properties(user, realm)?;
+        for p in &props {
+            let mut key = user_prefix(user, realm);
+            key.extend_from_slice(p);
+            self.changes.ops.insert(key, None);
+        }
+        Ok(props.len())
+    }
+
+    /// The pending changes.
+    pub fn changes(&self) -> &Changes {
+        &self.changes
+    }
+
+    /// Whether the transaction holds no changes.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// Applies every change atomically and releases the lock. A transaction without
+    /// changes on an existing database writes nothing; on a missing database it
+    /// creates an empty one.
+    pub fn commit(mut self) -> Result<CommitReport> {
+        let mut report = CommitReport {
+            notes: std::mem::take(&mut self.notes),
+            ..Default::default()
+        };
+        if self.changes.is_empty() && self.base.is_some() {
+            return Ok(report);
+        }
+        let records = self.write()?;
+        report.written = true;
+        report.records = Some(records);
+        report.notes.extend(self.own.note.clone());
+        report.warnings.extend(self.own.warning.clone());
+        Ok(report)
+    }
+
+    fn write(&mut self) -> Result<u64> {
+        let hint = self
+            .base
+            .as_ref()
+            .map(|b| b.layout_hint())
+            .unwrap_or_default();
+        let base = match &self.base {
+            Some(b) if !self.changes.replace_all => Some(b.scan()?),
+            _ => None,
+        };
+        let merged = crate::store::merge(base, &self.changes);
+        match self.format {
+            Format::Bdb => {
+                let opts = bdb_options(&hint, &self.opts)?;
+                let stats = persist::replace_file(&self.target, &self.own, |f| {
+                    bdb::write_records(merged, &opts, f)
+                })?;
+                Ok(stats.records)
+            }
+            other => Err(Error::Unsupported {
+                path: self.target.path.clone(),
+                format: other,
+                what: "writing this format is not available in this build".into(),
+            }),
+        }
+    }
+}
+
+/// Layout of the Berkeley DB file to write: the existing file's page size, byte order
+/// and checksum setting, else the options, else libdb's defaults.
+fn bdb_options(hint: &LayoutHint, opts: &WriteOptions) -> Result<bdb::WriteOptions> {
+    let mut o = bdb::WriteOptions::default();
+    if let Some(ps) = hint.page_size.or(opts.bdb_page_size) {
+        if !(512..=65536).contains(&ps) || !ps.is_power_of_two() {
+            return Err(Error::Invalid(format!(
+                "invalid page size {ps}: use a power of two from 512 to 65536"
+            )));
+        }
+        o.page_size = ps;
+    }
+    if let Some(big) = hint.big_endian {
+        o.endian = if big { Endian::Big } else { Endian::Little };
+    } else if let Some(e) = opts.bdb_endian {
+        o.endian = e;
+    }
+    o.checksums = hint.checksums;
+    Ok(o)
+}
+
+fn check_forced(location: &Location, found: Format) -> Result<()> {
+    match location.format() {
+        Some(want) if want != found => Err(Error::Invalid(format!(
+            "{}: is a {found} database, not {want}",
+            location.path().display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn open_backend(format: Format, path: &Path) -> Result<Box<dyn Backend>> {
+    match format {
+        Format::Bdb => Ok(Box::new(BdbFile::open(path)?)),
+        other => Err(Error::Unsupported {
+            path: path.to_path_buf(),
+            format: other,
+            what: "reading this format is not available in this build".into(),
+        }),
+    }
+}
+
+/// Resolves a database path the way writers do (symlinks followed), for tools that
+/// report on the real file.
+pub fn real_path(path: &Path) -> Result<PathBuf> {
+    Ok(Target::resolve(path)?.path)
+}
+
+/// Whether a path exists at all (without following a final symlink's target).
+pub fn exists(path: &Path) -> Result<bool> {
+    match fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).at(path),
+    }
+}

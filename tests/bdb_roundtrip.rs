@@ -1,0 +1,195 @@
+use std::fs::File;
+use std::path::Path;
+use std::process::Command;
+
+use sasldb::bdb::{BdbFile, WriteOptions, write_records};
+use sasldb::endian::Endian;
+use sasldb::{Key, Record};
+
+use crate::util::{Rng, libdb_lookup_misses, parse_db_dump_p, peer, records_of, run_ok};
+
+/// 10,000 sasldb-shaped records: UTF-8 names, several properties, value lengths from
+/// empty to several pages (so some exceed pagesize/4 at every page size).
+fn random_records(seed: u64, n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut rng = Rng::new(seed);
+    let props = [
+        "userPassword",
+        "cmusaslsecretOTP",
+        "authPassword",
+        "x",
+        "xy",
+        "xyz",
+    ];
+    let mut map = std::collections::BTreeMap::new();
+    // Raw keys where one is a prefix of another (k1, k18, k180...): the case where
+    // libdb's page order differs from plain bytewise order.
+    for i in 0..n / 10 {
+        let len = rng.below(40) as usize;
+        map.insert(format!("k{i}").into_bytes(), rng.bytes(len));
+    }
+    while map.len() < n {
+        let user = rng.name(24);
+        let realm = rng.name(20);
+        let prop = props[rng.below(props.len() as u64) as usize];
+        let vlen = match rng.below(100) {
+            0 => 20_000 + rng.below(50_000) as usize,
+            1..=3 => 200 + rng.below(3000) as usize,
+            _ => rng.below(64) as usize,
+        };
+        let key = Key::new(&user, &realm, prop).unwrap().encode();
+        map.insert(key, rng.bytes(vlen));
+    }
+    map.into_iter().collect()
+}
+
+fn write(path: &Path, pairs: &[(Vec<u8>, Vec<u8>)], opts: WriteOptions) {
+    let mut f = File::create(path).unwrap();
+    let recs = pairs
+        .iter()
+        .map(|(k, v)| Ok(Record::new(k.clone(), v.clone())));
+    write_records(recs, &opts, &mut f).unwrap();
+    f.sync_all().unwrap();
+}
+
+fn check_with_peers(page_size: u32, endian: Endian) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let pairs = random_records(u64::from(page_size) ^ endian.is_big() as u64, 10_000);
+    write(
+        &path,
+        &pairs,
+        WriteOptions {
+            page_size,
+            endian,
+            checksums: false,
+        },
+    );
+
+    run_ok(Command::new(peer("db_verify")).arg("-q").arg(&path));
+    let dump = run_ok(Command::new(peer("db_dump")).arg("-p").arg(&path));
+    assert!(
+        parse_db_dump_p(&dump.stdout) == pairs,
+        "db_dump -p differs at {page_size} {endian:?}"
+    );
+    assert_eq!(
+        libdb_lookup_misses(&path, &pairs),
+        0,
+        "libdb lookups at {page_size} {endian:?}"
+    );
+    // And we read back what we wrote, by scan and by lookup.
+    let db = BdbFile::open(&path).unwrap();
+    assert!(records_of(db.scan()) == pairs);
+    assert!(db.verify().unwrap().warnings.is_empty());
+    let file_len = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(
+        file_len,
+        (u64::from(db.meta().last_pgno) + 1) * u64::from(page_size)
+    );
+}
+
+#[test]
+fn peers_accept_512_little() {
+    check_with_peers(512, Endian::Little);
+}
+
+#[test]
+fn peers_accept_512_big() {
+    check_with_peers(512, Endian::Big);
+}
+
+#[test]
+fn peers_accept_4096_little() {
+    check_with_peers(4096, Endian::Little);
+}
+
+#[test]
+fn peers_accept_4096_big() {
+    check_with_peers(4096, Endian::Big);
+}
+
+#[test]
+fn peers_accept_65536_little() {
+    check_with_peers(65536, Endian::Little);
+}
+
+#[test]
+fn peers_accept_65536_big() {
+    check_with_peers(65536, Endian::Big);
+}
+
+#[test]
+fn checksummed_files_pass_db_verify() {
+    for endian in [Endian::Little, Endian::Big] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let pairs = random_records(77, 2000);
+        write(
+            &path,
+            &pairs,
+            WriteOptions {
+                page_size: 8192,
+                endian,
+                checksums: true,
+            },
+        );
+        run_ok(Command::new(peer("db_verify")).arg("-q").arg(&path));
+        let dump = run_ok(Command::new(peer("db_dump")).arg("-p").arg(&path));
+        assert!(parse_db_dump_p(&dump.stdout) == pairs);
+        assert_eq!(libdb_lookup_misses(&path, &pairs), 0);
+        assert!(records_of(BdbFile::open(&path).unwrap().scan()) == pairs);
+    }
+}
+
+#[test]
+fn empty_database_matches_libdb_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.db");
+    write(&path, &[], WriteOptions::default());
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 3 * 4096);
+    run_ok(Command::new(peer("db_verify")).arg("-q").arg(&path));
+    assert!(BdbFile::open(&path).unwrap().scan().next().is_none());
+}
+
+/// libdb keeps updating our file in place: 2,000 puts and deleting half the
+/// original keys through libdb, then db_verify and our reader agree on the result.
+#[test]
+fn libdb_updates_our_file_in_place() {
+    for (page_size, endian) in [
+        (512, Endian::Little),
+        (4096, Endian::Big),
+        (65536, Endian::Little),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.db");
+        let pairs = random_records(5, 3000);
+        write(
+            &path,
+            &pairs,
+            WriteOptions {
+                page_size,
+                endian,
+                checksums: false,
+            },
+        );
+        let script = r#"
+use strict; use DB_File; use Fcntl;
+my ($db) = @ARGV; my %h;
+tie(%h, 'DB_File', $db, O_RDWR, 0644, $DB_HASH) or die "tie: $!";
+my @keys = sort keys %h; my $i = 0;
+for my $k (@keys) { delete $h{$k} if $i++ % 2 == 0; }
+for my $n (1..2000) { $h{"new$n\0realm\0userPassword"} = ("v" x ($n % 7 == 0 ? 3000 : $n % 50)); }
+untie %h;
+"#;
+        run_ok(Command::new(peer("perl")).arg("-e").arg(script).arg(&path));
+        run_ok(Command::new(peer("db_verify")).arg("-q").arg(&path));
+        let dump = run_ok(Command::new(peer("db_dump")).arg("-p").arg(&path));
+        let want = parse_db_dump_p(&dump.stdout);
+        assert_eq!(want.len(), 1500 + 2000);
+        let db = BdbFile::open(&path).unwrap();
+        assert!(records_of(db.scan()) == want, "{page_size} {endian:?}");
+        assert!(db.verify().unwrap().warnings.is_empty());
+        for (k, v) in &want {
+            assert_eq!(db.get(k).unwrap().as_deref().map(|v| &v[..]), Some(&v[..]));
+        }
+    }
+}
