@@ -11,9 +11,12 @@
 //! - [`database`]: [`Database`] (read) and [`Transaction`] (write), the entry points;
 //! - [`persist`]: the write path (lock, ownership policy, atomic replace);
 //! - [`bdb`]: the pure-Rust Berkeley DB hash reader and writer;
-//! - [`endian`]: byte order as a runtime value.
+//! - [`endian`]: byte order as a runtime value;
+//! - `cli`: the binaries' front ends (not a stable API).
 
 pub mod bdb;
+#[doc(hidden)]
+pub mod cli;
 pub mod database;
 pub mod endian;
 pub mod error;

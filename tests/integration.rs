@@ -9,3 +9,6 @@ mod bdb_fixtures;
 
 /// Our BDB writer against the real libdb tools: db_verify, db_dump, keyed lookups.
 mod bdb_roundtrip;
+
+/// Damaged and hostile BDB files: clear errors, no panic, no hang.
+mod bdb_corrupt;

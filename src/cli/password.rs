@@ -1,0 +1,240 @@
+//! Reading a password from the terminal or from a pipe, as `saslpasswd2` does, and
+//! the checks every tool applies to a new password.
+//!
+//! On a terminal the prompt goes to stdout, echo is switched off with `TCSAFLUSH`
+//! (typeahead is discarded) and `ECHONL` on, one line is read, and the terminal is
+//! restored; a line that did not end in a newline gets one printed. Unlike Cyrus, the
+//! terminal is also restored when a signal interrupts the prompt, and a line longer
+//! than the limit is read to its end (so no part of it is left for the shell to run).
+//!
+//! In pipe mode one line is read (up to the first newline or end of input). Cyrus did
+//! a single `read(2048)` and so cut passwords that arrived in several chunks.
+//!
+//! Buffers that hold the password are wiped when dropped.
+
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use nix::sys::termios::{self, LocalFlags, SetArg, Termios};
+use zeroize::Zeroizing;
+
+use crate::record::{MAX_SECRET_LEN, Secret};
+
+/// Why a password read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The read itself failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The line was longer than the limit (its length, or a lower bound).
+    #[error("the password is too long: {0} bytes (the maximum is {MAX_SECRET_LEN})")]
+    TooLong(usize),
+}
+
+/// What is wrong with a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordProblem {
+    /// Empty.
+    #[error("the password is empty")]
+    Empty,
+    /// Contains a NUL byte (Cyrus stored only the part before it).
+    #[error("the password contains a NUL byte (Cyrus would store only the part before it)")]
+    Nul,
+    /// Ends with a carriage return: almost always a CRLF line ending.
+    #[error("the password ends with a carriage return (a CRLF line ending?); refusing to store it")]
+    TrailingCr,
+    /// Longer than [`MAX_SECRET_LEN`].
+    #[error("the password is too long: {0} bytes (the maximum is {MAX_SECRET_LEN})")]
+    TooLong(usize),
+}
+
+/// Checks a new password: not empty, no NUL, no trailing CR, not too long.
+pub fn check_password(pw: &[u8]) -> Result<(), PasswordProblem> {
+    if pw.is_empty() {
+        Err(PasswordProblem::Empty)
+    } else if pw.contains(&0) {
+        Err(PasswordProblem::Nul)
+    } else if pw.ends_with(b"\r") {
+        Err(PasswordProblem::TrailingCr)
+    } else if pw.len() > MAX_SECRET_LEN {
+        Err(PasswordProblem::TooLong(pw.len()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether stdin is a terminal.
+pub fn stdin_is_tty() -> bool {
+    nix::unistd::isatty(io::stdin().as_fd()).unwrap_or(false)
+}
+
+/// Reads one password. With `pipe` (or when stdin is not a terminal) no prompt is
+/// shown and echo is left alone. One trailing `\n` is removed.
+pub fn read_password(prompt: &str, pipe: bool) -> Result<Secret, ReadError> {
+    if pipe || !stdin_is_tty() {
+        return read_line();
+    }
+    let stdin = io::stdin();
+    let old = match termios::tcgetattr(stdin.as_fd()) {
+        Ok(t) => t,
+        Err(_) => return read_line(),
+    };
+    let mut out = io::stdout();
+    out.write_all(prompt.as_bytes())?;
+    out.flush()?;
+    let mut quiet = old.clone();
+    quiet.local_flags.remove(
+        LocalFlags::ECHO
+            | LocalFlags::ECHOE
+            | LocalFlags::ECHOK
+            | LocalFlags::ECHOCTL
+            | LocalFlags::ECHOPRT
+            | LocalFlags::ECHOKE,
+    );
+    quiet
+        .local_flags
+        .insert(LocalFlags::ICANON | LocalFlags::ECHONL);
+    let guard = TermGuard::install(&old);
+    termios::tcsetattr(stdin.as_fd(), SetArg::TCSAFLUSH, &quiet).map_err(io::Error::from)?;
+    let read = read_raw_line();
+    drop(guard);
+    let (line, ended) = read?;
+    if !ended {
+        out.write_all(b"\n")?;
+        out.flush()?;
+    }
+    Ok(line)
+}
+
+/// Reads from fd 0 up to the first newline or end of input, without buffering past
+/// the line more than one chunk. Returns the line without its newline.
+fn read_line() -> Result<Secret, ReadError> {
+    read_raw_line().map(|(l, _)| l)
+}
+
+fn read_raw_line() -> Result<(Secret, bool), ReadError> {
+    // Fixed capacity: the buffer never reallocates, so no copy of the secret is left
+    // behind in freed memory.
+    let cap = MAX_SECRET_LEN + 2;
+    let mut line = Zeroizing::new(Vec::with_capacity(cap));
+    let mut chunk = Zeroizing::new([0u8; 512]);
+    let mut total = 0usize;
+    let stdin = io::stdin();
+    loop {
+        let n = match nix::unistd::read(stdin.as_fd(), &mut chunk[..]) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(ReadError::Io(e.into())),
+        };
+        if n == 0 {
+            break;
+        }
+        let data = &chunk[..n];
+        let (part, ended) = match data.iter().position(|&b| b == b'\n') {
+            Some(p) => (&data[..p], true),
+            None => (data, false),
+        };
+        total += part.len();
+        if line.len() + part.len() <= cap {
+            line.extend_from_slice(part);
+        }
+        if ended {
+            return finish(line, total, true);
+        }
+    }
+    finish(line, total, false)
+}
+
+fn finish(line: Secret, total: usize, ended: bool) -> Result<(Secret, bool), ReadError> {
+    if total > MAX_SECRET_LEN + 1 {
+        return Err(ReadError::TooLong(total));
+    }
+    Ok((line, ended))
+}
+
+/// The terminal state to restore if a signal arrives while echo is off.
+static SAVED: AtomicPtr<libc::termios> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Restores the terminal on drop, and on SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGTSTP while
+/// it lives.
+struct TermGuard {
+    old: Termios,
+    prev: Vec<(nix::sys::signal::Signal, nix::sys::signal::SigAction)>,
+}
+
+impl TermGuard {
+    fn install(old: &Termios) -> TermGuard {
+        use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+        let raw: libc::termios = old.clone().into();
+        let boxed = Box::into_raw(Box::new(raw));
+        let prev_ptr = SAVED.swap(boxed, Ordering::SeqCst);
+        if !prev_ptr.is_null() {
+            // SAFETY: the pointer came from Box::into_raw above in an earlier call.
+            drop(unsafe { Box::from_raw(prev_ptr) });
+        }
+        let action = SigAction::new(
+            SigHandler::Handler(on_signal),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        let mut prev = Vec::new();
+        for sig in [
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGQUIT,
+            Signal::SIGTSTP,
+        ] {
+            // SAFETY: the handler only calls async-signal-safe functions.
+            if let Ok(p) = unsafe { sigaction(sig, &action) } {
+                prev.push((sig, p));
+            }
+        }
+        TermGuard {
+            old: old.clone(),
+            prev,
+        }
+    }
+}
+
+impl Drop for TermGuard {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(io::stdin().as_fd(), SetArg::TCSANOW, &self.old);
+        for (sig, act) in self.prev.drain(..) {
+            // SAFETY: restoring the previous disposition.
+            let _ = unsafe { nix::sys::signal::sigaction(sig, &act) };
+        }
+    }
+}
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let p = SAVED.load(Ordering::SeqCst);
+    // SAFETY: tcsetattr, signal and raise are async-signal-safe; p is either null or
+    // a live leaked termios.
+    unsafe {
+        if !p.is_null() {
+            libc::tcsetattr(0, libc::TCSANOW, p);
+        }
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_checks() {
+        assert_eq!(check_password(b""), Err(PasswordProblem::Empty));
+        assert_eq!(check_password(b"a\0b"), Err(PasswordProblem::Nul));
+        assert_eq!(check_password(b"pw\r"), Err(PasswordProblem::TrailingCr));
+        assert_eq!(
+            check_password(&[b'a'; 1024]),
+            Err(PasswordProblem::TooLong(1024))
+        );
+        assert_eq!(check_password(&[b'a'; 1023]), Ok(()));
+        assert_eq!(check_password("pässwörd:with:colons".as_bytes()), Ok(()));
+    }
+}
