@@ -8,12 +8,15 @@
 //! Module map:
 //! - [`record`]: the key codec and secret type;
 //! - [`store`]: formats, locations, format detection and the backend interface;
-//! - [`bdb`]: the pure-Rust Berkeley DB hash reader and writer.
+//! - [`bdb`]: the pure-Rust Berkeley DB hash reader and writer;
+//! - [`secrets`]: the OTP and SCRAM secrets derived from a password, and checking
+//!   passwords against stored values.
 
 pub mod bdb;
 pub mod endian;
 pub mod error;
 pub mod record;
+pub mod secrets;
 pub mod store;
 
 pub use error::{Error, Result};
