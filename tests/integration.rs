@@ -6,3 +6,6 @@ mod util;
 
 /// Reading the reference BDB files written by real libdb/Cyrus tools.
 mod bdb_fixtures;
+
+/// OTP and SCRAM secrets against saslpasswd2, libsasl's server and gsasl.
+mod secrets;

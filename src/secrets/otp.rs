@@ -201,7 +201,8 @@ fn check_seed(seed: &[u8]) -> Result<(), SecretError> {
 
 /// A parsed or computed `cmusaslsecretOTP` value.
 ///
-/// `Debug` hides the chain value; it is wiped from memory on drop.
+/// `Debug` hides the chain value; it is wiped from memory on drop. `==` is not
+/// constant-time: check passwords with [`OtpSecret::verify_password`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct OtpSecret {
     algorithm: OtpAlgorithm,

@@ -163,7 +163,8 @@ fn derive<D: EagerHash>(password: &[u8], salt: &[u8], iterations: u32) -> (Secre
 
 /// A parsed or computed `authPassword` SCRAM value.
 ///
-/// `Debug` hides the keys; they are wiped from memory on drop.
+/// `Debug` hides the keys; they are wiped from memory on drop. `==` is not
+/// constant-time: check passwords with [`ScramSecret::verify_password`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct ScramSecret {
     hash: ScramHash,
