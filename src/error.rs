@@ -9,6 +9,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::record::KeyError;
+use crate::secrets::SecretError;
 use crate::store::Format;
 
 /// Shorthand for results of this crate.
@@ -78,6 +79,10 @@ pub enum Error {
     /// A key or a key component was refused.
     #[error("{0}")]
     Key(#[from] KeyError),
+
+    /// A derived secret (OTP, SCRAM, legacy PLAIN) could not be computed or parsed.
+    #[error("{0}")]
+    Secret(#[from] SecretError),
 
     /// A value is longer than a backend (or the sasldb limits) allow.
     #[error("{what} is too long: {len} bytes (the maximum is {max})")]

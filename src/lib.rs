@@ -12,6 +12,8 @@
 //! - [`persist`]: the write path (lock, ownership policy, atomic replace);
 //! - [`bdb`]: the pure-Rust Berkeley DB hash reader and writer;
 //! - [`endian`]: byte order as a runtime value;
+//! - [`secrets`]: the OTP and SCRAM secrets derived from a password, and checking
+//!   passwords against stored values;
 //! - `cli`: the binaries' front ends (not a stable API).
 
 pub mod bdb;
@@ -22,6 +24,7 @@ pub mod endian;
 pub mod error;
 pub mod persist;
 pub mod record;
+pub mod secrets;
 pub mod store;
 
 pub use database::{CommitReport, Database, Transaction, WriteOptions};

@@ -12,3 +12,6 @@ mod bdb_roundtrip;
 
 /// Damaged and hostile BDB files: clear errors, no panic, no hang.
 mod bdb_corrupt;
+
+/// OTP and SCRAM secrets against saslpasswd2, libsasl's server and gsasl.
+mod secrets;

@@ -1,0 +1,684 @@
+//! Derived secrets against the real Cyrus SASL 2.1.28 code on this machine.
+//!
+//! - `fresh_*`: Debian's `saslpasswd2` writes OTP and SCRAM secrets into a scratch
+//!   database, `db_dump -p` reads them back, and our code recomputes them from the
+//!   stored seed or salt byte for byte.
+//! - `login_*`: a database written by this crate's own BDB writer, holding only a
+//!   secret computed here (no `userPassword`), is served by libsasl's server
+//!   (`sasl-sample-server`, sasldb auxprop). SCRAM logins use GNU SASL's `gsasl` as
+//!   the client, which also checks the server signature (so the ServerKey is proven
+//!   too). OTP logins send the RFC 2289 response for the server's challenge.
+//!
+//! Peer tools are required: a missing one fails the test with its name. Every child
+//! runs in a scratch directory with `SASL_CONF_PATH` pointing there, is given at most
+//! [`STEP`] per protocol step, and is killed when its guard drops.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use sasldb::bdb::{WriteOptions, write_records};
+use sasldb::record::{AUTH_PASSWORD, OTP_SECRET};
+use sasldb::secrets::otp::{local_hostname, otp_chain, seed_for_host};
+use sasldb::secrets::scram::{self, SCRAM_DEFAULT_ITERATIONS};
+use sasldb::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
+use sasldb::{Key, Record};
+
+/// The realm every scenario uses (`saslpasswd2 -u`, `sasl-sample-server -u`).
+const REALM: &str = "example.org";
+/// The longest wait for one line from a peer.
+const STEP: Duration = Duration::from_secs(8);
+
+/// Finds a peer tool in PATH or the sbin directories, or fails the test naming it.
+fn tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "required peer tool `{name}` is missing (Debian: sasl2-bin for saslpasswd2 \
+                 and sasl-sample-server, db-util for db_dump, gsasl, coreutils for stdbuf)"
+            )
+        })
+}
+
+/// An OpenSSL configuration that loads the legacy provider, without which Debian's
+/// libsasl OTP plugin crashes on md4.
+fn openssl_legacy_conf(dir: &Path) -> PathBuf {
+    let p = dir.join("openssl-legacy.cnf");
+    fs::write(
+        &p,
+        "openssl_conf = init\n[init]\nproviders = prov\n[prov]\ndefault = d\nlegacy = l\n\
+         [d]\nactivate = 1\n[l]\nactivate = 1\n",
+    )
+    .unwrap();
+    p
+}
+
+// ---------------------------------------------------------------------------------
+// db_dump and saslpasswd2
+
+/// All records of a BDB file, read by libdb's `db_dump -p`.
+fn db_dump(db: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let out = Command::new(tool("db_dump"))
+        .arg("-p")
+        .arg(db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "db_dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let body = text
+        .split_once("HEADER=END\n")
+        .and_then(|(_, b)| b.split_once("DATA=END"))
+        .map(|(b, _)| b)
+        .unwrap_or_else(|| panic!("unexpected db_dump output:\n{text}"));
+    let items: Vec<Vec<u8>> = body
+        .lines()
+        .map(|l| unescape(l.strip_prefix(' ').expect("db_dump -p item line")))
+        .collect();
+    assert!(items.len().is_multiple_of(2), "odd number of db_dump items");
+    items
+        .chunks(2)
+        .map(|kv| (kv[0].clone(), kv[1].clone()))
+        .collect()
+}
+
+/// Undoes db_dump's printable encoding: `\\` and `\xx` (hex).
+fn unescape(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            if b.get(i + 1) == Some(&b'\\') {
+                out.push(b'\\');
+                i += 2;
+            } else {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            }
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn value_of(records: &[(Vec<u8>, Vec<u8>)], user: &str, prop: &str) -> Vec<u8> {
+    let key = Key::new(user, REALM, prop).unwrap().encode();
+    records
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no {user}@{REALM} {prop} in the database"))
+}
+
+/// Runs Debian's `saslpasswd2 -p -c -f DB -u REALM user` with `conf` as
+/// `saslpasswd.conf` and the password on stdin (no newline); returns the records.
+fn saslpasswd2(
+    dir: &Path,
+    conf: &str,
+    env: &[(&str, &Path)],
+    user: &str,
+    password: &str,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let confdir = dir.join("conf");
+    fs::create_dir_all(&confdir).unwrap();
+    fs::write(confdir.join("saslpasswd.conf"), conf).unwrap();
+    let db = dir.join("sasldb2");
+    let mut child = Command::new(tool("saslpasswd2"))
+        .args(["-p", "-c", "-u", REALM, "-f"])
+        .arg(&db)
+        .arg(user)
+        .env("SASL_CONF_PATH", &confdir)
+        .envs(env.iter().map(|&(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "saslpasswd2 failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    db_dump(&db)
+}
+
+/// Recomputes the OTP secret saslpasswd2 stored, from its own seed.
+fn check_otp(stored: &[u8], want: OtpAlgorithm, password: &str) {
+    let parsed = OtpSecret::parse(stored).unwrap();
+    assert_eq!(parsed.algorithm(), want);
+    let ours = OtpSecret::compute(want, parsed.seed(), password.as_bytes()).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&ours.encode()),
+        String::from_utf8_lossy(stored),
+        "OTP secret differs from saslpasswd2's"
+    );
+    assert!(parsed.verify_password(password.as_bytes()).unwrap());
+    assert!(!parsed.verify_password(b"not the password").unwrap());
+    // The seed is the host name's first two bytes, lowercased, and 4 digits.
+    let host = local_hostname().unwrap();
+    let prefix_len = seed_for_host(&host, 0).len() - 4;
+    assert_eq!(
+        &parsed.seed()[..prefix_len],
+        &seed_for_host(&host, 0)[..prefix_len]
+    );
+    assert_eq!(parsed.seed().len(), prefix_len + 4);
+}
+
+/// Recomputes the SCRAM secret saslpasswd2 stored, from its own salt.
+fn check_scram(stored: &[u8], hash: ScramHash, iterations: u32, password: &str) {
+    let parsed = ScramSecret::parse(stored).unwrap();
+    assert_eq!((parsed.hash(), parsed.iterations()), (hash, iterations));
+    assert_eq!(parsed.salt().len(), 16);
+    let ours = ScramSecret::compute(hash, password.as_bytes(), parsed.salt(), iterations).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&ours.encode()),
+        String::from_utf8_lossy(stored),
+        "SCRAM secret differs from saslpasswd2's"
+    );
+    assert!(scram::verify_password(stored, password.as_bytes()).unwrap());
+    assert!(!scram::verify_password(stored, b"not the password").unwrap());
+}
+
+#[test]
+fn fresh_default_config_md5_and_scram_sha1() {
+    let dir = tempfile::tempdir().unwrap();
+    let recs = saslpasswd2(
+        dir.path(),
+        "scram_secret_generate: yes\n",
+        &[],
+        "alice",
+        "secret",
+    );
+    check_otp(
+        &value_of(&recs, "alice", OTP_SECRET),
+        OtpAlgorithm::Md5,
+        "secret",
+    );
+    check_scram(
+        &value_of(&recs, "alice", AUTH_PASSWORD),
+        ScramHash::Sha1,
+        SCRAM_DEFAULT_ITERATIONS,
+        "secret",
+    );
+    assert_eq!(value_of(&recs, "alice", "userPassword"), b"secret");
+}
+
+#[test]
+fn fresh_sha1_otp_10000_iterations_utf8() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = "pässwörd ✓ 密码";
+    let recs = saslpasswd2(
+        dir.path(),
+        "scram_secret_generate: yes\nscram_iteration_counter: 10000\notp_mda: sha1\n",
+        &[],
+        "jösé",
+        pw,
+    );
+    check_otp(&value_of(&recs, "jösé", OTP_SECRET), OtpAlgorithm::Sha1, pw);
+    check_scram(
+        &value_of(&recs, "jösé", AUTH_PASSWORD),
+        ScramHash::Sha1,
+        10000,
+        pw,
+    );
+}
+
+#[test]
+fn fresh_md4_otp() {
+    let dir = tempfile::tempdir().unwrap();
+    let ossl = openssl_legacy_conf(dir.path());
+    let recs = saslpasswd2(
+        dir.path(),
+        "otp_mda: md4\n",
+        &[("OPENSSL_CONF", &ossl)],
+        "bob",
+        "md4 pass phrase",
+    );
+    check_otp(
+        &value_of(&recs, "bob", OTP_SECRET),
+        OtpAlgorithm::Md4,
+        "md4 pass phrase",
+    );
+}
+
+#[test]
+fn fresh_scram_sha256_and_sha512_via_mech_list() {
+    for (mech, hash) in [
+        ("SCRAM-SHA-256", ScramHash::Sha256),
+        ("SCRAM-SHA-512", ScramHash::Sha512),
+        ("SCRAM-SHA-224", ScramHash::Sha224),
+        ("SCRAM-SHA-384", ScramHash::Sha384),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = saslpasswd2(
+            dir.path(),
+            &format!("scram_secret_generate: yes\nmech_list: {mech}\n"),
+            &[],
+            "carol",
+            "pencil",
+        );
+        check_scram(
+            &value_of(&recs, "carol", AUTH_PASSWORD),
+            hash,
+            SCRAM_DEFAULT_ITERATIONS,
+            "pencil",
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Logins through libsasl's server
+
+/// A child process with line-by-line stdout (read by a thread, so every wait has a
+/// timeout), collected stderr, and a kill on drop.
+struct Peer {
+    name: &'static str,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Peer {
+    fn spawn(name: &'static str, cmd: &mut Command) -> Peer {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        Peer {
+            name,
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            stderr: Some(stderr),
+        }
+    }
+
+    fn send(&mut self, line: &str, log: &mut String) -> Result<(), String> {
+        log.push_str(&format!("-> {}: {line}\n", self.name));
+        let stdin = self.stdin.as_mut().ok_or("stdin closed")?;
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("{} stdin: {e}", self.name))
+    }
+
+    /// The next stdout line, or why there is none.
+    fn line(&mut self, deadline: Instant, log: &mut String) -> Result<String, String> {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(wait) {
+            Ok(l) => {
+                log.push_str(&format!("<- {}: {l}\n", self.name));
+                Ok(l)
+            }
+            Err(RecvTimeoutError::Timeout) => Err(format!("{} timed out", self.name)),
+            Err(RecvTimeoutError::Disconnected) => Err(format!("{} exited", self.name)),
+        }
+    }
+
+    /// Waits until the process closes its stdout (it exits), or the deadline.
+    fn wait_exit(&mut self, deadline: Instant, log: &mut String) {
+        while self.line(deadline, log).is_ok() {}
+    }
+
+    /// Kills the process if it still runs and returns its stderr.
+    fn finish(&mut self) -> String {
+        self.stdin = None;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stderr
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// What a server turn produced.
+enum Turn {
+    Challenge(Vec<u8>),
+    Complete,
+}
+
+/// `sasl-sample-server` for `mech`, line-buffered through `stdbuf`.
+struct Server {
+    peer: Peer,
+    log: String,
+}
+
+impl Server {
+    /// Writes `sample.conf` (sasldb auxprop on `db`) under `dir/conf` and starts the
+    /// server; consumes its mechanism list.
+    fn start(dir: &Path, db: &Path, mech: &str, env: &[(&str, &Path)]) -> Server {
+        let confdir = dir.join("conf");
+        fs::create_dir_all(&confdir).unwrap();
+        fs::write(
+            confdir.join("sample.conf"),
+            format!(
+                "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nsasldb_path: {}\n\
+                 mech_list: SCRAM-SHA-1 SCRAM-SHA-256 OTP\n",
+                db.display()
+            ),
+        )
+        .unwrap();
+        let server = tool("sasl-sample-server");
+        let peer = Peer::spawn(
+            "server",
+            Command::new(tool("stdbuf"))
+                .arg("-oL")
+                .arg(server)
+                .args(["-m", mech, "-s", "sample", "-u", REALM])
+                .env("SASL_CONF_PATH", &confdir)
+                .envs(env.iter().map(|&(k, v)| (k, v)))
+                .current_dir(dir),
+        );
+        let mut s = Server {
+            peer,
+            log: String::new(),
+        };
+        let deadline = Instant::now() + STEP;
+        // The first "S:" line is the mechanism list.
+        let got = s.turn(deadline);
+        assert!(
+            matches!(got, Ok(Turn::Challenge(_))),
+            "server did not start: {}",
+            s.fail("")
+        );
+        s
+    }
+
+    fn send(&mut self, data: &[u8]) -> Result<(), String> {
+        self.peer
+            .send(&format!("C: {}", B64.encode(data)), &mut self.log)
+    }
+
+    /// Reads until the next `S:` line or the end of the negotiation.
+    fn turn(&mut self, deadline: Instant) -> Result<Turn, String> {
+        loop {
+            let l = self.peer.line(deadline, &mut self.log)?;
+            if let Some(b64) = l.strip_prefix("S: ") {
+                return B64
+                    .decode(b64)
+                    .map(Turn::Challenge)
+                    .map_err(|e| format!("bad base64 from server: {e}"));
+            }
+            if l == "Negotiation complete" {
+                return Ok(Turn::Complete);
+            }
+        }
+    }
+
+    /// Stops the server; returns the transcript with `why` and its stderr.
+    fn fail(&mut self, why: &str) -> String {
+        let err = self.peer.finish();
+        format!("{why}\n{}server stderr: {err}", self.log)
+    }
+}
+
+/// A SCRAM login with gsasl as the client. Ok(transcript) when libsasl completes the
+/// negotiation, Err(transcript and stderr) otherwise.
+fn scram_login(dir: &Path, db: &Path, mech: &str, user: &str, pw: &str) -> Result<String, String> {
+    let mut srv = Server::start(dir, db, mech, &[]);
+    let mut cli = Peer::spawn(
+        "gsasl",
+        Command::new(tool("gsasl"))
+            .args(["--client", "--quiet", "--no-starttls", "--mechanism", mech])
+            .args(["--service", "sample", "--hostname", "localhost"])
+            .args(["--authentication-id", user, "--password", pw])
+            .current_dir(dir),
+    );
+    let deadline = Instant::now() + STEP;
+    let result = (|| {
+        let log = &mut srv.log;
+        let chosen = cli.line(deadline, log)?;
+        if chosen != mech {
+            return Err(format!("gsasl chose {chosen}"));
+        }
+        let first = B64
+            .decode(cli.line(deadline, log)?)
+            .map_err(|e| e.to_string())?;
+        let mut initial = mech.as_bytes().to_vec();
+        initial.push(0);
+        initial.extend_from_slice(&first);
+        srv.send(&initial)?;
+        loop {
+            match srv.turn(deadline)? {
+                Turn::Complete => return Ok(()),
+                Turn::Challenge(c) => {
+                    srv.log
+                        .push_str(&format!("   = {}\n", String::from_utf8_lossy(&c)));
+                    cli.send(&B64.encode(c), &mut srv.log)?;
+                    let reply = cli.line(deadline, &mut srv.log)?;
+                    srv.peer.send(&format!("C: {reply}"), &mut srv.log)?;
+                }
+            }
+        }
+    })();
+    let cli_err = cli.finish();
+    match result {
+        Ok(()) => {
+            srv.peer.finish();
+            Ok(srv.log)
+        }
+        Err(why) => Err(format!("{}\ngsasl stderr: {cli_err}", srv.fail(&why))),
+    }
+}
+
+/// An OTP login answering the server's challenge with `hex:` of the chain value
+/// computed from `pw`. Returns the challenge too.
+fn otp_login(
+    dir: &Path,
+    db: &Path,
+    user: &str,
+    pw: &str,
+    env: &[(&str, &Path)],
+) -> (String, Result<String, String>) {
+    let mut srv = Server::start(dir, db, "OTP", env);
+    let deadline = Instant::now() + STEP;
+    let mut challenge = String::new();
+    let result = (|| {
+        // mech NUL authzid(empty) NUL authid
+        srv.send(format!("OTP\0\0{user}").as_bytes())?;
+        let Turn::Challenge(c) = srv.turn(deadline)? else {
+            return Err("no challenge".to_owned());
+        };
+        challenge = String::from_utf8(c).map_err(|e| e.to_string())?;
+        // "otp-md5 498 vm1234 ext"
+        let f: Vec<&str> = challenge.split_whitespace().collect();
+        let alg = OtpAlgorithm::from_name(f[0].trim_start_matches("otp-")).unwrap();
+        let seq: u32 = f[1].parse().unwrap();
+        let value = otp_chain(alg, f[2].as_bytes(), pw.as_bytes(), seq).unwrap();
+        let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
+        srv.send(format!("hex:{hex}").as_bytes())?;
+        match srv.turn(deadline)? {
+            Turn::Complete => Ok(()),
+            Turn::Challenge(_) => Err("unexpected second challenge".to_owned()),
+        }
+    })();
+    let result = match result {
+        Ok(()) => {
+            // Let the server finish its own exit path before we read the database.
+            let log = srv.log.clone();
+            srv.peer.finish();
+            Ok(log)
+        }
+        Err(why) => {
+            // Let the server exit by itself: on the way out it unlocks the secret.
+            srv.peer.wait_exit(Instant::now() + STEP, &mut srv.log);
+            Err(srv.fail(&why))
+        }
+    };
+    (challenge, result)
+}
+
+/// Writes a sasldb with this crate's BDB writer: `(user, property, value)` rows.
+fn write_db(path: &Path, rows: &[(&str, &str, Vec<u8>)]) {
+    let records: Vec<_> = rows
+        .iter()
+        .map(|(u, p, v)| {
+            Ok(Record::new(
+                Key::new(u, REALM, p).unwrap().encode(),
+                v.clone(),
+            ))
+        })
+        .collect();
+    let mut f = fs::File::create(path).unwrap();
+    write_records(records, &WriteOptions::default(), &mut f).unwrap();
+}
+
+#[test]
+fn login_scram_sha1_and_sha256_with_our_authpassword() {
+    for hash in [ScramHash::Sha1, ScramHash::Sha256] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("sasldb2");
+        let secret = ScramSecret::generate(hash, "correct horse ✓".as_bytes(), 4096).unwrap();
+        write_db(&db, &[("alice", AUTH_PASSWORD, secret.encode().to_vec())]);
+        let mech = hash.mechanism();
+
+        let log = scram_login(dir.path(), &db, mech, "alice", "correct horse ✓")
+            .unwrap_or_else(|e| panic!("{mech} with the right password: {e}"));
+        // The server-first message carries our salt and count: it read our value.
+        let salt_and_count = format!(",s={},i=4096", B64.encode(secret.salt()));
+        assert!(log.contains(&salt_and_count), "{mech}: {log}");
+
+        let err = scram_login(dir.path(), &db, mech, "alice", "correct horse")
+            .expect_err("a wrong password must be refused");
+        assert!(err.contains("authentication failure"), "{mech}: {err}");
+    }
+}
+
+/// gsasl checks the server signature, which only the right ServerKey produces: with
+/// a good StoredKey but a foreign ServerKey the server accepts the client and the
+/// client rejects the server.
+#[test]
+fn login_scram_server_key_is_checked_by_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sasldb2");
+    let good = ScramSecret::generate(ScramHash::Sha1, b"pw", 4096).unwrap();
+    let other = ScramSecret::compute(ScramHash::Sha1, b"other", good.salt(), 4096).unwrap();
+    let forged = format!(
+        "SCRAM-SHA-1$4096:{}${}:{}",
+        B64.encode(good.salt()),
+        B64.encode(good.stored_key()),
+        B64.encode(other.server_key())
+    );
+    write_db(&db, &[("alice", AUTH_PASSWORD, forged.into_bytes())]);
+    let err = scram_login(dir.path(), &db, "SCRAM-SHA-1", "alice", "pw")
+        .expect_err("gsasl must refuse a wrong server signature");
+    // The server accepted the proof and sent its signature; gsasl then quit.
+    assert!(err.contains("   = v="), "{err}");
+    assert!(err.contains("gsasl exited"), "{err}");
+    assert!(!err.contains("authentication failure"), "{err}");
+
+    write_db(&db, &[("alice", AUTH_PASSWORD, good.encode().to_vec())]);
+    scram_login(dir.path(), &db, "SCRAM-SHA-1", "alice", "pw").unwrap();
+}
+
+/// Cyrus's SCRAM-SHA-1 reads only an authPassword with its own prefix.
+#[test]
+fn login_scram_sha1_ignores_a_sha256_authpassword() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sasldb2");
+    let secret = ScramSecret::generate(ScramHash::Sha256, b"pw", 4096).unwrap();
+    write_db(&db, &[("alice", AUTH_PASSWORD, secret.encode().to_vec())]);
+    let err = scram_login(dir.path(), &db, "SCRAM-SHA-1", "alice", "pw")
+        .expect_err("a SCRAM-SHA-256 value must not serve SCRAM-SHA-1");
+    assert!(err.contains("No valid SCRAM-SHA-1 secret found"), "{err}");
+    scram_login(dir.path(), &db, "SCRAM-SHA-256", "alice", "pw").unwrap();
+}
+
+#[test]
+fn login_otp_with_our_secret() {
+    for alg in OtpAlgorithm::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("sasldb2");
+        let ossl = openssl_legacy_conf(dir.path());
+        let env: &[(&str, &Path)] = if alg == OtpAlgorithm::Md4 {
+            &[("OPENSSL_CONF", &ossl)]
+        } else {
+            &[]
+        };
+        let pw = "a pass phrase ✓";
+        let secret = OtpSecret::generate(alg, b"Host", pw.as_bytes()).unwrap();
+        let stored = secret.encode().to_vec();
+        write_db(&db, &[("alice", OTP_SECRET, stored.clone())]);
+        let seed = String::from_utf8(secret.seed().to_vec()).unwrap();
+
+        // Wrong pass phrase: refused, and the server puts the secret back unchanged
+        // (it re-encodes what it parsed, so Cyrus read every field as we wrote it).
+        let (challenge, res) = otp_login(dir.path(), &db, "alice", "a pass phrase", env);
+        assert_eq!(challenge, format!("otp-{alg} 498 {seed} ext"));
+        let err = res.expect_err("a wrong pass phrase must be refused");
+        assert!(err.contains("authentication failure"), "{alg}: {err}");
+        let after = value_of(&db_dump(&db), "alice", OTP_SECRET);
+        assert_eq!(
+            String::from_utf8_lossy(&after),
+            String::from_utf8_lossy(&stored),
+            "{alg}"
+        );
+
+        // Right pass phrase: accepted, and the server steps the chain down to 498.
+        let (_, res) = otp_login(dir.path(), &db, "alice", pw, env);
+        res.unwrap_or_else(|e| panic!("{alg} with the right pass phrase: {e}"));
+        let after = value_of(&db_dump(&db), "alice", OTP_SECRET);
+        let next = OtpSecret::parse(&after).unwrap();
+        assert_eq!(
+            (next.sequence(), next.seed()),
+            (498, secret.seed()),
+            "{alg}"
+        );
+        assert_eq!(next.timeout(), 0);
+        assert_eq!(
+            next.otp(),
+            &otp_chain(alg, secret.seed(), pw.as_bytes(), 498).unwrap()
+        );
+        assert!(next.verify_password(pw.as_bytes()).unwrap());
+    }
+}
