@@ -16,6 +16,7 @@
 //!   passwords against stored values;
 //! - `cli`: the binaries' front ends (not a stable API).
 
+pub mod account;
 pub mod bdb;
 #[doc(hidden)]
 pub mod cli;

@@ -15,3 +15,6 @@ mod bdb_corrupt;
 
 /// OTP and SCRAM secrets against saslpasswd2, libsasl's server and gsasl.
 mod secrets;
+
+/// Generated man pages match the checked-in ones and render cleanly.
+mod man;

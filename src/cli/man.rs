@@ -40,11 +40,80 @@ pub fn render(cmd: clap::Command, extra: &[(&str, &str)]) -> Vec<u8> {
 
 /// Every man page this package ships.
 pub fn pages() -> Vec<Page> {
-    vec![Page {
-        file: "sasldblistusers2.8",
-        text: render(super::listusers::command(), LISTUSERS_SECTIONS),
-    }]
+    let mut saslpasswd2 = SASLPASSWD2_SECTIONS.to_vec();
+    saslpasswd2.insert(3, ("COMPATIBILITY", super::saslpasswd2::COMPATIBILITY));
+    vec![
+        Page { file: "saslpasswd2.8", text: render(super::saslpasswd2::command(), &saslpasswd2) },
+        Page {
+            file: "sasldblistusers2.8",
+            text: render(super::listusers::command(), LISTUSERS_SECTIONS),
+        },
+    ]
 }
+
+const SASLPASSWD2_SECTIONS: &[(&str, &str)] = &[
+    (
+        "EXIT STATUS",
+        r#"
+.TP
+0
+Success, including \fB\-d\fR of a user that does not exist (as Cyrus).
+.TP
+1
+Usage error, \fB\-a\fR containing \fB/\fR, standard input unreadable, or the database
+cannot be opened, read or written (\fBgeneric failure:\fR and the reason).
+.TP
+7
+Bad password: empty, containing NUL, ending in CR, longer than 1023 bytes; the two
+passwords typed differ; or a bad user name or realm.
+.TP
+100
+The application's SASL configuration file cannot be parsed.
+"#,
+    ),
+    (
+        "ENVIRONMENT",
+        r#"
+.TP
+SASL_CONF_PATH
+Colon-separated directories searched for \fIappname\fR.conf (honoured like Cyrus: only
+when the real and effective user and group ids match).
+.TP
+MAIL_CONFIG
+Postfix configuration directory consulted for the default realm (default /etc/postfix).
+.TP
+SASLDB_GROUP
+Group owning the database when run as root (\fB\-\-group\fR wins; default postfix).
+.TP
+SASLDB_LOCK_TIMEOUT
+Seconds to wait for another writer's lock (default 30).
+"#,
+    ),
+    (
+        "FILES",
+        r#"
+.TP
+/etc/sasldb2
+The default database.
+.TP
+\fIdatabase\fR.lock
+The writers' lock file, next to the database (after following symlinks).
+.TP
+/etc/sasl2/\fIappname\fR.conf
+The application's SASL configuration (\fBsasldb_path\fR, \fBscram_secret_generate\fR,
+\fBscram_iteration_counter\fR, \fBotp_mda\fR, \fBmech_list\fR).
+.TP
+/etc/postfix/main.cf
+Where the default realm comes from (through \fBpostconf\fR when installed).
+"#,
+    ),
+    (
+        "SEE ALSO",
+        r#"
+\fBsasldblistusers2\fR(8), \fBsasldb\fR(8), \fBpostconf\fR(1)
+"#,
+    ),
+];
 
 const LISTUSERS_SECTIONS: &[(&str, &str)] = &[
     (

@@ -1,0 +1,252 @@
+//! User-level operations on a write transaction: setting a password with every
+//! secret derived from it kept in step, deleting a user, and checking names.
+//!
+//! Cyrus's `saslpasswd2` writes `userPassword` and then lets each mechanism plugin
+//! write its own secret, and it never removes a secret a mechanism did not rewrite: a
+//! password change could leave a SCRAM `authPassword` or an OTP secret that still
+//! accepts the old password. Here a password change:
+//! - stores `userPassword` (unless the policy is hashed-only, which deletes it);
+//! - recomputes `cmusaslsecretOTP` and the SCRAM `authPassword` in Cyrus's exact
+//!   format when the user already has them or the policy asks for them, and deletes
+//!   them otherwise; a secret that already matches the new password is kept as it is
+//!   (so re-importing the same password changes nothing);
+//! - deletes the SASLv1 leftovers `cmusaslsecretCRAM-MD5`, `-DIGEST-MD5` and `-PLAIN`,
+//!   as Cyrus 2.1.28 does.
+
+use crate::database::Transaction;
+use crate::error::{Error, Result};
+use crate::record::{AUTH_PASSWORD, Key, MAX_NAME_LEN, OTP_SECRET, USER_PASSWORD};
+use crate::secrets::scram::SCRAM_DEFAULT_ITERATIONS;
+use crate::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
+
+/// SASLv1 properties Cyrus 2.1.28's `saslpasswd2` deletes on every change.
+pub const LEGACY_PROPERTIES: [&str; 3] =
+    ["cmusaslsecretCRAM-MD5", "cmusaslsecretDIGEST-MD5", "cmusaslsecretPLAIN"];
+
+/// Which secrets a password change writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretPolicy {
+    /// Store the plaintext `userPassword` (false: hashed-only, SCRAM is then always
+    /// written and `userPassword` deleted).
+    pub plaintext: bool,
+    /// Write a SCRAM `authPassword` even when the user has none yet.
+    pub scram: bool,
+    /// SCRAM hash for a new `authPassword` (an existing one keeps its own).
+    pub scram_hash: ScramHash,
+    /// PBKDF2 iterations for SCRAM.
+    pub scram_iterations: u32,
+    /// Write an OTP secret even when the user has none yet.
+    pub otp: bool,
+    /// OTP algorithm for a new secret (an existing one keeps its own).
+    pub otp_algorithm: OtpAlgorithm,
+    /// Host name the OTP seed starts with (Cyrus uses the lowercased hostname).
+    pub hostname: Vec<u8>,
+}
+
+impl Default for SecretPolicy {
+    fn default() -> Self {
+        SecretPolicy {
+            plaintext: true,
+            scram: false,
+            scram_hash: ScramHash::Sha1,
+            scram_iterations: SCRAM_DEFAULT_ITERATIONS,
+            otp: false,
+            otp_algorithm: OtpAlgorithm::Md5,
+            hostname: b"localhost".to_vec(),
+        }
+    }
+}
+
+/// What a password change did to a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The user had no properties before.
+    Added,
+    /// Something was written or deleted.
+    Updated,
+    /// Every secret already matched; nothing changed.
+    Unchanged,
+}
+
+/// What is wrong with a user or realm name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameProblem {
+    /// Empty user name.
+    #[error("the user name is empty")]
+    EmptyUser,
+    /// Longer than [`MAX_NAME_LEN`].
+    #[error("the {what} is too long: {len} bytes (the maximum is {MAX_NAME_LEN})")]
+    TooLong {
+        /// "user name" or "realm".
+        what: &'static str,
+        /// Its length.
+        len: usize,
+    },
+    /// Holds a NUL or another control character.
+    #[error("the {0} contains a control character")]
+    Control(&'static str),
+    /// Not valid UTF-8.
+    #[error("the {0} is not valid UTF-8")]
+    NotUtf8(&'static str),
+}
+
+/// Checks a user name and a realm before they are written: the user must not be
+/// empty, neither may exceed [`MAX_NAME_LEN`] bytes, hold control characters (a NUL
+/// would split the key; a newline would break every listing), or be invalid UTF-8.
+pub fn check_names(user: &[u8], realm: &[u8]) -> std::result::Result<(), NameProblem> {
+    if user.is_empty() {
+        return Err(NameProblem::EmptyUser);
+    }
+    for (what, s) in [("user name", user), ("realm", realm)] {
+        if s.len() > MAX_NAME_LEN {
+            return Err(NameProblem::TooLong { what, len: s.len() });
+        }
+        if s.iter().any(|&b| b < 0x20 || b == 0x7f) {
+            return Err(NameProblem::Control(what));
+        }
+        if std::str::from_utf8(s).is_err() {
+            return Err(NameProblem::NotUtf8(what));
+        }
+    }
+    Ok(())
+}
+
+/// Splits a userid the way Cyrus's plugins do: at the first `@`, the realm after it
+/// winning over any default. Without `@`, `default_realm` applies.
+pub fn split_userid<'a>(userid: &'a [u8], default_realm: &'a [u8]) -> (&'a [u8], &'a [u8]) {
+    match userid.iter().position(|&b| b == b'@') {
+        Some(at) => (&userid[..at], &userid[at + 1..]),
+        None => (userid, default_realm),
+    }
+}
+
+fn key(user: &[u8], realm: &[u8], prop: &str) -> Result<Key> {
+    Ok(Key::new(user, realm, prop)?)
+}
+
+/// Sets `user@realm`'s password in `txn` according to `policy`. The password must
+/// already have passed [`crate::cli::password::check_password`]-style checks; this
+/// only refuses an empty one.
+pub fn set_password(
+    txn: &mut Transaction,
+    user: &[u8],
+    realm: &[u8],
+    password: &[u8],
+    policy: &SecretPolicy,
+) -> Result<Outcome> {
+    if password.is_empty() {
+        return Err(Error::Invalid("the password is empty".into()));
+    }
+    let props = txn.properties(user, realm)?;
+    let has = |p: &str| props.iter().any(|x| x == p.as_bytes());
+    let had_user = !props.is_empty();
+    let mut changed = false;
+
+    // userPassword.
+    let up = key(user, realm, USER_PASSWORD)?;
+    if policy.plaintext {
+        let same = match txn.get(&up)? {
+            Some(old) => bool::from(subtle::ConstantTimeEq::ct_eq(&old[..], password)),
+            None => false,
+        };
+        if !same {
+            txn.put(&up, password.to_vec());
+            changed = true;
+        }
+    } else if has(USER_PASSWORD) {
+        txn.delete(&up);
+        changed = true;
+    }
+
+    // SCRAM authPassword.
+    let ap = key(user, realm, AUTH_PASSWORD)?;
+    let existing_scram = match txn.get(&ap)? {
+        Some(v) => ScramSecret::parse(&v).ok(),
+        None => None,
+    };
+    if has(AUTH_PASSWORD) || policy.scram || !policy.plaintext {
+        let keep = match &existing_scram {
+            Some(s) => s.verify_password(password).unwrap_or(false),
+            None => false,
+        };
+        if !keep {
+            let hash = existing_scram.as_ref().map(|s| s.hash()).unwrap_or(policy.scram_hash);
+            let s = ScramSecret::generate(hash, password, policy.scram_iterations)
+                ?;
+            txn.put(&ap, s.encode());
+            changed = true;
+        }
+    }
+
+    // OTP.
+    let op = key(user, realm, OTP_SECRET)?;
+    let existing_otp = match txn.get(&op)? {
+        Some(v) => OtpSecret::parse(&v).ok(),
+        None => None,
+    };
+    if has(OTP_SECRET) || policy.otp {
+        let keep = match &existing_otp {
+            Some(s) => s.verify_password(password).unwrap_or(false),
+            None => false,
+        };
+        if !keep {
+            let alg = existing_otp.as_ref().map(|s| s.algorithm()).unwrap_or(policy.otp_algorithm);
+            let s = OtpSecret::generate(alg, &policy.hostname, password)
+                ?;
+            txn.put(&op, s.encode());
+            changed = true;
+        }
+    }
+
+    for p in LEGACY_PROPERTIES {
+        if has(p) {
+            txn.delete(&key(user, realm, p)?);
+            changed = true;
+        }
+    }
+
+    Ok(match (had_user, changed) {
+        (false, _) => Outcome::Added,
+        (true, true) => Outcome::Updated,
+        (true, false) => Outcome::Unchanged,
+    })
+}
+
+/// Deletes every property of `user@realm` (`userPassword`, `authPassword`, OTP and
+/// legacy secrets, and any other property); returns how many there were.
+pub fn delete_user(txn: &mut Transaction, user: &[u8], realm: &[u8]) -> Result<usize> {
+    txn.delete_user(user, realm)
+}
+
+/// Whether `user@realm` has any property in `txn`.
+pub fn user_exists(txn: &Transaction, user: &[u8], realm: &[u8]) -> Result<bool> {
+    Ok(!txn.properties(user, realm)?.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(check_names(b"", b"r"), Err(NameProblem::EmptyUser));
+        assert!(check_names(b"alice", b"").is_ok());
+        assert_eq!(
+            check_names(&[b'a'; 256], b"r"),
+            Err(NameProblem::TooLong { what: "user name", len: 256 })
+        );
+        assert_eq!(check_names(b"a\nb", b"r"), Err(NameProblem::Control("user name")));
+        assert_eq!(check_names(b"a", b"r\0"), Err(NameProblem::Control("realm")));
+        assert_eq!(check_names(b"\xff", b"r"), Err(NameProblem::NotUtf8("user name")));
+        assert!(check_names("josé".as_bytes(), "bücher.example".as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn userid_split_at_first_at() {
+        assert_eq!(split_userid(b"vic@other.realm", b"dflt"), (&b"vic"[..], &b"other.realm"[..]));
+        assert_eq!(split_userid(b"a@b@c", b"d"), (&b"a"[..], &b"b@c"[..]));
+        assert_eq!(split_userid(b"trail@", b"d"), (&b"trail"[..], &b""[..]));
+        assert_eq!(split_userid(b"@only", b"d"), (&b""[..], &b"only"[..]));
+        assert_eq!(split_userid(b"bob", b"d"), (&b"bob"[..], &b"d"[..]));
+    }
+}
