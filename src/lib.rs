@@ -8,11 +8,13 @@
 //! Module map:
 //! - [`record`]: the key codec and secret type;
 //! - [`store`]: formats, locations, format detection and the backend interface;
-//! - [`bdb`]: the pure-Rust Berkeley DB hash reader and writer.
+//! - [`bdb`]: the pure-Rust Berkeley DB hash reader and writer;
+//! - [`postfix`]: main.cf parsing and `$name` expansion, and the realm Postfix uses.
 
 pub mod bdb;
 pub mod endian;
 pub mod error;
+pub mod postfix;
 pub mod record;
 pub mod store;
 

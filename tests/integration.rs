@@ -6,3 +6,6 @@ mod util;
 
 /// Reading the reference BDB files written by real libdb/Cyrus tools.
 mod bdb_fixtures;
+
+/// The Postfix realm resolver, compared with the real `postconf`.
+mod realm;
