@@ -9,9 +9,11 @@
 //! - [`record`]: the key codec and secret type;
 //! - [`store`]: formats, locations, format detection and the backend interface;
 //! - [`bdb`]: the pure-Rust Berkeley DB hash reader and writer;
-//! - [`postfix`]: main.cf parsing and `$name` expansion, and the realm Postfix uses.
+//! - [`postfix`]: main.cf parsing and `$name` expansion, and the realm Postfix uses;
+//! - [`cyrus_conf`]: finding and reading Cyrus SASL's `<appname>.conf`.
 
 pub mod bdb;
+pub mod cyrus_conf;
 pub mod endian;
 pub mod error;
 pub mod postfix;

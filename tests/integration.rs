@@ -9,3 +9,6 @@ mod bdb_fixtures;
 
 /// The Postfix realm resolver, compared with the real `postconf`.
 mod realm;
+
+/// Cyrus SASL <appname>.conf handling, compared with the real `saslpasswd2`.
+mod cyrus_conf;
