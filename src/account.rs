@@ -20,8 +20,11 @@ use crate::secrets::scram::SCRAM_DEFAULT_ITERATIONS;
 use crate::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
 
 /// SASLv1 properties Cyrus 2.1.28's `saslpasswd2` deletes on every change.
-pub const LEGACY_PROPERTIES: [&str; 3] =
-    ["cmusaslsecretCRAM-MD5", "cmusaslsecretDIGEST-MD5", "cmusaslsecretPLAIN"];
+pub const LEGACY_PROPERTIES: [&str; 3] = [
+    "cmusaslsecretCRAM-MD5",
+    "cmusaslsecretDIGEST-MD5",
+    "cmusaslsecretPLAIN",
+];
 
 /// Which secrets a password change writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,9 +173,11 @@ pub fn set_password(
             None => false,
         };
         if !keep {
-            let hash = existing_scram.as_ref().map(|s| s.hash()).unwrap_or(policy.scram_hash);
-            let s = ScramSecret::generate(hash, password, policy.scram_iterations)
-                ?;
+            let hash = existing_scram
+                .as_ref()
+                .map(|s| s.hash())
+                .unwrap_or(policy.scram_hash);
+            let s = ScramSecret::generate(hash, password, policy.scram_iterations)?;
             txn.put(&ap, s.encode());
             changed = true;
         }
@@ -190,9 +195,11 @@ pub fn set_password(
             None => false,
         };
         if !keep {
-            let alg = existing_otp.as_ref().map(|s| s.algorithm()).unwrap_or(policy.otp_algorithm);
-            let s = OtpSecret::generate(alg, &policy.hostname, password)
-                ?;
+            let alg = existing_otp
+                .as_ref()
+                .map(|s| s.algorithm())
+                .unwrap_or(policy.otp_algorithm);
+            let s = OtpSecret::generate(alg, &policy.hostname, password)?;
             txn.put(&op, s.encode());
             changed = true;
         }
@@ -233,17 +240,32 @@ mod tests {
         assert!(check_names(b"alice", b"").is_ok());
         assert_eq!(
             check_names(&[b'a'; 256], b"r"),
-            Err(NameProblem::TooLong { what: "user name", len: 256 })
+            Err(NameProblem::TooLong {
+                what: "user name",
+                len: 256
+            })
         );
-        assert_eq!(check_names(b"a\nb", b"r"), Err(NameProblem::Control("user name")));
-        assert_eq!(check_names(b"a", b"r\0"), Err(NameProblem::Control("realm")));
-        assert_eq!(check_names(b"\xff", b"r"), Err(NameProblem::NotUtf8("user name")));
+        assert_eq!(
+            check_names(b"a\nb", b"r"),
+            Err(NameProblem::Control("user name"))
+        );
+        assert_eq!(
+            check_names(b"a", b"r\0"),
+            Err(NameProblem::Control("realm"))
+        );
+        assert_eq!(
+            check_names(b"\xff", b"r"),
+            Err(NameProblem::NotUtf8("user name"))
+        );
         assert!(check_names("josé".as_bytes(), "bücher.example".as_bytes()).is_ok());
     }
 
     #[test]
     fn userid_split_at_first_at() {
-        assert_eq!(split_userid(b"vic@other.realm", b"dflt"), (&b"vic"[..], &b"other.realm"[..]));
+        assert_eq!(
+            split_userid(b"vic@other.realm", b"dflt"),
+            (&b"vic"[..], &b"other.realm"[..])
+        );
         assert_eq!(split_userid(b"a@b@c", b"d"), (&b"a"[..], &b"b@c"[..]));
         assert_eq!(split_userid(b"trail@", b"d"), (&b"trail"[..], &b""[..]));
         assert_eq!(split_userid(b"@only", b"d"), (&b""[..], &b"only"[..]));

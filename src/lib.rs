@@ -14,16 +14,22 @@
 //! - [`endian`]: byte order as a runtime value;
 //! - [`secrets`]: the OTP and SCRAM secrets derived from a password, and checking
 //!   passwords against stored values;
+//! - [`account`]: user-level operations (set a password with its derived secrets,
+//!   delete a user, name checks);
+//! - [`postfix`]: main.cf parsing and `$name` expansion, and the realm Postfix uses;
+//! - [`cyrus_conf`]: finding and reading Cyrus SASL's `<appname>.conf`;
 //! - `cli`: the binaries' front ends (not a stable API).
 
 pub mod account;
 pub mod bdb;
 #[doc(hidden)]
 pub mod cli;
+pub mod cyrus_conf;
 pub mod database;
 pub mod endian;
 pub mod error;
 pub mod persist;
+pub mod postfix;
 pub mod record;
 pub mod secrets;
 pub mod store;

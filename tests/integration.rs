@@ -18,3 +18,9 @@ mod secrets;
 
 /// Generated man pages match the checked-in ones and render cleanly.
 mod man;
+
+/// The Postfix realm resolver, compared with the real `postconf`.
+mod realm;
+
+/// Cyrus SASL <appname>.conf handling, compared with the real `saslpasswd2`.
+mod cyrus_conf;

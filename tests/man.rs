@@ -33,7 +33,12 @@ fn man_pages_render_with_man() {
             .env("MANWIDTH", "80")
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}: {}", page.file, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            page.file,
+            String::from_utf8_lossy(&out.stderr)
+        );
         let warnings = String::from_utf8_lossy(&out.stderr);
         assert!(warnings.trim().is_empty(), "{}: {warnings}", page.file);
     }

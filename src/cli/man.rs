@@ -43,7 +43,10 @@ pub fn pages() -> Vec<Page> {
     let mut saslpasswd2 = SASLPASSWD2_SECTIONS.to_vec();
     saslpasswd2.insert(3, ("COMPATIBILITY", super::saslpasswd2::COMPATIBILITY));
     vec![
-        Page { file: "saslpasswd2.8", text: render(super::saslpasswd2::command(), &saslpasswd2) },
+        Page {
+            file: "saslpasswd2.8",
+            text: render(super::saslpasswd2::command(), &saslpasswd2),
+        },
         Page {
             file: "sasldblistusers2.8",
             text: render(super::listusers::command(), LISTUSERS_SECTIONS),

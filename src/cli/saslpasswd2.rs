@@ -27,7 +27,12 @@ use crate::store::Location;
 
 /// The options: Cyrus's, in Cyrus's order, then our long-only extensions.
 pub const OPTIONS: &[OptDoc] = &[
-    OptDoc { short: Some('v'), long: None, value: None, help: "Print the version and exit" },
+    OptDoc {
+        short: Some('v'),
+        long: None,
+        value: None,
+        help: "Print the version and exit",
+    },
     OptDoc {
         short: Some('p'),
         long: None,
@@ -109,7 +114,12 @@ pub const OPTIONS: &[OptDoc] = &[
         help: "PBKDF2 iterations for SCRAM secrets (default: scram_iteration_counter from the \
                config file, else 4096)",
     },
-    OptDoc { short: None, long: Some("help"), value: None, help: "Print help and exit" },
+    OptDoc {
+        short: None,
+        long: Some("help"),
+        value: None,
+        help: "Print help and exit",
+    },
 ];
 
 /// The clap description of the tool (for `--help` and the man page).
@@ -274,7 +284,11 @@ fn parse(args: &[OsString], prog: &str) -> Parsed {
             Event::Long("scram", _) => a.scram = true,
             Event::Long("otp", _) => a.otp = true,
             Event::Long("scram-iterations", Some(v)) => {
-                match v.to_str().and_then(|s| s.parse::<u32>().ok()).filter(|&n| n > 0) {
+                match v
+                    .to_str()
+                    .and_then(|s| s.parse::<u32>().ok())
+                    .filter(|&n| n > 0)
+                {
                     Some(n) => a.scram_iterations = Some(n),
                     None => {
                         eprint_line(&format!(
@@ -324,7 +338,10 @@ struct Failure {
 }
 
 fn fail(exit: Exit, message: impl Into<String>) -> Failure {
-    Failure { message: message.into(), exit }
+    Failure {
+        message: message.into(),
+        exit,
+    }
 }
 
 /// Database errors print as Cyrus's `generic failure`, followed by the reason.
@@ -343,8 +360,12 @@ fn bad_password(p: PasswordProblem) -> Failure {
 fn run(prog: &str, a: Args) -> Result<ExitCode, Failure> {
     // Cyrus loads the application's config first (sasl_server_init).
     let appname = a.appname.as_deref().unwrap_or("saslpasswd");
-    let conf: Option<SaslConf> = cyrus_conf::load(appname)
-        .map_err(|e| fail(Exit::ConfigError, format!("error when parsing configuration file: {e}")))?;
+    let conf: Option<SaslConf> = cyrus_conf::load(appname).map_err(|e| {
+        fail(
+            Exit::ConfigError,
+            format!("error when parsing configuration file: {e}"),
+        )
+    })?;
     let location = database_location(&a, conf.as_ref())?;
 
     // user@realm: first @ wins over -u; else -u when non-empty; else Postfix's realm.
@@ -356,7 +377,10 @@ fn run(prog: &str, a: Args) -> Result<ExitCode, Failure> {
             Some(d) => d.as_bytes().to_vec(),
             None => postfix::default_realm_here()
                 .map_err(|e| {
-                    fail(Exit::Failure, format!("cannot determine the default realm: {e} (use -u)"))
+                    fail(
+                        Exit::Failure,
+                        format!("cannot determine the default realm: {e} (use -u)"),
+                    )
                 })?
                 .realm
                 .into_bytes(),
@@ -368,7 +392,10 @@ fn run(prog: &str, a: Args) -> Result<ExitCode, Failure> {
     }
     check_names(user, realm).map_err(|p| fail(Exit::BadParameter, p.to_string()))?;
 
-    let opts = WriteOptions { group: a.group.clone(), ..WriteOptions::default() };
+    let opts = WriteOptions {
+        group: a.group.clone(),
+        ..WriteOptions::default()
+    };
     preflight(&location, &opts, a.disable)?;
 
     if a.disable {
@@ -438,7 +465,9 @@ fn preflight(location: &Location, opts: &WriteOptions, disable: bool) -> Result<
             Database::open(location).map_err(generic)?;
         }
         _ if disable => {
-            return Err(generic(Error::NotFound { path: location.path().to_path_buf() }));
+            return Err(generic(Error::NotFound {
+                path: location.path().to_path_buf(),
+            }));
         }
         _ => {}
     }
@@ -454,7 +483,9 @@ fn delete(
 ) -> Result<ExitCode, Failure> {
     let mut txn = Transaction::begin(location, opts).map_err(generic)?;
     if !txn.existed() {
-        return Err(generic(Error::NotFound { path: location.path().to_path_buf() }));
+        return Err(generic(Error::NotFound {
+            path: location.path().to_path_buf(),
+        }));
     }
     account::delete_user(&mut txn, user, realm).map_err(generic)?;
     let report = txn.commit().map_err(generic)?;
@@ -467,18 +498,32 @@ fn delete(
 /// Which secrets to write: the flags, the config file (`scram_secret_generate`,
 /// `scram_iteration_counter`, `otp_mda`, `mech_list`), and `-n`.
 fn secret_policy(a: &Args, conf: Option<&SaslConf>) -> Result<SecretPolicy, Failure> {
-    let mut p = SecretPolicy { plaintext: !a.noplain, scram: a.scram, otp: a.otp, ..Default::default() };
+    let mut p = SecretPolicy {
+        plaintext: !a.noplain,
+        scram: a.scram,
+        otp: a.otp,
+        ..Default::default()
+    };
     if let Some(c) = conf {
         p.scram |= c.scram_secret_generate();
         p.scram_iterations = c.scram_iteration_counter();
-        let mda = c
-            .otp_mda()
-            .map_err(|e| fail(Exit::ConfigError, format!("error when parsing configuration file: {e}")))?;
+        let mda = c.otp_mda().map_err(|e| {
+            fail(
+                Exit::ConfigError,
+                format!("error when parsing configuration file: {e}"),
+            )
+        })?;
         p.otp_algorithm = OtpAlgorithm::from_name(mda.name()).unwrap_or(OtpAlgorithm::Md5);
         if let Some(mechs) = c.mech_list() {
             p.otp |= mechs.iter().any(|m| m.eq_ignore_ascii_case("otp"));
             // With SCRAM mechanisms named, Cyrus writes the last of them in its order.
-            for h in [ScramHash::Sha1, ScramHash::Sha224, ScramHash::Sha256, ScramHash::Sha384, ScramHash::Sha512] {
+            for h in [
+                ScramHash::Sha1,
+                ScramHash::Sha224,
+                ScramHash::Sha256,
+                ScramHash::Sha384,
+                ScramHash::Sha512,
+            ] {
                 if mechs.iter().any(|m| m.eq_ignore_ascii_case(h.mechanism())) {
                     p.scram_hash = h;
                     break;
