@@ -15,7 +15,7 @@
 
 use crate::database::Transaction;
 use crate::error::{Error, Result};
-use crate::record::{AUTH_PASSWORD, Key, MAX_NAME_LEN, OTP_SECRET, USER_PASSWORD};
+use crate::record::{AUTH_PASSWORD, Key, MAX_NAME_LEN, MAX_SECRET_LEN, OTP_SECRET, USER_PASSWORD};
 use crate::secrets::scram::SCRAM_DEFAULT_ITERATIONS;
 use crate::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
 
@@ -25,6 +25,38 @@ pub const LEGACY_PROPERTIES: [&str; 3] = [
     "cmusaslsecretDIGEST-MD5",
     "cmusaslsecretPLAIN",
 ];
+
+/// What is wrong with a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordProblem {
+    /// Empty.
+    #[error("the password is empty")]
+    Empty,
+    /// Contains a NUL byte (Cyrus stored only the part before it).
+    #[error("the password contains a NUL byte (Cyrus would store only the part before it)")]
+    Nul,
+    /// Ends with a carriage return: almost always a CRLF line ending.
+    #[error("the password ends with a carriage return (a CRLF line ending?); refusing to store it")]
+    TrailingCr,
+    /// Longer than [`MAX_SECRET_LEN`].
+    #[error("the password is too long: {0} bytes (the maximum is {MAX_SECRET_LEN})")]
+    TooLong(usize),
+}
+
+/// Checks a new password: not empty, no NUL, no trailing CR, not too long.
+pub fn check_password(pw: &[u8]) -> Result<(), PasswordProblem> {
+    if pw.is_empty() {
+        Err(PasswordProblem::Empty)
+    } else if pw.contains(&0) {
+        Err(PasswordProblem::Nul)
+    } else if pw.ends_with(b"\r") {
+        Err(PasswordProblem::TrailingCr)
+    } else if pw.len() > MAX_SECRET_LEN {
+        Err(PasswordProblem::TooLong(pw.len()))
+    } else {
+        Ok(())
+    }
+}
 
 /// Which secrets a password change writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +160,7 @@ fn key(user: &[u8], realm: &[u8], prop: &str) -> Result<Key> {
 }
 
 /// Sets `user@realm`'s password in `txn` according to `policy`. The password must
-/// already have passed [`crate::cli::password::check_password`]-style checks; this
+/// already have passed [`check_password`]; this
 /// only refuses an empty one.
 pub fn set_password(
     txn: &mut Transaction,

@@ -23,6 +23,8 @@
 //! # Ok::<(), sasldb::Error>(())
 //! ```
 
+use std::cell::OnceCell;
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -113,9 +115,64 @@ impl Database {
         Ok(v)
     }
 
+    /// Every key, sorted bytewise, held compactly (one arena, no values): what
+    /// listings and exports iterate, so a million keys fit in a few tens of MiB.
+    pub fn sorted_keys(&self) -> Result<KeyList> {
+        let mut list = KeyList::default();
+        for rec in self.backend.scan()? {
+            list.push(&rec?.key)?;
+        }
+        if !self.backend.sorted() {
+            list.sort();
+        }
+        Ok(list)
+    }
+
     /// The backend, for format-specific checks.
     pub fn backend(&self) -> &dyn Backend {
         &*self.backend
+    }
+}
+
+/// Keys in one arena, with their spans.
+#[derive(Debug, Default, Clone)]
+pub struct KeyList {
+    arena: Vec<u8>,
+    spans: Vec<(u32, u32)>,
+}
+
+impl KeyList {
+    fn push(&mut self, key: &[u8]) -> Result<()> {
+        let start = u32::try_from(self.arena.len())
+            .map_err(|_| Error::Invalid("more than 4 GiB of keys".into()))?;
+        self.arena.extend_from_slice(key);
+        self.spans.push((start, key.len() as u32));
+        Ok(())
+    }
+
+    fn sort(&mut self) {
+        let arena = &self.arena;
+        self.spans.sort_unstable_by(|a, b| {
+            arena[a.0 as usize..(a.0 + a.1) as usize]
+                .cmp(&arena[b.0 as usize..(b.0 + b.1) as usize])
+        });
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The keys in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.spans
+            .iter()
+            .map(|&(s, l)| &self.arena[s as usize..(s + l) as usize])
     }
 }
 
@@ -172,6 +229,7 @@ pub struct Transaction {
     changes: Changes,
     opts: WriteOptions,
     notes: Vec<String>,
+    key_index: OnceCell<BTreeSet<Vec<u8>>>,
     _lock: WriteLock,
 }
 
@@ -224,6 +282,7 @@ impl Transaction {
             changes: Changes::default(),
             opts: opts.clone(),
             notes,
+            key_index: OnceCell::new(),
             _lock: lock,
         })
     }
@@ -250,6 +309,11 @@ impl Transaction {
         }
         if self.changes.replace_all {
             return Ok(None);
+        }
+        if let Some(index) = self.key_index.get() {
+            if !index.contains(key) {
+                return Ok(None);
+            }
         }
         match &self.base {
             Some(b) => b.get(key),
@@ -297,28 +361,56 @@ impl Transaction {
         }
     }
 
+    /// The keys of the database as it was when the transaction began, indexed on
+    /// first use (one scan), so per-user questions cost a range lookup.
+    fn base_keys(&self) -> Result<&BTreeSet<Vec<u8>>> {
+        if let Some(k) = self.key_index.get() {
+            return Ok(k);
+        }
+        let mut keys = BTreeSet::new();
+        if let Some(b) = &self.base {
+            for rec in b.scan()? {
+                keys.insert(rec?.key);
+            }
+        }
+        Ok(self.key_index.get_or_init(|| keys))
+    }
+
     /// The property names a user has, this transaction's changes included.
     pub fn properties(&self, user: &[u8], realm: &[u8]) -> Result<Vec<Vec<u8>>> {
         let prefix = user_prefix(user, realm);
-        let mut props = std::collections::BTreeSet::new();
-        for rec in self.base_records()? {
-            let rec = rec?;
-            if rec.key.starts_with(&prefix) && !self.changes.ops.contains_key(&rec.key) {
-                let rest = &rec.key[prefix.len()..];
-                if !rest.is_empty() && !rest.contains(&0) {
-                    props.insert(rest.to_vec());
+        let mut props = BTreeSet::new();
+        let prop_of = |k: &[u8]| -> Option<Vec<u8>> {
+            let rest = &k[prefix.len()..];
+            (!rest.is_empty() && !rest.contains(&0)).then(|| rest.to_vec())
+        };
+        if !self.changes.replace_all {
+            for k in self
+                .base_keys()?
+                .range(prefix.clone()..)
+                .take_while(|k| k.starts_with(&prefix))
+            {
+                if !self.changes.ops.contains_key(k) {
+                    props.extend(prop_of(k));
                 }
             }
         }
-        for (k, v) in &self.changes.ops {
-            if v.is_some() && k.starts_with(&prefix) {
-                let rest = &k[prefix.len()..];
-                if !rest.is_empty() && !rest.contains(&0) {
-                    props.insert(rest.to_vec());
-                }
+        for (k, v) in self
+            .changes
+            .ops
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+        {
+            if v.is_some() {
+                props.extend(prop_of(k));
             }
         }
         Ok(props.into_iter().collect())
+    }
+
+    /// Every key of the database as it was when the transaction began.
+    pub fn base_keys_sorted(&self) -> Result<impl Iterator<Item = &Vec<u8>>> {
+        Ok(self.base_keys()?.iter())
     }
 
     /// Deletes every property of `user@realm`; returns how many existed.

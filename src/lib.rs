@@ -16,6 +16,8 @@
 //!   passwords against stored values;
 //! - [`account`]: user-level operations (set a password with its derived secrets,
 //!   delete a user, name checks);
+//! - [`export`]: JSON, CSV and Dovecot passwd-file output;
+//! - [`import`]: bulk import parsers (lines, CSV, JSON) and import modes;
 //! - [`postfix`]: main.cf parsing and `$name` expansion, and the realm Postfix uses;
 //! - [`cyrus_conf`]: finding and reading Cyrus SASL's `<appname>.conf`;
 //! - `cli`: the binaries' front ends (not a stable API).
@@ -28,13 +30,15 @@ pub mod cyrus_conf;
 pub mod database;
 pub mod endian;
 pub mod error;
+pub mod export;
+pub mod import;
 pub mod persist;
 pub mod postfix;
 pub mod record;
 pub mod secrets;
 pub mod store;
 
-pub use database::{CommitReport, Database, Transaction, WriteOptions};
+pub use database::{CommitReport, Database, KeyList, Transaction, WriteOptions};
 pub use error::{Error, Result};
 pub use record::{Key, KeyError, KeyRef, Record, Secret};
 pub use store::{Backend, Changes, Detected, Format, LayoutHint, Location, Records};

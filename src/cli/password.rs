@@ -1,5 +1,4 @@
-//! Reading a password from the terminal or from a pipe, as `saslpasswd2` does, and
-//! the checks every tool applies to a new password.
+//! Reading a password from the terminal or from a pipe, as `saslpasswd2` does.
 //!
 //! On a terminal the prompt goes to stdout, echo is switched off with `TCSAFLUSH`
 //! (typeahead is discarded) and `ECHONL` on, one line is read, and the terminal is
@@ -32,37 +31,7 @@ pub enum ReadError {
     TooLong(usize),
 }
 
-/// What is wrong with a password.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PasswordProblem {
-    /// Empty.
-    #[error("the password is empty")]
-    Empty,
-    /// Contains a NUL byte (Cyrus stored only the part before it).
-    #[error("the password contains a NUL byte (Cyrus would store only the part before it)")]
-    Nul,
-    /// Ends with a carriage return: almost always a CRLF line ending.
-    #[error("the password ends with a carriage return (a CRLF line ending?); refusing to store it")]
-    TrailingCr,
-    /// Longer than [`MAX_SECRET_LEN`].
-    #[error("the password is too long: {0} bytes (the maximum is {MAX_SECRET_LEN})")]
-    TooLong(usize),
-}
-
-/// Checks a new password: not empty, no NUL, no trailing CR, not too long.
-pub fn check_password(pw: &[u8]) -> Result<(), PasswordProblem> {
-    if pw.is_empty() {
-        Err(PasswordProblem::Empty)
-    } else if pw.contains(&0) {
-        Err(PasswordProblem::Nul)
-    } else if pw.ends_with(b"\r") {
-        Err(PasswordProblem::TrailingCr)
-    } else if pw.len() > MAX_SECRET_LEN {
-        Err(PasswordProblem::TooLong(pw.len()))
-    } else {
-        Ok(())
-    }
-}
+pub use crate::account::{PasswordProblem, check_password};
 
 /// Whether stdin is a terminal.
 pub fn stdin_is_tty() -> bool {
@@ -226,7 +195,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn password_checks() {
+    fn password_checks_are_reexported() {
         assert_eq!(check_password(b""), Err(PasswordProblem::Empty));
         assert_eq!(check_password(b"a\0b"), Err(PasswordProblem::Nul));
         assert_eq!(check_password(b"pw\r"), Err(PasswordProblem::TrailingCr));
