@@ -11,12 +11,14 @@
 //! - [`database`]: [`Database`] (read) and [`Transaction`] (write), the entry points;
 //! - [`persist`]: the write path (lock, ownership policy, atomic replace);
 //! - [`bdb`]: the pure-Rust Berkeley DB hash reader and writer;
+//! - [`lmdb`]: LMDB 0.9 files (in-place transactional writes, bulk load);
 //! - [`endian`]: byte order as a runtime value.
 
 pub mod bdb;
 pub mod database;
 pub mod endian;
 pub mod error;
+pub mod lmdb;
 pub mod persist;
 pub mod record;
 pub mod store;
