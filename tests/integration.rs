@@ -9,3 +9,6 @@ mod bdb_fixtures;
 
 /// Our BDB writer against the real libdb tools: db_verify, db_dump, keyed lookups.
 mod bdb_roundtrip;
+
+/// LMDB files against Debian's liblmdb 0.9.24 tools: reads, in-place writes, lock file, bulk load.
+mod lmdb;
