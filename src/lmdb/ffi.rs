@@ -159,12 +159,6 @@ impl Env {
         check(unsafe { sys::mdb_env_set_mapsize(self.raw, size) })
     }
 
-    /// Flushes the data file to disk (`force`: even with `MDB_NOSYNC`).
-    pub fn sync(&self, force: bool) -> MdbResult<()> {
-        // SAFETY: valid env.
-        check(unsafe { sys::mdb_env_sync(self.raw, c_int::from(force)) })
-    }
-
     fn live_guard(&self) -> MutexGuard<'_, usize> {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -46,9 +46,12 @@
 //!   walks every tree page with bounds checks before LMDB maps a file; see its docs
 //!   for what is and is not covered.
 //! - **Bulk load** ([`build_new`]): records sorted by key go in with `MDB_APPEND`,
-//!   `BATCH` records per transaction (bounded memory), `MDB_NOSYNC` with one sync at
-//!   the end, into a temporary file renamed into place. No `MDB_WRITEMAP`: with a
-//!   writable shared map every written page would count in the process's RSS.
+//!   `BATCH` records per transaction, each batch in a freshly opened environment
+//!   (`MDB_NOLOCK | MDB_NOSYNC`), into a temporary file that is fsynced once and then
+//!   linked into place. Memory stays bounded whatever the record count: the batch,
+//!   LMDB's dirty pages, and the few map pages a batch reads (closing the environment
+//!   unmaps them). No `MDB_WRITEMAP`: with a writable shared map every written page
+//!   would count in the process's RSS.
 
 mod check;
 mod ffi;
@@ -73,7 +76,10 @@ pub const DEFAULT_MAP_SIZE: u64 = 1 << 20;
 /// The longest key LMDB 0.9 stores.
 pub const MAX_KEY_LEN: usize = 511;
 /// Records per transaction when bulk loading.
-const BATCH: usize = 50_000;
+const BATCH: usize = 10_000;
+/// Environment flags for bulk loading a private temporary file: no lock file (nobody
+/// else opens it), no syncs (the finished file is fsynced once before it is linked).
+const BULK_FLAGS: u32 = ffi::MDB_NOLOCK | ffi::MDB_NOSYNC | ffi::MDB_NOMETASYNC;
 /// The map never grows past this (LMDB would fail long before on most systems).
 const MAX_MAP_SIZE: u64 = 1 << 44;
 
@@ -634,9 +640,10 @@ pub fn build_new(
 ///
 /// The file is built as a temporary file in the same directory (`O_EXCL`, given `own`
 /// before any byte), with `MDB_APPEND` and a commit every `BATCH` records (so memory
-/// stays bounded whatever the record count) without syncing, then synced once and
+/// stays bounded whatever the record count) without syncing, then fsynced once and
 /// linked into place without replacing anything that appeared meanwhile. The lock file
-/// `<path>-lock` is created (or reused) with `own` and mode 0660 first.
+/// `<path>-lock` is created (or reused) with `own` and mode 0660 first. An existing
+/// `path` is refused: this is for new files only.
 pub fn build_new_with(
     path: &Path,
     sorted_records: impl IntoIterator<Item = Result<Record>>,
@@ -653,10 +660,7 @@ pub fn build_new_with(
     }
     let (tmp_file, tmp) = persist::create_temp(&target, own)?;
     drop(tmp_file);
-    let start = opts.map_size()?.unwrap_or(DEFAULT_MAP_SIZE as usize);
-    let flags = ffi::MDB_NOLOCK | ffi::MDB_NOSYNC | ffi::MDB_NOMETASYNC;
-    let env = Env::open(tmp.path(), flags, Some(start), None)
-        .map_err(|c| lmdb_error(tmp.path(), "mdb_env_open", c))?;
+    let mut map_size = opts.map_size()?.unwrap_or(DEFAULT_MAP_SIZE as usize);
     let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
     let mut total = 0u64;
     let mut last: Option<Vec<u8>> = None;
@@ -679,16 +683,27 @@ pub fn build_new_with(
                 break;
             }
         }
+        // One environment per batch: closing it unmaps the pages LMDB read through
+        // its map (the right edge of the tree), which would otherwise pile up in our
+        // RSS as the file grows. The first round also runs for an empty input, so the
+        // file gets its meta pages.
+        if batch.is_empty() && total > 0 {
+            break;
+        }
+        let env = Env::open(tmp.path(), BULK_FLAGS, Some(map_size), None)
+            .map_err(|c| lmdb_error(tmp.path(), "mdb_env_open", c))?;
+        load_batch(&env, tmp.path(), &batch)?;
+        map_size = env
+            .info()
+            .map_err(|c| lmdb_error(tmp.path(), "mdb_env_info", c))?
+            .map_size;
+        drop(env);
         if batch.is_empty() {
             break;
         }
-        load_batch(&env, tmp.path(), &batch)?;
         total += batch.len() as u64;
         last = batch.last().map(|r| r.key.clone());
     }
-    env.sync(true)
-        .map_err(|c| lmdb_error(tmp.path(), "mdb_env_sync", c))?;
-    drop(env);
     let lock = lock_path(&target.path);
     if create_owned(&lock, own, lock_mode(own.mode))?.is_none() {
         reapply(&lock, own, lock_mode(own.mode))?;
