@@ -280,6 +280,14 @@ fn map_grows_past_the_initial_mib() {
     assert!(map >= 4 << 20, "map size {map}");
     assert!(mdb_dump(&path) == pairs(&model));
 
+    // A smaller sasldb_mapsize never shrinks the map a file already has.
+    let mut o = opts(None);
+    o.lmdb.mapsize_kib = Some(1024);
+    let mut txn = Transaction::begin(&loc, &o).unwrap();
+    txn.delete(&Key::new("a", "r", "userPassword").unwrap());
+    txn.commit().unwrap();
+    assert_eq!(map_size_of(&mdb_stat_env(&path)), map);
+
     // Cyrus's sasldb_mapsize (KiB) is honoured for a new database.
     let p2 = dir.path().join("sized");
     let mut o = opts(None);
