@@ -806,3 +806,25 @@ fn empty_and_missing_files() {
     ));
     assert!(!lmdb::lock_path(&dir.path().join("missing")).exists());
 }
+
+#[test]
+fn empty_transaction_creates_an_empty_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sasldb2");
+    let rep = Transaction::begin(&lmdb_loc(&path), &opts(None))
+        .unwrap()
+        .commit()
+        .unwrap();
+    assert_eq!(rep.records, Some(0));
+    assert!(mdb_dump(&path).is_empty());
+    assert!(read_ours(&path).is_empty());
+    assert_eq!(mode_of(&lmdb::lock_path(&path)), 0o660);
+    // The format is detected from the file from now on.
+    let bdb_default = WriteOptions {
+        new_format: Format::Bdb,
+        ..opts(None)
+    };
+    let txn = Transaction::begin(&Location::path_only(&path), &bdb_default).unwrap();
+    assert_eq!(txn.format(), Format::Lmdb);
+    assert!(txn.existed());
+}

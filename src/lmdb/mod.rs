@@ -320,25 +320,29 @@ fn create_owned(path: &Path, own: &Ownership, mode: u32) -> Result<Option<File>>
     }
 }
 
-/// Gives an existing file `own` with `mode`. When the policy is not enforced (not
-/// root), failures are ignored: the file keeps working with its current owner.
+/// Gives an existing file `own` with `mode`, by path: the lock file must never be
+/// opened and closed by us while an environment of this process uses it, since any
+/// close drops the process's `fcntl` locks on it. A symlink or non-file is left alone.
+/// When the policy is not enforced (not root), failures are ignored: the file keeps
+/// working with its current owner.
 fn reapply(path: &Path, own: &Ownership, mode: u32) -> Result<()> {
-    let f = match OpenOptions::new()
-        .read(true)
-        .custom_flags(open_flags())
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(_) if !own.enforced => return Ok(()),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    let o = Ownership {
-        mode,
-        ..own.clone()
-    };
-    match o.apply(&f, path) {
+    let r = (|| -> io::Result<()> {
+        let m = fs::symlink_metadata(path)?;
+        if !m.file_type().is_file() {
+            return Ok(());
+        }
+        if m.uid() != own.uid || m.gid() != own.gid {
+            let uid = (m.uid() != own.uid).then_some(own.uid);
+            std::os::unix::fs::lchown(path, uid, Some(own.gid))?;
+        }
+        if m.mode() & 0o7777 != mode {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+        }
+        Ok(())
+    })();
+    match r {
         Err(_) if !own.enforced => Ok(()),
-        r => r,
+        r => r.at(path),
     }
 }
 
