@@ -32,6 +32,7 @@ use std::time::Duration;
 use crate::bdb::{self, BdbFile};
 use crate::endian::Endian;
 use crate::error::{Error, IoContext, Result};
+use crate::lmdb::{self, LmdbFile};
 use crate::persist::{self, Ownership, Target, WriteLock};
 use crate::record::{Key, Record, Secret, user_prefix};
 use crate::store::{Backend, Changes, Detected, Format, LayoutHint, Location, Records, detect};
@@ -190,6 +191,8 @@ pub struct WriteOptions {
     pub group: Option<String>,
     /// How long to wait for another writer.
     pub lock_timeout: Option<Duration>,
+    /// LMDB options (Cyrus's `sasldb_mapsize` in KiB, `sasldb_maxreaders`).
+    pub lmdb: lmdb::Options,
 }
 
 impl Default for WriteOptions {
@@ -200,6 +203,7 @@ impl Default for WriteOptions {
             bdb_endian: None,
             group: None,
             lock_timeout: None,
+            lmdb: lmdb::Options::default(),
         }
     }
 }
@@ -310,10 +314,10 @@ impl Transaction {
         if self.changes.replace_all {
             return Ok(None);
         }
-        if let Some(index) = self.key_index.get() {
-            if !index.contains(key) {
-                return Ok(None);
-            }
+        if let Some(index) = self.key_index.get()
+            && !index.contains(key)
+        {
+            return Ok(None);
         }
         match &self.base {
             Some(b) => b.get(key),
@@ -454,6 +458,12 @@ impl Transaction {
     }
 
     fn write(&mut self) -> Result<u64> {
+        if self.format == Format::Lmdb {
+            // In place, in one LMDB transaction. Our snapshot must end first: it would
+            // pin old pages and keep the map from growing.
+            self.base = None;
+            return lmdb::commit_with(&self.target.path, &self.own, &self.changes, &self.opts.lmdb);
+        }
         let hint = self
             .base
             .as_ref()
@@ -515,6 +525,7 @@ fn check_forced(location: &Location, found: Format) -> Result<()> {
 fn open_backend(format: Format, path: &Path) -> Result<Box<dyn Backend>> {
     match format {
         Format::Bdb => Ok(Box::new(BdbFile::open(path)?)),
+        Format::Lmdb => Ok(Box::new(LmdbFile::open(path)?)),
         other => Err(Error::Unsupported {
             path: path.to_path_buf(),
             format: other,

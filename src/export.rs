@@ -159,10 +159,10 @@ pub fn export(db: &Database, opts: &ExportOptions, out: &mut dyn Write) -> Resul
     let mut first = true;
     let mut group: Option<UserKeys> = None;
     let mut flush = |g: UserKeys, stats: &mut ExportStats, first: &mut bool| -> Result<()> {
-        if let Some(r) = &opts.realm {
-            if g.realm != &r[..] {
-                return Ok(());
-            }
+        if let Some(r) = &opts.realm
+            && g.realm != &r[..]
+        {
+            return Ok(());
         }
         write_user(db, opts, &g, out, stats, first)
     };

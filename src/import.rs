@@ -16,7 +16,7 @@
 //! rejected). [`apply`] then writes the entries into a [`Transaction`] with one of
 //! three [`Mode`]s.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use zeroize::Zeroizing;
@@ -629,21 +629,6 @@ pub fn apply(
     }
     summary.rejected = rejected.len();
     Ok((summary, rejected))
-}
-
-/// Groups records by user for reports: `user NUL realm NUL` → property names.
-pub fn group_by_user(
-    keys: impl Iterator<Item = Vec<u8>>,
-) -> BTreeMap<(Vec<u8>, Vec<u8>), Vec<Vec<u8>>> {
-    let mut m: BTreeMap<(Vec<u8>, Vec<u8>), Vec<Vec<u8>>> = BTreeMap::new();
-    for k in keys {
-        if let Ok(kr) = crate::record::KeyRef::parse(&k) {
-            m.entry((kr.user.to_vec(), kr.realm.to_vec()))
-                .or_default()
-                .push(kr.property.to_vec());
-        }
-    }
-    m
 }
 
 #[cfg(test)]

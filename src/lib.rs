@@ -20,6 +20,7 @@
 //! - [`import`]: bulk import parsers (lines, CSV, JSON) and import modes;
 //! - [`postfix`]: main.cf parsing and `$name` expansion, and the realm Postfix uses;
 //! - [`cyrus_conf`]: finding and reading Cyrus SASL's `<appname>.conf`;
+//! - [`lmdb`]: LMDB 0.9 files (in-place transactional writes, bulk load);
 //! - `cli`: the binaries' front ends (not a stable API).
 
 pub mod account;
@@ -32,6 +33,7 @@ pub mod endian;
 pub mod error;
 pub mod export;
 pub mod import;
+pub mod lmdb;
 pub mod persist;
 pub mod postfix;
 pub mod record;

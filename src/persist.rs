@@ -401,10 +401,33 @@ pub fn lock_timeout() -> Duration {
         .unwrap_or(DEFAULT_LOCK_TIMEOUT)
 }
 
-/// A temporary file that is removed unless it was renamed into place.
-struct TempFile {
+/// A temporary file in a database's directory, removed on drop unless it was moved
+/// into place.
+#[derive(Debug)]
+pub struct TempFile {
     path: PathBuf,
+    dir: PathBuf,
     armed: bool,
+}
+
+impl TempFile {
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Gives the temporary file the name `dest` without replacing anything there
+    /// (`link` then `unlink`: fails with `AlreadyExists` if `dest` appeared), fsyncs it
+    /// and the directory.
+    pub fn link_into_place(mut self, dest: &Path) -> Result<()> {
+        File::open(&self.path)
+            .and_then(|f| f.sync_all())
+            .at(&self.path)?;
+        fs::hard_link(&self.path, dest).at(dest)?;
+        fs::remove_file(&self.path).at(&self.path)?;
+        self.armed = false;
+        sync_dir(&self.dir)
+    }
 }
 
 impl Drop for TempFile {
@@ -415,17 +438,10 @@ impl Drop for TempFile {
     }
 }
 
-/// Replaces the database atomically with what `write` puts into a new file.
-///
-/// The temporary file is created in the database's directory with `O_EXCL |
-/// O_NOFOLLOW` (a planted symlink is never followed), owned and moded per `own` before
-/// `write` runs, then fsynced, renamed over the database, and the directory fsynced.
-/// On any error the temporary file is removed and the database is untouched.
-pub fn replace_file<T>(
-    target: &Target,
-    own: &Ownership,
-    write: impl FnOnce(&mut File) -> Result<T>,
-) -> Result<T> {
+/// Creates a temporary file next to the database: a random name with the prefix that
+/// [`Target::remove_stale_temps`] cleans up, `O_EXCL | O_NOFOLLOW` (a planted symlink is
+/// never followed), mode 0600, then given `own` before anything is written to it.
+pub fn create_temp(target: &Target, own: &Ownership) -> Result<(File, TempFile)> {
     let mut rnd = [0u8; 8];
     getrandom::fill(&mut rnd).map_err(|e| Error::Invalid(format!("no randomness: {e}")))?;
     let mut name = target.temp_prefix();
@@ -433,7 +449,7 @@ pub fn replace_file<T>(
         &rnd.iter().map(|b| format!("{b:02x}")).collect::<String>(),
     ));
     let tmp_path = target.dir.join(name);
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .write(true)
         .read(true)
         .create_new(true)
@@ -441,15 +457,30 @@ pub fn replace_file<T>(
         .custom_flags(libc_flags())
         .open(&tmp_path)
         .at(&tmp_path)?;
-    let mut guard = TempFile {
+    let guard = TempFile {
         path: tmp_path.clone(),
+        dir: target.dir.clone(),
         armed: true,
     };
     own.apply(&file, &tmp_path)?;
+    Ok((file, guard))
+}
+
+/// Replaces the database atomically with what `write` puts into a new file.
+///
+/// The temporary file comes from [`create_temp`] (owned and moded per `own` before
+/// `write` runs); it is fsynced, renamed over the database, and the directory fsynced.
+/// On any error the temporary file is removed and the database is untouched.
+pub fn replace_file<T>(
+    target: &Target,
+    own: &Ownership,
+    write: impl FnOnce(&mut File) -> Result<T>,
+) -> Result<T> {
+    let (mut file, mut guard) = create_temp(target, own)?;
     let out = write(&mut file)?;
-    file.sync_all().at(&tmp_path)?;
+    file.sync_all().at(&guard.path)?;
     drop(file);
-    fs::rename(&tmp_path, &target.path).at(&target.path)?;
+    fs::rename(&guard.path, &target.path).at(&target.path)?;
     guard.armed = false;
     sync_dir(&target.dir)?;
     Ok(out)

@@ -24,3 +24,6 @@ mod realm;
 
 /// Cyrus SASL <appname>.conf handling, compared with the real `saslpasswd2`.
 mod cyrus_conf;
+
+/// LMDB files against Debian's liblmdb 0.9.24 tools: reads, in-place writes, lock file, bulk load.
+mod lmdb;
