@@ -30,6 +30,7 @@ use std::time::Duration;
 use crate::bdb::{self, BdbFile};
 use crate::endian::Endian;
 use crate::error::{Error, IoContext, Result};
+use crate::gdbm::GdbmFile;
 use crate::persist::{self, Ownership, Target, WriteLock};
 use crate::record::{Key, Record, Secret, user_prefix};
 use crate::store::{Backend, Changes, Detected, Format, LayoutHint, Location, Records, detect};
@@ -423,6 +424,7 @@ fn check_forced(location: &Location, found: Format) -> Result<()> {
 fn open_backend(format: Format, path: &Path) -> Result<Box<dyn Backend>> {
     match format {
         Format::Bdb => Ok(Box::new(BdbFile::open(path)?)),
+        Format::Gdbm => Ok(Box::new(GdbmFile::open(path)?)),
         other => Err(Error::Unsupported {
             path: path.to_path_buf(),
             format: other,

@@ -11,12 +11,14 @@
 //! - [`database`]: [`Database`] (read) and [`Transaction`] (write), the entry points;
 //! - [`persist`]: the write path (lock, ownership policy, atomic replace);
 //! - [`bdb`]: the pure-Rust Berkeley DB hash reader and writer;
+//! - [`gdbm`]: the pure-Rust GNU dbm reader;
 //! - [`endian`]: byte order as a runtime value.
 
 pub mod bdb;
 pub mod database;
 pub mod endian;
 pub mod error;
+pub mod gdbm;
 pub mod persist;
 pub mod record;
 pub mod store;
