@@ -11,7 +11,7 @@
 //! - [`database`]: [`Database`] (read) and [`Transaction`] (write), the entry points;
 //! - [`persist`]: the write path (lock, ownership policy, atomic replace);
 //! - [`bdb`]: the pure-Rust Berkeley DB hash reader and writer;
-//! - [`gdbm`]: the pure-Rust GNU dbm reader;
+//! - [`gdbm`]: the pure-Rust GNU dbm reader and writer;
 //! - [`endian`]: byte order as a runtime value.
 
 pub mod bdb;

@@ -2,7 +2,8 @@
 //! pure Rust.
 //!
 //! This module owns the GDBM format and nothing above it: [`GdbmFile`] reads a file
-//! (keyed lookup, full scan, structural check).
+//! (keyed lookup, full scan, structural check) and [`write_records`] writes a complete
+//! new file from records. Replacing files belongs to [`crate::persist`].
 //!
 //! # Format notes
 //!
@@ -42,6 +43,7 @@ pub mod directory;
 pub mod hash;
 pub mod header;
 mod reader;
+mod writer;
 
 use std::path::Path;
 
@@ -50,6 +52,7 @@ pub use directory::Directory;
 pub use hash::{HOST_SIGNED_CHAR, hash};
 pub use header::{AvailBlock, AvailElem, Header, Layout, MagicKind};
 pub use reader::{GdbmFile, Scan, VerifyReport};
+pub use writer::{MAX_BLOCK_SIZE, WriteOptions, WriteStats, write_records};
 
 use crate::error::Error;
 use crate::store::Format;
