@@ -2,8 +2,9 @@
 //! pure Rust.
 //!
 //! This module owns the GDBM format and nothing above it: [`GdbmFile`] reads a file
-//! (keyed lookup, full scan, structural check) and [`write_records`] writes a complete
-//! new file from records. Replacing files belongs to [`crate::persist`].
+//! (keyed lookup, full scan, structural check), [`write_records`] writes a complete new
+//! file from records, and [`DataFileLock`] takes the `flock` that libgdbm's own writers
+//! and readers honour. Replacing files belongs to [`crate::persist`].
 //!
 //! # Format notes
 //!
@@ -42,6 +43,7 @@ pub mod bucket;
 pub mod directory;
 pub mod hash;
 pub mod header;
+mod lock;
 mod reader;
 mod writer;
 
@@ -51,6 +53,7 @@ pub use bucket::{Bucket, BucketView, Element};
 pub use directory::Directory;
 pub use hash::{HOST_SIGNED_CHAR, hash};
 pub use header::{AvailBlock, AvailElem, Header, Layout, MagicKind};
+pub use lock::DataFileLock;
 pub use reader::{GdbmFile, Scan, VerifyReport};
 pub use writer::{MAX_BLOCK_SIZE, WriteOptions, WriteStats, write_records};
 
