@@ -9,3 +9,6 @@ mod bdb_fixtures;
 
 /// Our BDB writer against the real libdb tools: db_verify, db_dump, keyed lookups.
 mod bdb_roundtrip;
+
+/// GDBM: Cyrus/gdbmtool files read by us, ours read and updated by libgdbm, damage, flock.
+mod gdbm;
