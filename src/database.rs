@@ -32,6 +32,7 @@ use std::time::Duration;
 use crate::bdb::{self, BdbFile};
 use crate::endian::Endian;
 use crate::error::{Error, IoContext, Result};
+use crate::gdbm::{self, GdbmFile};
 use crate::lmdb::{self, LmdbFile};
 use crate::persist::{self, Ownership, Target, WriteLock};
 use crate::record::{Key, Record, Secret, user_prefix};
@@ -469,25 +470,77 @@ impl Transaction {
             .as_ref()
             .map(|b| b.layout_hint())
             .unwrap_or_default();
-        let base = match &self.base {
-            Some(b) if !self.changes.replace_all => Some(b.scan()?),
-            _ => None,
-        };
-        let merged = crate::store::merge(base, &self.changes);
         match self.format {
             Format::Bdb => {
+                let base = match &self.base {
+                    Some(b) if !self.changes.replace_all => Some(b.scan()?),
+                    _ => None,
+                };
+                let merged = crate::store::merge(base, &self.changes);
                 let opts = bdb_options(&hint, &self.opts)?;
                 let stats = persist::replace_file(&self.target, &self.own, |f| {
                     bdb::write_records(merged, &opts, f)
                 })?;
                 Ok(stats.records)
             }
+            Format::Gdbm => self.write_gdbm(&hint),
             other => Err(Error::Unsupported {
                 path: self.target.path.clone(),
                 format: other,
                 what: "writing this format is not available in this build".into(),
             }),
         }
+    }
+}
+
+impl Transaction {
+    /// Rebuilds a GDBM database. libgdbm users (Cyrus) edit the file in place under
+    /// `flock`, so the existing file is locked `LOCK_EX` (waiting like for our own lock)
+    /// and read again under that lock before the new file is built and renamed over it.
+    fn write_gdbm(&mut self, hint: &LayoutHint) -> Result<u64> {
+        let timeout = self.opts.lock_timeout.unwrap_or_else(persist::lock_timeout);
+        // Our own descriptor on the old file must not be what keeps the lock busy.
+        let had_base = self.base.take().is_some();
+        let _data_lock = match &self.target.existing {
+            Some(_) => Some(gdbm::DataFileLock::acquire(&self.target.path, timeout)?),
+            None => None,
+        };
+        let fresh = if had_base && !self.changes.replace_all {
+            Some(GdbmFile::open(&self.target.path)?)
+        } else {
+            None
+        };
+        let base = fresh.as_ref().map(|f| Box::new(f.scan()) as Records<'_>);
+        let merged = crate::store::merge(base, &self.changes);
+        let opts = gdbm_options(hint, &self.target.dir);
+        let stats = persist::replace_file(&self.target, &self.own, |f| {
+            gdbm::write_records(merged, &opts, f)
+        })?;
+        Ok(stats.records)
+    }
+}
+
+/// Layout of the GDBM file to write: the existing file's block size and numsync
+/// setting, else the directory's preferred I/O size (libgdbm's default, what Cyrus gets),
+/// else 4096; always this machine's layout (byte order, address width) and `char`
+/// signedness, so the local libgdbm can open the file and find every key.
+fn gdbm_options(hint: &LayoutHint, dir: &Path) -> gdbm::WriteOptions {
+    use std::os::unix::fs::MetadataExt;
+    let usable = |bs: u32| {
+        (gdbm::MIN_BLOCK_SIZE..=gdbm::MAX_BLOCK_SIZE).contains(&bs) && bs.is_power_of_two()
+    };
+    let fs_block = fs::metadata(dir)
+        .ok()
+        .and_then(|m| u32::try_from(m.blksize()).ok());
+    let block_size = [hint.page_size, fs_block]
+        .into_iter()
+        .flatten()
+        .find(|&bs| usable(bs))
+        .unwrap_or(4096);
+    gdbm::WriteOptions {
+        block_size,
+        numsync: hint.numsync,
+        ..Default::default()
     }
 }
 
@@ -526,6 +579,7 @@ fn open_backend(format: Format, path: &Path) -> Result<Box<dyn Backend>> {
     match format {
         Format::Bdb => Ok(Box::new(BdbFile::open(path)?)),
         Format::Lmdb => Ok(Box::new(LmdbFile::open(path)?)),
+        Format::Gdbm => Ok(Box::new(GdbmFile::open(path)?)),
         other => Err(Error::Unsupported {
             path: path.to_path_buf(),
             format: other,

@@ -21,7 +21,9 @@
 //! - [`postfix`]: main.cf parsing and `$name` expansion, and the realm Postfix uses;
 //! - [`cyrus_conf`]: finding and reading Cyrus SASL's `<appname>.conf`;
 //! - [`lmdb`]: LMDB 0.9 files (in-place transactional writes, bulk load);
+//! - [`gdbm`]: the pure-Rust GNU dbm reader and writer;
 //! - `cli`: the binaries' front ends (not a stable API).
+//! - [`endian`]: byte order as a runtime value.
 
 pub mod account;
 pub mod bdb;
@@ -32,6 +34,7 @@ pub mod database;
 pub mod endian;
 pub mod error;
 pub mod export;
+pub mod gdbm;
 pub mod import;
 pub mod lmdb;
 pub mod persist;

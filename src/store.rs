@@ -234,6 +234,8 @@ pub struct LayoutHint {
     pub big_endian: Option<bool>,
     /// Whether pages carry checksums.
     pub checksums: bool,
+    /// Whether a GDBM file uses the numsync (extended header) format.
+    pub numsync: bool,
 }
 
 /// Read access to one open database, as of the moment it was opened.

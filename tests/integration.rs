@@ -27,3 +27,6 @@ mod cyrus_conf;
 
 /// LMDB files against Debian's liblmdb 0.9.24 tools: reads, in-place writes, lock file, bulk load.
 mod lmdb;
+
+/// GDBM: Cyrus/gdbmtool files read by us, ours read and updated by libgdbm, damage, flock.
+mod gdbm;

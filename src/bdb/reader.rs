@@ -337,6 +337,7 @@ impl Backend for BdbFile {
             page_size: Some(self.meta.page_size),
             big_endian: Some(self.meta.endian.is_big()),
             checksums: self.meta.checksums(),
+            ..LayoutHint::default()
         }
     }
 }
