@@ -15,3 +15,6 @@ mod bdb_corrupt;
 
 /// OTP and SCRAM secrets against saslpasswd2, libsasl's server and gsasl.
 mod secrets;
+
+/// Harness: a private, throw-away Postfix instance (smtpd + Cyrus SASL) and SMTP AUTH clients.
+mod postfix;
