@@ -18,3 +18,6 @@ mod secrets;
 
 /// Harness: a private, throw-away Postfix instance (smtpd + Cyrus SASL) and SMTP AUTH clients.
 mod postfix;
+
+/// Real Postfix SMTP AUTH against sasldb files written by saslpasswd2 and by this crate.
+mod postfix_e2e;
