@@ -30,3 +30,9 @@ mod lmdb;
 
 /// GDBM: Cyrus/gdbmtool files read by us, ours read and updated by libgdbm, damage, flock.
 mod gdbm;
+
+/// Harness: a private, throw-away Postfix instance (smtpd + Cyrus SASL) and SMTP AUTH clients.
+mod postfix;
+
+/// Real Postfix SMTP AUTH against sasldb files written by saslpasswd2 and by this crate.
+mod postfix_e2e;
