@@ -13,11 +13,11 @@
 //! - deletes the SASLv1 leftovers `cmusaslsecretCRAM-MD5`, `-DIGEST-MD5` and `-PLAIN`,
 //!   as Cyrus 2.1.28 does.
 
-use crate::database::Transaction;
+use crate::database::{Database, Transaction};
 use crate::error::{Error, Result};
 use crate::record::{AUTH_PASSWORD, Key, MAX_NAME_LEN, MAX_SECRET_LEN, OTP_SECRET, USER_PASSWORD};
 use crate::secrets::scram::SCRAM_DEFAULT_ITERATIONS;
-use crate::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
+use crate::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret, plain};
 
 /// SASLv1 properties Cyrus 2.1.28's `saslpasswd2` deletes on every change.
 pub const LEGACY_PROPERTIES: [&str; 3] = [
@@ -260,6 +260,60 @@ pub fn delete_user(txn: &mut Transaction, user: &[u8], realm: &[u8]) -> Result<u
 /// Whether `user@realm` has any property in `txn`.
 pub fn user_exists(txn: &Transaction, user: &[u8], realm: &[u8]) -> Result<bool> {
     Ok(!txn.properties(user, realm)?.is_empty())
+}
+
+/// The answer of [`verify_password`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The password is right.
+    Match,
+    /// The password is wrong.
+    Mismatch,
+    /// The user has no property at all.
+    NoSuchUser,
+    /// The user exists but has no secret a password can be checked against (only an
+    /// OTP secret, say).
+    NoUsableSecret,
+}
+
+/// Checks a password as Cyrus's libsasl would accept it for `user@realm`: against
+/// `userPassword` (and the SASLv1 `cmusaslsecretPLAIN`, as `checkpw.c` does), or, when
+/// no plaintext is stored, against the SCRAM `authPassword`. Comparisons take constant
+/// time.
+pub fn verify_password(
+    db: &Database,
+    user: &[u8],
+    realm: &[u8],
+    password: &[u8],
+) -> Result<Verdict> {
+    let up = db.get(&key(user, realm, USER_PASSWORD)?)?;
+    let legacy = db.get(&key(user, realm, LEGACY_PROPERTIES[2])?)?;
+    if up.is_some() || legacy.is_some() {
+        let ok = plain::verify_checkpass(
+            up.as_deref().map(|v| &v[..]),
+            legacy.as_deref().map(|v| &v[..]),
+            password,
+        );
+        return Ok(if ok {
+            Verdict::Match
+        } else {
+            Verdict::Mismatch
+        });
+    }
+    if let Some(ap) = db.get(&key(user, realm, AUTH_PASSWORD)?)? {
+        if let Ok(s) = ScramSecret::parse(&ap) {
+            return Ok(if s.verify_password(password)? {
+                Verdict::Match
+            } else {
+                Verdict::Mismatch
+            });
+        }
+    }
+    Ok(if db.properties(user, realm)?.is_empty() {
+        Verdict::NoSuchUser
+    } else {
+        Verdict::NoUsableSecret
+    })
 }
 
 #[cfg(test)]

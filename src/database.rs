@@ -117,6 +117,23 @@ impl Database {
         Ok(v)
     }
 
+    /// The property names stored for `user@realm`.
+    pub fn properties(&self, user: &[u8], realm: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let prefix = user_prefix(user, realm);
+        let mut props = Vec::new();
+        for rec in self.backend.scan()? {
+            let rec = rec?;
+            if let Some(rest) = rec.key.strip_prefix(&prefix[..])
+                && !rest.is_empty()
+                && !rest.contains(&0)
+            {
+                props.push(rest.to_vec());
+            }
+        }
+        props.sort();
+        Ok(props)
+    }
+
     /// Every key, sorted bytewise, held compactly (one arena, no values): what
     /// listings and exports iterate, so a million keys fit in a few tens of MiB.
     pub fn sorted_keys(&self) -> Result<KeyList> {
