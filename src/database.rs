@@ -32,6 +32,7 @@ use crate::endian::Endian;
 use crate::error::{Error, IoContext, Result};
 use crate::persist::{self, Ownership, Target, WriteLock};
 use crate::record::{Key, Record, Secret, user_prefix};
+use crate::sqlite::{self, SqliteFile};
 use crate::store::{Backend, Changes, Detected, Format, LayoutHint, Location, Records, detect};
 
 /// A database opened for reading.
@@ -354,6 +355,7 @@ impl Transaction {
             return Ok(report);
         }
         let records = self.write()?;
+        report.notes.append(&mut self.notes);
         report.written = true;
         report.records = Some(records);
         report.notes.extend(self.own.note.clone());
@@ -362,23 +364,35 @@ impl Transaction {
     }
 
     fn write(&mut self) -> Result<u64> {
-        let hint = self
-            .base
-            .as_ref()
-            .map(|b| b.layout_hint())
-            .unwrap_or_default();
-        let base = match &self.base {
-            Some(b) if !self.changes.replace_all => Some(b.scan()?),
-            _ => None,
-        };
-        let merged = crate::store::merge(base, &self.changes);
         match self.format {
             Format::Bdb => {
+                let hint = self
+                    .base
+                    .as_ref()
+                    .map(|b| b.layout_hint())
+                    .unwrap_or_default();
+                let base = match &self.base {
+                    Some(b) if !self.changes.replace_all => Some(b.scan()?),
+                    _ => None,
+                };
+                let merged = crate::store::merge(base, &self.changes);
                 let opts = bdb_options(&hint, &self.opts)?;
                 let stats = persist::replace_file(&self.target, &self.own, |f| {
                     bdb::write_records(merged, &opts, f)
                 })?;
                 Ok(stats.records)
+            }
+            Format::Sqlite => {
+                // Changes apply in place; no read connection stays open meanwhile.
+                self.base = None;
+                let timeout = self.opts.lock_timeout.unwrap_or_else(persist::lock_timeout);
+                sqlite::commit_with(
+                    &self.target.path,
+                    &self.own,
+                    &self.changes,
+                    timeout,
+                    &mut self.notes,
+                )
             }
             other => Err(Error::Unsupported {
                 path: self.target.path.clone(),
@@ -423,6 +437,7 @@ fn check_forced(location: &Location, found: Format) -> Result<()> {
 fn open_backend(format: Format, path: &Path) -> Result<Box<dyn Backend>> {
     match format {
         Format::Bdb => Ok(Box::new(BdbFile::open(path)?)),
+        Format::Sqlite => Ok(Box::new(SqliteFile::open(path)?)),
         other => Err(Error::Unsupported {
             path: path.to_path_buf(),
             format: other,
