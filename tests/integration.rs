@@ -15,3 +15,6 @@ mod bdb_corrupt;
 
 /// OTP and SCRAM secrets against saslpasswd2, libsasl's server and gsasl.
 mod secrets;
+
+/// The SQLite store against Cyrus's sql auxprop plugin, saslpasswd2 and the sqlite3 shell.
+mod sqlite;
