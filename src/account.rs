@@ -300,14 +300,15 @@ pub fn verify_password(
             Verdict::Mismatch
         });
     }
-    if let Some(ap) = db.get(&key(user, realm, AUTH_PASSWORD)?)? {
-        if let Ok(s) = ScramSecret::parse(&ap) {
-            return Ok(if s.verify_password(password)? {
-                Verdict::Match
-            } else {
-                Verdict::Mismatch
-            });
-        }
+    if let Some(ap) = db.get(&key(user, realm, AUTH_PASSWORD)?)?
+        && let Ok(s) = ScramSecret::parse(&ap)
+    {
+        let ok = s.verify_password(password)?;
+        return Ok(if ok {
+            Verdict::Match
+        } else {
+            Verdict::Mismatch
+        });
     }
     Ok(if db.properties(user, realm)?.is_empty() {
         Verdict::NoSuchUser

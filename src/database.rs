@@ -36,6 +36,7 @@ use crate::gdbm::{self, GdbmFile};
 use crate::lmdb::{self, LmdbFile};
 use crate::persist::{self, Ownership, Target, WriteLock};
 use crate::record::{Key, Record, Secret, user_prefix};
+use crate::sqlite::{self, SqliteFile};
 use crate::store::{Backend, Changes, Detected, Format, LayoutHint, Location, Records, detect};
 
 /// A database opened for reading.
@@ -468,6 +469,7 @@ impl Transaction {
             return Ok(report);
         }
         let records = self.write()?;
+        report.notes.append(&mut self.notes);
         report.written = true;
         report.records = Some(records);
         report.notes.extend(self.own.note.clone());
@@ -476,19 +478,13 @@ impl Transaction {
     }
 
     fn write(&mut self) -> Result<u64> {
-        if self.format == Format::Lmdb {
-            // In place, in one LMDB transaction. Our snapshot must end first: it would
-            // pin old pages and keep the map from growing.
-            self.base = None;
-            return lmdb::commit_with(&self.target.path, &self.own, &self.changes, &self.opts.lmdb);
-        }
-        let hint = self
-            .base
-            .as_ref()
-            .map(|b| b.layout_hint())
-            .unwrap_or_default();
         match self.format {
             Format::Bdb => {
+                let hint = self
+                    .base
+                    .as_ref()
+                    .map(|b| b.layout_hint())
+                    .unwrap_or_default();
                 let base = match &self.base {
                     Some(b) if !self.changes.replace_all => Some(b.scan()?),
                     _ => None,
@@ -500,12 +496,32 @@ impl Transaction {
                 })?;
                 Ok(stats.records)
             }
-            Format::Gdbm => self.write_gdbm(&hint),
-            other => Err(Error::Unsupported {
-                path: self.target.path.clone(),
-                format: other,
-                what: "writing this format is not available in this build".into(),
-            }),
+            Format::Gdbm => {
+                let hint = self
+                    .base
+                    .as_ref()
+                    .map(|b| b.layout_hint())
+                    .unwrap_or_default();
+                self.write_gdbm(&hint)
+            }
+            Format::Lmdb => {
+                // In place, in one LMDB transaction. Our snapshot must end first: it
+                // would pin old pages and keep the map from growing.
+                self.base = None;
+                lmdb::commit_with(&self.target.path, &self.own, &self.changes, &self.opts.lmdb)
+            }
+            Format::Sqlite => {
+                // Changes apply in place; no read connection stays open meanwhile.
+                self.base = None;
+                let timeout = self.opts.lock_timeout.unwrap_or_else(persist::lock_timeout);
+                sqlite::commit_with(
+                    &self.target.path,
+                    &self.own,
+                    &self.changes,
+                    timeout,
+                    &mut self.notes,
+                )
+            }
         }
     }
 }
@@ -593,16 +609,12 @@ fn check_forced(location: &Location, found: Format) -> Result<()> {
 }
 
 fn open_backend(format: Format, path: &Path) -> Result<Box<dyn Backend>> {
-    match format {
-        Format::Bdb => Ok(Box::new(BdbFile::open(path)?)),
-        Format::Lmdb => Ok(Box::new(LmdbFile::open(path)?)),
-        Format::Gdbm => Ok(Box::new(GdbmFile::open(path)?)),
-        other => Err(Error::Unsupported {
-            path: path.to_path_buf(),
-            format: other,
-            what: "reading this format is not available in this build".into(),
-        }),
-    }
+    Ok(match format {
+        Format::Bdb => Box::new(BdbFile::open(path)?),
+        Format::Lmdb => Box::new(LmdbFile::open(path)?),
+        Format::Gdbm => Box::new(GdbmFile::open(path)?),
+        Format::Sqlite => Box::new(SqliteFile::open(path)?),
+    })
 }
 
 /// Resolves a database path the way writers do (symlinks followed), for tools that

@@ -11,6 +11,7 @@
 //! - [`database`]: [`Database`] (read) and [`Transaction`] (write), the entry points;
 //! - [`persist`]: the write path (lock, ownership policy, atomic replace);
 //! - [`bdb`]: the pure-Rust Berkeley DB hash reader and writer;
+//! - [`sqlite`]: the SQLite table Cyrus's `sql` auxprop plugin reads and writes;
 //! - [`endian`]: byte order as a runtime value;
 //! - [`secrets`]: the OTP and SCRAM secrets derived from a password, and checking
 //!   passwords against stored values;
@@ -41,6 +42,7 @@ pub mod persist;
 pub mod postfix;
 pub mod record;
 pub mod secrets;
+pub mod sqlite;
 pub mod store;
 
 pub use database::{CommitReport, Database, KeyList, Transaction, WriteOptions};

@@ -36,3 +36,6 @@ mod postfix;
 
 /// Real Postfix SMTP AUTH against sasldb files written by saslpasswd2 and by this crate.
 mod postfix_e2e;
+
+/// The SQLite store against Cyrus's sql auxprop plugin, saslpasswd2 and the sqlite3 shell.
+mod sqlite;
