@@ -325,6 +325,17 @@ impl Transaction {
         &self.target.path
     }
 
+    /// The directory of the database's real file.
+    pub fn dir(&self) -> &Path {
+        &self.target.dir
+    }
+
+    /// Whether [`Transaction::replace_with`] loads fastest from records in key order
+    /// (a new LMDB file is bulk-loaded in append mode).
+    pub fn wants_sorted_input(&self) -> bool {
+        self.format == Format::Lmdb && self.base.is_none() && self.target.existing.is_none()
+    }
+
     /// Looks an encoded key up, seeing this transaction's own changes.
     pub fn get_raw(&self, key: &[u8]) -> Result<Option<Secret>> {
         if let Some(op) = self.changes.ops.get(key) {
@@ -531,6 +542,16 @@ impl Transaction {
     /// `flock`, so the existing file is locked `LOCK_EX` (waiting like for our own lock)
     /// and read again under that lock before the new file is built and renamed over it.
     fn write_gdbm(&mut self, hint: &LayoutHint) -> Result<u64> {
+        self.write_gdbm_from(hint, None)
+    }
+
+    /// Rebuilds a GDBM database from the merge of the current file and the changes,
+    /// or, with `replacement`, from those records alone.
+    fn write_gdbm_from(
+        &mut self,
+        hint: &LayoutHint,
+        replacement: Option<Records<'_>>,
+    ) -> Result<u64> {
         let timeout = self.opts.lock_timeout.unwrap_or_else(persist::lock_timeout);
         // Our own descriptor on the old file must not be what keeps the lock busy.
         let had_base = self.base.take().is_some();
@@ -538,6 +559,13 @@ impl Transaction {
             Some(_) => Some(gdbm::DataFileLock::acquire(&self.target.path, timeout)?),
             None => None,
         };
+        let opts = gdbm_options(hint, &self.target.dir);
+        if let Some(records) = replacement {
+            let stats = persist::replace_file(&self.target, &self.own, |f| {
+                gdbm::write_records(records, &opts, f)
+            })?;
+            return Ok(stats.records);
+        }
         let fresh = if had_base && !self.changes.replace_all {
             Some(GdbmFile::open(&self.target.path)?)
         } else {
@@ -545,11 +573,78 @@ impl Transaction {
         };
         let base = fresh.as_ref().map(|f| Box::new(f.scan()) as Records<'_>);
         let merged = crate::store::merge(base, &self.changes);
-        let opts = gdbm_options(hint, &self.target.dir);
         let stats = persist::replace_file(&self.target, &self.own, |f| {
             gdbm::write_records(merged, &opts, f)
         })?;
         Ok(stats.records)
+    }
+
+    /// Replaces the whole database with `records` (unique keys), streaming them into
+    /// the new file where the format allows, and releases the lock. `sorted` says the
+    /// records already come in key order (an LMDB bulk load needs that; otherwise they
+    /// are sorted on the way with a bounded memory budget).
+    ///
+    /// Any pending changes of this transaction are discarded. An error from the
+    /// records aborts the write: the database is left as it was.
+    pub fn replace_with(mut self, records: Records<'_>, sorted: bool) -> Result<CommitReport> {
+        self.changes = Changes::default();
+        let hint = self
+            .base
+            .as_ref()
+            .map(|b| b.layout_hint())
+            .unwrap_or_default();
+        let count = match self.format {
+            Format::Bdb => {
+                self.base = None;
+                let opts = bdb_options(&hint, &self.opts)?;
+                persist::replace_file(&self.target, &self.own, |f| {
+                    bdb::write_records(records, &opts, f)
+                })?
+                .records
+            }
+            Format::Gdbm => self.write_gdbm_from(&hint, Some(records))?,
+            Format::Lmdb if self.base.is_none() && self.target.existing.is_none() => {
+                let sorted_records: Records<'_> = if sorted {
+                    records
+                } else {
+                    let mut sorter = crate::sort::ExternalSort::new(
+                        &self.target.dir,
+                        crate::sort::DEFAULT_BUDGET,
+                    );
+                    for r in records {
+                        sorter.push(r?)?;
+                    }
+                    sorter.finish()?
+                };
+                lmdb::build_new_with(
+                    &self.target.path,
+                    sorted_records,
+                    &self.own,
+                    &self.opts.lmdb,
+                )?
+            }
+            Format::Lmdb | Format::Sqlite => {
+                let mut changes = Changes {
+                    replace_all: true,
+                    ..Changes::default()
+                };
+                for r in records {
+                    let r = r?;
+                    changes.ops.insert(r.key, Some(r.value));
+                }
+                self.changes = changes;
+                self.write()?
+            }
+        };
+        let mut report = CommitReport {
+            written: true,
+            records: Some(count),
+            notes: std::mem::take(&mut self.notes),
+            ..Default::default()
+        };
+        report.notes.extend(self.own.note.clone());
+        report.warnings.extend(self.own.warning.clone());
+        Ok(report)
     }
 }
 

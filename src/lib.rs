@@ -17,10 +17,12 @@
 //!   passwords against stored values;
 //! - [`account`]: user-level operations (set a password with its derived secrets,
 //!   delete a user, name checks);
+//! - [`convert`]: any format to any format, in one transaction;
 //! - [`export`]: JSON, CSV and Dovecot passwd-file output;
 //! - [`import`]: bulk import parsers (lines, CSV, JSON) and import modes;
 //! - [`postfix`]: main.cf parsing and `$name` expansion, and the realm Postfix uses;
 //! - [`cyrus_conf`]: finding and reading Cyrus SASL's `<appname>.conf`;
+//! - [`sort`]: bounded-memory external sort (for bulk loads that need key order);
 //! - [`lmdb`]: LMDB 0.9 files (in-place transactional writes, bulk load);
 //! - [`gdbm`]: the pure-Rust GNU dbm reader and writer;
 //! - `cli`: the binaries' front ends (not a stable API).
@@ -30,6 +32,7 @@ pub mod account;
 pub mod bdb;
 #[doc(hidden)]
 pub mod cli;
+pub mod convert;
 pub mod cyrus_conf;
 pub mod database;
 pub mod endian;
@@ -42,6 +45,7 @@ pub mod persist;
 pub mod postfix;
 pub mod record;
 pub mod secrets;
+pub mod sort;
 pub mod sqlite;
 pub mod store;
 
