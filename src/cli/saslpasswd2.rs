@@ -426,17 +426,8 @@ fn run(prog: &str, a: Args) -> Result<ExitCode, Failure> {
 fn read_failure(e: ReadError) -> Failure {
     match e {
         // Cyrus: perror(progname), exit 1.
-        ReadError::Io(e) => fail(Exit::Failure, strerror(&e)),
+        ReadError::Io(e) => fail(Exit::Failure, crate::error::io_text(&e)),
         ReadError::TooLong(n) => bad_password(PasswordProblem::TooLong(n)),
-    }
-}
-
-/// The C library's text for an I/O error (what `perror` prints), without Rust's
-/// "(os error N)" suffix.
-fn strerror(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
-        None => e.to_string(),
     }
 }
 
