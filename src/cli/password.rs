@@ -10,11 +10,16 @@
 //! In pipe mode one line is read (up to the first newline or end of input). Cyrus did
 //! a single `read(2048)` and so cut passwords that arrived in several chunks.
 //!
+//! A standard input that was closed when the program started reads as `EBADF`, as
+//! for Cyrus (`saslpasswd2: Bad file descriptor`, exit 1), although the Rust runtime
+//! reopens a closed descriptor 0 on /dev/null before `main`: the binary records the
+//! state first, through [`record_stdin_state`] in `.init_array`.
+//!
 //! Buffers that hold the password are wiped when dropped.
 
 use std::io::{self, Write};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use nix::sys::termios::{self, LocalFlags, SetArg, Termios};
 use zeroize::Zeroizing;
@@ -62,6 +67,18 @@ pub fn check_password(pw: &[u8]) -> Result<(), PasswordProblem> {
     } else {
         Ok(())
     }
+}
+
+/// Whether descriptor 0 was closed when the process started.
+static STDIN_CLOSED_AT_START: AtomicBool = AtomicBool::new(false);
+
+/// Records whether descriptor 0 is open. Meant to run before the Rust runtime starts
+/// (a binary puts it in `.init_array`), which reopens a closed descriptor 0 on
+/// /dev/null; without it a closed stdin reads as an empty password.
+pub extern "C" fn record_stdin_state() {
+    // SAFETY: F_GETFD only queries the descriptor flags.
+    let closed = unsafe { libc::fcntl(0, libc::F_GETFD) } == -1;
+    STDIN_CLOSED_AT_START.store(closed, Ordering::Relaxed);
 }
 
 /// Whether stdin is a terminal.
@@ -114,6 +131,9 @@ fn read_line() -> Result<Secret, ReadError> {
 }
 
 fn read_raw_line() -> Result<(Secret, bool), ReadError> {
+    if STDIN_CLOSED_AT_START.load(Ordering::Relaxed) {
+        return Err(ReadError::Io(io::Error::from_raw_os_error(libc::EBADF)));
+    }
     // Fixed capacity: the buffer never reallocates, so no copy of the secret is left
     // behind in freed memory.
     let cap = MAX_SECRET_LEN + 2;
