@@ -8,7 +8,9 @@
 //! than the limit is read to its end (so no part of it is left for the shell to run).
 //!
 //! In pipe mode one line is read (up to the first newline or end of input). Cyrus did
-//! a single `read(2048)` and so cut passwords that arrived in several chunks.
+//! a single `read(2048)` and so cut passwords that arrived in several chunks. On a
+//! terminal a read that returns a partial line (Ctrl-D after typing) ends the line,
+//! as it did for Cyrus; only a line longer than the read buffer takes several reads.
 //!
 //! A standard input that was closed when the program started reads as `EBADF`, as
 //! for Cyrus (`saslpasswd2: Bad file descriptor`, exit 1), although the Rust runtime
@@ -114,7 +116,7 @@ pub fn read_password(prompt: &str, pipe: bool) -> Result<Secret, ReadError> {
         .insert(LocalFlags::ICANON | LocalFlags::ECHONL);
     let guard = TermGuard::install(&old);
     termios::tcsetattr(stdin.as_fd(), SetArg::TCSAFLUSH, &quiet).map_err(io::Error::from)?;
-    let read = read_raw_line();
+    let read = read_raw_line(true);
     drop(guard);
     let (line, ended) = read?;
     if !ended {
@@ -127,10 +129,13 @@ pub fn read_password(prompt: &str, pipe: bool) -> Result<Secret, ReadError> {
 /// Reads from fd 0 up to the first newline or end of input, without buffering past
 /// the line more than one chunk. Returns the line without its newline.
 fn read_line() -> Result<Secret, ReadError> {
-    read_raw_line().map(|(l, _)| l)
+    read_raw_line(false).map(|(l, _)| l)
 }
 
-fn read_raw_line() -> Result<(Secret, bool), ReadError> {
+/// Reads one line from fd 0; returns it and whether it ended in a newline. On a
+/// terminal (`tty`) a short read without a newline also ends the line: the user
+/// pressed Ctrl-D after typing.
+fn read_raw_line(tty: bool) -> Result<(Secret, bool), ReadError> {
     if STDIN_CLOSED_AT_START.load(Ordering::Relaxed) {
         return Err(ReadError::Io(io::Error::from_raw_os_error(libc::EBADF)));
     }
@@ -161,6 +166,9 @@ fn read_raw_line() -> Result<(Secret, bool), ReadError> {
         }
         if ended {
             return finish(line, total, true);
+        }
+        if tty && n < chunk.len() {
+            break;
         }
     }
     finish(line, total, false)
