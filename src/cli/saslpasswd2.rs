@@ -431,12 +431,16 @@ fn read_failure(e: ReadError) -> Failure {
     }
 }
 
-/// `-f` (FORMAT:PATH allowed), else the config's `sasldb_path`, else /etc/sasldb2.
+/// `-f` (FORMAT:PATH allowed), else the config's `sasldb_path`, else /etc/sasldb2;
+/// an empty `-f` means /etc/sasldb2, as for Cyrus.
 fn database_location(a: &Args, conf: Option<&SaslConf>) -> Result<Location, Failure> {
     let path: OsString = match (&a.path, conf.and_then(|c| c.sasldb_path())) {
-        (Some(p), _) if !p.is_empty() => p.clone(),
-        (_, Some(p)) => p.into_os_string(),
-        _ => OsString::from(DEFAULT_SASLDB_PATH),
+        // Cyrus's callback answers sasldb_path with the empty -f value, so the config
+        // is not consulted, and its backends take "" as unset: the compiled default.
+        (Some(p), _) if p.is_empty() => OsString::from(DEFAULT_SASLDB_PATH),
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) => p.into_os_string(),
+        (None, None) => OsString::from(DEFAULT_SASLDB_PATH),
     };
     match std::str::from_utf8(path.as_bytes()) {
         Ok(s) => s.parse::<Location>().map_err(generic),
