@@ -170,8 +170,9 @@ and unknown properties (Cyrus left some behind). \fB\-d\fR on a database that do
 is an error (Cyrus created an empty database).
 .IP \(bu 2
 A password change never leaves a secret that accepts the old password: an existing SCRAM
-\fBauthPassword\fR or OTP secret is recomputed in Cyrus's format, and one not asked for is
-removed. \fB\-n\fR removes an existing \fBuserPassword\fR and stores a SCRAM
+\fBauthPassword\fR or OTP secret is recomputed in Cyrus's format, or removed when the
+config's \fBmech_list\fR leaves its mechanism out (and no flag asks for it).
+\fB\-n\fR removes an existing \fBuserPassword\fR and stores a SCRAM
 \fBauthPassword\fR instead (Cyrus kept the old plaintext). An OTP secret is written only
 when the user already has one, with \fB\-\-otp\fR, or when the config's \fBmech_list\fR names
 OTP (Cyrus wrote one whenever its OTP plugin was installed).
@@ -510,7 +511,16 @@ fn secret_policy(a: &Args, conf: Option<&SaslConf>) -> Result<SecretPolicy, Fail
         })?;
         p.otp_algorithm = OtpAlgorithm::from_name(mda.name()).unwrap_or(OtpAlgorithm::Md5);
         if let Some(mechs) = c.mech_list() {
-            p.otp |= mechs.iter().any(|m| m.eq_ignore_ascii_case("otp"));
+            // A mech_list is the config's word on which secrets saslpasswd2 keeps: an
+            // existing secret of a mechanism it leaves out is deleted (Cyrus left it,
+            // stale) unless a flag asks for it.
+            let otp_named = mechs.iter().any(|m| m.eq_ignore_ascii_case("otp"));
+            p.otp |= otp_named;
+            p.otp_excluded = !otp_named;
+            p.scram_excluded = !mechs.iter().any(|m| {
+                let m = m.to_ascii_uppercase();
+                m.starts_with("SCRAM-SHA-")
+            });
             // With SCRAM mechanisms named, Cyrus writes the last of them in its order.
             for h in [
                 ScramHash::Sha1,
