@@ -24,3 +24,6 @@ mod realm;
 
 /// Cyrus SASL <appname>.conf handling, compared with the real `saslpasswd2`.
 mod cyrus_conf;
+
+/// Our saslpasswd2 and sasldblistusers2 against Debian's Cyrus binaries, same inputs.
+mod compat;
