@@ -7,9 +7,10 @@
 //! accepts the old password. Here a password change:
 //! - stores `userPassword` (unless the policy is hashed-only, which deletes it);
 //! - recomputes `cmusaslsecretOTP` and the SCRAM `authPassword` in Cyrus's exact
-//!   format when the user already has them or the policy asks for them, and deletes
-//!   them otherwise; a secret that already matches the new password is kept as it is
-//!   (so re-importing the same password changes nothing);
+//!   format when the user already has them or the policy asks for them; deletes an
+//!   existing one the policy excludes (the config's `mech_list` leaves its mechanism
+//!   out); a secret that already matches the new password is kept as it is (so
+//!   re-importing the same password changes nothing);
 //! - deletes the SASLv1 leftovers `cmusaslsecretCRAM-MD5`, `-DIGEST-MD5` and `-PLAIN`,
 //!   as Cyrus 2.1.28 does.
 
@@ -70,8 +71,14 @@ pub struct SecretPolicy {
     pub scram_hash: ScramHash,
     /// PBKDF2 iterations for SCRAM.
     pub scram_iterations: u32,
+    /// Delete an existing SCRAM `authPassword` instead of recomputing it (the config's
+    /// `mech_list` names no SCRAM mechanism). `scram` and hashed-only win over it.
+    pub scram_excluded: bool,
     /// Write an OTP secret even when the user has none yet.
     pub otp: bool,
+    /// Delete an existing OTP secret instead of recomputing it (the config's
+    /// `mech_list` does not name OTP). `otp` wins over it.
+    pub otp_excluded: bool,
     /// OTP algorithm for a new secret (an existing one keeps its own).
     pub otp_algorithm: OtpAlgorithm,
     /// Host name the OTP seed starts with (Cyrus uses the lowercased hostname).
@@ -85,7 +92,9 @@ impl Default for SecretPolicy {
             scram: false,
             scram_hash: ScramHash::Sha1,
             scram_iterations: SCRAM_DEFAULT_ITERATIONS,
+            scram_excluded: false,
             otp: false,
+            otp_excluded: false,
             otp_algorithm: OtpAlgorithm::Md5,
             hostname: b"localhost".to_vec(),
         }
@@ -199,7 +208,12 @@ pub fn set_password(
         Some(v) => ScramSecret::parse(&v).ok(),
         None => None,
     };
-    if has(AUTH_PASSWORD) || policy.scram || !policy.plaintext {
+    let want_scram =
+        policy.scram || !policy.plaintext || (has(AUTH_PASSWORD) && !policy.scram_excluded);
+    if !want_scram && has(AUTH_PASSWORD) {
+        txn.delete(&ap);
+        changed = true;
+    } else if want_scram {
         let keep = match &existing_scram {
             Some(s) => s.verify_password(password).unwrap_or(false),
             None => false,
@@ -221,7 +235,11 @@ pub fn set_password(
         Some(v) => OtpSecret::parse(&v).ok(),
         None => None,
     };
-    if has(OTP_SECRET) || policy.otp {
+    let want_otp = policy.otp || (has(OTP_SECRET) && !policy.otp_excluded);
+    if !want_otp && has(OTP_SECRET) {
+        txn.delete(&op);
+        changed = true;
+    } else if want_otp {
         let keep = match &existing_otp {
             Some(s) => s.verify_password(password).unwrap_or(false),
             None => false,
@@ -357,5 +375,69 @@ mod tests {
         assert_eq!(split_userid(b"trail@", b"d"), (&b"trail"[..], &b""[..]));
         assert_eq!(split_userid(b"@only", b"d"), (&b""[..], &b"only"[..]));
         assert_eq!(split_userid(b"bob", b"d"), (&b"bob"[..], &b"d"[..]));
+    }
+
+    #[test]
+    fn excluded_secrets_are_deleted_not_recomputed() {
+        use crate::database::WriteOptions;
+        use crate::store::Location;
+        let dir = tempfile::tempdir().unwrap();
+        let loc = Location::path_only(dir.path().join("db"));
+        let opts = WriteOptions {
+            group: Some("root".into()),
+            ..WriteOptions::default()
+        };
+        let mut txn = Transaction::begin(&loc, &opts).unwrap();
+        let both = SecretPolicy {
+            scram: true,
+            otp: true,
+            scram_iterations: 16,
+            ..SecretPolicy::default()
+        };
+        set_password(&mut txn, b"u", b"r", b"old", &both).unwrap();
+        let props = |t: &Transaction| t.properties(b"u", b"r").unwrap();
+        assert_eq!(props(&txn).len(), 3);
+
+        // Nothing asked for: existing secrets follow the password.
+        let plain = SecretPolicy {
+            scram_iterations: 16,
+            ..SecretPolicy::default()
+        };
+        set_password(&mut txn, b"u", b"r", b"new", &plain).unwrap();
+        let scram = ScramSecret::parse(
+            &txn.get(&key(b"u", b"r", AUTH_PASSWORD).unwrap())
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(scram.verify_password(b"new").unwrap());
+        let otp = OtpSecret::parse(
+            &txn.get(&key(b"u", b"r", OTP_SECRET).unwrap())
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(otp.verify_password(b"new").unwrap());
+
+        // Excluded: deleted.
+        let excluded = SecretPolicy {
+            scram_excluded: true,
+            otp_excluded: true,
+            ..plain.clone()
+        };
+        assert_eq!(
+            set_password(&mut txn, b"u", b"r", b"newer", &excluded).unwrap(),
+            Outcome::Updated
+        );
+        assert_eq!(props(&txn), [USER_PASSWORD.as_bytes().to_vec()]);
+
+        // A flag wins over the exclusion.
+        let forced = SecretPolicy {
+            scram: true,
+            otp: true,
+            ..excluded
+        };
+        set_password(&mut txn, b"u", b"r", b"newer", &forced).unwrap();
+        assert_eq!(props(&txn).len(), 3);
     }
 }

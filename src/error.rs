@@ -20,7 +20,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// An I/O call failed on a path.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {}", path.display(), io_text(source))]
     Io {
         /// The file or directory involved.
         path: PathBuf,
@@ -180,6 +180,18 @@ impl Error {
     }
 }
 
+/// An I/O error as the C library's `strerror` words it (`No such file or directory`),
+/// without the ` (os error N)` std appends.
+pub fn io_text(e: &io::Error) -> String {
+    let s = e.to_string();
+    match e.raw_os_error() {
+        Some(n) => s
+            .strip_suffix(&format!(" (os error {n})"))
+            .map_or_else(|| s.clone(), str::to_owned),
+        None => s,
+    }
+}
+
 /// Extension to attach a path to `io::Result`s.
 pub(crate) trait IoContext<T> {
     fn at(self, path: &std::path::Path) -> Result<T>;
@@ -194,5 +206,20 @@ impl<T> IoContext<T> for io::Result<T> {
 impl<T> IoContext<T> for nix::Result<T> {
     fn at(self, path: &std::path::Path) -> Result<T> {
         self.map_err(|e| Error::io(path, io::Error::from(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_read_like_strerror() {
+        let e = Error::io("/x/db", io::Error::from_raw_os_error(libc::ENOENT));
+        assert_eq!(e.to_string(), "/x/db: No such file or directory");
+        let e = io::Error::from_raw_os_error(libc::EBADF);
+        assert_eq!(io_text(&e), "Bad file descriptor");
+        let e = io::Error::other("custom");
+        assert_eq!(io_text(&e), "custom");
     }
 }

@@ -39,3 +39,6 @@ mod postfix_e2e;
 
 /// The SQLite store against Cyrus's sql auxprop plugin, saslpasswd2 and the sqlite3 shell.
 mod sqlite;
+
+/// Our saslpasswd2 and sasldblistusers2 against Debian's Cyrus binaries, same inputs.
+mod compat;

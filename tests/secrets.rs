@@ -31,7 +31,7 @@ use sasldb::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
 use sasldb::{Key, Record};
 
 /// The realm every scenario uses (`saslpasswd2 -u`, `sasl-sample-server -u`).
-const REALM: &str = "example.org";
+pub(crate) const REALM: &str = "example.org";
 /// The longest wait for one line from a peer.
 const STEP: Duration = Duration::from_secs(8);
 
@@ -52,7 +52,7 @@ fn tool(name: &str) -> PathBuf {
 
 /// An OpenSSL configuration that loads the legacy provider, without which Debian's
 /// libsasl OTP plugin crashes on md4.
-fn openssl_legacy_conf(dir: &Path) -> PathBuf {
+pub(crate) fn openssl_legacy_conf(dir: &Path) -> PathBuf {
     let p = dir.join("openssl-legacy.cnf");
     fs::write(
         &p,
@@ -464,7 +464,13 @@ impl Server {
 
 /// A SCRAM login with gsasl as the client. Ok(transcript) when libsasl completes the
 /// negotiation, Err(transcript and stderr) otherwise.
-fn scram_login(dir: &Path, db: &Path, mech: &str, user: &str, pw: &str) -> Result<String, String> {
+pub(crate) fn scram_login(
+    dir: &Path,
+    db: &Path,
+    mech: &str,
+    user: &str,
+    pw: &str,
+) -> Result<String, String> {
     let mut srv = Server::start(dir, db, mech, &[]);
     let mut cli = Peer::spawn(
         "gsasl",
@@ -513,7 +519,7 @@ fn scram_login(dir: &Path, db: &Path, mech: &str, user: &str, pw: &str) -> Resul
 
 /// An OTP login answering the server's challenge with `hex:` of the chain value
 /// computed from `pw`. Returns the challenge too.
-fn otp_login(
+pub(crate) fn otp_login(
     dir: &Path,
     db: &Path,
     user: &str,

@@ -7,13 +7,20 @@
 //! than the limit is read to its end (so no part of it is left for the shell to run).
 //!
 //! In pipe mode one line is read (up to the first newline or end of input). Cyrus did
-//! a single `read(2048)` and so cut passwords that arrived in several chunks.
+//! a single `read(2048)` and so cut passwords that arrived in several chunks. On a
+//! terminal a read that returns a partial line (Ctrl-D after typing) ends the line,
+//! as it did for Cyrus; only a line longer than the read buffer takes several reads.
+//!
+//! A standard input that was closed when the program started reads as `EBADF`, as
+//! for Cyrus (`saslpasswd2: Bad file descriptor`, exit 1), although the Rust runtime
+//! reopens a closed descriptor 0 on /dev/null before `main`: the binary records the
+//! state first, through [`record_stdin_state`] in `.init_array`.
 //!
 //! Buffers that hold the password are wiped when dropped.
 
 use std::io::{self, Write};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use nix::sys::termios::{self, LocalFlags, SetArg, Termios};
 use zeroize::Zeroizing;
@@ -32,6 +39,18 @@ pub enum ReadError {
 }
 
 pub use crate::account::{PasswordProblem, check_password};
+
+/// Whether descriptor 0 was closed when the process started.
+static STDIN_CLOSED_AT_START: AtomicBool = AtomicBool::new(false);
+
+/// Records whether descriptor 0 is open. Meant to run before the Rust runtime starts
+/// (a binary puts it in `.init_array`), which reopens a closed descriptor 0 on
+/// /dev/null; without it a closed stdin reads as an empty password.
+pub extern "C" fn record_stdin_state() {
+    // SAFETY: F_GETFD only queries the descriptor flags.
+    let closed = unsafe { libc::fcntl(0, libc::F_GETFD) } == -1;
+    STDIN_CLOSED_AT_START.store(closed, Ordering::Relaxed);
+}
 
 /// Whether stdin is a terminal.
 pub fn stdin_is_tty() -> bool {
@@ -66,7 +85,7 @@ pub fn read_password(prompt: &str, pipe: bool) -> Result<Secret, ReadError> {
         .insert(LocalFlags::ICANON | LocalFlags::ECHONL);
     let guard = TermGuard::install(&old);
     termios::tcsetattr(stdin.as_fd(), SetArg::TCSAFLUSH, &quiet).map_err(io::Error::from)?;
-    let read = read_raw_line();
+    let read = read_raw_line(true);
     drop(guard);
     let (line, ended) = read?;
     if !ended {
@@ -79,10 +98,16 @@ pub fn read_password(prompt: &str, pipe: bool) -> Result<Secret, ReadError> {
 /// Reads from fd 0 up to the first newline or end of input, without buffering past
 /// the line more than one chunk. Returns the line without its newline.
 fn read_line() -> Result<Secret, ReadError> {
-    read_raw_line().map(|(l, _)| l)
+    read_raw_line(false).map(|(l, _)| l)
 }
 
-fn read_raw_line() -> Result<(Secret, bool), ReadError> {
+/// Reads one line from fd 0; returns it and whether it ended in a newline. On a
+/// terminal (`tty`) a short read without a newline also ends the line: the user
+/// pressed Ctrl-D after typing.
+fn read_raw_line(tty: bool) -> Result<(Secret, bool), ReadError> {
+    if STDIN_CLOSED_AT_START.load(Ordering::Relaxed) {
+        return Err(ReadError::Io(io::Error::from_raw_os_error(libc::EBADF)));
+    }
     // Fixed capacity: the buffer never reallocates, so no copy of the secret is left
     // behind in freed memory.
     let cap = MAX_SECRET_LEN + 2;
@@ -110,6 +135,9 @@ fn read_raw_line() -> Result<(Secret, bool), ReadError> {
         }
         if ended {
             return finish(line, total, true);
+        }
+        if tty && n < chunk.len() {
+            break;
         }
     }
     finish(line, total, false)

@@ -170,8 +170,9 @@ and unknown properties (Cyrus left some behind). \fB\-d\fR on a database that do
 is an error (Cyrus created an empty database).
 .IP \(bu 2
 A password change never leaves a secret that accepts the old password: an existing SCRAM
-\fBauthPassword\fR or OTP secret is recomputed in Cyrus's format, and one not asked for is
-removed. \fB\-n\fR removes an existing \fBuserPassword\fR and stores a SCRAM
+\fBauthPassword\fR or OTP secret is recomputed in Cyrus's format, or removed when the
+config's \fBmech_list\fR leaves its mechanism out (and no flag asks for it).
+\fB\-n\fR removes an existing \fBuserPassword\fR and stores a SCRAM
 \fBauthPassword\fR instead (Cyrus kept the old plaintext). An OTP secret is written only
 when the user already has one, with \fB\-\-otp\fR, or when the config's \fBmech_list\fR names
 OTP (Cyrus wrote one whenever its OTP plugin was installed).
@@ -426,26 +427,21 @@ fn run(prog: &str, a: Args) -> Result<ExitCode, Failure> {
 fn read_failure(e: ReadError) -> Failure {
     match e {
         // Cyrus: perror(progname), exit 1.
-        ReadError::Io(e) => fail(Exit::Failure, strerror(&e)),
+        ReadError::Io(e) => fail(Exit::Failure, crate::error::io_text(&e)),
         ReadError::TooLong(n) => bad_password(PasswordProblem::TooLong(n)),
     }
 }
 
-/// The C library's text for an I/O error (what `perror` prints), without Rust's
-/// "(os error N)" suffix.
-fn strerror(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
-        None => e.to_string(),
-    }
-}
-
-/// `-f` (FORMAT:PATH allowed), else the config's `sasldb_path`, else /etc/sasldb2.
+/// `-f` (FORMAT:PATH allowed), else the config's `sasldb_path`, else /etc/sasldb2;
+/// an empty `-f` means /etc/sasldb2, as for Cyrus.
 fn database_location(a: &Args, conf: Option<&SaslConf>) -> Result<Location, Failure> {
     let path: OsString = match (&a.path, conf.and_then(|c| c.sasldb_path())) {
-        (Some(p), _) if !p.is_empty() => p.clone(),
-        (_, Some(p)) => p.into_os_string(),
-        _ => OsString::from(DEFAULT_SASLDB_PATH),
+        // Cyrus's callback answers sasldb_path with the empty -f value, so the config
+        // is not consulted, and its backends take "" as unset: the compiled default.
+        (Some(p), _) if p.is_empty() => OsString::from(DEFAULT_SASLDB_PATH),
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) => p.into_os_string(),
+        (None, None) => OsString::from(DEFAULT_SASLDB_PATH),
     };
     match std::str::from_utf8(path.as_bytes()) {
         Ok(s) => s.parse::<Location>().map_err(generic),
@@ -515,7 +511,16 @@ fn secret_policy(a: &Args, conf: Option<&SaslConf>) -> Result<SecretPolicy, Fail
         })?;
         p.otp_algorithm = OtpAlgorithm::from_name(mda.name()).unwrap_or(OtpAlgorithm::Md5);
         if let Some(mechs) = c.mech_list() {
-            p.otp |= mechs.iter().any(|m| m.eq_ignore_ascii_case("otp"));
+            // A mech_list is the config's word on which secrets saslpasswd2 keeps: an
+            // existing secret of a mechanism it leaves out is deleted (Cyrus left it,
+            // stale) unless a flag asks for it.
+            let otp_named = mechs.iter().any(|m| m.eq_ignore_ascii_case("otp"));
+            p.otp |= otp_named;
+            p.otp_excluded = !otp_named;
+            p.scram_excluded = !mechs.iter().any(|m| {
+                let m = m.to_ascii_uppercase();
+                m.starts_with("SCRAM-SHA-")
+            });
             // With SCRAM mechanisms named, Cyrus writes the last of them in its order.
             for h in [
                 ScramHash::Sha1,
