@@ -83,17 +83,18 @@ impl Scheme {
                 return Ok(format!("{{PLAIN}}{s}"));
             }
             Scheme::Sha512Crypt | Scheme::Sha256Crypt => {
-                // crypt(3) salts are at most 16 characters of [./0-9A-Za-z].
-                const ALPHABET: &[u8] =
-                    b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-                let salt: Vec<u8> = salt.iter().map(|b| ALPHABET[(*b & 63) as usize]).collect();
+                // sha-crypt writes the salt bytes in crypt's base64, and crypt(3) uses
+                // at most 16 salt characters: 12 bytes make exactly 16. (16 bytes made
+                // 22 characters, which glibc's crypt, and so Dovecot, truncated: the
+                // hash never matched.)
+                let salt = &salt[..12];
                 let hasher = if self == Scheme::Sha512Crypt {
                     sha_crypt::ShaCrypt::SHA512
                 } else {
                     sha_crypt::ShaCrypt::SHA256
                 };
                 hasher
-                    .hash_password_with_salt(password, &salt)
+                    .hash_password_with_salt(password, salt)
                     .map_err(|e| Error::Invalid(format!("{}: {e}", self.name())))?
                     .to_string()
             }
@@ -360,6 +361,15 @@ mod tests {
     fn schemes_hash_in_dovecot_notation() {
         let h = Scheme::Sha512Crypt.hash(b"s3cret").unwrap();
         assert!(h.starts_with("{SHA512-CRYPT}$6$"), "{h}");
+        // crypt(3) reads at most 16 salt characters: a longer salt field would not
+        // survive glibc's crypt, and the hash would never verify.
+        let f: Vec<&str> = h.split('$').collect();
+        let salt = if f[2].starts_with("rounds=") {
+            f[3]
+        } else {
+            f[2]
+        };
+        assert_eq!(salt.len(), 16, "{h}");
         let h = Scheme::Sha256Crypt.hash(b"s3cret").unwrap();
         assert!(h.starts_with("{SHA256-CRYPT}$5$"), "{h}");
         let h = Scheme::Argon2id.hash(b"s3cret").unwrap();
