@@ -220,6 +220,20 @@ fn write_user(
     };
     match opts.format {
         ExportFormat::Json => {
+            // JSON strings are Unicode: a name that is not UTF-8 would come out
+            // altered (and import as another user), so it is left out and reported.
+            if let Some(bad) = [g.user, g.realm]
+                .into_iter()
+                .chain(g.props.iter().copied())
+                .find(|n| std::str::from_utf8(n).is_err())
+            {
+                stats.skipped.push(format!(
+                    "{}: `{}` is not UTF-8, which JSON cannot carry unchanged",
+                    who(),
+                    String::from_utf8_lossy(bad)
+                ));
+                return Ok(());
+            }
             let mut line = String::new();
             line.push_str(if *first { "\n  {" } else { ",\n  {" });
             line.push_str(&format!(
