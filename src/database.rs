@@ -652,7 +652,7 @@ impl Transaction {
 /// setting, else the directory's preferred I/O size (libgdbm's default, what Cyrus gets),
 /// else 4096; always this machine's layout (byte order, address width) and `char`
 /// signedness, so the local libgdbm can open the file and find every key.
-fn gdbm_options(hint: &LayoutHint, dir: &Path) -> gdbm::WriteOptions {
+pub(crate) fn gdbm_options(hint: &LayoutHint, dir: &Path) -> gdbm::WriteOptions {
     use std::os::unix::fs::MetadataExt;
     let usable = |bs: u32| {
         (gdbm::MIN_BLOCK_SIZE..=gdbm::MAX_BLOCK_SIZE).contains(&bs) && bs.is_power_of_two()
@@ -674,7 +674,7 @@ fn gdbm_options(hint: &LayoutHint, dir: &Path) -> gdbm::WriteOptions {
 
 /// Layout of the Berkeley DB file to write: the existing file's page size, byte order
 /// and checksum setting, else the options, else libdb's defaults.
-fn bdb_options(hint: &LayoutHint, opts: &WriteOptions) -> Result<bdb::WriteOptions> {
+pub(crate) fn bdb_options(hint: &LayoutHint, opts: &WriteOptions) -> Result<bdb::WriteOptions> {
     let mut o = bdb::WriteOptions::default();
     if let Some(ps) = hint.page_size.or(opts.bdb_page_size) {
         if !(512..=65536).contains(&ps) || !ps.is_power_of_two() {

@@ -111,7 +111,7 @@ pub enum Error {
     /// A database with several hard links would be split by an atomic replace.
     #[error(
         "{}: the database has {links} hard links; replacing it atomically would split them \
-         (keep one name, or use a symlink for the Postfix chroot copy)",
+         (keep one name; for the Postfix chroot use sasldb sync-chroot)",
         path.display()
     )]
     HardLinked {

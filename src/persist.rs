@@ -139,6 +139,23 @@ impl Target {
         p
     }
 
+    /// The temporary files a crashed writer left behind (or a running one is
+    /// writing: only a holder of the lock can tell).
+    pub fn stale_temps(&self) -> Result<Vec<PathBuf>> {
+        let prefix = self.temp_prefix();
+        let rd = fs::read_dir(&self.dir).at(&self.dir)?;
+        let mut found: Vec<PathBuf> = rd
+            .flatten()
+            .filter(|e| {
+                e.file_name().as_bytes().starts_with(prefix.as_bytes())
+                    && e.file_type().map(|t| t.is_file()).unwrap_or(false)
+            })
+            .map(|e| e.path())
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
     /// Removes temporary files a crashed writer left behind. Call with the lock held.
     pub fn remove_stale_temps(&self) -> Result<usize> {
         let prefix = self.temp_prefix();
@@ -209,11 +226,7 @@ impl Ownership {
     pub fn plan(target: &Target, group: Option<&str>) -> Result<Ownership> {
         let euid = Uid::effective();
         if euid.is_root() {
-            let env_group = std::env::var(GROUP_ENV).ok().filter(|g| !g.is_empty());
-            let name = group
-                .map(str::to_owned)
-                .or(env_group)
-                .unwrap_or(DEFAULT_GROUP.into());
+            let name = policy_group_name(group);
             let gid = lookup_group(&name)?;
             let note = match &target.existing {
                 Some(m) if m.gid() != gid => Some(format!(
@@ -264,6 +277,23 @@ impl Ownership {
         })
     }
 
+    /// The policy a root writer applies: `root:<group>` mode 0640, with `group` (the
+    /// `--group` option), else `SASLDB_GROUP`, else `postfix`; whoever runs this. A
+    /// missing group is an error. For checks (`sasldb check`) and for files that are
+    /// always written fresh.
+    pub fn root_policy(group: Option<&str>) -> Result<Ownership> {
+        let name = policy_group_name(group);
+        let gid = lookup_group(&name)?;
+        Ok(Ownership {
+            uid: 0,
+            gid,
+            mode: DB_MODE,
+            enforced: true,
+            note: None,
+            warning: None,
+        })
+    }
+
     /// Gives an open file this ownership and mode.
     pub fn apply(&self, file: &File, path: &Path) -> Result<()> {
         let m = file.metadata().at(path)?;
@@ -275,6 +305,16 @@ impl Ownership {
             .at(path)?;
         Ok(())
     }
+}
+
+/// The group name of the ownership policy: `group`, else `SASLDB_GROUP` (when
+/// non-empty), else `postfix`.
+pub fn policy_group_name(group: Option<&str>) -> String {
+    let env_group = std::env::var(GROUP_ENV).ok().filter(|g| !g.is_empty());
+    group
+        .map(str::to_owned)
+        .or(env_group)
+        .unwrap_or(DEFAULT_GROUP.into())
 }
 
 fn lookup_group(name: &str) -> Result<u32> {
@@ -425,6 +465,20 @@ impl TempFile {
             .at(&self.path)?;
         fs::hard_link(&self.path, dest).at(dest)?;
         fs::remove_file(&self.path).at(&self.path)?;
+        self.armed = false;
+        sync_dir(&self.dir)
+    }
+}
+
+impl TempFile {
+    /// Renames the temporary file over `dest` (replacing whatever directory entry is
+    /// there: a file, a hard link or a symlink, which is not followed), after fsyncing
+    /// it, and fsyncs the directory.
+    pub fn rename_into_place(mut self, dest: &Path) -> Result<()> {
+        File::open(&self.path)
+            .and_then(|f| f.sync_all())
+            .at(&self.path)?;
+        fs::rename(&self.path, dest).at(dest)?;
         self.armed = false;
         sync_dir(&self.dir)
     }

@@ -346,6 +346,17 @@ fn reapply(path: &Path, own: &Ownership, mode: u32) -> Result<()> {
     }
 }
 
+/// Makes sure the lock file `lock` exists with `own`'s owner and group and the lock
+/// mode of `own.mode` (0660 for 0640): created with `O_EXCL` when missing, else given
+/// them by path. For copies that only readers open (the Postfix chroot copy).
+pub fn prepare_lock_file(lock: &Path, own: &Ownership) -> Result<()> {
+    let mode = lock_mode(own.mode);
+    if create_owned(lock, own, mode)?.is_none() {
+        reapply(lock, own, mode)?;
+    }
+    Ok(())
+}
+
 /// Before a read-only open: creates a missing lock file with the data file's owner and
 /// group, instead of letting LMDB create it with our umask and our identity.
 fn prepare_read_lock(path: &Path, data: &Metadata) -> Result<()> {
