@@ -21,15 +21,17 @@
 //! - [`export`]: JSON, CSV and Dovecot passwd-file output;
 //! - [`import`]: bulk import parsers (lines, CSV, JSON) and import modes;
 //! - [`postfix`]: main.cf parsing and `$name` expansion, and the realm Postfix uses;
+//! - [`chroot`]: master.cf, which file Postfix's smtpd opens, and refreshing its
+//!   chroot copy (`sasldb sync-chroot`);
 //! - [`cyrus_conf`]: finding and reading Cyrus SASL's `<appname>.conf`;
 //! - [`sort`]: bounded-memory external sort (for bulk loads that need key order);
 //! - [`lmdb`]: LMDB 0.9 files (in-place transactional writes, bulk load);
 //! - [`gdbm`]: the pure-Rust GNU dbm reader and writer;
 //! - `cli`: the binaries' front ends (not a stable API).
-//! - [`endian`]: byte order as a runtime value.
 
 pub mod account;
 pub mod bdb;
+pub mod chroot;
 #[doc(hidden)]
 pub mod cli;
 pub mod convert;
