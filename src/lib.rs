@@ -23,6 +23,8 @@
 //! - [`postfix`]: main.cf parsing and `$name` expansion, and the realm Postfix uses;
 //! - [`chroot`]: master.cf, which file Postfix's smtpd opens, and refreshing its
 //!   chroot copy (`sasldb sync-chroot`);
+//! - [`doctor`]: `sasldb check`: ownership, content and Postfix setup findings, and
+//!   the safe repairs;
 //! - [`cyrus_conf`]: finding and reading Cyrus SASL's `<appname>.conf`;
 //! - [`sort`]: bounded-memory external sort (for bulk loads that need key order);
 //! - [`lmdb`]: LMDB 0.9 files (in-place transactional writes, bulk load);
@@ -37,6 +39,7 @@ pub mod cli;
 pub mod convert;
 pub mod cyrus_conf;
 pub mod database;
+pub mod doctor;
 pub mod endian;
 pub mod error;
 pub mod export;
