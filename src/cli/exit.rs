@@ -3,8 +3,18 @@
 //! `saslpasswd2` exits with Cyrus's codes, which are negated libsasl results
 //! (`SASL_FAIL` = -1 → 1, `SASL_NOMECH` = -4 → 4, `SASL_BADPARAM` = -7 → 7,
 //! `SASL_CONFIGERR` = -100 → 100). The `sasldb` tool uses the same meanings where they
-//! apply and adds its own for answers (`verify`: 1 mismatch, 2 no such user) and for
-//! usage errors (64, `EX_USAGE`).
+//! apply and adds its own for answers (`verify`: 1 mismatch, 2 no such user; `check`:
+//! 0 clean, 1 problems remain) and for usage errors (64, `EX_USAGE`).
+//!
+//! | status | `saslpasswd2` | `sasldblistusers2` | `sasldb` |
+//! |---|---|---|---|
+//! | 0 | success | listed | success; `verify`: match; `check`: only information |
+//! | 1 | failure, usage | usage, unreadable database | failure; `verify`: mismatch; `check`: warnings or errors remain (after `--fix`: what it could not repair) |
+//! | 2 | | | `verify`: no such user / no usable secret |
+//! | 4 | no mechanism stored a secret | | |
+//! | 7 | bad password | | |
+//! | 64 | | | usage error |
+//! | 100 | config file unparsable | | |
 
 use std::process::ExitCode;
 
@@ -15,7 +25,8 @@ pub enum Exit {
     /// Success (every tool).
     Success = 0,
     /// Generic failure: the database cannot be read or written, usage error of the
-    /// drop-in tools (Cyrus `SASL_FAIL`), `sasldb verify`: wrong password.
+    /// drop-in tools (Cyrus `SASL_FAIL`), `sasldb verify`: wrong password, `sasldb
+    /// check`: problems (warnings or errors) remain.
     Failure = 1,
     /// `sasldb verify`: no such user (or no usable secret).
     NoSuchUser = 2,

@@ -38,6 +38,92 @@ pub fn render(cmd: clap::Command, extra: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
+/// Renders a page for a command with subcommands: the global options, then a
+/// COMMANDS section with each subcommand's synopsis, description and options, then
+/// the extra sections.
+pub fn render_with_commands(cmd: clap::Command, extra: &[(&str, &str)]) -> Vec<u8> {
+    let name = cmd.get_name().to_owned();
+    let man = clap_mangen::Man::new(cmd.clone())
+        .section("8")
+        .manual("System Manager's Manual")
+        .source(format!("sasldb {}", env!("CARGO_PKG_VERSION")));
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail.
+    man.render_title(&mut out).expect("render");
+    man.render_name_section(&mut out).expect("render");
+    man.render_synopsis_section(&mut out).expect("render");
+    man.render_description_section(&mut out).expect("render");
+    man.render_options_section(&mut out).expect("render");
+    out.extend_from_slice(b".SH COMMANDS\n");
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let full = format!("{name} {}", sub.get_name());
+        let _ = writeln!(out, ".SS {}", roff_text(&full));
+        let mut synopsis = format!("\\fB{}\\fR", roff_text(&full));
+        let has_options = sub
+            .get_arguments()
+            .any(|a| !a.is_positional() && !a.is_hide_set());
+        if has_options {
+            synopsis.push_str(" [\\fIoptions\\fR]");
+        }
+        for a in sub.get_positionals() {
+            let v = a
+                .get_value_names()
+                .and_then(|v| v.first().map(|s| s.to_string()))
+                .unwrap_or_else(|| a.get_id().to_string().to_uppercase());
+            let v = format!("\\fI{}\\fR", roff_text(&v));
+            if a.is_required_set() {
+                synopsis.push_str(&format!(" {v}"));
+            } else {
+                synopsis.push_str(&format!(" [{v}]"));
+            }
+        }
+        let _ = writeln!(out, "{synopsis}");
+        let about = sub
+            .get_long_about()
+            .or(sub.get_about())
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let _ = writeln!(out, ".br\n{}", roff_text(&about));
+        if has_options || sub.get_positionals().next().is_some() {
+            let sub_man = clap_mangen::Man::new(sub.clone().disable_help_flag(true));
+            let mut opts = Vec::new();
+            sub_man.render_options_section(&mut opts).expect("render");
+            // Keep the option list, without its .SH heading.
+            let text = String::from_utf8(opts).expect("roff is UTF-8");
+            let body = text
+                .split_once(".SH OPTIONS\n")
+                .map(|(_, b)| b)
+                .unwrap_or(&text);
+            out.extend_from_slice(body.as_bytes());
+        }
+    }
+    for (title, body) in extra {
+        let _ = writeln!(out, ".SH {title}");
+        out.extend_from_slice(body.trim_start().as_bytes());
+        if !body.ends_with('\n') {
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// Escapes text for roff: backslashes, hyphens, and a leading dot or quote.
+fn roff_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in s.chars().enumerate() {
+        match c {
+            '\\' => out.push_str("\\e"),
+            '-' => out.push_str("\\-"),
+            '.' | '\'' if i == 0 => {
+                out.push_str("\\&");
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// Every man page this package ships.
 pub fn pages() -> Vec<Page> {
     let mut saslpasswd2 = SASLPASSWD2_SECTIONS.to_vec();
@@ -50,6 +136,10 @@ pub fn pages() -> Vec<Page> {
         Page {
             file: "sasldblistusers2.8",
             text: render(super::listusers::command(), LISTUSERS_SECTIONS),
+        },
+        Page {
+            file: "sasldb.8",
+            text: render_with_commands(super::sasldb::command(), SASLDB_SECTIONS),
         },
     ]
 }
@@ -172,6 +262,139 @@ notice, since this program contains none of its code; \fB\-v\fR names this packa
         "SEE ALSO",
         r#"
 \fBsaslpasswd2\fR(8), \fBsasldb\fR(8)
+"#,
+    ),
+];
+
+const SASLDB_SECTIONS: &[(&str, &str)] = &[
+    (
+        "REALMS",
+        r#"
+A user is \fIuser\fR@\fIrealm\fR. Names given without @ get the realm of \fB\-u\fR, else
+the realm Postfix looks up for a login without @: \fBsmtpd_sasl_local_domain\fR when set,
+else \fBmyhostname\fR lowercased (\fBsasldb realm\fR shows it and why). Listings and
+exports filter with \fB\-\-only\-realm\fR \fIREALM\fR: \fB\-u\fR/\fB\-\-realm\fR is the
+global default realm every command accepts, so it is not reused as a filter.
+"#,
+    ),
+    (
+        "EXIT STATUS",
+        r#"
+.TP
+0
+Success; \fBverify\fR: the password matches; \fBcheck\fR: no problems (information only).
+.TP
+1
+Failure: the database cannot be read or written, bad input (nothing is written), a
+refused operation; \fBverify\fR: wrong password; \fBcheck\fR: problems remain (after
+\fB\-\-fix\fR: problems it could not repair).
+.TP
+2
+\fBverify\fR: no such user, or the user has no secret a password can be checked against.
+.TP
+64
+Command\-line usage error.
+"#,
+    ),
+    (
+        "ENVIRONMENT",
+        r#"
+.TP
+MAIL_CONFIG
+Postfix configuration directory (default /etc/postfix): main.cf for the default realm,
+queue_directory, cyrus_sasl_config_path and smtpd_sasl_*; master.cf for the smtpd services
+and their chroot column.
+.TP
+SASL_CONF_PATH
+Colon\-separated directories searched for the \fB\-a\fR application's \fIappname\fR.conf
+(Postfix's smtpd.conf is found through cyrus_sasl_config_path instead).
+.TP
+SASLDB_GROUP
+Group owning the database (and the chroot copy) when run as root (\fB\-\-group\fR wins;
+default postfix).
+.TP
+SASLDB_LOCK_TIMEOUT
+Seconds to wait for another writer's lock (default 30).
+"#,
+    ),
+    (
+        "FILES",
+        r#"
+.TP
+/etc/sasldb2
+The default database.
+.TP
+\fIdatabase\fR.lock
+The writers' lock file, next to the database (after following symlinks).
+.TP
+\fIdatabase\fR\-lock
+LMDB's lock file; readers open it read\-write, so it is mode 0660 with the database's owner
+and group.
+.TP
+/etc/postfix/main.cf, /etc/postfix/master.cf
+Postfix's configuration (see MAIL_CONFIG).
+.TP
+\fIcyrus_sasl_config_path\fR/smtpd.conf
+smtpd's SASL configuration: \fBsasldb_path\fR (default /etc/sasldb2) is the file smtpd opens.
+.TP
+/var/spool/postfix/etc/sasldb2
+The copy a chrooted smtpd opens: \fIqueue_directory\fR followed by \fBsasldb_path\fR.
+Postfix 3.0 and later run a service chrooted only when its master.cf chroot column is
+\fBy\fR (Debian's master.cf says \fBy\fR for smtp). \fBsync\-chroot\fR writes it
+atomically, root:postfix 0640, never readable by others.
+"#,
+    ),
+    (
+        "EXAMPLES",
+        r#"
+Import users (one \fIuser\fR@\fIrealm\fR:\fIpassword\fR per line), storing SCRAM secrets
+only:
+.PP
+.nf
+.RS
+sasldb \-f /etc/sasldb2 import \-\-hashed\-only users.txt
+.RE
+.fi
+.PP
+Export everything, secrets included, and load it into another database:
+.PP
+.nf
+.RS
+sasldb export \-\-json \-\-with\-secrets \-o dump.json
+sasldb \-f lmdb:/etc/sasl2/sasldb2 import \-\-json \-\-mode replace\-all dump.json
+.RE
+.fi
+.PP
+Check a password from a script (exit 0, 1 or 2):
+.PP
+.nf
+.RS
+printf '%s\en' "$pw" | sasldb verify alice@example.com
+.RE
+.fi
+.PP
+Move the users created with the container's hostname to the real domain:
+.PP
+.nf
+.RS
+sasldb rename\-realm 51686ed8d2b4 example.com
+.RE
+.fi
+.PP
+Find and repair permission problems and a stale chroot copy:
+.PP
+.nf
+.RS
+sasldb check \-\-fix
+sasldb sync\-chroot
+.RE
+.fi
+"#,
+    ),
+    (
+        "SEE ALSO",
+        r#"
+\fBsaslpasswd2\fR(8), \fBsasldblistusers2\fR(8), \fBpostconf\fR(1), \fBmaster\fR(5)
 "#,
     ),
 ];

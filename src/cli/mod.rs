@@ -10,6 +10,7 @@ pub mod getopt;
 pub mod listusers;
 pub mod man;
 pub mod password;
+pub mod sasldb;
 pub mod saslpasswd2;
 
 use std::ffi::OsString;

@@ -1,28 +1,17 @@
 //! `rename-realm`, `delete-realm`, `convert`, `realm`, `init`.
 
 use std::collections::BTreeSet;
-use std::ffi::OsString;
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Result, bail};
-use clap::Args;
 use sasldb::account::check_names;
 use sasldb::cli::Exit;
+use sasldb::cli::sasldb::{ConvertArgs, DeleteRealmArgs, Global, InitArgs, RenameRealmArgs};
 use sasldb::convert::{ConvertOptions, convert as run_convert};
 use sasldb::record::user_prefix;
 use sasldb::{KeyRef, Transaction};
 
-use crate::Global;
 use crate::io::{config, location, parse_location, print_commit, who, write_options};
-
-/// `sasldb rename-realm`.
-#[derive(Debug, Args)]
-pub struct RenameRealmArgs {
-    /// The realm to rename.
-    pub old: String,
-    /// Its new name.
-    pub new: String,
-}
 
 pub fn rename_realm(g: &Global, a: &RenameRealmArgs) -> Result<Exit> {
     if a.old == a.new {
@@ -90,16 +79,6 @@ pub fn rename_realm(g: &Global, a: &RenameRealmArgs) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// `sasldb delete-realm`.
-#[derive(Debug, Args)]
-pub struct DeleteRealmArgs {
-    /// The realm whose users are deleted.
-    pub realm: String,
-    /// Do not ask for confirmation (needed when standard input is not a terminal).
-    #[arg(long)]
-    pub yes: bool,
-}
-
 pub fn delete_realm(g: &Global, a: &DeleteRealmArgs) -> Result<Exit> {
     let conf = config(g)?;
     let loc = location(g, conf.as_ref())?;
@@ -157,22 +136,6 @@ pub fn delete_realm(g: &Global, a: &DeleteRealmArgs) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// `sasldb convert`.
-#[derive(Debug, Args)]
-pub struct ConvertArgs {
-    /// Source database: PATH or FORMAT:PATH.
-    pub src: OsString,
-    /// Destination: PATH or FORMAT:PATH (bdb, lmdb, gdbm, sqlite). A new file without a
-    /// prefix is Berkeley DB.
-    pub dst: OsString,
-    /// Replace a destination that already holds a database.
-    #[arg(long)]
-    pub force: bool,
-    /// Skip (and report) malformed keys of the source instead of failing.
-    #[arg(long)]
-    pub skip_malformed: bool,
-}
-
 pub fn convert(g: &Global, a: &ConvertArgs) -> Result<Exit> {
     let src = parse_location(&a.src)?;
     let dst = parse_location(&a.dst)?;
@@ -224,10 +187,6 @@ pub fn realm(g: &Global) -> Result<Exit> {
     }
     Ok(Exit::Success)
 }
-
-/// `sasldb init`.
-#[derive(Debug, Args)]
-pub struct InitArgs {}
 
 pub fn init(g: &Global, _a: &InitArgs) -> Result<Exit> {
     let conf = config(g)?;

@@ -14,7 +14,7 @@ use sasldb::secrets::OtpAlgorithm;
 use sasldb::{CommitReport, Location, Secret, WriteOptions};
 use zeroize::Zeroizing;
 
-use crate::Global;
+use sasldb::cli::sasldb::Global;
 
 /// The application's Cyrus config, when `-a` names one that exists.
 pub fn config(g: &Global) -> Result<Option<SaslConf>> {

@@ -1,77 +1,26 @@
 //! `import`, `export`, `list`, `verify`, `realms`.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
 use sasldb::account::{self, Verdict, check_names};
 use sasldb::cli::Exit;
+use sasldb::cli::sasldb::{
+    ExportArgs, ImportArgs, ListArgs, ModeArg, RealmsArgs, SchemeArg, VerifyArgs,
+};
 use sasldb::export::{ExportFormat, ExportOptions, Scheme};
 use sasldb::import::{self, InputFormat, Mode, Rejected};
 use sasldb::{Database, KeyRef, Transaction};
 
-use crate::Global;
+use sasldb::cli::sasldb::Global;
+
 use crate::io::{
     config, default_realm, location, print_commit, read_check_password, read_input, secret_policy,
     who, write_options,
 };
-
-/// Import modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ModeArg {
-    /// Add new users and update existing ones; other users stay.
-    Upsert,
-    /// Add new users; existing users are left exactly as they are.
-    CreateOnly,
-    /// Make the database hold exactly the input (other users are removed).
-    ReplaceAll,
-}
-
-/// `sasldb import`.
-#[derive(Debug, Args)]
-pub struct ImportArgs {
-    /// Input file (`-` or nothing: standard input). Lines `user[@realm]:password` unless
-    /// --csv or --json (or a .csv/.json file name) says otherwise.
-    pub file: Option<OsString>,
-    /// CSV input with a header naming the columns user, realm, password.
-    #[arg(long, conflicts_with = "json")]
-    pub csv: bool,
-    /// JSON input: an array of {"user", "realm", "password"} objects (the shape
-    /// `sasldb export --json --with-secrets` writes).
-    #[arg(long)]
-    pub json: bool,
-    /// What happens to users already in the database.
-    #[arg(long, value_enum, default_value_t = ModeArg::Upsert)]
-    pub mode: ModeArg,
-    /// Check everything and print the summary, but write nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Import the good entries even when some are rejected (by default nothing is
-    /// written if any entry is bad).
-    #[arg(long)]
-    pub skip_bad: bool,
-    /// Store no plaintext: a SCRAM authPassword instead of userPassword (hashed-only;
-    /// the plaintext never reaches the disk).
-    #[arg(short = 'n', long = "hashed-only")]
-    pub hashed_only: bool,
-    /// Also store a SCRAM authPassword next to userPassword.
-    #[arg(long)]
-    pub scram: bool,
-    /// Also store an OTP secret (cmusaslsecretOTP).
-    #[arg(long)]
-    pub otp: bool,
-    /// PBKDF2 iterations for SCRAM secrets (default: the config's
-    /// scram_iteration_counter, else 4096).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub scram_iterations: Option<u32>,
-    /// No progress bar, no summary.
-    #[arg(short, long)]
-    pub quiet: bool,
-}
 
 pub fn import(g: &Global, a: &ImportArgs) -> Result<Exit> {
     let conf = config(g)?;
@@ -196,45 +145,6 @@ fn refuse(rejected: &[Rejected]) -> Result<Exit> {
     )
 }
 
-/// Export formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SchemeArg {
-    /// {SHA512-CRYPT}
-    Sha512Crypt,
-    /// {SHA256-CRYPT}
-    Sha256Crypt,
-    /// {ARGON2ID}
-    Argon2id,
-    /// {PLAIN}: the password itself.
-    Plain,
-}
-
-/// `sasldb export`.
-#[derive(Debug, Args)]
-pub struct ExportArgs {
-    /// JSON (the default): one object per user.
-    #[arg(long, group = "fmt")]
-    pub json: bool,
-    /// CSV: user,realm,password (with secrets) or user,realm,properties.
-    #[arg(long, group = "fmt")]
-    pub csv: bool,
-    /// Dovecot passwd-file lines `user@realm:{SCHEME}hash` (needs --with-secrets).
-    #[arg(long, group = "fmt")]
-    pub dovecot: bool,
-    /// Password scheme for --dovecot.
-    #[arg(long, value_enum, default_value_t = SchemeArg::Sha512Crypt, requires = "dovecot")]
-    pub scheme: SchemeArg,
-    /// Include secrets (passwords, hashes). Without it only names and properties.
-    #[arg(long)]
-    pub with_secrets: bool,
-    /// Only this realm.
-    #[arg(long = "only-realm", value_name = "REALM")]
-    pub only_realm: Option<String>,
-    /// Write to this file (created mode 0600) instead of standard output.
-    #[arg(short, long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-}
-
 pub fn export(g: &Global, a: &ExportArgs) -> Result<Exit> {
     let conf = config(g)?;
     let db = Database::open(&location(g, conf.as_ref())?)?;
@@ -291,17 +201,6 @@ fn libc_nofollow() -> i32 {
     nix::fcntl::OFlag::O_NOFOLLOW.bits()
 }
 
-/// `sasldb list`.
-#[derive(Debug, Args)]
-pub struct ListArgs {
-    /// Only users of this realm.
-    #[arg(long = "only-realm", value_name = "REALM")]
-    pub only_realm: Option<String>,
-    /// JSON output.
-    #[arg(long)]
-    pub json: bool,
-}
-
 pub fn list(g: &Global, a: &ListArgs) -> Result<Exit> {
     let conf = config(g)?;
     let db = Database::open(&location(g, conf.as_ref())?)?;
@@ -351,13 +250,6 @@ pub fn list(g: &Global, a: &ListArgs) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// `sasldb verify`.
-#[derive(Debug, Args)]
-pub struct VerifyArgs {
-    /// The user: `user` or `user@realm` (the first @ splits).
-    pub user: String,
-}
-
 pub fn verify(g: &Global, a: &VerifyArgs) -> Result<Exit> {
     let conf = config(g)?;
     let db = Database::open(&location(g, conf.as_ref())?)?;
@@ -385,14 +277,6 @@ pub fn verify(g: &Global, a: &VerifyArgs) -> Result<Exit> {
             Exit::NoSuchUser
         }
     })
-}
-
-/// `sasldb realms`.
-#[derive(Debug, Args)]
-pub struct RealmsArgs {
-    /// JSON output.
-    #[arg(long)]
-    pub json: bool,
 }
 
 pub fn realms(g: &Global, a: &RealmsArgs) -> Result<Exit> {
