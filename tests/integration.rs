@@ -42,3 +42,6 @@ mod sqlite;
 
 /// Our saslpasswd2 and sasldblistusers2 against Debian's Cyrus binaries, same inputs.
 mod compat;
+
+/// The sasldb admin tool through its binary: every subcommand, bad inputs, round trips, check/sync-chroot.
+mod sasldb_cli;
