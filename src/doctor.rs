@@ -937,7 +937,8 @@ fn check_ownership(
                     Severity::Warning,
                     code_group,
                     format!(
-                        "{what} {} has group {}, not {} (the group Postfix reads it with)",
+                        "{what} {} has group {}, not {} (the group Postfix reads it with; \
+                         --group or SASLDB_GROUP chooses another)",
                         path.display(),
                         persist::group_name(m.gid()),
                         persist::group_name(p.gid)

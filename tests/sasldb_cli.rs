@@ -1075,6 +1075,24 @@ fn check_clean_setup_and_each_fixable_problem() {
         .out_has("1 user in realm `mail.example.com`")
         .out_has("is up to date")
         .out_has("no problems found");
+    // The policy's group comes from --group (or SASLDB_GROUP).
+    if is_root() {
+        let q = s.p("queue");
+        let o = s.on(
+            &db,
+            &[
+                "--group",
+                "root",
+                "check",
+                "--json",
+                "--queue-directory",
+                q.to_str().unwrap(),
+            ],
+        );
+        let mut codes = problems(&o.code(1).json());
+        codes.sort();
+        assert_eq!(codes, ["chroot-group", "db-group", "lock-group"]);
+    }
 
     // Stale after a change.
     s.on_in(&db, &["import"], b"carol:c\n").ok();
