@@ -1327,3 +1327,64 @@ fn import_200k_users_read_by_cyrus() {
     assert!(text.contains("user199999@example.org: userPassword\n"));
     eprintln!("import of {N} users: {import:?}; Cyrus sasldblistusers2: {listing:?}");
 }
+
+/// A chrooted Postfix smtpd authenticates against the copy `check --fix` and
+/// `sync-chroot` write from main.cf's own queue_directory, and not before; a changed
+/// password reaches smtpd only with the next sync; SCRAM-SHA-1 works with a
+/// hashed-only user.
+#[test]
+fn chrooted_postfix_logs_in_against_the_synced_copy() {
+    use crate::postfix::{Mech, Options, PostfixInstance};
+    let inst = PostfixInstance::start(Options {
+        chroot: true,
+        ..Options::default()
+    });
+    let db = inst.sasldb();
+    let empty = tempfile::tempdir().unwrap();
+    let sasldb = |args: &[&str], stdin: &[u8]| -> Out {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sasldb"));
+        c.arg("-f")
+            .arg(&db)
+            .args(args)
+            .env("MAIL_CONFIG", inst.conf_dir())
+            .env("SASL_CONF_PATH", empty.path())
+            .env_remove("SASLDB_GROUP")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    sasldb(&["import"], b"alice@example.org:first\n").ok();
+    sasldb(
+        &["import", "--hashed-only"],
+        b"bob@example.org:scram only\n",
+    )
+    .ok();
+    // smtpd looks in the chroot, where nothing is yet.
+    inst.expect_auth("alice@example.org", "first", Mech::Plain, 535);
+    let r = sasldb(&["check", "--json"], b"").code(1).json();
+    assert!(problems(&r).contains(&"chroot-missing".to_owned()), "{r:#}");
+    sasldb(&["check", "--fix"], b"").out_has("fixed: refreshed");
+    let copy = sasldb::chroot::in_root(&inst.dir().join("queue"), &db);
+    assert_eq!(mode(&copy), 0o640);
+    // What remains: the users are not in the realm of logins without @.
+    let r = sasldb(&["check", "--json"], b"").json();
+    assert_eq!(problems(&r), ["realm-mismatch"], "{r:#}");
+    inst.expect_auth("alice@example.org", "first", Mech::Plain, 235);
+    inst.expect_auth("bob@example.org", "scram only", Mech::ScramSha1, 235);
+    inst.expect_auth("bob@example.org", "wrong", Mech::ScramSha1, 535);
+
+    // A new password: smtpd keeps the old one until the copy is refreshed.
+    sasldb(&["import"], b"alice@example.org:second\n").ok();
+    inst.expect_auth("alice@example.org", "second", Mech::Plain, 535);
+    sasldb(&["sync-chroot"], b"").ok().out_has("updated");
+    inst.expect_auth("alice@example.org", "second", Mech::Plain, 235);
+    inst.expect_auth("alice@example.org", "first", Mech::Plain, 535);
+}

@@ -22,8 +22,8 @@
 //! main.cf. main.cf and master.cf are dated a minute back, else every Postfix command
 //! re-reads a just-written main.cf for up to 2 s. Logging goes to `maillog_file`
 //! through `postlogd` (Postfix 3.4+), so no syslog daemon and no `/dev/log` are
-//! needed. No service is chrooted (column 5 = `n`): the sasldb path is the same for
-//! smtpd as for the test. The SMTP port is picked at run time (a free ephemeral port;
+//! needed. No service is chrooted (column 5 = `n`) unless [`Options::chroot`] asks for
+//! smtpd to be: otherwise the sasldb path is the same for smtpd as for the test. The SMTP port is picked at run time (a free ephemeral port;
 //! a lost race is retried with another one), so any number of instances run side by
 //! side; nothing is shared between them.
 //!
@@ -84,6 +84,9 @@ pub struct Options {
     pub main_cf_extra: Vec<String>,
     /// `saslpasswd.conf` for [`PostfixInstance::saslpasswd2`] (empty: none).
     pub saslpasswd_conf: String,
+    /// Run smtpd chrooted to the queue directory (master.cf column 5 = `y`): it then
+    /// opens `queue/<sasldb path>`, the copy `sasldb sync-chroot` writes.
+    pub chroot: bool,
 }
 
 impl Default for Options {
@@ -95,6 +98,7 @@ impl Default for Options {
             sasl_conf: None,
             main_cf_extra: Vec::new(),
             saslpasswd_conf: String::new(),
+            chroot: false,
         }
     }
 }
@@ -497,10 +501,11 @@ impl PostfixInstance {
     fn write_master_cf(&self) {
         // service type private unpriv chroot wakeup maxproc command
         let cf = format!(
-            "127.0.0.1:{port} inet n - n - - smtpd\n\
+            "127.0.0.1:{port} inet n - {chroot} - - smtpd\n\
              anvil unix - - n - 1 anvil\n\
              postlog unix-dgram n - n - 1 postlogd\n",
-            port = self.port
+            port = self.port,
+            chroot = if self.opts.chroot { "y" } else { "n" },
         );
         write_aged(&self.conf_dir().join("master.cf"), &cf);
     }
