@@ -454,6 +454,15 @@ fn database_location(a: &Args, conf: Option<&SaslConf>) -> Result<Location, Fail
 /// group), and that an existing database reads. Takes no lock, so no writer waits
 /// while someone types.
 fn preflight(location: &Location, opts: &WriteOptions, disable: bool) -> Result<(), Failure> {
+    if !location.is_file() {
+        // A database server: connect and check the table (a missing one is created by
+        // the write, except for -d).
+        return match Database::open(location) {
+            Ok(_) => Ok(()),
+            Err(Error::NotFound { .. }) if !disable => Ok(()),
+            Err(e) => Err(generic(e)),
+        };
+    }
     let target = Target::resolve(location.path()).map_err(generic)?;
     Ownership::plan(&target, opts.group.as_deref()).map_err(generic)?;
     match &target.existing {
