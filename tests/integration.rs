@@ -42,3 +42,9 @@ mod sqlite;
 
 /// Our saslpasswd2 and sasldblistusers2 against Debian's Cyrus binaries, same inputs.
 mod compat;
+
+/// Harness: a private, throw-away PostgreSQL server (shared by the tests, stopped at exit).
+mod pg;
+
+/// The PostgreSQL store: sasldb import/convert, pgpass, concurrency, Cyrus's pgsql plugin in Postfix.
+mod postgresql;
