@@ -321,8 +321,9 @@ fn sasldb_two_concurrent_imports_lose_nothing() {
 
 /// The writers' lock is an advisory lock in the database: a writer that cannot get it
 /// within SASLDB_LOCK_TIMEOUT fails with a one-line "locked" error and writes nothing.
+/// Row locks of a writer that takes no advisory lock are waited for.
 #[test]
-fn sasldb_writer_waits_for_the_advisory_lock() {
+fn sasldb_writers_wait_for_the_advisory_lock_and_foreign_row_locks() {
     let srv = server();
     let db = srv.database("locked", "");
     let url = srv.url(&db);
@@ -351,6 +352,44 @@ fn sasldb_writer_waits_for_the_advisory_lock() {
         ),
     );
     assert_eq!(records(srv, &db).len(), 1);
+
+    // A foreign writer that takes no advisory lock (the plugin) inserts a row our
+    // import also writes, and keeps its transaction open: our commit waits for the row
+    // lock, then its upsert updates the row instead of failing on the duplicate key.
+    let mut foreign = srv.client(&db);
+    let mut ft = foreign.transaction().unwrap();
+    ft.execute(
+        "INSERT INTO sasldb VALUES ('cyrus', 'example.org', 'userPassword', 'theirs'::bytea)",
+        &[],
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sasldb"));
+    cmd.args(["-f", &url, "import", "-q", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    srv.env(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"cyrus@example.org:ours\nyan@example.org:y\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the import did not wait for the foreign row lock"
+    );
+    ft.commit().unwrap();
+    ok(
+        "import past a foreign writer",
+        &child.wait_with_output().unwrap(),
+    );
+    let recs: BTreeMap<Vec<u8>, Vec<u8>> = records(srv, &db).into_iter().collect();
+    assert_eq!(recs.len(), 3);
+    assert_eq!(recs[&key("cyrus", "example.org", USER_PASSWORD)], b"ours");
+    assert_eq!(recs[&key("yan", "example.org", USER_PASSWORD)], b"y");
 }
 
 // ---------------------------------------------------------------------------------
@@ -433,6 +472,28 @@ fn connection_password_sources_and_errors() {
         ("PGDATABASE", db.as_str()),
     ];
     ok("PG* environment", &run(&envs, "postgresql://"));
+
+    // A Unix-socket directory as the host, in the URL's host part or as ?host=.
+    let sock = srv.socket_dir().to_str().unwrap().replace('/', "%2F");
+    let pw = [("PGPASSWORD", srv.role_password())];
+    ok(
+        "socket host",
+        &run(
+            &pw,
+            &format!("postgresql://{ROLE}@{sock}:{}/{db}", srv.port()),
+        ),
+    );
+    ok(
+        "?host=socket",
+        &run(
+            &pw,
+            &format!(
+                "postgresql://{ROLE}@/{db}?host={}&port={}",
+                srv.socket_dir().display(),
+                srv.port()
+            ),
+        ),
+    );
 
     // Wrong places: a refused connection, a database without the table.
     let err = failed(
@@ -699,5 +760,26 @@ fn check(inst: &PostfixInstance, cases: &[(&str, &str, Mech, u16)]) {
         cases.len(),
         failures.join("\n"),
         inst.log()
+    );
+}
+
+/// The README section (docs-postgresql.md) shows exactly the tested configuration and
+/// schema.
+#[test]
+fn docs_show_the_tested_plugin_config() {
+    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs-postgresql.md"))
+        .unwrap();
+    let example = PLUGIN_CONFIG
+        .replace("HOST:PORT", "db.example.org:5432")
+        .replace("sql_user: USER", "sql_user: sasl_smtpd")
+        .replace("PASSWORD", "smtpd-db-password")
+        .replace("DATABASE", "mail");
+    assert!(
+        doc.contains(&example),
+        "docs-postgresql.md does not show PLUGIN_CONFIG:\n{example}"
+    );
+    assert!(
+        doc.contains(pgsql::SCHEMA),
+        "docs-postgresql.md does not show pgsql::SCHEMA"
     );
 }

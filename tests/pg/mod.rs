@@ -233,6 +233,11 @@ impl PgServer {
         self.port
     }
 
+    /// The directory holding the server's Unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The test role's password (for the plugin's `sql_passwd`).
     pub fn role_password(&self) -> &str {
         &self.role_password
