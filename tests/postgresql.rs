@@ -729,6 +729,94 @@ fn postfix_smtpd_authenticates_through_the_pgsql_plugin() {
     );
 }
 
+/// One PLAIN login with raw password bytes against `sasl-sample-server` using the
+/// plugin configuration in `confdir`; true when libsasl completes the negotiation.
+fn sample_plain(confdir: &Path, user: &str, pw: &[u8]) -> bool {
+    use base64::Engine;
+    let mut msg = format!("PLAIN\0\0{user}\0").into_bytes();
+    msg.extend_from_slice(pw);
+    let line = format!(
+        "C: {}\n",
+        base64::engine::general_purpose::STANDARD.encode(msg)
+    );
+    let mut child = Command::new(peer("timeout"))
+        .arg("10")
+        .arg(peer("sasl-sample-server"))
+        .args(["-m", "PLAIN", "-s", "sample", "-u", "example.org"])
+        .env("SASL_CONF_PATH", confdir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(line.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.contains(&format!("Username: {user}@example.org"))
+}
+
+/// The plugin sees values exactly through `convert_from(value, getdatabaseencoding())`:
+/// any value in a SQL_ASCII database (a Latin-1 password), UTF-8 values in a UTF8
+/// database (where a Latin-1 value makes the lookup fail, as documented).
+#[test]
+fn plugin_sees_exact_value_bytes_by_database_encoding() {
+    let srv = server();
+    let latin1: &[u8] = b"latin1 \xe9t\xe9";
+    let utf8 = "utf8 \u{e9}t\u{e9} \\ ' x";
+    for (db, extra, latin1_ok) in [
+        (
+            "enc_ascii",
+            "ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+            true,
+        ),
+        ("enc_utf8", "", false),
+    ] {
+        let db = srv.database(db, extra);
+        let mut t = Transaction::begin(&loc(srv, &db), &write_opts()).unwrap();
+        t.put_raw(
+            key("dave", "example.org", USER_PASSWORD),
+            latin1.to_vec().into(),
+        );
+        t.put_raw(
+            key("erin", "example.org", USER_PASSWORD),
+            utf8.as_bytes().to_vec().into(),
+        );
+        t.commit().unwrap();
+        assert_eq!(records(srv, &db).len(), 2);
+        let confdir = tempfile::tempdir().unwrap();
+        fs::write(
+            confdir.path().join("sample.conf"),
+            format!(
+                "pwcheck_method: auxprop\nmech_list: PLAIN\n{}",
+                plugin_conf(srv, &db)
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            sample_plain(confdir.path(), "dave", latin1),
+            latin1_ok,
+            "{db}: dave"
+        );
+        assert!(
+            !sample_plain(confdir.path(), "dave", "latin1 \u{e9}t\u{e9}".as_bytes()),
+            "{db}: the UTF-8 spelling of dave's password"
+        );
+        assert!(
+            sample_plain(confdir.path(), "erin", utf8.as_bytes()),
+            "{db}: erin"
+        );
+        assert!(
+            !sample_plain(confdir.path(), "erin", b"utf8"),
+            "{db}: erin, wrong"
+        );
+    }
+}
+
 /// Runs every login at once and fails with every mismatch and the Postfix log.
 fn check(inst: &PostfixInstance, cases: &[(&str, &str, Mech, u16)]) {
     let failures: Vec<String> = std::thread::scope(|s| {
