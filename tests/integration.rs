@@ -42,3 +42,6 @@ mod sqlite;
 
 /// Our saslpasswd2 and sasldblistusers2 against Debian's Cyrus binaries, same inputs.
 mod compat;
+
+/// Real Postfix SMTP AUTH against files written by our saslpasswd2 and sasldb import.
+mod postfix_tools;
