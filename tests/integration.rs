@@ -45,3 +45,6 @@ mod compat;
 
 /// Real Postfix SMTP AUTH against files written by our saslpasswd2 and sasldb import.
 mod postfix_tools;
+
+/// sasldb convert: a round trip through every format, refusals.
+mod convert;
