@@ -16,13 +16,12 @@ use std::process::ExitCode;
 use super::getopt::{Event, Getopt, error_message};
 use super::password::{PasswordProblem, ReadError, check_password, read_password};
 use super::{DEFAULT_SASLDB_PATH, Exit, OptDoc, argv0, eprint_line, progname};
-use crate::account::{self, SecretPolicy, check_names, split_userid};
+use crate::account::{self, PolicyError, PolicyRequest, SecretPolicy, check_names, split_userid};
 use crate::cyrus_conf::{self, SaslConf};
 use crate::database::{Database, Transaction, WriteOptions};
 use crate::error::Error;
 use crate::persist::{Ownership, Target};
 use crate::postfix;
-use crate::secrets::{OtpAlgorithm, ScramHash};
 use crate::store::Location;
 
 /// The options: Cyrus's, in Cyrus's order, then our long-only extensions.
@@ -500,55 +499,16 @@ fn delete(
     Ok(Exit::Success.into())
 }
 
-/// Which secrets to write: the flags, the config file (`scram_secret_generate`,
-/// `scram_iteration_counter`, `otp_mda`, `mech_list`), and `-n`.
+/// Which secrets to write: the flags, then the config file.
 fn secret_policy(a: &Args, conf: Option<&SaslConf>) -> Result<SecretPolicy, Failure> {
-    let mut p = SecretPolicy {
-        plaintext: !a.noplain,
+    let req = PolicyRequest {
+        hashed_only: a.noplain,
         scram: a.scram,
         otp: a.otp,
-        ..Default::default()
+        scram_iterations: a.scram_iterations,
     };
-    if let Some(c) = conf {
-        p.scram |= c.scram_secret_generate();
-        p.scram_iterations = c.scram_iteration_counter();
-        let mda = c.otp_mda().map_err(|e| {
-            fail(
-                Exit::ConfigError,
-                format!("error when parsing configuration file: {e}"),
-            )
-        })?;
-        p.otp_algorithm = OtpAlgorithm::from_name(mda.name()).unwrap_or(OtpAlgorithm::Md5);
-        if let Some(mechs) = c.mech_list() {
-            // A mech_list is the config's word on which secrets saslpasswd2 keeps: an
-            // existing secret of a mechanism it leaves out is deleted (Cyrus left it,
-            // stale) unless a flag asks for it.
-            let otp_named = mechs.iter().any(|m| m.eq_ignore_ascii_case("otp"));
-            p.otp |= otp_named;
-            p.otp_excluded = !otp_named;
-            p.scram_excluded = !mechs.iter().any(|m| {
-                let m = m.to_ascii_uppercase();
-                m.starts_with("SCRAM-SHA-")
-            });
-            // With SCRAM mechanisms named, Cyrus writes the last of them in its order.
-            for h in [
-                ScramHash::Sha1,
-                ScramHash::Sha224,
-                ScramHash::Sha256,
-                ScramHash::Sha384,
-                ScramHash::Sha512,
-            ] {
-                if mechs.iter().any(|m| m.eq_ignore_ascii_case(h.mechanism())) {
-                    p.scram_hash = h;
-                    break;
-                }
-            }
-        }
-    }
-    if let Some(n) = a.scram_iterations {
-        p.scram_iterations = n;
-    }
-    p.hostname = crate::secrets::otp::local_hostname()
-        .map_err(|e| fail(Exit::Failure, format!("gethostname: {e}")))?;
-    Ok(p)
+    SecretPolicy::from_config(&req, conf).map_err(|e| match e {
+        PolicyError::Config(_) => fail(Exit::ConfigError, e.to_string()),
+        PolicyError::Hostname(_) => fail(Exit::Failure, e.to_string()),
+    })
 }
