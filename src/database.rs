@@ -9,7 +9,7 @@
 //! commit transactions), so a reader sees either the old or the new database.
 //!
 //! A PostgreSQL location (`postgresql://...`) names no file: it takes its own branch
-//! here ([`Place::Postgres`]), with no lock file, no ownership policy and no replace;
+//! here (`Place::Postgres`), with no lock file, no ownership policy and no replace;
 //! the writers' lock is an advisory lock in the database, and a commit is one
 //! PostgreSQL transaction (see [`crate::pgsql`]).
 //!

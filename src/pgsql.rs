@@ -42,6 +42,34 @@
 //! non-UTF-8 value makes its lookup fail); in a `SQL_ASCII` (or single-byte) database
 //! it sees any value without NUL exactly.
 //!
+//! # What the real plugin does (Cyrus 2.1.28, `plugins/sql.c`, checked on Debian's
+//! `libsasl2-modules-sql` against PostgreSQL 15; `tests/postgresql.rs`)
+//!
+//! - **Results are read as text** (`PQexec`, `PQgetvalue`): a `bytea` column reaches
+//!   the plugin in hex, so the hex string would be the password. `sql_select` returns
+//!   `convert_from(value, getdatabaseencoding())`; `sql_insert` stores
+//!   `convert_to('%v', getdatabaseencoding())`.
+//! - **Store always takes the `sql_insert` path**: the existence probe selects
+//!   `property = '*'`, which never matches. `sql_insert` is therefore an upsert, and
+//!   `sql_update` the same statement.
+//! - **Deleting writes the string `'NULL'`** (`saslpasswd2 -d`, and the
+//!   `cmusaslsecret*` properties Cyrus clears on every password change). The triggers
+//!   delete a row whose value becomes `NULL`, unless the writing transaction set
+//!   `sasldb.keep_null = 'on'`, as [`Session::commit`] does: a value that really is the
+//!   four bytes `NULL` is kept.
+//! - **Escaping is libpq's `PQescapeString`**, after connecting, with
+//!   `standard_conforming_strings` on: `'` becomes `''` and backslashes stay. Quotes and
+//!   backslashes in passwords and names work, and a user name cannot inject SQL (the
+//!   sqlite3 engine's problem): the login `x' UNION SELECT '4242' --` is refused.
+//! - **`sql_passwd` and the other connection settings are pasted into a conninfo
+//!   string inside `'...'` without escaping**: a `'` or `\` in them breaks the
+//!   connection. The plugin connects anew for every lookup and every store, and
+//!   `sql_hostnames` may list several `host:port` entries, tried in order.
+//! - **Values are C strings**, at most 8190 bytes, cut at the first NUL.
+//! - **The text conversion follows the database encoding**: in a `UTF8` database a
+//!   non-UTF-8 value makes the lookup fail (the login is refused); in a `SQL_ASCII`
+//!   database (or a single-byte one) the plugin sees any value without NUL exactly.
+//!
 //! # Writing and concurrency
 //!
 //! A [`Session`] (what [`crate::Transaction`] uses) connects, sets `lock_timeout` to the
@@ -975,11 +1003,7 @@ impl Session {
         loop {
             let mut client = self.store.client.borrow_mut();
             match writes.apply(&mut client, &self.url) {
-                Ok((n, table)) => {
-                    drop(client);
-                    if let Some(store) = Rc::get_mut(&mut self.store) {
-                        store.table = table;
-                    }
+                Ok(n) => {
                     self.exists = true;
                     return Ok(n);
                 }
@@ -1062,7 +1086,7 @@ impl<'a> Writes<'a> {
         Ok(w)
     }
 
-    fn apply(&self, client: &mut Client, url: &str) -> std::result::Result<(u64, Table), Failure> {
+    fn apply(&self, client: &mut Client, url: &str) -> std::result::Result<u64, Failure> {
         let fail = |e: postgres::Error| match e.code() {
             Some(c)
                 if *c == SqlState::T_R_SERIALIZATION_FAILURE
@@ -1132,7 +1156,7 @@ impl<'a> Writes<'a> {
             .map_err(fail)?
             .get(0);
         tx.commit().map_err(fail)?;
-        Ok((n.max(0) as u64, table))
+        Ok(n.max(0) as u64)
     }
 }
 

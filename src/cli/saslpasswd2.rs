@@ -64,8 +64,9 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('f'),
         long: None,
         value: Some("sasldb"),
-        help: "Database to use, as PATH or FORMAT:PATH (bdb, lmdb, gdbm, sqlite); default: \
-               sasldb_path from the application's config file, else /etc/sasldb2",
+        help: "Database to use, as PATH, FORMAT:PATH (bdb, lmdb, gdbm, sqlite) or a \
+               postgresql://USER@HOST/DB URL (password from PGPASSWORD or ~/.pgpass); \
+               default: sasldb_path from the application's config file, else /etc/sasldb2",
     },
     OptDoc {
         short: Some('a'),
