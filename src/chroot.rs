@@ -511,10 +511,9 @@ impl SmtpdDatabase {
             unused = Some(format!("pwcheck_method: {methods}"));
         }
         let plugins = conf.and_then(|c| c.auxprop_plugin());
-        let wanted = if format == Format::Sqlite {
-            "sql"
-        } else {
-            "sasldb"
+        let wanted = match format {
+            Format::Sqlite | Format::Postgres => "sql",
+            _ => "sasldb",
         };
         if unused.is_none()
             && let Some(p) = &plugins
@@ -736,6 +735,13 @@ enum Existing {
 
 /// Refreshes `copy` from the database at `source`; see the module docs.
 pub fn sync(source: &Location, copy: &Path, opts: &SyncOptions) -> Result<SyncReport> {
+    if !source.is_file() {
+        return Err(Error::Invalid(format!(
+            "{source} is not a file: smtpd reaches a {} database through the sql plugin, \
+             so there is nothing to copy into the chroot",
+            Format::Postgres
+        )));
+    }
     // Resolved like a writer would, except that a hard-linked database is fine here:
     // it is only read (and its link to the copy is what a sync may have to split).
     let real = fs::canonicalize(source.path()).map_err(|e| match e.kind() {
@@ -926,6 +932,10 @@ fn write_new(
     notes: &mut Vec<String>,
 ) -> Result<u64> {
     match format {
+        Format::Postgres => Err(Error::Invalid(format!(
+            "{}: a {format} database is not a file",
+            target.path.display()
+        ))),
         Format::Bdb => {
             let opts = bdb_options(hint, &crate::WriteOptions::default())?;
             Ok(

@@ -221,6 +221,11 @@ pub fn check(opts: &CheckOptions) -> Report {
         None
     };
 
+    if !opts.database.is_file() {
+        check_server_database(&mut r, opts);
+        return r;
+    }
+
     // The database file.
     let given = opts.database.path();
     let real = match fs::canonicalize(given) {
@@ -373,6 +378,36 @@ pub fn check(opts: &CheckOptions) -> Report {
     let copy = check_smtpd(&mut r, &setup, &db, &real, &meta, policy.as_ref());
     check_hard_links(&mut r, &real, &meta, copy.as_deref());
     r
+}
+
+/// A database on a server (PostgreSQL): its content and the realm; file ownership and
+/// the chroot copy do not apply.
+fn check_server_database(r: &mut Report, opts: &CheckOptions) {
+    r.push(
+        Severity::Info,
+        "not-a-file",
+        format!(
+            "{} is not a file: ownership, lock files and the Postfix chroot copy do not apply \
+             (smtpd reaches it through Cyrus's sql plugin)",
+            opts.database
+        ),
+    );
+    let db = match Database::open(&opts.database) {
+        Ok(db) => db,
+        Err(e) => {
+            r.push(Severity::Error, "db-unreadable", e.to_string());
+            return;
+        }
+    };
+    r.format = Some(db.format());
+    match check_content(r, &db) {
+        Ok(realms) => {
+            if opts.postfix_config_dir.join("main.cf").exists() {
+                check_realm(r, opts, &realms);
+            }
+        }
+        Err(e) => r.push(Severity::Error, "db-unreadable", e.to_string()),
+    }
 }
 
 /// The writers' lock file of a real database path.

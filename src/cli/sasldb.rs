@@ -16,9 +16,10 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// Manage Cyrus SASL password databases (sasldb2).
 ///
-/// Berkeley DB hash (read and written without libdb), LMDB, GDBM and SQLite. Every
-/// change is made under a lock, atomically (a replaced file, or one LMDB or SQLite
-/// transaction); as root the result is owned root:postfix, mode 0640. Names without
+/// Berkeley DB hash (read and written without libdb), LMDB, GDBM, SQLite and
+/// PostgreSQL. Every change is made under a lock, atomically (a replaced file, or one
+/// LMDB, SQLite or PostgreSQL transaction); as root a file is owned root:postfix, mode
+/// 0640. Names without
 /// @ get the realm Postfix uses for logins without @, so the users created here can
 /// log in through Postfix. `sasldb check` finds what stands in the way of that
 /// (permissions, realm, the copy a chrooted smtpd reads) and `--fix` repairs what is
@@ -35,8 +36,10 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Database: PATH or FORMAT:PATH (bdb, lmdb, gdbm, sqlite); default: sasldb_path
-    /// from the -a application's config file, else /etc/sasldb2.
+    /// Database: PATH, FORMAT:PATH (bdb, lmdb, gdbm, sqlite), or
+    /// postgresql://[USER@]HOST[:PORT]/DB (password from PGPASSWORD or ~/.pgpass, never
+    /// in the URL); default: sasldb_path from the -a application's config file, else
+    /// /etc/sasldb2.
     #[arg(short = 'f', long = "file", value_name = "DB", global = true)]
     pub db: Option<OsString>,
     /// Realm for user names without @ (default: the realm Postfix looks up for a bare
@@ -74,7 +77,8 @@ pub enum Cmd {
     Convert(ConvertArgs),
     /// Show the default realm and where it comes from.
     Realm,
-    /// Create an empty database if there is none (with the ownership policy applied).
+    /// Create an empty database if there is none (with the ownership policy applied;
+    /// for PostgreSQL, the sasldb table and its trigger).
     Init(InitArgs),
     /// Check the database, its permissions and Postfix's view of it (realm, smtpd's
     /// file, the chroot copy); exit 0 when clean, 1 when problems remain.
@@ -224,10 +228,10 @@ pub struct DeleteRealmArgs {
 /// `sasldb convert`.
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// Source database: PATH or FORMAT:PATH.
+    /// Source database: PATH, FORMAT:PATH or postgresql://... URL.
     pub src: OsString,
-    /// Destination: PATH or FORMAT:PATH (bdb, lmdb, gdbm, sqlite). A new file without a
-    /// prefix is Berkeley DB.
+    /// Destination: PATH or FORMAT:PATH (bdb, lmdb, gdbm, sqlite), or a postgresql://
+    /// URL. A new file without a prefix is Berkeley DB.
     pub dst: OsString,
     /// Replace a destination that already holds a database.
     #[arg(long)]

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use sasldb::chroot::{self, SyncAction, SyncOptions};
 use sasldb::cli::Exit;
 use sasldb::cli::sasldb::{CheckArgs, Global, SyncChrootArgs};
@@ -120,6 +120,12 @@ fn json(report: &Report, fixed: Option<&FixOutcome>) -> serde_json::Value {
 pub fn sync_chroot(g: &Global, a: &SyncChrootArgs) -> Result<Exit> {
     let conf = config(g)?;
     let loc = location(g, conf.as_ref())?;
+    if !loc.is_file() {
+        bail!(
+            "{loc} is not a file: smtpd reaches a PostgreSQL database through the sql \
+             plugin, so there is nothing to copy into the chroot"
+        );
+    }
     let (copy, below) = match &a.to {
         Some(p) => (p.clone(), None),
         None => {
