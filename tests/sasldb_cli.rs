@@ -1388,3 +1388,37 @@ fn chrooted_postfix_logs_in_against_the_synced_copy() {
     inst.expect_auth("alice@example.org", "second", Mech::Plain, 235);
     inst.expect_auth("alice@example.org", "first", Mech::Plain, 535);
 }
+
+/// A PostgreSQL database has no file: check looks at its content and realm only, and
+/// sync-chroot refuses it.
+#[test]
+fn check_and_sync_chroot_on_postgresql() {
+    let srv = crate::pg::server();
+    let url = srv.url(&srv.database("sasldb_cli_check", ""));
+    let s = Scratch::new();
+    let run = |args: &[&str], stdin: &[u8]| -> Out {
+        let mut c = s.cmd(&[]);
+        c.args(["-f", &url]).args(args);
+        srv.env(&mut c);
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    run(&["init"], b"").ok();
+    run(&["import"], b"alice@example.org:a\n").ok();
+    let r = run(&["check", "--json"], b"").code(1).json();
+    assert_eq!(problems(&r), ["realm-mismatch"], "{r:#}");
+    assert_eq!(finding(&r, "not-a-file")["severity"], "info");
+    assert_eq!(r["format"], "PostgreSQL");
+    run(&["sync-chroot"], b"").code(1).err_has("is not a file");
+}
