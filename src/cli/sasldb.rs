@@ -9,6 +9,10 @@
 //! therefore `--only-realm R`: reusing `--realm` would make `sasldb -u example.com list`
 //! silently filter instead of setting a default.
 
+// The doc comments below are clap's help texts (`--help`, man page), written for a
+// terminal: `[USER@]`, `<appname>` are not links or HTML.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 
