@@ -98,7 +98,7 @@ impl Target {
         };
         if let Some(m) = &meta {
             check_regular(&path, m)?;
-            if m.nlink() > 1 {
+            if m.nlink() > 1 && m.nlink() > 1 + temp_links(&dir, &name, m) {
                 return Err(Error::HardLinked {
                     path,
                     links: m.nlink(),
@@ -133,10 +133,7 @@ impl Target {
     }
 
     fn temp_prefix(&self) -> OsString {
-        let mut p = OsString::from(".");
-        p.push(&self.name);
-        p.push(TEMP_MARKER);
-        p
+        temp_prefix(&self.name)
     }
 
     /// Removes temporary files a crashed writer left behind. Call with the lock held.
@@ -158,6 +155,30 @@ impl Target {
         }
         Ok(removed)
     }
+}
+
+/// How many of a file's links are temporary names of ours in its directory: a writer
+/// killed between linking a new file into place and removing its temporary name
+/// leaves one, which the next writer removes (under the lock).
+fn temp_links(dir: &Path, name: &OsStr, m: &Metadata) -> u64 {
+    let prefix = temp_prefix(name);
+    let Ok(rd) = fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .filter(|e| e.file_name().as_bytes().starts_with(prefix.as_bytes()))
+        .filter(|e| {
+            fs::symlink_metadata(e.path()).is_ok_and(|t| t.ino() == m.ino() && t.dev() == m.dev())
+        })
+        .count() as u64
+}
+
+/// The name prefix of a database's temporary files: `.<name>.sasldb-tmp-`.
+fn temp_prefix(name: &OsStr) -> OsString {
+    let mut p = OsString::from(".");
+    p.push(name);
+    p.push(TEMP_MARKER);
+    p
 }
 
 /// Refuses anything that is not a regular file.
