@@ -41,7 +41,7 @@ fn key(i: usize) -> Key {
 /// A value long enough that some records go to overflow pages, so a commit takes
 /// several writes.
 fn value(i: usize, generation: u32) -> Vec<u8> {
-    let len = if i % 7 == 0 { 3000 } else { 20 };
+    let len = if i.is_multiple_of(7) { 3000 } else { 20 };
     let mut v = format!("pw-{generation}-{i}-").into_bytes();
     v.resize(len, b'x');
     v
