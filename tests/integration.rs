@@ -42,3 +42,6 @@ mod sqlite;
 
 /// Our saslpasswd2 and sasldblistusers2 against Debian's Cyrus binaries, same inputs.
 mod compat;
+
+/// Reliability and security: kills, concurrency, bad input, permissions, secrets.
+mod reliability;
