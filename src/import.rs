@@ -281,9 +281,15 @@ fn parse_csv(input: &[u8]) -> Parsed {
         let name = String::from_utf8_lossy(f).trim().to_ascii_lowercase();
         let name = name.trim_start_matches('\u{feff}').to_string();
         if !["user", "realm", "password"].contains(&name.as_str()) {
+            // The field is not echoed: without a header line it is a user's data,
+            // perhaps a password.
             out.rejected.push(Rejected {
                 line: header.line,
-                reason: format!("unknown CSV column `{name}` (expected user, realm, password)"),
+                reason: format!(
+                    "unknown CSV column {} in the header (expected user, realm, password; \
+                     is the header line missing?)",
+                    i + 1
+                ),
             });
             return out;
         }
@@ -405,7 +411,8 @@ fn json_bytes(v: &serde_json::Value) -> std::result::Result<Vec<u8>, String> {
         serde_json::Value::Object(o) if o.len() == 1 => match o.get("base64") {
             Some(serde_json::Value::String(b)) => base64::engine::general_purpose::STANDARD
                 .decode(b)
-                .map_err(|e| format!("bad base64: {e}")),
+                // The decoder's message quotes an offending byte of the secret.
+                .map_err(|_| "not valid base64".to_string()),
             _ => Err("expected a string or {\"base64\": ...}".into()),
         },
         _ => Err("expected a string or {\"base64\": ...}".into()),
@@ -719,7 +726,9 @@ mod tests {
             }]
         );
         let bad = parse(b"user,pass\n", InputFormat::Csv);
-        assert!(bad.rejected[0].reason.contains("unknown CSV column"));
+        assert!(bad.rejected[0].reason.contains("unknown CSV column 2"));
+        let headerless = parse(b"alice,s3cret-pw\n", InputFormat::Csv);
+        assert!(!headerless.rejected[0].reason.contains("s3cret"));
         let bad = parse(b"user,realm,password\n\"open,r,p\n", InputFormat::Csv);
         assert!(bad.rejected[0].reason.contains("unterminated"));
     }
