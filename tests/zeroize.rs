@@ -262,7 +262,11 @@ fn run_all() {
 
         // Reading back.
         let db = Database::open(&loc).unwrap();
-        let n_records = db.records().unwrap().inspect(|r| assert!(r.is_ok())).count();
+        let n_records = db
+            .records()
+            .unwrap()
+            .inspect(|r| assert!(r.is_ok()))
+            .count();
         assert!(n_records >= 8, "{format}: {n_records}");
         let got = db
             .get(&sasldb::Key::new("carol", "z.test", "userPassword").unwrap())
