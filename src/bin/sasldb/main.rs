@@ -72,6 +72,10 @@ pub enum Cmd {
     Init(admin::InitArgs),
 }
 
+/// Every freed heap block is wiped first (see `sasldb::cli::alloc`).
+#[global_allocator]
+static ALLOC: sasldb::cli::alloc::WipeOnFree = sasldb::cli::alloc::WipeOnFree;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
