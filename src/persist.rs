@@ -354,9 +354,12 @@ impl WriteLock {
         let mut delay = Duration::from_millis(2);
         loop {
             let file = open_lock_file(&path)?;
+            // Created 0600; then the database's owner, group and mode. Best effort: a
+            // lock file someone else created keeps working either way.
             if own.enforced {
-                // Best effort: a lock file someone else created keeps working either way.
                 let _ = own.apply(&file, &path);
+            } else {
+                let _ = file.set_permissions(fs::Permissions::from_mode(own.mode));
             }
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(flock) => {
@@ -397,7 +400,9 @@ fn open_lock_file(path: &Path) -> Result<File> {
         .read(true)
         .write(true)
         .create(true)
-        .mode(DB_MODE)
+        // Never more open than the database, even for a moment (umask 000 would give
+        // root's group read access before the chown).
+        .mode(0o600)
         .custom_flags(libc_flags())
         .open(path);
     match rw {
