@@ -20,9 +20,11 @@ use std::io::{self, Write};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
+use zeroize::Zeroizing;
+
 use crate::database::Database;
 use crate::error::{Error, Result};
-use crate::record::{AUTH_PASSWORD, KeyRef, USER_PASSWORD, user_prefix};
+use crate::record::{AUTH_PASSWORD, KeyRef, SecretBuf, USER_PASSWORD, user_prefix};
 use crate::secrets::{ScramHash, ScramSecret};
 
 /// Output formats.
@@ -71,8 +73,8 @@ impl Scheme {
         }
     }
 
-    /// Hashes a password into `{SCHEME}...`.
-    pub fn hash(self, password: &[u8]) -> Result<String> {
+    /// Hashes a password into `{SCHEME}...` (wiped on drop: `{PLAIN}` is the password).
+    pub fn hash(self, password: &[u8]) -> Result<Zeroizing<String>> {
         use sha_crypt::PasswordHasher;
         let mut salt = [0u8; 16];
         getrandom::fill(&mut salt).map_err(|e| Error::Invalid(format!("no randomness: {e}")))?;
@@ -80,7 +82,10 @@ impl Scheme {
             Scheme::Plain => {
                 let s = std::str::from_utf8(password)
                     .map_err(|_| Error::Invalid("{PLAIN} needs a UTF-8 password".into()))?;
-                return Ok(format!("{{PLAIN}}{s}"));
+                let mut out = Zeroizing::new(String::with_capacity(7 + s.len()));
+                out.push_str("{PLAIN}");
+                out.push_str(s);
+                return Ok(out);
             }
             Scheme::Sha512Crypt | Scheme::Sha256Crypt => {
                 // sha-crypt writes the salt bytes in crypt's base64, and crypt(3) uses
@@ -103,7 +108,7 @@ impl Scheme {
                 .map_err(|e| Error::Invalid(format!("ARGON2ID: {e}")))?
                 .to_string(),
         };
-        Ok(format!("{{{}}}{hashed}", self.name()))
+        Ok(Zeroizing::new(format!("{{{}}}{hashed}", self.name())))
     }
 }
 
@@ -218,6 +223,8 @@ fn write_user(
             String::from_utf8_lossy(g.realm)
         )
     };
+    // Every line is built in a buffer that is wiped, also when it grows.
+    let mut line = SecretBuf::with_capacity(256);
     match opts.format {
         ExportFormat::Json => {
             // JSON strings are Unicode: a name that is not UTF-8 would come out
@@ -234,43 +241,50 @@ fn write_user(
                 ));
                 return Ok(());
             }
-            let mut line = String::new();
-            line.push_str(if *first { "\n  {" } else { ",\n  {" });
-            line.push_str(&format!(
-                "\"user\": {}, \"realm\": {}",
-                json_str(g.user),
-                json_str(g.realm)
-            ));
+            line.push(if *first { b"\n  {" } else { b",\n  {" });
+            line.push(b"\"user\": ");
+            json_str_into(&mut line, g.user);
+            line.push(b", \"realm\": ");
+            json_str_into(&mut line, g.realm);
             if opts.with_secrets {
-                let mut props = String::new();
+                let mut props = SecretBuf::with_capacity(256);
                 let mut password = None;
                 for (i, p) in g.props.iter().enumerate() {
                     let v = value(p)?.unwrap_or_default();
                     if *p == USER_PASSWORD.as_bytes() && std::str::from_utf8(&v).is_ok() {
-                        password = Some(json_str(&v));
+                        password = Some(v.clone());
                     }
-                    props.push_str(&format!(
-                        "{}{}: {}",
-                        if i > 0 { ", " } else { "" },
-                        json_str(p),
-                        json_bytes(&v)
-                    ));
+                    if i > 0 {
+                        props.push(b", ");
+                    }
+                    json_str_into(&mut props, p);
+                    props.push(b": ");
+                    json_bytes_into(&mut props, &v);
                 }
                 if let Some(pw) = password {
-                    line.push_str(&format!(", \"password\": {pw}"));
+                    line.push(b", \"password\": ");
+                    json_str_into(&mut line, &pw);
                 }
-                line.push_str(&format!(", \"properties\": {{{props}}}}}"));
+                line.push(b", \"properties\": {");
+                line.push(props.as_bytes());
+                line.push(b"}}");
             } else {
-                let names: Vec<String> = g.props.iter().map(|p| json_str(p)).collect();
-                line.push_str(&format!(", \"properties\": [{}]}}", names.join(", ")));
+                line.push(b", \"properties\": [");
+                for (i, p) in g.props.iter().enumerate() {
+                    if i > 0 {
+                        line.push(b", ");
+                    }
+                    json_str_into(&mut line, p);
+                }
+                line.push(b"]}");
             }
             out.write_all(line.as_bytes()).map_err(io_err)?;
             *first = false;
         }
         ExportFormat::Csv => {
-            let third = if opts.with_secrets {
+            let third: crate::record::Secret = if opts.with_secrets {
                 match value(USER_PASSWORD.as_bytes())? {
-                    Some(v) => v.to_vec(),
+                    Some(v) => v,
                     None => {
                         stats
                             .skipped
@@ -279,15 +293,15 @@ fn write_user(
                     }
                 }
             } else {
-                g.props.join(&b';')
+                Zeroizing::new(g.props.join(&b';'))
             };
-            let mut line = csv_field(g.user);
-            line.push(b',');
-            line.extend(csv_field(g.realm));
-            line.push(b',');
-            line.extend(csv_field(&third));
-            line.push(b'\n');
-            out.write_all(&line).map_err(io_err)?;
+            csv_field_into(&mut line, g.user);
+            line.push(b",");
+            csv_field_into(&mut line, g.realm);
+            line.push(b",");
+            csv_field_into(&mut line, &third);
+            line.push(b"\n");
+            out.write_all(line.as_bytes()).map_err(io_err)?;
         }
         ExportFormat::Dovecot(scheme) => {
             let name = if g.realm.is_empty() {
@@ -306,14 +320,16 @@ fn write_user(
                 scheme.hash(&pw)?
             } else if let Some(ap) = value(AUTH_PASSWORD.as_bytes())? {
                 match ScramSecret::parse(&ap) {
-                    Ok(s) if matches!(s.hash(), ScramHash::Sha1 | ScramHash::Sha256) => format!(
-                        "{{{}}}{},{},{},{}",
-                        s.hash().mechanism(),
-                        s.iterations(),
-                        B64.encode(s.salt()),
-                        B64.encode(s.stored_key()),
-                        B64.encode(s.server_key())
-                    ),
+                    Ok(s) if matches!(s.hash(), ScramHash::Sha1 | ScramHash::Sha256) => {
+                        Zeroizing::new(format!(
+                            "{{{}}}{},{},{},{}",
+                            s.hash().mechanism(),
+                            s.iterations(),
+                            B64.encode(s.salt()),
+                            B64.encode(s.stored_key()),
+                            B64.encode(s.server_key())
+                        ))
+                    }
                     _ => {
                         stats
                             .skipped
@@ -327,43 +343,84 @@ fn write_user(
                     .push(format!("{}: no userPassword or SCRAM authPassword", who()));
                 return Ok(());
             };
-            let mut line = name;
-            line.push(b':');
-            line.extend_from_slice(cred.as_bytes());
-            line.push(b'\n');
-            out.write_all(&line).map_err(io_err)?;
+            line.push(&name);
+            line.push(b":");
+            line.push(cred.as_bytes());
+            line.push(b"\n");
+            out.write_all(line.as_bytes()).map_err(io_err)?;
         }
     }
     stats.users += 1;
     Ok(())
 }
 
-fn json_str(b: &[u8]) -> String {
-    serde_json::to_string(&String::from_utf8_lossy(b)).expect("strings serialise")
-}
-
-/// A value as a JSON string when it is UTF-8, else `{"base64": "..."}`.
-fn json_bytes(b: &[u8]) -> String {
-    match std::str::from_utf8(b) {
-        Ok(s) => serde_json::to_string(s).expect("strings serialise"),
-        Err(_) => format!("{{\"base64\": \"{}\"}}", B64.encode(b)),
+/// Appends `b` (lossily as UTF-8) as a JSON string, escaped as serde_json does.
+fn json_str_into(out: &mut SecretBuf, b: &[u8]) {
+    let s = String::from_utf8_lossy(b);
+    json_escape_into(out, &s);
+    if let std::borrow::Cow::Owned(owned) = s {
+        drop(Zeroizing::new(owned));
     }
 }
 
-/// A CSV field, quoted when it holds a comma, quote, CR or LF.
-fn csv_field(b: &[u8]) -> Vec<u8> {
-    if b.iter().any(|&c| matches!(c, b',' | b'"' | b'\r' | b'\n')) {
-        let mut out = vec![b'"'];
-        for &c in b {
-            if c == b'"' {
-                out.push(b'"');
-            }
-            out.push(c);
+fn json_escape_into(out: &mut SecretBuf, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b"\"");
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &c) in bytes.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(c >> 4) as usize],
+                HEX[(c & 0xf) as usize],
+            ],
+            _ => continue,
+        };
+        out.push(&bytes[start..i]);
+        out.push(esc);
+        start = i + 1;
+    }
+    out.push(&bytes[start..]);
+    out.push(b"\"");
+}
+
+/// Appends a value as a JSON string when it is UTF-8, else `{"base64": "..."}`.
+fn json_bytes_into(out: &mut SecretBuf, b: &[u8]) {
+    match std::str::from_utf8(b) {
+        Ok(s) => json_escape_into(out, s),
+        Err(_) => {
+            let encoded = Zeroizing::new(B64.encode(b));
+            out.push(b"{\"base64\": \"");
+            out.push(encoded.as_bytes());
+            out.push(b"\"}");
         }
-        out.push(b'"');
-        out
+    }
+}
+
+/// Appends a CSV field, quoted when it holds a comma, quote, CR or LF.
+fn csv_field_into(out: &mut SecretBuf, b: &[u8]) {
+    if b.iter().any(|&c| matches!(c, b',' | b'"' | b'\r' | b'\n')) {
+        out.push(b"\"");
+        for part in b.split_inclusive(|&c| c == b'"') {
+            out.push(part);
+            if part.last() == Some(&b'"') {
+                out.push(b"\"");
+            }
+        }
+        out.push(b"\"");
     } else {
-        b.to_vec()
+        out.push(b);
     }
 }
 
@@ -374,7 +431,7 @@ mod tests {
     #[test]
     fn schemes_hash_in_dovecot_notation() {
         let h = Scheme::Sha512Crypt.hash(b"s3cret").unwrap();
-        assert!(h.starts_with("{SHA512-CRYPT}$6$"), "{h}");
+        assert!(h.starts_with("{SHA512-CRYPT}$6$"), "{}", *h);
         // crypt(3) reads at most 16 salt characters: a longer salt field would not
         // survive glibc's crypt, and the hash would never verify.
         let f: Vec<&str> = h.split('$').collect();
@@ -383,19 +440,39 @@ mod tests {
         } else {
             f[2]
         };
-        assert_eq!(salt.len(), 16, "{h}");
+        assert_eq!(salt.len(), 16, "{}", *h);
         let h = Scheme::Sha256Crypt.hash(b"s3cret").unwrap();
-        assert!(h.starts_with("{SHA256-CRYPT}$5$"), "{h}");
+        assert!(h.starts_with("{SHA256-CRYPT}$5$"), "{}", *h);
         let h = Scheme::Argon2id.hash(b"s3cret").unwrap();
-        assert!(h.starts_with("{ARGON2ID}$argon2id$v=19$"), "{h}");
-        assert_eq!(Scheme::Plain.hash(b"pw").unwrap(), "{PLAIN}pw");
+        assert!(h.starts_with("{ARGON2ID}$argon2id$v=19$"), "{}", *h);
+        assert_eq!(*Scheme::Plain.hash(b"pw").unwrap(), "{PLAIN}pw");
         assert_eq!(Scheme::from_name("argon2id"), Some(Scheme::Argon2id));
     }
 
     #[test]
     fn csv_quoting() {
-        assert_eq!(csv_field(b"plain"), b"plain");
-        assert_eq!(csv_field(b"a,\"b\""), b"\"a,\"\"b\"\"\"");
-        assert_eq!(json_bytes(&[0xff, 0]), "{\"base64\": \"/wA=\"}");
+        let csv = |b: &[u8]| {
+            let mut out = SecretBuf::with_capacity(1);
+            csv_field_into(&mut out, b);
+            out.as_bytes().to_vec()
+        };
+        assert_eq!(csv(b"plain"), b"plain");
+        assert_eq!(csv(b"a,\"b\""), b"\"a,\"\"b\"\"\"");
+        let mut out = SecretBuf::with_capacity(1);
+        json_bytes_into(&mut out, &[0xff, 0]);
+        assert_eq!(out.as_bytes(), b"{\"base64\": \"/wA=\"}");
+    }
+
+    #[test]
+    fn json_escapes_like_serde_json() {
+        let all: String = (0u8..=0x7f)
+            .map(char::from)
+            .chain("é名\u{2028}".chars())
+            .collect();
+        for s in [all.as_str(), "", "plain", "q\"b\\s/"] {
+            let mut out = SecretBuf::with_capacity(1);
+            json_escape_into(&mut out, s);
+            assert_eq!(out.as_bytes(), serde_json::to_string(s).unwrap().as_bytes());
+        }
     }
 }

@@ -170,6 +170,27 @@ struct CsvRecord {
     fields: Vec<Zeroizing<Vec<u8>>>,
 }
 
+/// An upper bound of the length of the CSV field starting at `i`, so that its buffer is
+/// allocated once: a buffer that grows leaves copies of a password in freed memory.
+fn field_len_bound(input: &[u8], i: usize) -> usize {
+    let rest = input.get(i..).unwrap_or_default();
+    if rest.first() == Some(&b'"') {
+        let mut j = 1;
+        while j < rest.len() {
+            if rest[j] == b'"' {
+                if rest.get(j + 1) != Some(&b'"') {
+                    return j;
+                }
+                j += 1;
+            }
+            j += 1;
+        }
+        rest.len()
+    } else {
+        memchr::memchr2(b',', b'\n', rest).unwrap_or(rest.len())
+    }
+}
+
 /// An RFC 4180 reader: fields separated by `,`, records by LF or CRLF, fields in
 /// double quotes may hold commas, newlines and `""` for a quote.
 fn csv_records(input: &[u8]) -> std::result::Result<Vec<CsvRecord>, Rejected> {
@@ -179,7 +200,7 @@ fn csv_records(input: &[u8]) -> std::result::Result<Vec<CsvRecord>, Rejected> {
         let start_line = line;
         let mut fields = Vec::new();
         loop {
-            let mut field = Zeroizing::new(Vec::new());
+            let mut field = Zeroizing::new(Vec::with_capacity(field_len_bound(input, i)));
             if input.get(i) == Some(&b'"') {
                 i += 1;
                 loop {
@@ -281,9 +302,15 @@ fn parse_csv(input: &[u8]) -> Parsed {
         let name = String::from_utf8_lossy(f).trim().to_ascii_lowercase();
         let name = name.trim_start_matches('\u{feff}').to_string();
         if !["user", "realm", "password"].contains(&name.as_str()) {
+            // The field is not echoed: without a header line it is a user's data,
+            // perhaps a password.
             out.rejected.push(Rejected {
                 line: header.line,
-                reason: format!("unknown CSV column `{name}` (expected user, realm, password)"),
+                reason: format!(
+                    "unknown CSV column {} in the header (expected user, realm, password; \
+                     is the header line missing?)",
+                    i + 1
+                ),
             });
             return out;
         }
@@ -397,15 +424,18 @@ fn line_of(input: &[u8], offset: usize) -> usize {
     1 + memchr::memchr_iter(b'\n', &input[..offset]).count()
 }
 
-/// A JSON string value, or `{"base64": "..."}` for bytes.
-fn json_bytes(v: &serde_json::Value) -> std::result::Result<Vec<u8>, String> {
+/// A JSON string value, or `{"base64": "..."}` for bytes. Takes the value, so the
+/// string's buffer becomes the secret (wiped on drop) instead of being copied.
+fn json_bytes(v: serde_json::Value) -> std::result::Result<Secret, String> {
     use base64::Engine;
     match v {
-        serde_json::Value::String(s) => Ok(s.as_bytes().to_vec()),
-        serde_json::Value::Object(o) if o.len() == 1 => match o.get("base64") {
+        serde_json::Value::String(s) => Ok(Zeroizing::new(s.into_bytes())),
+        serde_json::Value::Object(mut o) if o.len() == 1 => match o.remove("base64") {
             Some(serde_json::Value::String(b)) => base64::engine::general_purpose::STANDARD
-                .decode(b)
-                .map_err(|e| format!("bad base64: {e}")),
+                .decode(Zeroizing::new(b).as_bytes())
+                .map(Zeroizing::new)
+                // The decoder's message quotes an offending byte of the secret.
+                .map_err(|_| "not valid base64".to_string()),
             _ => Err("expected a string or {\"base64\": ...}".into()),
         },
         _ => Err("expected a string or {\"base64\": ...}".into()),
@@ -436,14 +466,14 @@ fn json_entry(line: usize, v: serde_json::Value) -> std::result::Result<Entry, S
                 if name.is_empty() || name.contains('\0') {
                     return Err("a property name is empty or contains NUL".into());
                 }
-                let bytes = json_bytes(&value).map_err(|e| format!("property `{name}`: {e}"))?;
+                let bytes = json_bytes(value).map_err(|e| format!("property `{name}`: {e}"))?;
                 if bytes.len() > MAX_SECRET_LEN * 8 {
                     return Err(format!(
                         "property `{name}` is too long: {} bytes",
                         bytes.len()
                     ));
                 }
-                props.push((name.into_bytes(), Zeroizing::new(bytes)));
+                props.push((name.into_bytes(), bytes));
             }
         }
         Some(_) => return Err("`properties` must be an object or a list".into()),
@@ -719,7 +749,9 @@ mod tests {
             }]
         );
         let bad = parse(b"user,pass\n", InputFormat::Csv);
-        assert!(bad.rejected[0].reason.contains("unknown CSV column"));
+        assert!(bad.rejected[0].reason.contains("unknown CSV column 2"));
+        let headerless = parse(b"alice,s3cret-pw\n", InputFormat::Csv);
+        assert!(!headerless.rejected[0].reason.contains("s3cret"));
         let bad = parse(b"user,realm,password\n\"open,r,p\n", InputFormat::Csv);
         assert!(bad.rejected[0].reason.contains("unterminated"));
     }

@@ -56,6 +56,9 @@ pub mod sort;
 pub mod sqlite;
 pub mod store;
 
+#[cfg(test)]
+mod fault_tests;
+
 pub use database::{CommitReport, Database, KeyList, Transaction, WriteOptions};
 pub use error::{Error, Result};
 pub use record::{Key, KeyError, KeyRef, Record, Secret};

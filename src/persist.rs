@@ -43,6 +43,9 @@ pub const DB_MODE: u32 = 0o640;
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 const TEMP_MARKER: &str = ".sasldb-tmp-";
+/// The path a writer's I/O errors carry (a [`crate::bdb::PageSink`] knows no file
+/// name); [`replace_file`] puts the database's path in its place.
+pub const BEING_WRITTEN: &str = "<database being written>";
 const MAX_SYMLINKS: usize = 40;
 
 /// The real file a database path names, resolved for writing.
@@ -98,7 +101,7 @@ impl Target {
         };
         if let Some(m) = &meta {
             check_regular(&path, m)?;
-            if m.nlink() > 1 {
+            if m.nlink() > 1 && m.nlink() > 1 + temp_links(&dir, &name, m) {
                 return Err(Error::HardLinked {
                     path,
                     links: m.nlink(),
@@ -133,10 +136,7 @@ impl Target {
     }
 
     fn temp_prefix(&self) -> OsString {
-        let mut p = OsString::from(".");
-        p.push(&self.name);
-        p.push(TEMP_MARKER);
-        p
+        temp_prefix(&self.name)
     }
 
     /// The temporary files a crashed writer left behind (or a running one is
@@ -175,6 +175,30 @@ impl Target {
         }
         Ok(removed)
     }
+}
+
+/// How many of a file's links are temporary names of ours in its directory: a writer
+/// killed between linking a new file into place and removing its temporary name
+/// leaves one, which the next writer removes (under the lock).
+fn temp_links(dir: &Path, name: &OsStr, m: &Metadata) -> u64 {
+    let prefix = temp_prefix(name);
+    let Ok(rd) = fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .filter(|e| e.file_name().as_bytes().starts_with(prefix.as_bytes()))
+        .filter(|e| {
+            fs::symlink_metadata(e.path()).is_ok_and(|t| t.ino() == m.ino() && t.dev() == m.dev())
+        })
+        .count() as u64
+}
+
+/// The name prefix of a database's temporary files: `.<name>.sasldb-tmp-`.
+fn temp_prefix(name: &OsStr) -> OsString {
+    let mut p = OsString::from(".");
+    p.push(name);
+    p.push(TEMP_MARKER);
+    p
 }
 
 /// Refuses anything that is not a regular file.
@@ -370,9 +394,12 @@ impl WriteLock {
         let mut delay = Duration::from_millis(2);
         loop {
             let file = open_lock_file(&path)?;
+            // Created 0600; then the database's owner, group and mode. Best effort: a
+            // lock file someone else created keeps working either way.
             if own.enforced {
-                // Best effort: a lock file someone else created keeps working either way.
                 let _ = own.apply(&file, &path);
+            } else {
+                let _ = file.set_permissions(fs::Permissions::from_mode(own.mode));
             }
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(flock) => {
@@ -413,7 +440,9 @@ fn open_lock_file(path: &Path) -> Result<File> {
         .read(true)
         .write(true)
         .create(true)
-        .mode(DB_MODE)
+        // Never more open than the database, even for a moment (umask 000 would give
+        // root's group read access before the chown).
+        .mode(0o600)
         .custom_flags(libc_flags())
         .open(path);
     match rw {
@@ -461,10 +490,20 @@ impl TempFile {
     /// and the directory.
     pub fn link_into_place(mut self, dest: &Path) -> Result<()> {
         File::open(&self.path)
-            .and_then(|f| f.sync_all())
+            .and_then(|f| {
+                fault::inject(fault::Step::Fsync)?;
+                f.sync_all()
+            })
             .at(&self.path)?;
-        fs::hard_link(&self.path, dest).at(dest)?;
-        fs::remove_file(&self.path).at(&self.path)?;
+        fault::inject(fault::Step::Link)
+            .and_then(|()| fs::hard_link(&self.path, dest))
+            .at(dest)?;
+        // From here the database exists under its name. If removing the temporary
+        // name fails, drop retries; a crash here leaves a second link that
+        // `Target::resolve` tolerates and the next writer removes.
+        fault::inject(fault::Step::Unlink)
+            .and_then(|()| fs::remove_file(&self.path))
+            .at(&self.path)?;
         self.armed = false;
         sync_dir(&self.dir)
     }
@@ -502,20 +541,33 @@ pub fn create_temp(target: &Target, own: &Ownership) -> Result<(File, TempFile)>
     name.push(OsStr::new(
         &rnd.iter().map(|b| format!("{b:02x}")).collect::<String>(),
     ));
+    create_temp_named(target, own, &name)
+}
+
+/// [`create_temp`] with a given name (tests plant files at it).
+pub(crate) fn create_temp_named(
+    target: &Target,
+    own: &Ownership,
+    name: &OsStr,
+) -> Result<(File, TempFile)> {
     let tmp_path = target.dir.join(name);
-    let file = OpenOptions::new()
-        .write(true)
-        .read(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc_flags())
-        .open(&tmp_path)
+    let file = fault::inject(fault::Step::Create)
+        .and_then(|()| {
+            OpenOptions::new()
+                .write(true)
+                .read(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc_flags())
+                .open(&tmp_path)
+        })
         .at(&tmp_path)?;
     let guard = TempFile {
         path: tmp_path.clone(),
         dir: target.dir.clone(),
         armed: true,
     };
+    fault::inject(fault::Step::Own).at(&tmp_path)?;
     own.apply(&file, &tmp_path)?;
     Ok((file, guard))
 }
@@ -531,10 +583,20 @@ pub fn replace_file<T>(
     write: impl FnOnce(&mut File) -> Result<T>,
 ) -> Result<T> {
     let (mut file, mut guard) = create_temp(target, own)?;
-    let out = write(&mut file)?;
-    file.sync_all().at(&guard.path)?;
+    let out = write(&mut file).map_err(|e| match e {
+        Error::Io { path, source } if path.as_os_str() == BEING_WRITTEN => Error::Io {
+            path: target.path.clone(),
+            source,
+        },
+        e => e,
+    })?;
+    fault::inject(fault::Step::Fsync)
+        .and_then(|()| file.sync_all())
+        .at(&guard.path)?;
     drop(file);
-    fs::rename(&guard.path, &target.path).at(&target.path)?;
+    fault::inject(fault::Step::Rename)
+        .and_then(|()| fs::rename(&guard.path, &target.path))
+        .at(&target.path)?;
     guard.armed = false;
     sync_dir(&target.dir)?;
     Ok(out)
@@ -543,7 +605,151 @@ pub fn replace_file<T>(
 /// fsyncs a directory so a rename in it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     let d = File::open(dir).at(dir)?;
-    d.sync_all().at(dir)
+    fault::inject(fault::Step::SyncDir)
+        .and_then(|()| d.sync_all())
+        .at(dir)
+}
+
+/// Writes all of `buf` at `offset` with `pwrite`, retrying short writes and `EINTR`.
+/// What [`crate::bdb::PageSink`] does for files; faults are injected per `pwrite`.
+pub(crate) fn pwrite_all(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    while !buf.is_empty() {
+        let n = match fault::inject_write(file, buf, offset) {
+            Some(r) => r,
+            None => file.write_at(buf, offset),
+        };
+        match n {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => {
+                buf = &buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Fault injection for the write path's I/O, in unit tests only: every step of a
+/// replace (temporary file creation, ownership, each `pwrite`, fsync, rename or link,
+/// directory fsync) asks [`inject`] first. In other builds the calls are empty and
+/// inlined away.
+pub(crate) mod fault {
+    #[cfg(not(test))]
+    use std::{fs::File, io};
+
+    /// One I/O step of the write path.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) enum Step {
+        /// Creating the temporary file.
+        Create,
+        /// Giving it its owner and mode.
+        Own,
+        /// One `pwrite` of the new content.
+        Write,
+        /// fsync of the new file.
+        Fsync,
+        /// Renaming it over the database.
+        Rename,
+        /// Linking a new file into place (bulk load).
+        Link,
+        /// Removing the temporary name after a link.
+        Unlink,
+        /// fsync of the directory.
+        SyncDir,
+    }
+
+    #[cfg(not(test))]
+    #[inline(always)]
+    pub(crate) fn inject(_step: Step) -> io::Result<()> {
+        Ok(())
+    }
+
+    #[cfg(not(test))]
+    #[inline(always)]
+    pub(crate) fn inject_write(_f: &File, _buf: &[u8], _off: u64) -> Option<io::Result<usize>> {
+        None
+    }
+
+    #[cfg(test)]
+    pub(crate) use plan::*;
+
+    #[cfg(test)]
+    mod plan {
+        use super::Step;
+        use std::cell::RefCell;
+        use std::collections::BTreeMap;
+        use std::fs::File;
+        use std::io;
+        use std::os::unix::fs::FileExt;
+
+        /// What goes wrong at a step.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum Fault {
+            /// The call fails with this errno (a write writes nothing).
+            Errno(i32),
+            /// A `pwrite` writes only part of its buffer (and succeeds); other steps
+            /// ignore it.
+            Short,
+            /// A `pwrite` writes part of its buffer, then fails with this errno.
+            ShortThen(i32),
+        }
+
+        /// The faults of one thread's next write, by step number (0-based, every
+        /// step counted), and the steps seen so far.
+        #[derive(Debug, Default)]
+        pub(crate) struct Plan {
+            pub faults: BTreeMap<usize, Fault>,
+            pub seen: Vec<Step>,
+        }
+
+        thread_local! {
+            static PLAN: RefCell<Option<Plan>> = const { RefCell::new(None) };
+        }
+
+        /// Runs `f` with `plan` installed on this thread; returns its result and the
+        /// steps it went through.
+        pub(crate) fn with_plan<T>(plan: Plan, f: impl FnOnce() -> T) -> (T, Vec<Step>) {
+            PLAN.with(|p| *p.borrow_mut() = Some(plan));
+            let out = f();
+            let plan = PLAN.with(|p| p.borrow_mut().take()).unwrap_or_default();
+            (out, plan.seen)
+        }
+
+        fn next(step: Step) -> Option<Fault> {
+            PLAN.with(|p| {
+                let mut p = p.borrow_mut();
+                let plan = p.as_mut()?;
+                let n = plan.seen.len();
+                plan.seen.push(step);
+                plan.faults.get(&n).copied()
+            })
+        }
+
+        pub(crate) fn inject(step: Step) -> io::Result<()> {
+            match next(step) {
+                Some(Fault::Errno(e)) | Some(Fault::ShortThen(e)) => {
+                    Err(io::Error::from_raw_os_error(e))
+                }
+                _ => Ok(()),
+            }
+        }
+
+        pub(crate) fn inject_write(f: &File, buf: &[u8], off: u64) -> Option<io::Result<usize>> {
+            let half = &buf[..buf.len().div_ceil(2)];
+            match next(Step::Write)? {
+                Fault::Errno(e) => Some(Err(io::Error::from_raw_os_error(e))),
+                Fault::Short => Some(f.write_at(half, off)),
+                Fault::ShortThen(e) => Some(
+                    f.write_at(half, off)
+                        .and_then(|_| Err(io::Error::from_raw_os_error(e))),
+                ),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,35 @@ pub const MAX_SECRET_LEN: usize = 1023;
 /// A secret value: raw bytes, wiped from memory when dropped.
 pub type Secret = Zeroizing<Vec<u8>>;
 
+/// A byte buffer for text that holds secrets (export lines): wiped on drop, and when
+/// it must grow its content moves to a new buffer and the old one is wiped (a `Vec`
+/// growing in place would leave copies in freed memory).
+pub(crate) struct SecretBuf(Secret);
+
+impl SecretBuf {
+    /// An empty buffer with room for `cap` bytes.
+    pub(crate) fn with_capacity(cap: usize) -> SecretBuf {
+        SecretBuf(Zeroizing::new(Vec::with_capacity(cap)))
+    }
+
+    /// Appends bytes.
+    pub(crate) fn push(&mut self, b: &[u8]) {
+        let need = self.0.len() + b.len();
+        if need > self.0.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(need.max(2 * self.0.capacity())));
+            bigger.extend_from_slice(&self.0);
+            // The old buffer is wiped as it drops.
+            self.0 = bigger;
+        }
+        self.0.extend_from_slice(b);
+    }
+
+    /// The content.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// Why a key or one of its components was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

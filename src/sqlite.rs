@@ -95,8 +95,10 @@
 //! group, so it is never more readable than the database. It holds the pages being
 //! replaced (old secrets) and is unlinked after the commit; `secure_delete` is on, so
 //! freed pages inside the database are zeroed. A journal left by a crash is "hot":
-//! the next writer rolls it back; a reader without write access cannot, and fails
-//! until a writer has opened the file.
+//! the next connection that can write rolls it back (Cyrus's plugin opens read-write,
+//! so its next lookup does). [`SqliteFile::open`] does it too when it can write the
+//! file and directory (it briefly opens the file read-write, as the plugin would);
+//! a reader without write access fails until a writer has opened the file.
 //!
 //! # Reading
 //!
@@ -182,8 +184,12 @@ impl SqliteFile {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_EXRESCODE;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| sql_error(path, e))?;
+        let mut conn = Connection::open_with_flags(path, flags).map_err(|e| sql_error(path, e))?;
         harden(&conn, path, busy)?;
+        if hot_journal(&conn) && roll_back_hot_journal(path, busy).is_ok() {
+            conn = Connection::open_with_flags(path, flags).map_err(|e| sql_error(path, e))?;
+            harden(&conn, path, busy)?;
+        }
         let ours = check_schema(&conn, path)?;
         Ok(SqliteFile {
             path: path.to_path_buf(),
@@ -414,6 +420,32 @@ fn harden(conn: &Connection, path: &Path, busy: Duration) -> Result<()> {
     conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, MAX_LENGTH)
         .map_err(e)?;
     Ok(())
+}
+
+/// Whether a read-only connection's first read fails on a hot journal (a writer that
+/// crashed mid-commit).
+fn hot_journal(conn: &Connection) -> bool {
+    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())) {
+        Err(rusqlite::Error::SqliteFailure(f, _)) => {
+            f.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK
+        }
+        _ => false,
+    }
+}
+
+/// Rolls a hot journal back by opening the file read-write (no create, no symlink)
+/// and reading it, as any SQLite connection that can write does; the database is left
+/// as the crashed transaction found it.
+fn roll_back_hot_journal(path: &Path, busy: Duration) -> Result<()> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_NOFOLLOW
+        | OpenFlags::SQLITE_OPEN_EXRESCODE;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| sql_error(path, e))?;
+    harden(&conn, path, busy)?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+        .map_err(|e| sql_error(path, e))?;
+    conn.close().map_err(|(_, e)| sql_error(path, e))
 }
 
 /// What a database holds, as far as we are concerned.

@@ -57,3 +57,6 @@ mod postgresql;
 
 /// The sasldb admin tool through its binary: every subcommand, bad inputs, round trips, check/sync-chroot.
 mod sasldb_cli;
+
+/// Reliability and security: kills, concurrency, bad input, permissions, secrets.
+mod reliability;

@@ -19,7 +19,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 
 use zeroize::Zeroizing;
 
@@ -75,7 +74,7 @@ pub trait PageSink {
 
 impl PageSink for File {
     fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
-        FileExt::write_all_at(self, buf, offset)
+        crate::persist::pwrite_all(self, buf, offset)
     }
 }
 
@@ -215,7 +214,7 @@ where
 }
 
 fn write_err(e: io::Error) -> Error {
-    Error::io("<database being written>", e)
+    Error::io(crate::persist::BEING_WRITTEN, e)
 }
 
 struct Writer {

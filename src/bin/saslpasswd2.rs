@@ -14,6 +14,10 @@
 #[unsafe(link_section = ".init_array")]
 static RECORD_STDIN_STATE: extern "C" fn() = sasldb::cli::password::record_stdin_state;
 
+/// Every freed heap block is wiped first (see `sasldb::cli::alloc`).
+#[global_allocator]
+static ALLOC: sasldb::cli::alloc::WipeOnFree = sasldb::cli::alloc::WipeOnFree;
+
 fn main() -> std::process::ExitCode {
     sasldb::cli::saslpasswd2::main(std::env::args_os().collect())
 }

@@ -5,6 +5,7 @@
 //! pages, which are generated from the same option tables that drive parsing.
 //! Not part of the stable library API.
 
+pub mod alloc;
 pub mod exit;
 pub mod getopt;
 pub mod listusers;

@@ -257,7 +257,7 @@ fn split(
 }
 
 fn write_err(e: io::Error) -> Error {
-    Error::io("<database being written>", e)
+    Error::io(crate::persist::BEING_WRITTEN, e)
 }
 
 /// Buffers bytes written sequentially from `start`. The buffer (which holds secrets)

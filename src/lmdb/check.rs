@@ -272,7 +272,7 @@ pub fn check_file(file: &File, path: &Path) -> Result<FileInfo> {
         psize: usize::try_from(psize).expect("<= 65536"),
         last_pg: meta.last_pg,
         seen: vec![0u64; usize::try_from(meta.last_pg / 64 + 1).unwrap_or(usize::MAX)],
-        buf: vec![0u8; psize as usize],
+        buf: zeroize::Zeroizing::new(vec![0u8; psize as usize]),
     };
     // Meta pages are never part of a tree.
     walk.mark(0)?;
@@ -346,7 +346,8 @@ struct Walk<'a> {
     psize: usize,
     last_pg: u64,
     seen: Vec<u64>,
-    buf: Vec<u8>,
+    /// The page being checked: leaf pages hold secrets.
+    buf: zeroize::Zeroizing<Vec<u8>>,
 }
 
 impl Walk<'_> {

@@ -16,6 +16,10 @@ use clap::Parser;
 use sasldb::cli::Exit;
 use sasldb::cli::sasldb::{Cli, Cmd};
 
+/// Every freed heap block is wiped first (see `sasldb::cli::alloc`).
+#[global_allocator]
+static ALLOC: sasldb::cli::alloc::WipeOnFree = sasldb::cli::alloc::WipeOnFree;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -52,15 +56,49 @@ fn main() -> ExitCode {
             }) {
                 return Exit::Success.into();
             }
-            eprintln!("sasldb: {e:#}");
+            eprintln!("sasldb: {}", one_line(&e));
             Exit::Failure.into()
         }
     }
 }
 
+/// An error and its causes on one line, each cause once: the library's errors already
+/// include their I/O cause (`/etc/sasldb2: Permission denied`), so a cause whose text
+/// is already there is not repeated, and I/O errors read like `strerror`, without
+/// `(os error N)`.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = match cause.downcast_ref::<std::io::Error>() {
+            Some(io) => sasldb::error::io_text(io),
+            None => cause.to_string(),
+        };
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out.replace(['\n', '\r'], " ")
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+
+    #[test]
+    fn errors_print_each_cause_once() {
+        let io = std::io::Error::from_raw_os_error(libc::EACCES);
+        let e = anyhow::Error::new(sasldb::Error::io("/x/db.lock", io));
+        assert_eq!(super::one_line(&e), "/x/db.lock: Permission denied");
+        let e = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EACCES))
+            .context("/x/input.txt");
+        assert_eq!(super::one_line(&e), "/x/input.txt: Permission denied");
+        let e = anyhow::anyhow!("two\nlines");
+        assert_eq!(super::one_line(&e), "two lines");
+    }
 
     #[test]
     fn clap_definition_is_consistent() {

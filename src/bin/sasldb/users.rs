@@ -183,9 +183,15 @@ pub fn export(g: &Global, a: &ExportArgs) -> Result<Exit> {
             s
         }
         None => {
-            let out = std::io::stdout();
-            let mut w = std::io::BufWriter::new(out.lock());
-            sasldb::export::export(&db, &opts, &mut w)?
+            // Straight to descriptor 1 (a duplicate), through a buffer the allocator
+            // wipes when it is freed: std's stdout would keep the last secrets in its
+            // own buffer until the process exits.
+            use std::os::fd::AsFd;
+            let fd = std::io::stdout().as_fd().try_clone_to_owned()?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::from(fd));
+            let s = sasldb::export::export(&db, &opts, &mut w)?;
+            w.flush()?;
+            s
         }
     };
     for s in &stats.skipped {

@@ -1,0 +1,152 @@
+//! Reliability and security proofs (see each submodule): crashes, concurrency, bad
+//! input, permissions and secrets, all through the real binaries.
+//!
+//! Every run gets `-f` naming a database in a scratch directory, `SASL_CONF_PATH` and
+//! `MAIL_CONFIG` pointing into that directory, and a cleared environment: nothing here
+//! touches /etc.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sasldb::{Database, Location};
+
+/// Kills writers at random moments; every acknowledged update survives.
+mod crash;
+
+/// 8 writer processes on one database, readers looping meanwhile.
+mod concurrency;
+
+/// Bad names, passwords and database paths: a clear error, the database unchanged.
+mod bad_input;
+
+/// No database, temporary or lock file is ever readable by others; ownership after
+/// every write path.
+mod permissions;
+
+/// No password in argv of spawned processes, in messages, or left in freed memory.
+mod secrets_leak;
+
+/// The formats, with the `-f` prefix our tools take.
+pub const FORMATS: [(&str, sasldb::Format); 4] = [
+    ("bdb", sasldb::Format::Bdb),
+    ("gdbm", sasldb::Format::Gdbm),
+    ("lmdb", sasldb::Format::Lmdb),
+    ("sqlite", sasldb::Format::Sqlite),
+];
+
+/// A scratch directory with `conf/` (SASL_CONF_PATH), `mail/` (MAIL_CONFIG) and `db/`.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["conf", "mail", "db"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        Scratch { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The database directory.
+    pub fn db_dir(&self) -> PathBuf {
+        self.path("db")
+    }
+
+    /// One of our binaries with a clean environment.
+    pub fn ours(&self, tool: &str) -> Command {
+        let exe = match tool {
+            "saslpasswd2" => env!("CARGO_BIN_EXE_saslpasswd2"),
+            "sasldblistusers2" => env!("CARGO_BIN_EXE_sasldblistusers2"),
+            "sasldb" => env!("CARGO_BIN_EXE_sasldb"),
+            other => panic!("no tool {other}"),
+        };
+        let mut cmd = Command::new(exe);
+        self.env(&mut cmd);
+        cmd
+    }
+
+    /// A clean environment for any command.
+    pub fn env(&self, cmd: &mut Command) {
+        cmd.env_clear()
+            .current_dir(self.dir.path())
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("SASL_CONF_PATH", self.path("conf"))
+            .env("MAIL_CONFIG", self.path("mail"));
+    }
+}
+
+/// Every record of a database, read through the library, as sorted pairs.
+pub fn read_all(path: &Path, format: sasldb::Format) -> sasldb::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let db = Database::open(&Location::with_format(format, path))?;
+    let mut v = db
+        .records()?
+        .map(|r| r.map(|r| (r.key, r.value.to_vec())))
+        .collect::<sasldb::Result<Vec<_>>>()?;
+    v.sort();
+    Ok(v)
+}
+
+/// The key of `user@realm`'s userPassword.
+pub fn pw_key(user: &str, realm: &str) -> Vec<u8> {
+    sasldb::Key::new(user, realm, "userPassword")
+        .unwrap()
+        .encode()
+}
+
+/// Temporary files a writer left next to `db` (`.<name>.sasldb-tmp-*`).
+pub fn temp_files(db: &Path) -> Vec<PathBuf> {
+    let prefix = format!(".{}.sasldb-tmp-", db.file_name().unwrap().to_string_lossy());
+    std::fs::read_dir(db.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// The format's own checker, run on the file: `db_verify` (BDB), `gdbmtool` (GDBM),
+/// `mdb_stat` (LMDB), `PRAGMA integrity_check` (SQLite). Returns an error text.
+pub fn format_check(path: &Path, format: sasldb::Format) -> Result<(), String> {
+    use crate::util::peer;
+    let mut cmd = match format {
+        sasldb::Format::Bdb => {
+            let mut c = Command::new(peer("db_verify"));
+            c.arg("-q").arg(path);
+            c
+        }
+        sasldb::Format::Gdbm => {
+            // Reads the header, the directory and every bucket, and counts.
+            let mut c = Command::new(peer("gdbmtool"));
+            c.arg("-r").arg("-q").arg(path).arg("count");
+            c
+        }
+        sasldb::Format::Lmdb => {
+            let mut c = Command::new(peer("mdb_stat"));
+            c.arg("-n").arg("-e").arg(path);
+            c
+        }
+        sasldb::Format::Sqlite => {
+            let mut c = Command::new(peer("sqlite3"));
+            c.arg("-readonly").arg(path).arg("PRAGMA integrity_check;");
+            c
+        }
+        _ => unreachable!(),
+    };
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let ok = out.status.success() && (format != sasldb::Format::Sqlite || stdout.trim() == "ok");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd:?}: {} stdout {stdout:?} stderr {:?}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
