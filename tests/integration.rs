@@ -39,3 +39,6 @@ mod postfix_e2e;
 
 /// The SQLite store against Cyrus's sql auxprop plugin, saslpasswd2 and the sqlite3 shell.
 mod sqlite;
+
+/// Fuzz findings and seed corpora replayed through the fuzz targets' code (scripts/fuzz).
+mod fuzz_regressions;
