@@ -61,6 +61,15 @@ fn replay(target: &str, f: fn(&[u8])) {
     }
 }
 
+/// The saved crash of `target` called `name`, checked to exist.
+fn regression(target: &str, name: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/fuzz-regressions")
+        .join(target)
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
 macro_rules! replay_tests {
     ($($target:ident),* $(,)?) => {
         $(
@@ -87,3 +96,27 @@ replay_tests!(
     secrets_parse,
     getopt,
 );
+
+// ------------------------------------------------------------------ fixed findings
+
+/// import: a CSV header or JSON key holding a newline made a rejection reason span
+/// two lines (the reason is printed as one line per rejected entry).
+#[test]
+fn import_reasons_escape_names() {
+    use sasldb::import::{InputFormat, parse};
+    let csv = regression("import_csv", "unknown-column-newline.csv");
+    let p = parse(&csv, InputFormat::Csv);
+    assert_eq!(p.rejected.len(), 1);
+    assert_eq!(
+        p.rejected[0].reason,
+        "unknown CSV column `x\\ny` (expected user, realm, password)"
+    );
+    let json = regression("import_json", "unknown-key-newline.json");
+    let p = parse(&json, InputFormat::Json);
+    assert_eq!(p.rejected.len(), 2);
+    assert_eq!(
+        p.rejected[0].reason,
+        "unknown key `\\nx` (expected user, realm, password, properties)"
+    );
+    assert!(p.rejected[1].reason.starts_with("property `a\\rb`: "));
+}
