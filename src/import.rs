@@ -317,7 +317,7 @@ fn parse_csv(input: &[u8]) -> Parsed {
         if cols.insert(name.clone(), i).is_some() {
             out.rejected.push(Rejected {
                 line: header.line,
-                reason: format!("column `{name}` appears twice"),
+                reason: format!("column `{}` appears twice", name.escape_debug()),
             });
             return out;
         }
@@ -466,10 +466,12 @@ fn json_entry(line: usize, v: serde_json::Value) -> std::result::Result<Entry, S
                 if name.is_empty() || name.contains('\0') {
                     return Err("a property name is empty or contains NUL".into());
                 }
-                let bytes = json_bytes(value).map_err(|e| format!("property `{name}`: {e}"))?;
+                let bytes = json_bytes(value)
+                    .map_err(|e| format!("property `{}`: {e}", name.escape_debug()))?;
                 if bytes.len() > MAX_SECRET_LEN * 8 {
                     return Err(format!(
-                        "property `{name}` is too long: {} bytes",
+                        "property `{}` is too long: {} bytes",
+                        name.escape_debug(),
                         bytes.len()
                     ));
                 }
@@ -480,7 +482,8 @@ fn json_entry(line: usize, v: serde_json::Value) -> std::result::Result<Entry, S
     }
     if let Some(k) = o.keys().next() {
         return Err(format!(
-            "unknown key `{k}` (expected user, realm, password, properties)"
+            "unknown key `{}` (expected user, realm, password, properties)",
+            k.escape_debug()
         ));
     }
     let realm_ref = realm

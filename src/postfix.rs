@@ -21,6 +21,7 @@
 //! functions; [`system_hostname`] is the thin wrapper around `gethostname(2)`.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fmt;
@@ -29,6 +30,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::rc::Rc;
 
 /// Postfix's compiled-in configuration directory.
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/postfix";
@@ -54,6 +56,21 @@ const MAX_NESTING: u32 = 100;
 /// that relational operands start. Postfix has no such limit and crashes (SIGSEGV)
 /// on `a = ${{$a} == {x}}`; we report a loop instead.
 const MAX_TOTAL_DEPTH: usize = 200;
+
+/// Our limit on the work of one expansion (macro calls, counted across the nested
+/// expansions it starts), and on the bytes it produces. Depth limits alone do not
+/// bound the work: `a = $b$b`, `b = $c$c`, ... doubles it with every parameter, and
+/// forty such lines would expand for days. Postfix has no such limit; real values
+/// take a few dozen steps.
+const MAX_EXPANSION_STEPS: u32 = 100_000;
+const MAX_EXPANDED_LEN: usize = 1 << 20;
+
+/// The steps left to one top-level expansion, shared with the nested ones.
+type Budget = Rc<Cell<u32>>;
+
+fn new_budget() -> Budget {
+    Rc::new(Cell::new(MAX_EXPANSION_STEPS))
+}
 
 /// Postfix's whitespace set for expressions (`CHARS_SPACE`).
 const EXPR_SPACE: &[u8] = b" \t\r\n";
@@ -519,14 +536,15 @@ impl<'a> Params<'a> {
     /// assert_eq!(p.eval("myorigin").unwrap().unwrap().value, b"mail.example.com");
     /// ```
     pub fn eval(&self, name: &str) -> Result<Option<Expanded>, PostfixError> {
+        let budget = new_budget();
         let (raw, line) = match self.cf.entries.get(name.as_bytes()) {
             Some(e) => (Cow::Borrowed(e.value.as_slice()), Some(e.line)),
-            None => match self.builtin(name, 0)? {
+            None => match self.builtin(name, 0, &budget)? {
                 Some((v, _)) => (Cow::Owned(v), None),
                 None => return Ok(None),
             },
         };
-        let mut ex = Expander::new(*self, Scope::Postconf, name, line, 0);
+        let mut ex = Expander::new(*self, Scope::Postconf, name, line, 0, budget);
         let mut out = Vec::new();
         ex.mac_expand(&raw, &mut out).map_err(|e| *e)?;
         Ok(Some(Expanded {
@@ -545,7 +563,7 @@ impl<'a> Params<'a> {
     /// assert_eq!(x.undefined, ["nope"]);
     /// ```
     pub fn expand(&self, text: &[u8]) -> Result<Expanded, PostfixError> {
-        let mut ex = Expander::new(*self, Scope::Postconf, "", None, 0);
+        let mut ex = Expander::new(*self, Scope::Postconf, "", None, 0, new_budget());
         let mut out = Vec::new();
         ex.mac_expand(text, &mut out).map_err(|e| *e)?;
         Ok(Expanded {
@@ -579,7 +597,7 @@ impl<'a> Params<'a> {
     /// assert_eq!(cf.params("vm").default_value("mydomain").unwrap().unwrap(), b"Example.COM");
     /// ```
     pub fn default_value(&self, name: &str) -> Result<Option<Vec<u8>>, PostfixError> {
-        Ok(self.builtin(name, 0)?.map(|(v, _)| v))
+        Ok(self.builtin(name, 0, &new_budget())?.map(|(v, _)| v))
     }
 
     /// [`Params::default_value`] plus the names found undefined while computing it.
@@ -590,10 +608,11 @@ impl<'a> Params<'a> {
         &self,
         name: &str,
         depth: usize,
+        budget: &Budget,
     ) -> Result<Option<(Vec<u8>, Vec<String>)>, PostfixError> {
         let fixed: &[u8] = match name {
-            "myhostname" => return self.default_myhostname(depth).map(Some),
-            "mydomain" => return self.default_mydomain(depth).map(Some),
+            "myhostname" => return self.default_myhostname(depth, budget).map(Some),
+            "mydomain" => return self.default_mydomain(depth, budget).map(Some),
             "myorigin" => b"$myhostname",
             "mydestination" => b"$myhostname, localhost.$mydomain, localhost",
             LOCAL_DOMAIN_PARAM => b"",
@@ -606,11 +625,23 @@ impl<'a> Params<'a> {
 
     /// main.cf's value of `name` expanded against main.cf only (Postfix's
     /// `mail_conf_lookup_eval()`), or `None` when main.cf does not set it.
-    fn main_cf_eval(&self, name: &str, depth: usize) -> Result<Option<Expanded>, PostfixError> {
+    fn main_cf_eval(
+        &self,
+        name: &str,
+        depth: usize,
+        budget: &Budget,
+    ) -> Result<Option<Expanded>, PostfixError> {
         let Some(e) = self.cf.entries.get(name.as_bytes()) else {
             return Ok(None);
         };
-        let mut ex = Expander::new(*self, Scope::MainCf, name, Some(e.line), depth);
+        let mut ex = Expander::new(
+            *self,
+            Scope::MainCf,
+            name,
+            Some(e.line),
+            depth,
+            budget.clone(),
+        );
         let mut out = Vec::new();
         ex.mac_expand(&e.value, &mut out).map_err(|e| *e)?;
         Ok(Some(Expanded {
@@ -619,12 +650,16 @@ impl<'a> Params<'a> {
         }))
     }
 
-    fn default_myhostname(&self, depth: usize) -> Result<(Vec<u8>, Vec<String>), PostfixError> {
+    fn default_myhostname(
+        &self,
+        depth: usize,
+        budget: &Budget,
+    ) -> Result<(Vec<u8>, Vec<String>), PostfixError> {
         let host = self.hostname.as_bytes();
         if host.contains(&b'.') {
             return Ok((host.to_vec(), Vec::new()));
         }
-        let (domain, undefined) = match self.main_cf_eval("mydomain", depth)? {
+        let (domain, undefined) = match self.main_cf_eval("mydomain", depth, budget)? {
             Some(x) => (x.value, x.undefined),
             None => (DEF_MYDOMAIN.as_bytes().to_vec(), Vec::new()),
         };
@@ -634,10 +669,14 @@ impl<'a> Params<'a> {
         Ok((name, undefined))
     }
 
-    fn default_mydomain(&self, depth: usize) -> Result<(Vec<u8>, Vec<String>), PostfixError> {
-        let (host, undefined) = match self.main_cf_eval("myhostname", depth)? {
+    fn default_mydomain(
+        &self,
+        depth: usize,
+        budget: &Budget,
+    ) -> Result<(Vec<u8>, Vec<String>), PostfixError> {
+        let (host, undefined) = match self.main_cf_eval("myhostname", depth, budget)? {
             Some(x) => (x.value, x.undefined),
-            None => self.default_myhostname(depth)?,
+            None => self.default_myhostname(depth, budget)?,
         };
         let domain = match memchr::memchr(b'.', &host) {
             Some(dot) => host[dot + 1..].to_vec(),
@@ -668,6 +707,7 @@ struct Expander<'a> {
     params: Params<'a>,
     scope: Scope,
     depth: usize,
+    budget: Budget,
     origin: Vec<Origin>,
     undefined: Vec<String>,
 }
@@ -716,11 +756,13 @@ impl<'a> Expander<'a> {
         param: &str,
         line: Option<usize>,
         depth: usize,
+        budget: Budget,
     ) -> Self {
         Expander {
             params,
             scope,
             depth,
+            budget,
             origin: vec![Origin {
                 param: param.to_owned(),
                 line,
@@ -845,10 +887,26 @@ impl<'a> Expander<'a> {
                 P::S("\""),
             ]));
         }
+        let left = self.budget.get();
+        if left == 0 {
+            return Err(self.fail(&[P::S(
+                "the expansion takes too many steps (parameters that refer to each other \
+                 several times grow exponentially)",
+            )]));
+        }
+        self.budget.set(left - 1);
         ctx.level += 1;
         self.depth += 1;
         match token {
-            Token::Literal(t) => out.extend_from_slice(t),
+            Token::Literal(t) => {
+                if out.len() + t.len() > MAX_EXPANDED_LEN {
+                    return Err(self.fail(&[P::S(
+                        "the expansion is longer than 1 MiB (parameters that refer to each \
+                         other several times grow exponentially)",
+                    )]));
+                }
+                out.extend_from_slice(t)
+            }
             Token::Expr(e) => self.expression(e, ctx, out)?,
         }
         ctx.level -= 1;
@@ -1130,7 +1188,11 @@ impl<'a> Expander<'a> {
         let Ok(name) = std::str::from_utf8(name) else {
             return Ok(None);
         };
-        match self.params.builtin(name, self.depth).map_err(Box::new)? {
+        match self
+            .params
+            .builtin(name, self.depth, &self.budget)
+            .map_err(Box::new)?
+        {
             Some((v, undefined)) => {
                 for u in undefined {
                     if !self.undefined.contains(&u) {
@@ -1443,7 +1505,7 @@ pub fn default_realm(query: &RealmQuery) -> Result<DefaultRealm, PostfixError> {
             // it) even when nothing refers to it.
             let mut undefined = Vec::new();
             if cf.get("mydomain").is_none()
-                && let Some((_, u)) = params.builtin("mydomain", 0)?
+                && let Some((_, u)) = params.builtin("mydomain", 0, &new_budget())?
             {
                 undefined.extend(u);
             }
@@ -1730,6 +1792,33 @@ mod tests {
             );
             assert!(msg.starts_with("/cfg/main.cf, line "), "{msg}");
         }
+    }
+
+    #[test]
+    fn exponential_expansion_is_an_error_not_a_hang() {
+        // a0 = $a1$a1, a1 = $a2$a2, ...: 2^40 leaves (found by fuzzing: it hung).
+        let chain = |leaf: &str| {
+            let mut text: String = (0..40)
+                .map(|i| format!("a{i} = $a{n}$a{n}\n", n = i + 1))
+                .collect();
+            text.push_str(&format!("a40 = {leaf}\n"));
+            text
+        };
+        let c = cf(&chain(""));
+        let msg = c.params("vm").eval("a0").unwrap_err().to_string();
+        assert!(msg.contains("too many steps"), "{msg}");
+        assert!(!msg.contains('\n'));
+        let c = cf(&chain(&"x".repeat(200)));
+        let msg = c.params("vm").eval("a0").unwrap_err().to_string();
+        assert!(msg.contains("longer than 1 MiB"), "{msg}");
+        // Through a built-in default: $mydomain evaluates main.cf's myhostname anew
+        // each time; the budget is shared, so this ends too.
+        let mut text = chain("");
+        text.push_str("myhostname = $a0\nb0 = $mydomain$mydomain\n");
+        let c = cf(&text);
+        assert!(c.params("vm").eval("b0").is_err());
+        // Ordinary values stay far below the limits.
+        assert_eq!(eval("a = $b$b\nb = $c$c\nc = x\n", "vm", "a"), "xxxx");
     }
 
     #[test]

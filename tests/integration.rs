@@ -60,3 +60,6 @@ mod sasldb_cli;
 
 /// Reliability and security: kills, concurrency, bad input, permissions, secrets.
 mod reliability;
+
+/// Fuzz findings and seed corpora replayed through the fuzz targets' code (scripts/fuzz).
+mod fuzz_regressions;
