@@ -101,6 +101,83 @@ impl Default for SecretPolicy {
     }
 }
 
+/// What a command line asks of a password change, before the Cyrus config is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolicyRequest {
+    /// Store no plaintext (SCRAM only).
+    pub hashed_only: bool,
+    /// Write a SCRAM secret even for users without one.
+    pub scram: bool,
+    /// Write an OTP secret even for users without one.
+    pub otp: bool,
+    /// PBKDF2 iterations, overriding the config.
+    pub scram_iterations: Option<u32>,
+}
+
+/// Why a secret policy could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The Cyrus config holds a bad value.
+    #[error("error when parsing configuration file: {0}")]
+    Config(#[from] crate::cyrus_conf::ConfError),
+    /// The host name (the OTP seed's start) is unavailable.
+    #[error("gethostname: {0}")]
+    Hostname(#[from] crate::secrets::SecretError),
+}
+
+impl SecretPolicy {
+    /// The policy for a password change: the request's flags, then what a Cyrus
+    /// `<appname>.conf` says (`scram_secret_generate`, `scram_iteration_counter`,
+    /// `otp_mda`, and `mech_list`, whose word also decides which existing secrets are
+    /// dropped: a mechanism it leaves out keeps no secret unless a flag asks for one),
+    /// and the host name for OTP seeds.
+    pub fn from_config(
+        req: &PolicyRequest,
+        conf: Option<&crate::cyrus_conf::SaslConf>,
+    ) -> std::result::Result<SecretPolicy, PolicyError> {
+        let mut p = SecretPolicy {
+            plaintext: !req.hashed_only,
+            scram: req.scram,
+            otp: req.otp,
+            ..SecretPolicy::default()
+        };
+        if let Some(c) = conf {
+            p.scram |= c.scram_secret_generate();
+            p.scram_iterations = c.scram_iteration_counter();
+            p.otp_algorithm =
+                OtpAlgorithm::from_name(c.otp_mda()?.name()).unwrap_or(OtpAlgorithm::Md5);
+            if let Some(mechs) = c.mech_list() {
+                let otp_named = mechs.iter().any(|m| m.eq_ignore_ascii_case("otp"));
+                p.otp |= otp_named;
+                p.otp_excluded = !otp_named;
+                p.scram_excluded = !mechs
+                    .iter()
+                    .any(|m| m.to_ascii_uppercase().starts_with("SCRAM-SHA-"));
+                // With SCRAM mechanisms named, Cyrus writes the last of them in its order
+                // (SHA-512, -384, -256, -224, -1).
+                let order = [
+                    ScramHash::Sha1,
+                    ScramHash::Sha224,
+                    ScramHash::Sha256,
+                    ScramHash::Sha384,
+                    ScramHash::Sha512,
+                ];
+                if let Some(h) = order
+                    .into_iter()
+                    .find(|h| mechs.iter().any(|m| m.eq_ignore_ascii_case(h.mechanism())))
+                {
+                    p.scram_hash = h;
+                }
+            }
+        }
+        if let Some(n) = req.scram_iterations {
+            p.scram_iterations = n;
+        }
+        p.hostname = crate::secrets::otp::local_hostname()?;
+        Ok(p)
+    }
+}
+
 /// What a password change did to a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

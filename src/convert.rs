@@ -157,9 +157,13 @@ fn escape(key: &[u8]) -> String {
     crate::cli::listusers::escape(key)
 }
 
-/// Whether two locations name the same file (after symlinks).
+/// Whether two locations name the same file (after symlinks), or the same
+/// PostgreSQL URL.
 fn same_file(a: &Location, b: &Location) -> Result<bool> {
     use std::os::unix::fs::MetadataExt;
+    if !a.is_file() || !b.is_file() {
+        return Ok(a.postgres().is_some() && a.postgres() == b.postgres());
+    }
     match (std::fs::metadata(a.path()), std::fs::metadata(b.path())) {
         (Ok(x), Ok(y)) => Ok(x.dev() == y.dev() && x.ino() == y.ino()),
         _ => Ok(false),

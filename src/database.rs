@@ -8,6 +8,11 @@
 //! Reading takes no lock: writers replace files atomically (or, for LMDB and SQLite,
 //! commit transactions), so a reader sees either the old or the new database.
 //!
+//! A PostgreSQL location (`postgresql://...`) names no file: it takes its own branch
+//! here (`Place::Postgres`), with no lock file, no ownership policy and no replace;
+//! the writers' lock is an advisory lock in the database, and a commit is one
+//! PostgreSQL transaction (see [`crate::pgsql`]).
+//!
 //! ```
 //! use sasldb::{Database, Key, Location, Transaction, WriteOptions};
 //! # let dir = tempfile::tempdir().unwrap();
@@ -35,6 +40,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::gdbm::{self, GdbmFile};
 use crate::lmdb::{self, LmdbFile};
 use crate::persist::{self, Ownership, Target, WriteLock};
+use crate::pgsql::{self, PgStore};
 use crate::record::{Key, Record, Secret, user_prefix};
 use crate::sqlite::{self, SqliteFile};
 use crate::store::{Backend, Changes, Detected, Format, LayoutHint, Location, Records, detect};
@@ -58,6 +64,13 @@ impl Database {
     /// Opens an existing database read-only. A missing path, an empty file, a
     /// directory, or a file of an unknown format is an error.
     pub fn open(location: &Location) -> Result<Database> {
+        if let Some(url) = location.postgres() {
+            return Ok(Database {
+                location: location.clone(),
+                backend: Box::new(PgStore::open(url)?),
+            });
+        }
+        check_file_format(location)?;
         let path = location.path();
         let meta = fs::metadata(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound {
@@ -249,8 +262,7 @@ const PREFIX_SCANS: u32 = 2;
 /// changes, and applies all changes at once.
 pub struct Transaction {
     location: Location,
-    target: Target,
-    own: Ownership,
+    place: Place,
     format: Format,
     base: Option<Box<dyn Backend>>,
     changes: Changes,
@@ -258,7 +270,22 @@ pub struct Transaction {
     notes: Vec<String>,
     key_index: OnceCell<BTreeSet<Vec<u8>>>,
     prefix_scans: Cell<u32>,
-    _lock: WriteLock,
+}
+
+/// Where a transaction writes.
+#[allow(clippy::large_enum_variant)] // one per transaction
+enum Place {
+    /// A file: its resolved path, the ownership policy, and the writer lock file.
+    File {
+        target: Target,
+        own: Ownership,
+        _lock: WriteLock,
+    },
+    /// A PostgreSQL database: the connection holding the writers' advisory lock.
+    Postgres {
+        session: pgsql::Session,
+        tmp: PathBuf,
+    },
 }
 
 impl std::fmt::Debug for Transaction {
@@ -276,6 +303,10 @@ impl Transaction {
     /// here, before anything is written), takes the writer lock, removes temporary
     /// files a crashed writer left, and opens the current database if there is one.
     pub fn begin(location: &Location, opts: &WriteOptions) -> Result<Transaction> {
+        if let Some(url) = location.postgres() {
+            return Self::begin_postgres(location, url, opts);
+        }
+        check_file_format(location)?;
         let target = Target::resolve(location.path())?;
         let own = Ownership::plan(&target, opts.group.as_deref())?;
         let timeout = opts.lock_timeout.unwrap_or_else(persist::lock_timeout);
@@ -301,10 +332,19 @@ impl Transaction {
             }
             _ => (location.format().unwrap_or(opts.new_format), None),
         };
+        if !format.is_file() {
+            return Err(Error::Invalid(format!(
+                "{}: a {format} database is named by a postgresql:// URL, not a path",
+                location.path().display()
+            )));
+        }
         Ok(Transaction {
             location: location.clone(),
-            target,
-            own,
+            place: Place::File {
+                target,
+                own,
+                _lock: lock,
+            },
             format,
             base,
             changes: Changes::default(),
@@ -312,8 +352,43 @@ impl Transaction {
             notes,
             key_index: OnceCell::new(),
             prefix_scans: Cell::new(0),
-            _lock: lock,
         })
+    }
+
+    /// Connects, takes the writers' advisory lock, and reads through that connection.
+    fn begin_postgres(
+        location: &Location,
+        url: &pgsql::Url,
+        opts: &WriteOptions,
+    ) -> Result<Transaction> {
+        let timeout = opts.lock_timeout.unwrap_or_else(persist::lock_timeout);
+        let session = pgsql::Session::begin(url, timeout)?;
+        let base = session.reader().map(|r| Box::new(r) as Box<dyn Backend>);
+        Ok(Transaction {
+            location: location.clone(),
+            place: Place::Postgres {
+                session,
+                tmp: std::env::temp_dir(),
+            },
+            format: Format::Postgres,
+            base,
+            changes: Changes::default(),
+            opts: opts.clone(),
+            notes: Vec::new(),
+            key_index: OnceCell::new(),
+            prefix_scans: Cell::new(0),
+        })
+    }
+
+    /// The file parts of the place (the file formats' write paths only run for them).
+    fn file(&self) -> Result<(Target, Ownership)> {
+        match &self.place {
+            Place::File { target, own, .. } => Ok((target.clone(), own.clone())),
+            Place::Postgres { .. } => Err(Error::Invalid(format!(
+                "{}: not a file",
+                self.location.path().display()
+            ))),
+        }
     }
 
     /// The format the database has (or will be created in).
@@ -326,20 +401,29 @@ impl Transaction {
         self.base.is_some()
     }
 
-    /// The real file being written (symlinks resolved).
+    /// The real file being written (symlinks resolved); for PostgreSQL, the URL.
     pub fn path(&self) -> &Path {
-        &self.target.path
+        match &self.place {
+            Place::File { target, .. } => &target.path,
+            Place::Postgres { .. } => self.location.path(),
+        }
     }
 
-    /// The directory of the database's real file.
+    /// The directory of the database's real file (for PostgreSQL, the directory for
+    /// temporary files).
     pub fn dir(&self) -> &Path {
-        &self.target.dir
+        match &self.place {
+            Place::File { target, .. } => &target.dir,
+            Place::Postgres { tmp, .. } => tmp,
+        }
     }
 
     /// Whether [`Transaction::replace_with`] loads fastest from records in key order
     /// (a new LMDB file is bulk-loaded in append mode).
     pub fn wants_sorted_input(&self) -> bool {
-        self.format == Format::Lmdb && self.base.is_none() && self.target.existing.is_none()
+        self.format == Format::Lmdb
+            && self.base.is_none()
+            && matches!(&self.place, Place::File { target, .. } if target.existing.is_none())
     }
 
     /// Looks an encoded key up, seeing this transaction's own changes.
@@ -425,11 +509,12 @@ impl Transaction {
             (!rest.is_empty() && !rest.contains(&0)).then(|| rest.to_vec())
         };
         if !self.changes.replace_all {
-            // The first few questions scan for the prefix (cheap, nothing kept); a
-            // transaction that keeps asking (an import) indexes every key once.
+            // On a Berkeley DB file the first few questions scan the pages for the
+            // prefix (cheap, nothing kept); a transaction that keeps asking (an import)
+            // indexes every key once.
             let direct = self.key_index.get().is_none() && self.prefix_scans.get() < PREFIX_SCANS;
             match &self.base {
-                Some(base) if direct => {
+                Some(base) if direct && base.as_bdb().is_some() => {
                     self.prefix_scans.set(self.prefix_scans.get() + 1);
                     for k in base.keys_with_prefix(&prefix)? {
                         if !self.changes.ops.contains_key(&k) {
@@ -505,12 +590,16 @@ impl Transaction {
         report.notes.append(&mut self.notes);
         report.written = true;
         report.records = Some(records);
-        report.notes.extend(self.own.note.clone());
-        report.warnings.extend(self.own.warning.clone());
+        self.ownership_notes(&mut report);
         Ok(report)
     }
 
     fn write(&mut self) -> Result<u64> {
+        if let Place::Postgres { session, .. } = &mut self.place {
+            // One PostgreSQL transaction, through the connection holding the lock.
+            return session.commit(&self.changes);
+        }
+        let (target, own) = self.file()?;
         match self.format {
             Format::Bdb => {
                 // A few changes to a large file: rewrite only the buckets they touch,
@@ -526,8 +615,7 @@ impl Transaction {
                         .map(|(k, v)| (&k[..], v.as_ref()))
                         .collect();
                     if let Some(patch) = bdb::patch::plan(db, &ops)? {
-                        let stats =
-                            persist::replace_file(&self.target, &self.own, |f| patch.write(db, f))?;
+                        let stats = persist::replace_file(&target, &own, |f| patch.write(db, f))?;
                         return Ok(stats.records);
                     }
                 }
@@ -542,9 +630,8 @@ impl Transaction {
                 };
                 let merged = crate::store::merge_owned(base, std::mem::take(&mut self.changes));
                 let opts = bdb_options(&hint, &self.opts)?;
-                let stats = persist::replace_file(&self.target, &self.own, |f| {
-                    bdb::write_records(merged, &opts, f)
-                })?;
+                let stats =
+                    persist::replace_file(&target, &own, |f| bdb::write_records(merged, &opts, f))?;
                 Ok(stats.records)
             }
             Format::Gdbm => {
@@ -559,20 +646,18 @@ impl Transaction {
                 // In place, in one LMDB transaction. Our snapshot must end first: it
                 // would pin old pages and keep the map from growing.
                 self.base = None;
-                lmdb::commit_with(&self.target.path, &self.own, &self.changes, &self.opts.lmdb)
+                lmdb::commit_with(&target.path, &own, &self.changes, &self.opts.lmdb)
             }
             Format::Sqlite => {
                 // Changes apply in place; no read connection stays open meanwhile.
                 self.base = None;
                 let timeout = self.opts.lock_timeout.unwrap_or_else(persist::lock_timeout);
-                sqlite::commit_with(
-                    &self.target.path,
-                    &self.own,
-                    &self.changes,
-                    timeout,
-                    &mut self.notes,
-                )
+                sqlite::commit_with(&target.path, &own, &self.changes, timeout, &mut self.notes)
             }
+            Format::Postgres => Err(Error::Invalid(format!(
+                "{}: a PostgreSQL database is named by a postgresql:// URL",
+                target.path.display()
+            ))),
         }
     }
 }
@@ -593,29 +678,28 @@ impl Transaction {
         replacement: Option<Records<'_>>,
     ) -> Result<u64> {
         let timeout = self.opts.lock_timeout.unwrap_or_else(persist::lock_timeout);
+        let (target, own) = self.file()?;
         // Our own descriptor on the old file must not be what keeps the lock busy.
         let had_base = self.base.take().is_some();
-        let _data_lock = match &self.target.existing {
-            Some(_) => Some(gdbm::DataFileLock::acquire(&self.target.path, timeout)?),
+        let _data_lock = match &target.existing {
+            Some(_) => Some(gdbm::DataFileLock::acquire(&target.path, timeout)?),
             None => None,
         };
-        let opts = gdbm_options(hint, &self.target.dir);
+        let opts = gdbm_options(hint, &target.dir);
         if let Some(records) = replacement {
-            let stats = persist::replace_file(&self.target, &self.own, |f| {
-                gdbm::write_records(records, &opts, f)
-            })?;
+            let stats =
+                persist::replace_file(&target, &own, |f| gdbm::write_records(records, &opts, f))?;
             return Ok(stats.records);
         }
         let fresh = if had_base && !self.changes.replace_all {
-            Some(GdbmFile::open(&self.target.path)?)
+            Some(GdbmFile::open(&target.path)?)
         } else {
             None
         };
         let base = fresh.as_ref().map(|f| Box::new(f.scan()) as Records<'_>);
         let merged = crate::store::merge(base, &self.changes);
-        let stats = persist::replace_file(&self.target, &self.own, |f| {
-            gdbm::write_records(merged, &opts, f)
-        })?;
+        let stats =
+            persist::replace_file(&target, &own, |f| gdbm::write_records(merged, &opts, f))?;
         Ok(stats.records)
     }
 
@@ -637,33 +721,26 @@ impl Transaction {
             Format::Bdb => {
                 self.base = None;
                 let opts = bdb_options(&hint, &self.opts)?;
-                persist::replace_file(&self.target, &self.own, |f| {
-                    bdb::write_records(records, &opts, f)
-                })?
-                .records
+                let (target, own) = self.file()?;
+                persist::replace_file(&target, &own, |f| bdb::write_records(records, &opts, f))?
+                    .records
             }
             Format::Gdbm => self.write_gdbm_from(&hint, Some(records))?,
-            Format::Lmdb if self.base.is_none() && self.target.existing.is_none() => {
+            Format::Lmdb if self.wants_sorted_input() => {
+                let (target, own) = self.file()?;
                 let sorted_records: Records<'_> = if sorted {
                     records
                 } else {
-                    let mut sorter = crate::sort::ExternalSort::new(
-                        &self.target.dir,
-                        crate::sort::DEFAULT_BUDGET,
-                    );
+                    let mut sorter =
+                        crate::sort::ExternalSort::new(&target.dir, crate::sort::DEFAULT_BUDGET);
                     for r in records {
                         sorter.push(r?)?;
                     }
                     sorter.finish()?
                 };
-                lmdb::build_new_with(
-                    &self.target.path,
-                    sorted_records,
-                    &self.own,
-                    &self.opts.lmdb,
-                )?
+                lmdb::build_new_with(&target.path, sorted_records, &own, &self.opts.lmdb)?
             }
-            Format::Lmdb | Format::Sqlite => {
+            Format::Lmdb | Format::Sqlite | Format::Postgres => {
                 let mut changes = Changes {
                     replace_all: true,
                     ..Changes::default()
@@ -682,9 +759,15 @@ impl Transaction {
             notes: std::mem::take(&mut self.notes),
             ..Default::default()
         };
-        report.notes.extend(self.own.note.clone());
-        report.warnings.extend(self.own.warning.clone());
+        self.ownership_notes(&mut report);
         Ok(report)
+    }
+
+    fn ownership_notes(&self, report: &mut CommitReport) {
+        if let Place::File { own, .. } = &self.place {
+            report.notes.extend(own.note.clone());
+            report.warnings.extend(own.warning.clone());
+        }
     }
 }
 
@@ -733,6 +816,17 @@ fn bdb_options(hint: &LayoutHint, opts: &WriteOptions) -> Result<bdb::WriteOptio
     Ok(o)
 }
 
+/// Refuses a file location whose forced format is not a file format.
+fn check_file_format(location: &Location) -> Result<()> {
+    match location.format() {
+        Some(f) if !f.is_file() => Err(Error::Invalid(format!(
+            "{}: a {f} database is named by a postgresql:// URL, not a path",
+            location.path().display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn check_forced(location: &Location, found: Format) -> Result<()> {
     match location.format() {
         Some(want) if want != found => Err(Error::Invalid(format!(
@@ -749,6 +843,12 @@ fn open_backend(format: Format, path: &Path) -> Result<Box<dyn Backend>> {
         Format::Lmdb => Box::new(LmdbFile::open(path)?),
         Format::Gdbm => Box::new(GdbmFile::open(path)?),
         Format::Sqlite => Box::new(SqliteFile::open(path)?),
+        Format::Postgres => {
+            return Err(Error::Invalid(format!(
+                "{}: a PostgreSQL database is named by a postgresql:// URL",
+                path.display()
+            )));
+        }
     })
 }
 

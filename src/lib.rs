@@ -12,6 +12,7 @@
 //! - [`persist`]: the write path (lock, ownership policy, atomic replace);
 //! - [`bdb`]: the pure-Rust Berkeley DB hash reader and writer;
 //! - [`sqlite`]: the SQLite table Cyrus's `sql` auxprop plugin reads and writes;
+//! - [`pgsql`]: the same table in PostgreSQL (`postgresql://` URLs), for many mail servers;
 //! - [`endian`]: byte order as a runtime value;
 //! - [`secrets`]: the OTP and SCRAM secrets derived from a password, and checking
 //!   passwords against stored values;
@@ -42,6 +43,7 @@ pub mod gdbm;
 pub mod import;
 pub mod lmdb;
 pub mod persist;
+pub mod pgsql;
 pub mod postfix;
 pub mod record;
 pub mod secrets;

@@ -2,7 +2,8 @@
 //!
 //! This module owns three things:
 //! - [`Format`] and [`Location`]: naming a database (`/etc/sasldb2`, `bdb:/etc/sasldb2`,
-//!   `lmdb:/etc/sasl2/sasldb2`, ...) and detecting a file's format from its magic bytes;
+//!   `lmdb:/etc/sasl2/sasldb2`, `postgresql://db.example.org/mail`, ...) and detecting a
+//!   file's format from its magic bytes;
 //! - [`Backend`]: the read interface every format implements (keyed get, full scan);
 //! - [`Changes`] and [`merge`]: a write set (puts and deletes, optionally replacing
 //!   everything) and the merge of a write set over an existing scan, which the
@@ -33,10 +34,14 @@ pub enum Format {
     Gdbm,
     /// An SQLite table read by Cyrus's `sql` auxprop plugin.
     Sqlite,
+    /// A table in a PostgreSQL database read by Cyrus's `sql` auxprop plugin
+    /// (`sql_engine: pgsql`); named by a `postgresql://` URL, never a path.
+    Postgres,
 }
 
 impl Format {
-    /// Every format, in the order detection tries them.
+    /// Every file format, in the order detection tries them ([`Format::Postgres`] is
+    /// not a file: it is named by a URL).
     pub const ALL: [Format; 4] = [Format::Bdb, Format::Lmdb, Format::Gdbm, Format::Sqlite];
 
     /// The prefix used in `FORMAT:PATH` locations.
@@ -46,10 +51,17 @@ impl Format {
             Format::Lmdb => "lmdb",
             Format::Gdbm => "gdbm",
             Format::Sqlite => "sqlite",
+            Format::Postgres => "postgresql",
         }
     }
 
+    /// Whether databases of this format are files (everything but PostgreSQL).
+    pub fn is_file(self) -> bool {
+        self != Format::Postgres
+    }
+
     /// Looks a `FORMAT:` prefix up (case-insensitive; `berkeley` is an alias of `bdb`).
+    /// PostgreSQL has no prefix: it is named by a `postgresql://` URL.
     pub fn from_prefix(s: &str) -> Option<Format> {
         match s.to_ascii_lowercase().as_str() {
             "bdb" | "berkeley" | "berkeleydb" => Some(Format::Bdb),
@@ -68,12 +80,14 @@ impl fmt::Display for Format {
             Format::Lmdb => "LMDB",
             Format::Gdbm => "GDBM",
             Format::Sqlite => "SQLite",
+            Format::Postgres => "PostgreSQL",
         })
     }
 }
 
 /// Where a database lives: a path, with the format optionally forced by a
-/// `FORMAT:` prefix.
+/// `FORMAT:` prefix, or a `postgresql://` (or `postgres://`) URL naming a PostgreSQL
+/// database (see [`crate::pgsql::Url`]: a URL with a password is refused).
 ///
 /// ```
 /// use sasldb::{Format, Location};
@@ -82,11 +96,16 @@ impl fmt::Display for Format {
 /// assert_eq!(l.path(), std::path::Path::new("/etc/sasl2/sasldb2"));
 /// let plain: Location = "/etc/sasldb2".parse().unwrap();
 /// assert_eq!(plain.format(), None);
+/// let pg: Location = "postgresql://sasl@db.example.org/mail".parse().unwrap();
+/// assert_eq!(pg.format(), Some(Format::Postgres));
+/// assert!(pg.postgres().is_some());
+/// assert!("postgresql://sasl:secret@db.example.org/mail".parse::<Location>().is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
     format: Option<Format>,
     path: PathBuf,
+    url: Option<Box<crate::pgsql::Url>>,
 }
 
 impl Location {
@@ -95,6 +114,7 @@ impl Location {
         Location {
             format: None,
             path: path.into(),
+            url: None,
         }
     }
 
@@ -103,7 +123,27 @@ impl Location {
         Location {
             format: Some(format),
             path: path.into(),
+            url: None,
         }
+    }
+
+    /// A PostgreSQL database.
+    pub fn postgres_url(url: crate::pgsql::Url) -> Self {
+        Location {
+            format: Some(Format::Postgres),
+            path: PathBuf::from(url.to_string()),
+            url: Some(Box::new(url)),
+        }
+    }
+
+    /// The PostgreSQL database this location names, if it is a URL.
+    pub fn postgres(&self) -> Option<&crate::pgsql::Url> {
+        self.url.as_deref()
+    }
+
+    /// Whether this location names a file (not a database server).
+    pub fn is_file(&self) -> bool {
+        self.url.is_none()
     }
 
     /// The forced format, if any.
@@ -111,7 +151,8 @@ impl Location {
         self.format
     }
 
-    /// The file path.
+    /// The file path. For a PostgreSQL URL: the URL (which holds no password), for
+    /// messages only; it names no file.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -126,6 +167,21 @@ impl FromStr for Location {
     fn from_str(s: &str) -> Result<Self> {
         if s.is_empty() {
             return Err(Error::Invalid("empty database path".into()));
+        }
+        if crate::pgsql::Url::is_url(s) {
+            return Ok(Location::postgres_url(s.parse()?));
+        }
+        if let Some((prefix, rest)) = s.split_once(':')
+            && matches!(
+                prefix.to_ascii_lowercase().as_str(),
+                "postgresql" | "postgres" | "pgsql"
+            )
+            && !rest.starts_with("//")
+        {
+            return Err(Error::Invalid(format!(
+                "`{prefix}:`: name a PostgreSQL database with a URL, \
+                 postgresql://[USER@]HOST[:PORT]/DATABASE"
+            )));
         }
         if let Some((prefix, rest)) = s.split_once(':')
             && let Some(format) = Format::from_prefix(prefix)
@@ -143,6 +199,9 @@ impl FromStr for Location {
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(url) = &self.url {
+            return write!(f, "{url}");
+        }
         match self.format {
             Some(fm) => write!(f, "{}:{}", fm.prefix(), self.path.display()),
             None => write!(f, "{}", self.path.display()),

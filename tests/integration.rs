@@ -42,3 +42,15 @@ mod sqlite;
 
 /// Our saslpasswd2 and sasldblistusers2 against Debian's Cyrus binaries, same inputs.
 mod compat;
+
+/// Real Postfix SMTP AUTH against files written by our saslpasswd2 and sasldb import.
+mod postfix_tools;
+
+/// sasldb convert: a round trip through every format, refusals.
+mod convert;
+
+/// Harness: a private, throw-away PostgreSQL server (shared by the tests, stopped at exit).
+mod pg;
+
+/// The PostgreSQL store: sasldb import/convert, pgpass, concurrency, Cyrus's pgsql plugin in Postfix.
+mod postgresql;

@@ -50,7 +50,7 @@ pub struct Meta {
     pub version: u32,
     /// Page size in bytes.
     pub page_size: u32,
-    /// Meta flags (only [`DBMETA_CHKSUM`] is accepted).
+    /// Meta flags (only `DBMETA_CHKSUM`, 0x01, is accepted).
     pub metaflags: u8,
     /// Head of the free list (0 = empty).
     pub free: u32,

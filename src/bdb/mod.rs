@@ -11,14 +11,14 @@
 //! A file is an array of `pagesize` pages (a power of two, 512 to 65536); page `n`
 //! starts at byte `n * pagesize`; page numbers are u32 and 0 also means "none".
 //! Integers are in the byte order of the machine that created the file: the magic
-//! `0x061561` at byte 12 read little- or big-endian tells which (see [`meta`]).
+//! `0x061561` at byte 12 read little- or big-endian tells which (see the `meta` module).
 //!
-//! - Page 0 is the metadata page ([`meta`]): page size, `last_pgno`, the bucket
+//! - Page 0 is the metadata page (module `meta`): page size, `last_pgno`, the bucket
 //!   masks and `spares[]`, free-list head, flags.
 //! - Keys hash with `__ham_func5` (FNV-1 from 0, [`hash::func5`]) to a bucket:
 //!   `b = h & high_mask`, and `b & low_mask` when `b > max_bucket`. Bucket `b`'s first
 //!   page is `b + spares[log2c(b + 1)]`. Never-written bucket pages are holes (zeros).
-//! - Bucket pages ([`page`]) hold key/data pairs indexed by `inp[]`; further pages of a
+//! - Bucket pages (module `page`) hold key/data pairs indexed by `inp[]`; further pages of a
 //!   bucket chain through `next_pgno`/`prev_pgno`. Type 13 pages (libdb 4.6+) are
 //!   sorted and searched by binary search; type 2 pages (older) are unsorted.
 //! - libdb's sort order on a common prefix is **longer key first** for on-page keys

@@ -32,7 +32,8 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('f'),
         long: None,
         value: Some("sasldb"),
-        help: "Use the given file as sasldb (FORMAT:PATH forces a format: bdb, lmdb, gdbm, sqlite)",
+        help: "Use the given file as sasldb (FORMAT:PATH forces a format: bdb, lmdb, gdbm, \
+               sqlite; a postgresql://USER@HOST/DB URL names a PostgreSQL database)",
     },
     OptDoc {
         short: Some('h'),

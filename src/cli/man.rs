@@ -161,7 +161,9 @@ A malformed key (not exactly two NUL separators) is reported on standard error a
 skipped; Cyrus looped forever on such a key. Keys over 32 KiB are listed instead of
 silently ending the listing.
 .IP \(bu 2
-\fB\-f\fR also accepts \fIFORMAT\fR:\fIPATH\fR (bdb, lmdb, gdbm, sqlite), and Berkeley DB
+\fB\-f\fR also accepts \fIFORMAT\fR:\fIPATH\fR (bdb, lmdb, gdbm, sqlite) and
+\fBpostgresql://\fR\fIUSER\fR\fB@\fR\fIHOST\fR\fB/\fR\fIDB\fR URLs (the password comes from
+\fBPGPASSWORD\fR or \fB~/.pgpass\fR, never from the URL), and Berkeley DB
 files are read without libdb.
 .IP \(bu 2
 The usage text and \fB\-v\fR do not print Carnegie Mellon University's attribution

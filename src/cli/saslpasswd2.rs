@@ -16,13 +16,12 @@ use std::process::ExitCode;
 use super::getopt::{Event, Getopt, error_message};
 use super::password::{PasswordProblem, ReadError, check_password, read_password};
 use super::{DEFAULT_SASLDB_PATH, Exit, OptDoc, argv0, eprint_line, progname};
-use crate::account::{self, SecretPolicy, check_names, split_userid};
+use crate::account::{self, PolicyError, PolicyRequest, SecretPolicy, check_names, split_userid};
 use crate::cyrus_conf::{self, SaslConf};
 use crate::database::{Database, Transaction, WriteOptions};
 use crate::error::Error;
 use crate::persist::{Ownership, Target};
 use crate::postfix;
-use crate::secrets::{OtpAlgorithm, ScramHash};
 use crate::store::Location;
 
 /// The options: Cyrus's, in Cyrus's order, then our long-only extensions.
@@ -65,8 +64,9 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('f'),
         long: None,
         value: Some("sasldb"),
-        help: "Database to use, as PATH or FORMAT:PATH (bdb, lmdb, gdbm, sqlite); default: \
-               sasldb_path from the application's config file, else /etc/sasldb2",
+        help: "Database to use, as PATH, FORMAT:PATH (bdb, lmdb, gdbm, sqlite) or a \
+               postgresql://USER@HOST/DB URL (password from PGPASSWORD or ~/.pgpass); \
+               default: sasldb_path from the application's config file, else /etc/sasldb2",
     },
     OptDoc {
         short: Some('a'),
@@ -454,6 +454,15 @@ fn database_location(a: &Args, conf: Option<&SaslConf>) -> Result<Location, Fail
 /// group), and that an existing database reads. Takes no lock, so no writer waits
 /// while someone types.
 fn preflight(location: &Location, opts: &WriteOptions, disable: bool) -> Result<(), Failure> {
+    if !location.is_file() {
+        // A database server: connect and check the table (a missing one is created by
+        // the write, except for -d).
+        return match Database::open(location) {
+            Ok(_) => Ok(()),
+            Err(Error::NotFound { .. }) if !disable => Ok(()),
+            Err(e) => Err(generic(e)),
+        };
+    }
     let target = Target::resolve(location.path()).map_err(generic)?;
     Ownership::plan(&target, opts.group.as_deref()).map_err(generic)?;
     match &target.existing {
@@ -491,55 +500,16 @@ fn delete(
     Ok(Exit::Success.into())
 }
 
-/// Which secrets to write: the flags, the config file (`scram_secret_generate`,
-/// `scram_iteration_counter`, `otp_mda`, `mech_list`), and `-n`.
+/// Which secrets to write: the flags, then the config file.
 fn secret_policy(a: &Args, conf: Option<&SaslConf>) -> Result<SecretPolicy, Failure> {
-    let mut p = SecretPolicy {
-        plaintext: !a.noplain,
+    let req = PolicyRequest {
+        hashed_only: a.noplain,
         scram: a.scram,
         otp: a.otp,
-        ..Default::default()
+        scram_iterations: a.scram_iterations,
     };
-    if let Some(c) = conf {
-        p.scram |= c.scram_secret_generate();
-        p.scram_iterations = c.scram_iteration_counter();
-        let mda = c.otp_mda().map_err(|e| {
-            fail(
-                Exit::ConfigError,
-                format!("error when parsing configuration file: {e}"),
-            )
-        })?;
-        p.otp_algorithm = OtpAlgorithm::from_name(mda.name()).unwrap_or(OtpAlgorithm::Md5);
-        if let Some(mechs) = c.mech_list() {
-            // A mech_list is the config's word on which secrets saslpasswd2 keeps: an
-            // existing secret of a mechanism it leaves out is deleted (Cyrus left it,
-            // stale) unless a flag asks for it.
-            let otp_named = mechs.iter().any(|m| m.eq_ignore_ascii_case("otp"));
-            p.otp |= otp_named;
-            p.otp_excluded = !otp_named;
-            p.scram_excluded = !mechs.iter().any(|m| {
-                let m = m.to_ascii_uppercase();
-                m.starts_with("SCRAM-SHA-")
-            });
-            // With SCRAM mechanisms named, Cyrus writes the last of them in its order.
-            for h in [
-                ScramHash::Sha1,
-                ScramHash::Sha224,
-                ScramHash::Sha256,
-                ScramHash::Sha384,
-                ScramHash::Sha512,
-            ] {
-                if mechs.iter().any(|m| m.eq_ignore_ascii_case(h.mechanism())) {
-                    p.scram_hash = h;
-                    break;
-                }
-            }
-        }
-    }
-    if let Some(n) = a.scram_iterations {
-        p.scram_iterations = n;
-    }
-    p.hostname = crate::secrets::otp::local_hostname()
-        .map_err(|e| fail(Exit::Failure, format!("gethostname: {e}")))?;
-    Ok(p)
+    SecretPolicy::from_config(&req, conf).map_err(|e| match e {
+        PolicyError::Config(_) => fail(Exit::ConfigError, e.to_string()),
+        PolicyError::Hostname(_) => fail(Exit::Failure, e.to_string()),
+    })
 }

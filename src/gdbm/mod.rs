@@ -30,7 +30,7 @@
 //!   an open-addressing table of `bucket_elems` elements (hash, first 4 key bytes,
 //!   record address, key and value sizes), probed linearly from `hash % bucket_elems`;
 //!   hash −1 marks an empty slot. A record is the key bytes followed by the value bytes.
-//! - The hash ([`hash`]) adds each key byte as a C `char`: sign-extended on x86, not on
+//! - The hash ([`hash()`]) adds each key byte as a C `char`: sign-extended on x86, not on
 //!   arm64/ppc/s390x, so keys with bytes ≥ 0x80 hash differently depending on the CPU
 //!   that wrote them. Lookups try the host's variant first, then the other.
 //!

@@ -160,10 +160,10 @@ pub fn delete_realm(g: &Global, a: &DeleteRealmArgs) -> Result<Exit> {
 /// `sasldb convert`.
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// Source database: PATH or FORMAT:PATH.
+    /// Source database: PATH, FORMAT:PATH or postgresql://... URL.
     pub src: OsString,
-    /// Destination: PATH or FORMAT:PATH (bdb, lmdb, gdbm, sqlite). A new file without a
-    /// prefix is Berkeley DB.
+    /// Destination: PATH or FORMAT:PATH (bdb, lmdb, gdbm, sqlite), or a postgresql://
+    /// URL. A new file without a prefix is Berkeley DB.
     pub dst: OsString,
     /// Replace a destination that already holds a database.
     #[arg(long)]

@@ -7,10 +7,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use sasldb::account::SecretPolicy;
+use sasldb::account::{PolicyRequest, SecretPolicy};
 use sasldb::cli::password::{check_password, read_password};
 use sasldb::cyrus_conf::{self, SaslConf};
-use sasldb::secrets::OtpAlgorithm;
 use sasldb::{CommitReport, Location, Secret, WriteOptions};
 use zeroize::Zeroizing;
 
@@ -65,36 +64,9 @@ pub fn write_options(g: &Global) -> WriteOptions {
     }
 }
 
-/// The secret policy from the config file and flags.
-pub fn secret_policy(
-    conf: Option<&SaslConf>,
-    hashed_only: bool,
-    scram: bool,
-    otp: bool,
-    iterations: Option<u32>,
-) -> Result<SecretPolicy> {
-    let mut p = SecretPolicy {
-        plaintext: !hashed_only,
-        scram,
-        otp,
-        ..SecretPolicy::default()
-    };
-    if let Some(c) = conf {
-        p.scram |= c.scram_secret_generate();
-        p.scram_iterations = c.scram_iteration_counter();
-        let mda = c
-            .otp_mda()
-            .context("error when parsing configuration file")?;
-        p.otp_algorithm = OtpAlgorithm::from_name(mda.name()).unwrap_or(OtpAlgorithm::Md5);
-        if let Some(mechs) = c.mech_list() {
-            p.otp |= mechs.iter().any(|m| m.eq_ignore_ascii_case("otp"));
-        }
-    }
-    if let Some(n) = iterations {
-        p.scram_iterations = n;
-    }
-    p.hostname = sasldb::secrets::otp::local_hostname().context("gethostname")?;
-    Ok(p)
+/// The secret policy from the flags and the config file.
+pub fn secret_policy(conf: Option<&SaslConf>, req: &PolicyRequest) -> Result<SecretPolicy> {
+    Ok(SecretPolicy::from_config(req, conf)?)
 }
 
 /// Reads a whole input (a file, or standard input for `-` or none) into a buffer

@@ -15,8 +15,9 @@ use clap::{Args, Parser, Subcommand};
 use sasldb::cli::Exit;
 
 /// Manage Cyrus SASL password databases (sasldb2): Berkeley DB hash (without libdb),
-/// LMDB, GDBM and SQLite. Every change is made under a lock and replaces the database
-/// atomically; as root the result is owned root:postfix, mode 0640.
+/// LMDB, GDBM, SQLite and PostgreSQL. Every change is made under a lock and replaces the
+/// database atomically (PostgreSQL: one transaction); as root a file is owned
+/// root:postfix, mode 0640.
 #[derive(Debug, Parser)]
 #[command(name = "sasldb", version, max_term_width = 100)]
 pub struct Cli {
@@ -29,8 +30,10 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Database: PATH or FORMAT:PATH (bdb, lmdb, gdbm, sqlite); default: sasldb_path
-    /// from the -a application's config file, else /etc/sasldb2.
+    /// Database: PATH, FORMAT:PATH (bdb, lmdb, gdbm, sqlite), or
+    /// postgresql://[USER@]HOST[:PORT]/DB (password from PGPASSWORD or ~/.pgpass, never
+    /// in the URL); default: sasldb_path from the -a application's config file, else
+    /// /etc/sasldb2.
     #[arg(short = 'f', long = "file", value_name = "DB", global = true)]
     pub db: Option<OsString>,
     /// Realm for user names without @ (default: the realm Postfix looks up for a bare
@@ -68,7 +71,8 @@ pub enum Cmd {
     Convert(admin::ConvertArgs),
     /// Show the default realm and where it comes from.
     Realm,
-    /// Create an empty database if there is none (with the ownership policy applied).
+    /// Create an empty database if there is none (with the ownership policy applied;
+    /// for PostgreSQL, the sasldb table and its trigger).
     Init(admin::InitArgs),
 }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use sasldb::account::{self, Verdict, check_names};
+use sasldb::account::{self, PolicyRequest, Verdict, check_names};
 use sasldb::cli::Exit;
 use sasldb::export::{ExportFormat, ExportOptions, Scheme};
 use sasldb::import::{self, InputFormat, Mode, Rejected};
@@ -103,13 +103,13 @@ pub fn import(g: &Global, a: &ImportArgs) -> Result<Exit> {
     } else {
         Vec::new()
     };
-    let policy = secret_policy(
-        conf.as_ref(),
-        a.hashed_only,
-        a.scram,
-        a.otp,
-        a.scram_iterations,
-    )?;
+    let req = PolicyRequest {
+        hashed_only: a.hashed_only,
+        scram: a.scram,
+        otp: a.otp,
+        scram_iterations: a.scram_iterations,
+    };
+    let policy = secret_policy(conf.as_ref(), &req)?;
     let mode = match a.mode {
         ModeArg::Upsert => Mode::Upsert,
         ModeArg::CreateOnly => Mode::CreateOnly,
