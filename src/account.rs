@@ -255,18 +255,35 @@ pub fn set_password(
     password: &[u8],
     policy: &SecretPolicy,
 ) -> Result<Outcome> {
+    let props = txn.properties(user, realm)?;
+    set_password_with_props(txn, user, realm, password, policy, &props)
+}
+
+/// [`set_password`] for a caller that has just asked [`Transaction::properties`] for
+/// this user (and changed nothing of theirs since): `props` is its answer. A secret
+/// the list does not name is absent, so it is not looked up.
+pub(crate) fn set_password_with_props(
+    txn: &mut Transaction,
+    user: &[u8],
+    realm: &[u8],
+    password: &[u8],
+    policy: &SecretPolicy,
+    props: &[Vec<u8>],
+) -> Result<Outcome> {
     if password.is_empty() {
         return Err(Error::Invalid("the password is empty".into()));
     }
-    let props = txn.properties(user, realm)?;
     let has = |p: &str| props.iter().any(|x| x == p.as_bytes());
+    let lookup = |txn: &Transaction, k: &Key, p: &str| -> Result<Option<crate::record::Secret>> {
+        if has(p) { txn.get(k) } else { Ok(None) }
+    };
     let had_user = !props.is_empty();
     let mut changed = false;
 
     // userPassword.
     let up = key(user, realm, USER_PASSWORD)?;
     if policy.plaintext {
-        let same = match txn.get(&up)? {
+        let same = match lookup(txn, &up, USER_PASSWORD)? {
             Some(old) => bool::from(subtle::ConstantTimeEq::ct_eq(&old[..], password)),
             None => false,
         };
@@ -281,7 +298,7 @@ pub fn set_password(
 
     // SCRAM authPassword.
     let ap = key(user, realm, AUTH_PASSWORD)?;
-    let existing_scram = match txn.get(&ap)? {
+    let existing_scram = match lookup(txn, &ap, AUTH_PASSWORD)? {
         Some(v) => ScramSecret::parse(&v).ok(),
         None => None,
     };
@@ -308,7 +325,7 @@ pub fn set_password(
 
     // OTP.
     let op = key(user, realm, OTP_SECRET)?;
-    let existing_otp = match txn.get(&op)? {
+    let existing_otp = match lookup(txn, &op, OTP_SECRET)? {
         Some(v) => OtpSecret::parse(&v).ok(),
         None => None,
     };

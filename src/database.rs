@@ -28,7 +28,7 @@
 //! # Ok::<(), sasldb::Error>(())
 //! ```
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -253,6 +253,10 @@ pub struct CommitReport {
     pub warnings: Vec<String>,
 }
 
+/// Per-user questions a transaction answers by scanning for the user's prefix before
+/// it indexes every key instead.
+const PREFIX_SCANS: u32 = 2;
+
 /// A write transaction: holds the database's writer lock from [`Transaction::begin`]
 /// to [`Transaction::commit`] (or drop), sees the database as of `begin` plus its own
 /// changes, and applies all changes at once.
@@ -265,6 +269,7 @@ pub struct Transaction {
     opts: WriteOptions,
     notes: Vec<String>,
     key_index: OnceCell<BTreeSet<Vec<u8>>>,
+    prefix_scans: Cell<u32>,
 }
 
 /// Where a transaction writes.
@@ -346,6 +351,7 @@ impl Transaction {
             opts: opts.clone(),
             notes,
             key_index: OnceCell::new(),
+            prefix_scans: Cell::new(0),
         })
     }
 
@@ -370,6 +376,7 @@ impl Transaction {
             opts: opts.clone(),
             notes: Vec::new(),
             key_index: OnceCell::new(),
+            prefix_scans: Cell::new(0),
         })
     }
 
@@ -502,13 +509,29 @@ impl Transaction {
             (!rest.is_empty() && !rest.contains(&0)).then(|| rest.to_vec())
         };
         if !self.changes.replace_all {
-            for k in self
-                .base_keys()?
-                .range(prefix.clone()..)
-                .take_while(|k| k.starts_with(&prefix))
-            {
-                if !self.changes.ops.contains_key(k) {
-                    props.extend(prop_of(k));
+            // On a Berkeley DB file the first few questions scan the pages for the
+            // prefix (cheap, nothing kept); a transaction that keeps asking (an import)
+            // indexes every key once.
+            let direct = self.key_index.get().is_none() && self.prefix_scans.get() < PREFIX_SCANS;
+            match &self.base {
+                Some(base) if direct && base.as_bdb().is_some() => {
+                    self.prefix_scans.set(self.prefix_scans.get() + 1);
+                    for k in base.keys_with_prefix(&prefix)? {
+                        if !self.changes.ops.contains_key(&k) {
+                            props.extend(prop_of(&k));
+                        }
+                    }
+                }
+                _ => {
+                    for k in self
+                        .base_keys()?
+                        .range(prefix.clone()..)
+                        .take_while(|k| k.starts_with(&prefix))
+                    {
+                        if !self.changes.ops.contains_key(k) {
+                            props.extend(prop_of(k));
+                        }
+                    }
                 }
             }
         }
@@ -553,7 +576,8 @@ impl Transaction {
 
     /// Applies every change atomically and releases the lock. A transaction without
     /// changes on an existing database writes nothing; on a missing database it
-    /// creates an empty one.
+    /// creates an empty one. A Berkeley DB file that a few keys change is copied with
+    /// only their buckets rewritten ([`bdb::patch`]); otherwise the file is rebuilt.
     pub fn commit(mut self) -> Result<CommitReport> {
         let mut report = CommitReport {
             notes: std::mem::take(&mut self.notes),
@@ -578,6 +602,23 @@ impl Transaction {
         let (target, own) = self.file()?;
         match self.format {
             Format::Bdb => {
+                // A few changes to a large file: rewrite only the buckets they touch,
+                // on a copy that still replaces the file atomically.
+                if !self.changes.replace_all
+                    && self.changes.ops.len() <= bdb::patch::MAX_OPS
+                    && let Some(db) = self.base.as_ref().and_then(|b| b.as_bdb())
+                {
+                    let ops: Vec<bdb::patch::Op<'_>> = self
+                        .changes
+                        .ops
+                        .iter()
+                        .map(|(k, v)| (&k[..], v.as_ref()))
+                        .collect();
+                    if let Some(patch) = bdb::patch::plan(db, &ops)? {
+                        let stats = persist::replace_file(&target, &own, |f| patch.write(db, f))?;
+                        return Ok(stats.records);
+                    }
+                }
                 let hint = self
                     .base
                     .as_ref()
@@ -587,7 +628,7 @@ impl Transaction {
                     Some(b) if !self.changes.replace_all => Some(b.scan()?),
                     _ => None,
                 };
-                let merged = crate::store::merge(base, &self.changes);
+                let merged = crate::store::merge_owned(base, std::mem::take(&mut self.changes));
                 let opts = bdb_options(&hint, &self.opts)?;
                 let stats =
                     persist::replace_file(&target, &own, |f| bdb::write_records(merged, &opts, f))?;

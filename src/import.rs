@@ -631,17 +631,24 @@ pub fn apply(
         }
     }
 
+    let fresh = !txn.existed() && txn.is_empty();
     for (n, (e, realm)) in wanted.into_iter().enumerate() {
         if n % 1024 == 0 {
             progress(n);
         }
-        let exists = account::user_exists(txn, &e.user, &realm)?;
+        // Into a new database with nothing else pending, every (unique) user is new.
+        let props = if fresh {
+            Vec::new()
+        } else {
+            txn.properties(&e.user, &realm)?
+        };
+        let exists = !props.is_empty();
         if exists && mode == Mode::CreateOnly {
             summary.kept += 1;
             continue;
         }
         let mut outcome = match &e.password {
-            Some(pw) => account::set_password(txn, &e.user, &realm, pw, policy)?,
+            Some(pw) => account::set_password_with_props(txn, &e.user, &realm, pw, policy, &props)?,
             None if exists => Outcome::Unchanged,
             None => Outcome::Added,
         };

@@ -22,16 +22,88 @@ use crate::record::Record;
 
 /// Bytes of records held in memory before a run is spilled, by default.
 pub const DEFAULT_BUDGET: usize = 16 << 20;
-/// Rough per-record overhead of a `Record` in memory (two vectors and their heap
-/// blocks), counted against the budget.
-const RECORD_OVERHEAD: usize = 96;
+/// Bytes of index per record held in memory, counted against the budget.
+const INDEX_ENTRY: usize = std::mem::size_of::<Span>();
+
+/// Where one record sits in the arena: key, then value.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    off: u32,
+    klen: u32,
+    vlen: u32,
+}
+
+/// Records held in one buffer (wiped when dropped or grown), with their spans: no
+/// allocation per record, so a million records sort without a million heap blocks.
+struct Arena {
+    bytes: Zeroizing<Vec<u8>>,
+    spans: Vec<Span>,
+}
+
+impl Arena {
+    fn new() -> Self {
+        Arena {
+            bytes: Zeroizing::new(Vec::new()),
+            spans: Vec::new(),
+        }
+    }
+
+    fn held(&self) -> usize {
+        self.bytes.len() + self.spans.len() * INDEX_ENTRY
+    }
+
+    fn key(&self, s: &Span) -> &[u8] {
+        &self.bytes[s.off as usize..(s.off + s.klen) as usize]
+    }
+
+    fn value(&self, s: &Span) -> &[u8] {
+        let start = (s.off + s.klen) as usize;
+        &self.bytes[start..start + s.vlen as usize]
+    }
+
+    /// Appends a record; the buffer grows into a new allocation (the old one wiped)
+    /// rather than being reallocated in place, which could leave a copy behind.
+    fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let need = self.bytes.len() + key.len() + value.len();
+        let too_long = || Error::Invalid("records too long to sort in memory".into());
+        u32::try_from(need).map_err(|_| too_long())?;
+        if need > self.bytes.capacity() {
+            let cap = need.max(self.bytes.capacity() * 2).max(1 << 16);
+            let mut grown = Zeroizing::new(Vec::with_capacity(cap));
+            grown.extend_from_slice(&self.bytes);
+            self.bytes = grown;
+        }
+        self.spans.push(Span {
+            off: self.bytes.len() as u32,
+            klen: key.len() as u32,
+            vlen: value.len() as u32,
+        });
+        self.bytes.extend_from_slice(key);
+        self.bytes.extend_from_slice(value);
+        Ok(())
+    }
+
+    fn sort(&mut self) {
+        let bytes = &self.bytes;
+        self.spans.sort_unstable_by(|a, b| {
+            bytes[a.off as usize..(a.off + a.klen) as usize]
+                .cmp(&bytes[b.off as usize..(b.off + b.klen) as usize])
+        });
+    }
+
+    /// Forgets the records, wiping their bytes but keeping the buffer.
+    fn clear(&mut self) {
+        self.bytes.iter_mut().for_each(|b| *b = 0);
+        self.bytes.clear();
+        self.spans.clear();
+    }
+}
 
 /// Collects records, then yields them sorted by key.
 pub struct ExternalSort {
     dir: PathBuf,
     budget: usize,
-    buf: Vec<Record>,
-    bytes: usize,
+    arena: Arena,
     runs: Vec<File>,
 }
 
@@ -41,53 +113,63 @@ impl ExternalSort {
         ExternalSort {
             dir: dir.to_path_buf(),
             budget,
-            buf: Vec::new(),
-            bytes: 0,
+            arena: Arena::new(),
             runs: Vec::new(),
         }
     }
 
     /// Adds a record.
     pub fn push(&mut self, rec: Record) -> Result<()> {
-        self.bytes += rec.key.len() + rec.value.len() + RECORD_OVERHEAD;
-        self.buf.push(rec);
-        if self.bytes >= self.budget {
+        let size = rec.key.len() + rec.value.len() + INDEX_ENTRY;
+        if !self.arena.spans.is_empty() && self.arena.held() + size > self.budget {
             self.spill()?;
         }
-        Ok(())
+        self.arena.push(&rec.key, &rec.value)
     }
 
     fn spill(&mut self) -> Result<()> {
-        if self.buf.is_empty() {
+        if self.arena.spans.is_empty() {
             return Ok(());
         }
-        self.buf.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        self.arena.sort();
         let mut file = anonymous_file(&self.dir)?;
         {
             let mut w = BufWriter::with_capacity(1 << 16, &mut file);
-            for rec in self.buf.drain(..) {
+            let a = &self.arena;
+            for s in &a.spans {
                 let res = w
-                    .write_all(&(rec.key.len() as u32).to_le_bytes())
-                    .and_then(|_| w.write_all(&(rec.value.len() as u32).to_le_bytes()))
-                    .and_then(|_| w.write_all(&rec.key))
-                    .and_then(|_| w.write_all(&rec.value));
+                    .write_all(&s.klen.to_le_bytes())
+                    .and_then(|_| w.write_all(&s.vlen.to_le_bytes()))
+                    .and_then(|_| w.write_all(a.key(s)))
+                    .and_then(|_| w.write_all(a.value(s)));
                 res.at(&self.dir)?;
             }
             w.flush().at(&self.dir)?;
         }
         file.seek(SeekFrom::Start(0)).at(&self.dir)?;
         self.runs.push(file);
-        self.bytes = 0;
+        self.arena.clear();
         Ok(())
     }
 
     /// The records in key order.
     pub fn finish(mut self) -> Result<Box<dyn Iterator<Item = Result<Record>>>> {
         if self.runs.is_empty() {
-            self.buf.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-            return Ok(Box::new(std::mem::take(&mut self.buf).into_iter().map(Ok)));
+            self.arena.sort();
+            let arena = std::mem::replace(&mut self.arena, Arena::new());
+            let mut i = 0;
+            return Ok(Box::new(std::iter::from_fn(move || {
+                let s = arena.spans.get(i)?;
+                i += 1;
+                Some(Ok(Record::new(
+                    arena.key(s).to_vec(),
+                    arena.value(s).to_vec(),
+                )))
+            })));
         }
         self.spill()?;
+        // The arena's buffer is no longer needed while merging.
+        self.arena = Arena::new();
         let dir = self.dir.clone();
         let mut readers: Vec<RunReader> = self
             .runs
@@ -227,6 +309,7 @@ mod tests {
             s.push(Record::new(k, i.to_le_bytes().to_vec())).unwrap();
         }
         assert!(s.runs.len() > 10, "spilled {} runs", s.runs.len());
+        assert!(s.arena.held() <= 4096);
         want.sort();
         want.dedup();
         let got: Vec<Vec<u8>> = s.finish().unwrap().map(|r| r.unwrap().key).collect();

@@ -317,6 +317,24 @@ pub trait Backend {
     fn layout_hint(&self) -> LayoutHint {
         LayoutHint::default()
     }
+
+    /// The keys that start with `prefix` (by default, from a full scan).
+    fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        for rec in self.scan()? {
+            let rec = rec?;
+            if rec.key.starts_with(prefix) {
+                out.push(rec.key);
+            }
+        }
+        Ok(out)
+    }
+
+    /// This database as a Berkeley DB file, for the write path's shortcuts.
+    #[doc(hidden)]
+    fn as_bdb(&self) -> Option<&crate::bdb::BdbFile> {
+        None
+    }
 }
 
 /// A set of changes to apply in one transaction.
@@ -369,6 +387,30 @@ pub fn merge<'a>(base: Option<Records<'a>>, changes: &'a Changes) -> Records<'a>
             })
         })
     });
+    Box::new(kept.chain(puts))
+}
+
+/// [`merge`], consuming the changes: puts are moved into the output, not copied.
+pub fn merge_owned<'a>(base: Option<Records<'a>>, changes: Changes) -> Records<'a> {
+    let Changes { replace_all, ops } = changes;
+    let ops = std::rc::Rc::new(ops);
+    let filter_ops = std::rc::Rc::clone(&ops);
+    let kept = base
+        .filter(|_| !replace_all)
+        .into_iter()
+        .flatten()
+        .filter(move |r| match r {
+            Ok(rec) => !filter_ops.contains_key(&rec.key),
+            Err(_) => true,
+        });
+    // The puts follow once the base is exhausted, when the filter no longer needs
+    // the map: take it then.
+    let puts = std::iter::once_with(move || {
+        let map = std::rc::Rc::try_unwrap(ops).unwrap_or_else(|rc| (*rc).clone());
+        map.into_iter()
+            .filter_map(|(key, v)| v.map(|value| Ok(Record { key, value })))
+    })
+    .flatten();
     Box::new(kept.chain(puts))
 }
 

@@ -255,6 +255,22 @@ impl Meta {
         Ok(())
     }
 
+    /// Updates, in a copy of a file's meta page (`page`, at least 512 bytes), the
+    /// fields a patch changes, leaving every other byte as it was, and recomputes the
+    /// checksum when checksums are on.
+    pub fn patch_page(&self, page: &mut [u8]) {
+        let e = self.endian;
+        e.put_u32(page, 28, self.free);
+        e.put_u32(page, 32, self.last_pgno);
+        page[52..72].copy_from_slice(&self.uid);
+        e.put_u32(page, 88, self.nelem);
+        if self.checksums() {
+            page[META_CHKSUM_OFF..META_CHKSUM_OFF + 4].fill(0);
+            let sum = func4(&page[..META_LEN]);
+            e.put_u32(page, META_CHKSUM_OFF, sum);
+        }
+    }
+
     /// Serialises the meta page into `page` (a zeroed buffer of `page_size` bytes),
     /// as libdb 5.3 lays it out, checksum included when enabled.
     pub fn write(&self, page: &mut [u8]) {

@@ -1,9 +1,10 @@
 //! Berkeley DB hash files (libdb 5.3, hash version 9), read and written in pure Rust.
 //!
 //! This module owns the Berkeley DB hash format and nothing above it: [`BdbFile`]
-//! reads a file (keyed lookup, full scan, structural check) and [`write_records`]
-//! writes a complete new file from records. Locking and replacing files belong to
-//! [`crate::persist`].
+//! reads a file (keyed lookup, full scan, structural check), [`write_records`]
+//! writes a complete new file from records, and [`patch`] turns a few changes into
+//! page rewrites over a copy of an existing file (only the touched buckets change).
+//! Locking and replacing files belong to [`crate::persist`].
 //!
 //! # Format notes
 //!
@@ -38,6 +39,7 @@
 mod hash;
 mod meta;
 mod page;
+pub mod patch;
 mod reader;
 mod writer;
 

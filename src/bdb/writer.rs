@@ -329,41 +329,15 @@ impl Writer {
         next: u32,
         ovf: &mut impl Iterator<Item = u32>,
     ) {
-        let (ps, e) = (self.ps, self.opts.endian);
-        let page = &mut self.page[..];
-        page.fill(0);
-        let mut off = ps;
-        let mut idx = self.overhead;
-        for entry in entries {
-            for data in [&entry.key[..], &entry.value[..]] {
-                if is_big(data.len(), ps) {
-                    off -= HOFFPAGE_SIZE;
-                    page[off] = H_OFFPAGE;
-                    e.put_u32(page, off + 4, ovf.next().expect("overflow page allocated"));
-                    e.put_u32(page, off + 8, data.len() as u32);
-                } else {
-                    off -= 1 + data.len();
-                    page[off] = H_KEYDATA;
-                    page[off + 1..off + 1 + data.len()].copy_from_slice(data);
-                }
-                e.put_u16(page, idx, off as u16);
-                idx += 2;
-            }
-        }
-        Header {
-            pgno,
-            prev,
-            next,
-            entries: (2 * entries.len()) as u16,
-            // An empty 64 KiB page stores 65536, which wraps to 0 as libdb's does.
-            hf_offset: off as u16,
-            level: 0,
-            ptype: P_HASH,
-        }
-        .write(page, e);
-        if self.opts.checksums {
-            set_page_checksum(page, e);
-        }
+        let links = Links { pgno, prev, next };
+        render_page(
+            &mut self.page,
+            entries.iter().map(|e| (&e.key[..], &e.value[..])),
+            links,
+            self.overhead,
+            &self.opts,
+            ovf,
+        );
     }
 
     /// Writes one overflow chain starting at page `start`.
@@ -391,6 +365,63 @@ impl Writer {
             self.extra_region.push(pgno, &self.page, sink)?;
         }
         Ok(())
+    }
+}
+
+/// A hash page's place in its chain.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Links {
+    pub pgno: u32,
+    pub prev: u32,
+    pub next: u32,
+}
+
+/// Renders a hash page holding `pairs` (sorted in libdb's page order, known to fit)
+/// into `page`. Items longer than a quarter page become overflow references to the
+/// pages `ovf` yields, in item order.
+pub(super) fn render_page<'a>(
+    page: &mut [u8],
+    pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    links: Links,
+    overhead: usize,
+    opts: &WriteOptions,
+    ovf: &mut impl Iterator<Item = u32>,
+) {
+    let (ps, e) = (page.len(), opts.endian);
+    page.fill(0);
+    let mut off = ps;
+    let mut idx = overhead;
+    let mut items = 0usize;
+    for (key, value) in pairs {
+        for data in [key, value] {
+            if is_big(data.len(), ps) {
+                off -= HOFFPAGE_SIZE;
+                page[off] = H_OFFPAGE;
+                e.put_u32(page, off + 4, ovf.next().expect("overflow page allocated"));
+                e.put_u32(page, off + 8, data.len() as u32);
+            } else {
+                off -= 1 + data.len();
+                page[off] = H_KEYDATA;
+                page[off + 1..off + 1 + data.len()].copy_from_slice(data);
+            }
+            e.put_u16(page, idx, off as u16);
+            idx += 2;
+            items += 1;
+        }
+    }
+    Header {
+        pgno: links.pgno,
+        prev: links.prev,
+        next: links.next,
+        entries: items as u16,
+        // An empty 64 KiB page stores 65536, which wraps to 0 as libdb's does.
+        hf_offset: off as u16,
+        level: 0,
+        ptype: P_HASH,
+    }
+    .write(page, e);
+    if opts.checksums {
+        set_page_checksum(page, e);
     }
 }
 
