@@ -4,7 +4,7 @@
 //! Used by `scripts/bench` to time reading and iterating a file against `db_dump -p`,
 //! and to check that both see the same records in the same order.
 //!
-//! Usage: bench_dump DATABASE
+//! Usage: bench_dump DATABASE (built by `cargo build --release --example bench_dump`)
 
 use std::io::{BufWriter, Write};
 
