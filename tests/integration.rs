@@ -13,6 +13,9 @@ mod bdb_roundtrip;
 /// Damaged and hostile BDB files: clear errors, no panic, no hang.
 mod bdb_corrupt;
 
+/// Harness: libsasl's sample server driven line by line, gsasl as the client.
+mod sample_server;
+
 /// OTP and SCRAM secrets against saslpasswd2, libsasl's server and gsasl.
 mod secrets;
 

@@ -14,12 +14,10 @@
 //! [`STEP`] per protocol step, and is killed when its guard drops.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -31,9 +29,9 @@ use sasldb::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
 use sasldb::{Key, Record};
 
 /// The realm every scenario uses (`saslpasswd2 -u`, `sasl-sample-server -u`).
-pub(crate) const REALM: &str = "example.org";
 /// The longest wait for one line from a peer.
-const STEP: Duration = Duration::from_secs(8);
+pub(crate) use crate::sample_server::REALM;
+use crate::sample_server::{STEP, Server, Turn, gsasl_login};
 
 /// Finds a peer tool in PATH or the sbin directories, or fails the test naming it.
 fn tool(name: &str) -> PathBuf {
@@ -294,176 +292,25 @@ fn fresh_scram_sha256_and_sha512_via_mech_list() {
 // ---------------------------------------------------------------------------------
 // Logins through libsasl's server
 
-/// A child process with line-by-line stdout (read by a thread, so every wait has a
-/// timeout), collected stderr, and a kill on drop.
-struct Peer {
-    name: &'static str,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    stderr: Option<JoinHandle<String>>,
+/// Writes `sample.conf` (sasldb auxprop on `db`) under `dir/conf` and starts
+/// libsasl's sample server for `mech`.
+fn sasldb_server(dir: &Path, db: &Path, mech: &str, env: &[(&str, &Path)]) -> Server {
+    let confdir = dir.join("conf");
+    fs::create_dir_all(&confdir).unwrap();
+    fs::write(
+        confdir.join("sample.conf"),
+        format!(
+            "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nsasldb_path: {}\n\
+             mech_list: SCRAM-SHA-1 SCRAM-SHA-256 OTP\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    Server::start(dir, &confdir, mech, env)
 }
 
-impl Peer {
-    fn spawn(name: &'static str, cmd: &mut Command) -> Peer {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let stdout = child.stdout.take().unwrap();
-        let mut err = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
-        Peer {
-            name,
-            stdin: child.stdin.take(),
-            child,
-            lines,
-            stderr: Some(stderr),
-        }
-    }
-
-    fn send(&mut self, line: &str, log: &mut String) -> Result<(), String> {
-        log.push_str(&format!("-> {}: {line}\n", self.name));
-        let stdin = self.stdin.as_mut().ok_or("stdin closed")?;
-        writeln!(stdin, "{line}")
-            .and_then(|()| stdin.flush())
-            .map_err(|e| format!("{} stdin: {e}", self.name))
-    }
-
-    /// The next stdout line, or why there is none.
-    fn line(&mut self, deadline: Instant, log: &mut String) -> Result<String, String> {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        match self.lines.recv_timeout(wait) {
-            Ok(l) => {
-                log.push_str(&format!("<- {}: {l}\n", self.name));
-                Ok(l)
-            }
-            Err(RecvTimeoutError::Timeout) => Err(format!("{} timed out", self.name)),
-            Err(RecvTimeoutError::Disconnected) => Err(format!("{} exited", self.name)),
-        }
-    }
-
-    /// Waits until the process closes its stdout (it exits), or the deadline.
-    fn wait_exit(&mut self, deadline: Instant, log: &mut String) {
-        while self.line(deadline, log).is_ok() {}
-    }
-
-    /// Kills the process if it still runs and returns its stderr.
-    fn finish(&mut self) -> String {
-        self.stdin = None;
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.stderr
-            .take()
-            .map(|h| h.join().unwrap_or_default())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        self.finish();
-    }
-}
-
-/// What a server turn produced.
-enum Turn {
-    Challenge(Vec<u8>),
-    Complete,
-}
-
-/// `sasl-sample-server` for `mech`, line-buffered through `stdbuf`.
-struct Server {
-    peer: Peer,
-    log: String,
-}
-
-impl Server {
-    /// Writes `sample.conf` (sasldb auxprop on `db`) under `dir/conf` and starts the
-    /// server; consumes its mechanism list.
-    fn start(dir: &Path, db: &Path, mech: &str, env: &[(&str, &Path)]) -> Server {
-        let confdir = dir.join("conf");
-        fs::create_dir_all(&confdir).unwrap();
-        fs::write(
-            confdir.join("sample.conf"),
-            format!(
-                "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nsasldb_path: {}\n\
-                 mech_list: SCRAM-SHA-1 SCRAM-SHA-256 OTP\n",
-                db.display()
-            ),
-        )
-        .unwrap();
-        let server = tool("sasl-sample-server");
-        let peer = Peer::spawn(
-            "server",
-            Command::new(tool("stdbuf"))
-                .arg("-oL")
-                .arg(server)
-                .args(["-m", mech, "-s", "sample", "-u", REALM])
-                .env("SASL_CONF_PATH", &confdir)
-                .envs(env.iter().map(|&(k, v)| (k, v)))
-                .current_dir(dir),
-        );
-        let mut s = Server {
-            peer,
-            log: String::new(),
-        };
-        let deadline = Instant::now() + STEP;
-        // The first "S:" line is the mechanism list.
-        let got = s.turn(deadline);
-        assert!(
-            matches!(got, Ok(Turn::Challenge(_))),
-            "server did not start: {}",
-            s.fail("")
-        );
-        s
-    }
-
-    fn send(&mut self, data: &[u8]) -> Result<(), String> {
-        self.peer
-            .send(&format!("C: {}", B64.encode(data)), &mut self.log)
-    }
-
-    /// Reads until the next `S:` line or the end of the negotiation.
-    fn turn(&mut self, deadline: Instant) -> Result<Turn, String> {
-        loop {
-            let l = self.peer.line(deadline, &mut self.log)?;
-            if let Some(b64) = l.strip_prefix("S: ") {
-                return B64
-                    .decode(b64)
-                    .map(Turn::Challenge)
-                    .map_err(|e| format!("bad base64 from server: {e}"));
-            }
-            if l == "Negotiation complete" {
-                return Ok(Turn::Complete);
-            }
-        }
-    }
-
-    /// Stops the server; returns the transcript with `why` and its stderr.
-    fn fail(&mut self, why: &str) -> String {
-        let err = self.peer.finish();
-        format!("{why}\n{}server stderr: {err}", self.log)
-    }
-}
-
-/// A SCRAM login with gsasl as the client. Ok(transcript) when libsasl completes the
-/// negotiation, Err(transcript and stderr) otherwise.
+/// A SCRAM login with gsasl as the client against the sasldb `db`. Ok(transcript)
+/// when libsasl completes the negotiation, Err(transcript and stderr) otherwise.
 pub(crate) fn scram_login(
     dir: &Path,
     db: &Path,
@@ -471,50 +318,7 @@ pub(crate) fn scram_login(
     user: &str,
     pw: &str,
 ) -> Result<String, String> {
-    let mut srv = Server::start(dir, db, mech, &[]);
-    let mut cli = Peer::spawn(
-        "gsasl",
-        Command::new(tool("gsasl"))
-            .args(["--client", "--quiet", "--no-starttls", "--mechanism", mech])
-            .args(["--service", "sample", "--hostname", "localhost"])
-            .args(["--authentication-id", user, "--password", pw])
-            .current_dir(dir),
-    );
-    let deadline = Instant::now() + STEP;
-    let result = (|| {
-        let log = &mut srv.log;
-        let chosen = cli.line(deadline, log)?;
-        if chosen != mech {
-            return Err(format!("gsasl chose {chosen}"));
-        }
-        let first = B64
-            .decode(cli.line(deadline, log)?)
-            .map_err(|e| e.to_string())?;
-        let mut initial = mech.as_bytes().to_vec();
-        initial.push(0);
-        initial.extend_from_slice(&first);
-        srv.send(&initial)?;
-        loop {
-            match srv.turn(deadline)? {
-                Turn::Complete => return Ok(()),
-                Turn::Challenge(c) => {
-                    srv.log
-                        .push_str(&format!("   = {}\n", String::from_utf8_lossy(&c)));
-                    cli.send(&B64.encode(c), &mut srv.log)?;
-                    let reply = cli.line(deadline, &mut srv.log)?;
-                    srv.peer.send(&format!("C: {reply}"), &mut srv.log)?;
-                }
-            }
-        }
-    })();
-    let cli_err = cli.finish();
-    match result {
-        Ok(()) => {
-            srv.peer.finish();
-            Ok(srv.log)
-        }
-        Err(why) => Err(format!("{}\ngsasl stderr: {cli_err}", srv.fail(&why))),
-    }
+    gsasl_login(sasldb_server(dir, db, mech, &[]), dir, mech, user, pw)
 }
 
 /// An OTP login answering the server's challenge with `hex:` of the chain value
@@ -526,7 +330,7 @@ pub(crate) fn otp_login(
     pw: &str,
     env: &[(&str, &Path)],
 ) -> (String, Result<String, String>) {
-    let mut srv = Server::start(dir, db, "OTP", env);
+    let mut srv = sasldb_server(dir, db, "OTP", env);
     let deadline = Instant::now() + STEP;
     let mut challenge = String::new();
     let result = (|| {

@@ -14,12 +14,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread::JoinHandle;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -32,8 +30,7 @@ use sasldb::{Backend, Database, Error, Format, Key, Location, Transaction, Write
 
 use crate::util::{Rng, peer, run_ok, unhex};
 
-const REALM: &str = "example.org";
-const STEP: Duration = Duration::from_secs(8);
+use crate::sample_server::{Peer, REALM, STEP, Server, Turn, gsasl_login};
 
 fn loc(db: &Path) -> Location {
     Location::with_format(Format::Sqlite, db)
@@ -237,216 +234,25 @@ fn plugin_conf(dir: &Path, app: &str, db: &Path, extra: &str) -> PathBuf {
     confdir
 }
 
-/// A child process with line-by-line stdout (read by a thread, so every wait has a
-/// timeout), collected stderr, and a kill on drop.
-struct Peer {
-    name: &'static str,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    stderr: Option<JoinHandle<String>>,
-}
-
-impl Peer {
-    fn spawn(name: &'static str, cmd: &mut Command) -> Peer {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let stdout = child.stdout.take().unwrap();
-        let mut err = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
-        Peer {
-            name,
-            stdin: child.stdin.take(),
-            child,
-            lines,
-            stderr: Some(stderr),
-        }
-    }
-
-    fn send(&mut self, line: &str, log: &mut String) -> Result<(), String> {
-        log.push_str(&format!("-> {}: {line}\n", self.name));
-        let stdin = self.stdin.as_mut().ok_or("stdin closed")?;
-        writeln!(stdin, "{line}")
-            .and_then(|()| stdin.flush())
-            .map_err(|e| format!("{} stdin: {e}", self.name))
-    }
-
-    fn line(&mut self, deadline: Instant, log: &mut String) -> Result<String, String> {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        match self.lines.recv_timeout(wait) {
-            Ok(l) => {
-                log.push_str(&format!("<- {}: {l}\n", self.name));
-                Ok(l)
-            }
-            Err(RecvTimeoutError::Timeout) => Err(format!("{} timed out", self.name)),
-            Err(RecvTimeoutError::Disconnected) => Err(format!("{} exited", self.name)),
-        }
-    }
-
-    /// Waits until the process closes its stdout, or the deadline.
-    fn wait_exit(&mut self, deadline: Instant, log: &mut String) {
-        while self.line(deadline, log).is_ok() {}
-    }
-
-    /// Kills the process if it still runs and returns its stderr.
-    fn finish(&mut self) -> String {
-        self.stdin = None;
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.stderr
-            .take()
-            .map(|h| h.join().unwrap_or_default())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        self.finish();
-    }
-}
-
-/// `sasl-sample-server` for one mechanism, service `sample`, realm [`REALM`], with
-/// the documented plugin configuration for `db`.
-struct Server {
-    peer: Peer,
-    log: String,
-}
-
-enum Turn {
-    Challenge(Vec<u8>),
-    Complete,
-}
-
-impl Server {
-    fn start(dir: &Path, db: &Path, mech: &str) -> Server {
-        let confdir = plugin_conf(
-            dir,
-            "sample",
-            db,
-            "mech_list: PLAIN CRAM-MD5 SCRAM-SHA-256 OTP\n",
-        );
-        let peer = Peer::spawn(
-            "server",
-            Command::new(peer("stdbuf"))
-                .arg("-oL")
-                .arg(peer("sasl-sample-server"))
-                .args(["-m", mech, "-s", "sample", "-u", REALM])
-                .env("SASL_CONF_PATH", &confdir)
-                .current_dir(dir),
-        );
-        let mut s = Server {
-            peer,
-            log: String::new(),
-        };
-        let started = s.turn(Instant::now() + STEP);
-        assert!(
-            matches!(started, Ok(Turn::Challenge(_))),
-            "server did not start: {}",
-            s.fail("")
-        );
-        s
-    }
-
-    fn send(&mut self, data: &[u8]) -> Result<(), String> {
-        self.peer
-            .send(&format!("C: {}", B64.encode(data)), &mut self.log)
-    }
-
-    fn turn(&mut self, deadline: Instant) -> Result<Turn, String> {
-        loop {
-            let l = self.peer.line(deadline, &mut self.log)?;
-            if let Some(b64) = l.strip_prefix("S: ") {
-                return B64
-                    .decode(b64)
-                    .map(Turn::Challenge)
-                    .map_err(|e| format!("bad base64 from server: {e}"));
-            }
-            if l == "Negotiation complete" {
-                // The next line names the authenticated user.
-                let who = self.peer.line(deadline, &mut self.log)?;
-                self.log.push_str(&format!("   authenticated {who}\n"));
-                return Ok(Turn::Complete);
-            }
-        }
-    }
-
-    fn fail(&mut self, why: &str) -> String {
-        let err = self.peer.finish();
-        format!("{why}\n{}server stderr: {err}", self.log)
-    }
-}
-
-/// A login with gsasl as the client. Ok(transcript) when libsasl completes the
-/// negotiation, Err(transcript and stderr) otherwise.
-fn login(dir: &Path, db: &Path, mech: &str, user: &str, pw: &str) -> Result<String, String> {
-    let mut srv = Server::start(dir, db, mech);
-    let mut cli = Peer::spawn(
-        "gsasl",
-        Command::new(peer("gsasl"))
-            .args(["--client", "--quiet", "--no-starttls", "--mechanism", mech])
-            .args(["--service", "sample", "--hostname", "localhost"])
-            .args(["--authentication-id", user, "--password", pw])
-            .current_dir(dir),
+/// libsasl's sample server for `mech` with the documented plugin configuration for `db`.
+fn server(dir: &Path, db: &Path, mech: &str) -> Server {
+    let confdir = plugin_conf(
+        dir,
+        "sample",
+        db,
+        "mech_list: PLAIN CRAM-MD5 SCRAM-SHA-256 OTP\n",
     );
-    let deadline = Instant::now() + STEP;
-    let result = (|| {
-        let log = &mut srv.log;
-        let chosen = cli.line(deadline, log)?;
-        if chosen != mech {
-            return Err(format!("gsasl chose {chosen}"));
-        }
-        // The initial response: an empty line when the server speaks first.
-        let first = cli.line(deadline, log)?;
-        let mut initial = mech.as_bytes().to_vec();
-        if !first.is_empty() {
-            initial.push(0);
-            initial.extend(B64.decode(first).map_err(|e| e.to_string())?);
-        }
-        srv.send(&initial)?;
-        loop {
-            match srv.turn(deadline)? {
-                Turn::Complete => return Ok(()),
-                Turn::Challenge(c) => {
-                    srv.log
-                        .push_str(&format!("   = {}\n", String::from_utf8_lossy(&c)));
-                    cli.send(&B64.encode(c), &mut srv.log)?;
-                    let reply = cli.line(deadline, &mut srv.log)?;
-                    srv.peer.send(&format!("C: {reply}"), &mut srv.log)?;
-                }
-            }
-        }
-    })();
-    let cli_err = cli.finish();
-    match result {
-        Ok(()) => {
-            srv.peer.finish();
-            Ok(srv.log)
-        }
-        Err(why) => Err(format!("{}\ngsasl stderr: {cli_err}", srv.fail(&why))),
-    }
+    Server::start(dir, &confdir, mech, &[])
+}
+
+/// A login with gsasl as the client against the SQLite file `db`.
+fn login(dir: &Path, db: &Path, mech: &str, user: &str, pw: &str) -> Result<String, String> {
+    gsasl_login(server(dir, db, mech), dir, mech, user, pw)
 }
 
 /// A PLAIN login with raw password bytes (no client library in between).
 fn plain_raw(dir: &Path, db: &Path, user: &str, pw: &[u8]) -> Result<String, String> {
-    let mut srv = Server::start(dir, db, "PLAIN");
+    let mut srv = server(dir, db, "PLAIN");
     let mut msg = format!("PLAIN\0\0{user}\0").into_bytes();
     msg.extend_from_slice(pw);
     let r = srv
@@ -569,7 +375,7 @@ fn plugin_otp_login_updates_our_file() {
     let secret = OtpSecret::generate(OtpAlgorithm::Sha1, b"Host", pw.as_bytes()).unwrap();
     write(&db, &[("alice", OTP_SECRET, Some(&secret.encode()))]);
 
-    let mut srv = Server::start(dir.path(), &db, "OTP");
+    let mut srv = server(dir.path(), &db, "OTP");
     let deadline = Instant::now() + STEP;
     let r = (|| {
         srv.send(b"OTP\0\0alice")?;
