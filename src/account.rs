@@ -181,7 +181,9 @@ impl SecretPolicy {
 /// What a password change did to a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// The user had no properties before.
+    /// The user had none of the secrets a password governs before (`userPassword`,
+    /// `authPassword`, `cmusaslsecretOTP`, the SASLv1 secrets); other properties of
+    /// theirs, if any, are not looked for.
     Added,
     /// Something was written or deleted.
     Updated,
@@ -255,9 +257,26 @@ pub fn set_password(
     password: &[u8],
     policy: &SecretPolicy,
 ) -> Result<Outcome> {
-    let props = txn.properties(user, realm)?;
+    // Keyed lookups of the properties a password governs, not a scan for the user's
+    // prefix: on a 200,000-user Berkeley DB file that is a few pages instead of all.
+    let mut props = Vec::new();
+    for p in PASSWORD_PROPERTIES {
+        if txn.get(&key(user, realm, p)?)?.is_some() {
+            props.push(p.as_bytes().to_vec());
+        }
+    }
     set_password_with_props(txn, user, realm, password, policy, &props)
 }
+
+/// Every property a password change writes, recomputes or deletes.
+const PASSWORD_PROPERTIES: [&str; 6] = [
+    USER_PASSWORD,
+    AUTH_PASSWORD,
+    OTP_SECRET,
+    LEGACY_PROPERTIES[0],
+    LEGACY_PROPERTIES[1],
+    LEGACY_PROPERTIES[2],
+];
 
 /// [`set_password`] for a caller that has just asked [`Transaction::properties`] for
 /// this user (and changed nothing of theirs since): `props` is its answer. A secret
