@@ -16,42 +16,6 @@ use sasldb::secrets::{ScramHash, ScramSecret};
 
 use crate::postfix::{Mech, Options, PostfixInstance};
 
-/// Runs every `(login, password, mech, expected code)` login at once (one SMTP
-/// connection each) and fails with every mismatch, the client transcripts and the
-/// Postfix log.
-fn check(inst: &PostfixInstance, cases: &[(String, String, Mech, u16)]) {
-    let failures: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = cases
-            .iter()
-            .map(|(login, pw, mech, want)| {
-                s.spawn(move || {
-                    let r = inst.auth(login, pw, *mech);
-                    (r.code != Some(*want)).then(|| {
-                        format!(
-                            "{} {login:?}/{pw:?}: expected {want}, got {:?}\n{}",
-                            mech.name(),
-                            r.code,
-                            r.transcript
-                        )
-                    })
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().unwrap())
-            .collect()
-    });
-    assert!(
-        failures.is_empty(),
-        "{} of {} logins went wrong:\n{}\n--- maillog ---\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n"),
-        inst.log()
-    );
-}
-
 fn case(login: &str, pw: &str, mech: Mech, want: u16) -> (String, String, Mech, u16) {
     (login.to_owned(), pw.to_owned(), mech, want)
 }
@@ -90,7 +54,7 @@ fn realm_matrix(inst: &PostfixInstance) {
             case("nobody", "x", mech, 535),
         ]);
     }
-    check(inst, &cases);
+    inst.check_logins(&cases);
 }
 
 /// A database written by Debian's saslpasswd2 (with SCRAM secrets) serves PLAIN,
@@ -105,14 +69,11 @@ fn postfix_auth_with_saslpasswd2_database() {
         inst.saslpasswd2(user, &realm, pw);
     }
     realm_matrix(&inst);
-    check(
-        &inst,
-        &[
-            case("alice", ALICE_PW, Mech::ScramSha1, 235),
-            case("alice", "wrong", Mech::ScramSha1, 535),
-            case("carol@other.test", "carol pw", Mech::ScramSha1, 235),
-        ],
-    );
+    inst.check_logins(&[
+        case("alice", ALICE_PW, Mech::ScramSha1, 235),
+        case("alice", "wrong", Mech::ScramSha1, 535),
+        case("carol@other.test", "carol pw", Mech::ScramSha1, 235),
+    ]);
 }
 
 /// The same matrix with a database written by this crate's Transaction.
@@ -161,7 +122,7 @@ fn postfix_auth_local_domain_is_the_bare_login_realm() {
             case("frank@mail.example.test", "frank pw", mech, 235),
         ]);
     }
-    check(&inst, &cases);
+    inst.check_logins(&cases);
 }
 
 /// A running smtpd process sees every rewrite at once: libsasl opens the Berkeley
@@ -194,14 +155,11 @@ fn postfix_running_smtpd_sees_rewrites_at_once() {
     assert_ne!(std::fs::metadata(&db).unwrap().ino(), inode, "not replaced");
     assert_eq!(s.auth_plain("bob", "new pw"), 235, "{}", s.transcript);
     drop(s);
-    check(
-        &inst,
-        &[
-            case("bob", "new pw", Mech::CramMd5, 235),
-            case("bob", "old pw", Mech::Plain, 535),
-            case("gina", "gina pw", Mech::Login, 235),
-        ],
-    );
+    inst.check_logins(&[
+        case("bob", "new pw", Mech::CramMd5, 235),
+        case("bob", "old pw", Mech::Plain, 535),
+        case("gina", "gina pw", Mech::Login, 235),
+    ]);
 
     // Deleting a user: refused in an open session and on new connections.
     let mut s = inst.session();
@@ -210,14 +168,11 @@ fn postfix_running_smtpd_sees_rewrites_at_once() {
     assert!(removed >= 1, "gina had no properties");
     assert_eq!(s.auth_plain("gina", "gina pw"), 535, "{}", s.transcript);
     assert_eq!(s.auth_plain("bob", "new pw"), 235, "{}", s.transcript);
-    check(
-        &inst,
-        &[
-            case("gina", "gina pw", Mech::Plain, 535),
-            case("gina", "gina pw", Mech::CramMd5, 535),
-            case("bob", "new pw", Mech::Login, 235),
-        ],
-    );
+    inst.check_logins(&[
+        case("gina", "gina pw", Mech::Plain, 535),
+        case("gina", "gina pw", Mech::CramMd5, 535),
+        case("bob", "new pw", Mech::Login, 235),
+    ]);
     // Nothing was restarted: the smtpd processes from before still serve.
     let smtpd_after = smtpd_pids(&inst);
     assert!(
@@ -246,21 +201,18 @@ fn postfix_auth_scram_only_users_via_gsasl() {
     let sha256 = ScramSecret::generate(ScramHash::Sha256, b"scram two", 4096).unwrap();
     inst.put("sam", &realm, &[(AUTH_PASSWORD, &sha1.encode())]);
     inst.put("tess", &realm, &[(AUTH_PASSWORD, &sha256.encode())]);
-    check(
-        &inst,
-        &[
-            case("sam", "scram one ✓", Mech::ScramSha1, 235),
-            case("sam@mail.example.test", "scram one ✓", Mech::ScramSha1, 235),
-            case("sam", "scram one", Mech::ScramSha1, 535),
-            // Cyrus: "No valid SCRAM-SHA-256 secret found", reported as SASL_NOMEM,
-            // which Postfix turns into a temporary failure.
-            case("sam", "scram one ✓", Mech::ScramSha256, 454),
-            case("sam", "scram one ✓", Mech::Plain, 535),
-            case("tess", "scram two", Mech::ScramSha256, 235),
-            case("tess", "scram two!", Mech::ScramSha256, 535),
-            case("tess", "scram two", Mech::ScramSha1, 454),
-        ],
-    );
+    inst.check_logins(&[
+        case("sam", "scram one ✓", Mech::ScramSha1, 235),
+        case("sam@mail.example.test", "scram one ✓", Mech::ScramSha1, 235),
+        case("sam", "scram one", Mech::ScramSha1, 535),
+        // Cyrus: "No valid SCRAM-SHA-256 secret found", reported as SASL_NOMEM,
+        // which Postfix turns into a temporary failure.
+        case("sam", "scram one ✓", Mech::ScramSha256, 454),
+        case("sam", "scram one ✓", Mech::Plain, 535),
+        case("tess", "scram two", Mech::ScramSha256, 235),
+        case("tess", "scram two!", Mech::ScramSha256, 535),
+        case("tess", "scram two", Mech::ScramSha1, 454),
+    ]);
     let log = inst.log();
     assert!(log.contains("No valid SCRAM-SHA-1 secret found"), "{log}");
 }
@@ -282,7 +234,7 @@ fn postfix_auth_needs_a_database_readable_by_postfix() {
     )
     .unwrap();
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o640)).unwrap();
-    check(&inst, &[case("alice", "pw", Mech::Plain, 454)]);
+    inst.check_logins(&[case("alice", "pw", Mech::Plain, 454)]);
     let log = inst.log();
     let want = format!(
         "unable to open Berkeley db {}: Permission denied",
@@ -291,13 +243,10 @@ fn postfix_auth_needs_a_database_readable_by_postfix() {
     assert!(log.contains(&want), "{log}");
 
     inst.put_password("other", &realm, "x");
-    check(
-        &inst,
-        &[
-            case("alice", "pw", Mech::Plain, 235),
-            case("other", "x", Mech::Login, 235),
-        ],
-    );
+    inst.check_logins(&[
+        case("alice", "pw", Mech::Plain, 235),
+        case("other", "x", Mech::Login, 235),
+    ]);
 }
 
 /// Dropping an instance stops every process it started and removes its files.
@@ -306,7 +255,7 @@ fn postfix_harness_leaves_nothing_behind() {
     let t = Instant::now();
     let inst = PostfixInstance::start(Options::default());
     inst.put_password("alice", &inst.default_realm(), "pw");
-    check(&inst, &[case("alice", "pw", Mech::Plain, 235)]);
+    inst.check_logins(&[case("alice", "pw", Mech::Plain, 235)]);
     let procs = inst.processes();
     let comms: Vec<&str> = procs.iter().map(|p| p.comm.as_str()).collect();
     assert!(

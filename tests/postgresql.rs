@@ -665,7 +665,7 @@ fn postfix_smtpd_authenticates_through_the_pgsql_plugin() {
         ("x' UNION SELECT '4242' --", "4242", Mech::Plain, 535),
         ("x'' UNION SELECT '4242' --", "4242", Mech::Plain, 535),
     ];
-    check(&inst, &cases);
+    inst.check_logins(&cases);
 
     // Cyrus's saslpasswd2 writes through the plugin (sql_insert/sql_update); our reader
     // sees exactly what it wrote, and smtpd authenticates from it.
@@ -698,13 +698,10 @@ fn postfix_smtpd_authenticates_through_the_pgsql_plugin() {
     let out = cyrus_saslpasswd2(confdir.path(), realm, &["-p", "carol"], Some("second pw"));
     assert!(out.status.success(), "{out:?}");
     assert_eq!(carol(srv)[USER_PASSWORD], b"second pw");
-    check(
-        &inst,
-        &[
-            ("carol", "second pw", Mech::Plain, 235),
-            ("carol", carol_pw, Mech::Plain, 535),
-        ],
-    );
+    inst.check_logins(&[
+        ("carol", "second pw", Mech::Plain, 235),
+        ("carol", carol_pw, Mech::Plain, 535),
+    ]);
     // saslpasswd2 -d: the plugin writes 'NULL', the trigger deletes the rows.
     let out = cyrus_saslpasswd2(confdir.path(), realm, &["-d", "carol"], None);
     assert!(out.status.success(), "{out:?}");
@@ -718,15 +715,12 @@ fn postfix_smtpd_authenticates_through_the_pgsql_plugin() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    check(
-        &inst,
-        &[
-            ("carol", "second pw", Mech::Plain, 535),
-            ("carol", "NULL", Mech::Plain, 535),
-            ("alice", alice_pw, Mech::Plain, 535),
-            ("o'brien", "quote pw", Mech::CramMd5, 235),
-        ],
-    );
+    inst.check_logins(&[
+        ("carol", "second pw", Mech::Plain, 535),
+        ("carol", "NULL", Mech::Plain, 535),
+        ("alice", alice_pw, Mech::Plain, 535),
+        ("o'brien", "quote pw", Mech::CramMd5, 235),
+    ]);
 }
 
 /// One PLAIN login with raw password bytes against `sasl-sample-server` using the
@@ -815,40 +809,6 @@ fn plugin_sees_exact_value_bytes_by_database_encoding() {
             "{db}: erin, wrong"
         );
     }
-}
-
-/// Runs every login at once and fails with every mismatch and the Postfix log.
-fn check(inst: &PostfixInstance, cases: &[(&str, &str, Mech, u16)]) {
-    let failures: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = cases
-            .iter()
-            .map(|&(login, pw, mech, want)| {
-                s.spawn(move || {
-                    let r = inst.auth(login, pw, mech);
-                    (r.code != Some(want)).then(|| {
-                        format!(
-                            "{} {login:?}/{pw:?}: expected {want}, got {:?}\n{}",
-                            mech.name(),
-                            r.code,
-                            r.transcript
-                        )
-                    })
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().unwrap())
-            .collect()
-    });
-    assert!(
-        failures.is_empty(),
-        "{} of {} logins went wrong:\n{}\n--- maillog ---\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n"),
-        inst.log()
-    );
 }
 
 /// The README shows exactly the tested plugin configuration.

@@ -14,9 +14,8 @@
 //! [`STEP`] per protocol step, and is killed when its guard drops.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use base64::Engine;
@@ -32,6 +31,7 @@ use sasldb::{Key, Record};
 /// The longest wait for one line from a peer.
 pub(crate) use crate::sample_server::REALM;
 use crate::sample_server::{STEP, Server, Turn, gsasl_login};
+use crate::util::run_ok_with_stdin;
 
 /// Finds a peer tool in PATH or the sbin directories, or fails the test naming it.
 fn tool(name: &str) -> PathBuf {
@@ -138,29 +138,14 @@ fn saslpasswd2(
     fs::create_dir_all(&confdir).unwrap();
     fs::write(confdir.join("saslpasswd.conf"), conf).unwrap();
     let db = dir.join("sasldb2");
-    let mut child = Command::new(tool("saslpasswd2"))
-        .args(["-p", "-c", "-u", REALM, "-f"])
-        .arg(&db)
-        .arg(user)
-        .env("SASL_CONF_PATH", &confdir)
-        .envs(env.iter().map(|&(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(password.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "saslpasswd2 failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+    run_ok_with_stdin(
+        Command::new(tool("saslpasswd2"))
+            .args(["-p", "-c", "-u", REALM, "-f"])
+            .arg(&db)
+            .arg(user)
+            .env("SASL_CONF_PATH", &confdir)
+            .envs(env.iter().map(|&(k, v)| (k, v))),
+        password.as_bytes(),
     );
     db_dump(&db)
 }

@@ -180,6 +180,28 @@ pub fn run_ok(cmd: &mut std::process::Command) -> std::process::Output {
     out
 }
 
+/// Runs a command with `input` on its stdin, panicking with its status and stderr if
+/// it fails.
+pub fn run_ok_with_stdin(cmd: &mut std::process::Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Looks every key up through libdb itself (Perl's DB_File is linked to libdb 5.3 on
 /// Debian) and returns the number of keys that were missing or had another value.
 pub fn libdb_lookup_misses(db: &Path, pairs: &[(Vec<u8>, Vec<u8>)]) -> usize {

@@ -59,7 +59,7 @@ use nix::unistd::{Gid, Group, Pid, Uid, chown};
 use sasldb::record::USER_PASSWORD;
 use sasldb::{Key, Location, Transaction, WriteOptions};
 
-use crate::util::peer;
+use crate::util::{peer, run_ok_with_stdin};
 
 /// The longest any one client or `postfix` command may take.
 const CMD_TIMEOUT: Duration = Duration::from_secs(20);
@@ -304,28 +304,13 @@ impl PostfixInstance {
     /// stdin, `saslpasswd.conf` from [`Options::saslpasswd_conf`]) and leaves the
     /// file as the tool made it (root:root, mode from the umask).
     pub fn saslpasswd2_raw(&self, user: &str, realm: &str, password: &str) {
-        let mut child = Command::new(peer("saslpasswd2"))
-            .args(["-p", "-c", "-u", realm, "-f"])
-            .arg(self.sasldb())
-            .arg(user)
-            .env("SASL_CONF_PATH", self.dir().join("tools"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(password.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "saslpasswd2 failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
+        run_ok_with_stdin(
+            Command::new(peer("saslpasswd2"))
+                .args(["-p", "-c", "-u", realm, "-f"])
+                .arg(self.sasldb())
+                .arg(user)
+                .env("SASL_CONF_PATH", self.dir().join("tools")),
+            password.as_bytes(),
         );
     }
 
@@ -339,6 +324,47 @@ impl PostfixInstance {
 
     // -----------------------------------------------------------------------------
     // Logging in
+
+    /// Runs every `(login, password, mech, expected code)` login at once (one SMTP
+    /// connection each) and fails with every mismatch, the client transcripts and the
+    /// Postfix log.
+    pub fn check_logins<L, P>(&self, cases: &[(L, P, Mech, u16)])
+    where
+        L: AsRef<str> + Sync,
+        P: AsRef<str> + Sync,
+    {
+        let failures: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = cases
+                .iter()
+                .map(|(login, pw, mech, want)| {
+                    s.spawn(move || {
+                        let (login, pw) = (login.as_ref(), pw.as_ref());
+                        let r = self.auth(login, pw, *mech);
+                        (r.code != Some(*want)).then(|| {
+                            format!(
+                                "{} {login:?}/{pw:?}: expected {want}, got {:?}\n{}",
+                                mech.name(),
+                                r.code,
+                                r.transcript
+                            )
+                        })
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().unwrap())
+                .collect()
+        });
+        assert!(
+            failures.is_empty(),
+            "{} of {} logins went wrong:\n{}\n--- maillog ---\n{}",
+            failures.len(),
+            cases.len(),
+            failures.join("\n"),
+            self.log()
+        );
+    }
 
     /// One login over a fresh SMTP connection: swaks for PLAIN, LOGIN and CRAM-MD5,
     /// `gsasl --smtp` for SCRAM (gsasl also checks the server signature).
