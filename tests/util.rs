@@ -180,9 +180,10 @@ pub fn run_ok(cmd: &mut std::process::Command) -> std::process::Output {
     out
 }
 
-/// Runs a command with `input` on its stdin, panicking with its status and stderr if
-/// it fails.
-pub fn run_ok_with_stdin(cmd: &mut std::process::Command, input: &[u8]) -> std::process::Output {
+/// Runs a command with `input` on its stdin (fed from a thread, so a child that
+/// writes a lot before reading cannot deadlock) and collects its output. A child
+/// that exits without reading everything is fine.
+pub fn run_with_stdin(cmd: &mut std::process::Command, input: &[u8]) -> std::process::Output {
     use std::io::Write;
     use std::process::Stdio;
     let mut child = cmd
@@ -191,8 +192,19 @@ pub fn run_ok_with_stdin(cmd: &mut std::process::Command, input: &[u8]) -> std::
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    child.stdin.take().unwrap().write_all(input).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
     let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    out
+}
+
+/// [`run_with_stdin`], panicking with the status and stderr if the command fails.
+pub fn run_ok_with_stdin(cmd: &mut std::process::Command, input: &[u8]) -> std::process::Output {
+    let out = run_with_stdin(cmd, input);
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}): {}",

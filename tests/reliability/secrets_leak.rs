@@ -13,13 +13,12 @@
 //! (tests/zeroize.rs), which needs its own global allocator.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use super::Scratch;
-use crate::util::peer;
+use crate::util::{peer, run_with_stdin};
 
 /// Distinctive passwords: none of their 8-byte windows occurs by chance.
 const PW: &str = "Zq7pL9mW2xR5vK3nTb8c";
@@ -43,20 +42,7 @@ fn write_main_cf(s: &Scratch) {
 }
 
 fn run(mut cmd: Command, input: &[u8]) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
-    out
+    run_with_stdin(&mut cmd, input)
 }
 
 #[test]
