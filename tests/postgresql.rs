@@ -27,7 +27,7 @@ use sasldb::{Database, Format, Key, Location, Transaction, WriteOptions};
 
 use crate::pg::{PgServer, ROLE, server};
 use crate::postfix::{Mech, Options, PostfixInstance};
-use crate::util::{Rng, hex, peer};
+use crate::util::{Rng, hex, peer, run_with_stdin};
 
 /// Runs our `sasldb` binary with the server's environment (PGPASSFILE).
 fn sasldb(srv: &PgServer, args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -615,21 +615,14 @@ fn plugin_conf(srv: &PgServer, db: &str) -> String {
 
 /// Runs Cyrus's `saslpasswd2 -a sqltest` with the plugin configuration in `confdir`.
 fn cyrus_saslpasswd2(confdir: &Path, realm: &str, args: &[&str], pw: Option<&str>) -> Output {
-    let mut child = Command::new(peer("saslpasswd2"))
-        .args(["-a", "sqltest", "-u", realm])
-        .args(args)
-        .env("SASL_CONF_PATH", confdir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    if let Some(pw) = pw {
-        stdin.write_all(pw.as_bytes()).unwrap();
-    }
-    drop(stdin);
-    child.wait_with_output().unwrap()
+    // No password: stdin is closed at once (an empty input).
+    run_with_stdin(
+        Command::new(peer("saslpasswd2"))
+            .args(["-a", "sqltest", "-u", realm])
+            .args(args)
+            .env("SASL_CONF_PATH", confdir),
+        pw.unwrap_or("").as_bytes(),
+    )
 }
 
 #[test]

@@ -14,10 +14,9 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -28,7 +27,7 @@ use sasldb::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
 use sasldb::sqlite::{APPLICATION_ID, PLUGIN_CONFIG, SqliteFile};
 use sasldb::{Backend, Database, Error, Format, Key, Location, Transaction, WriteOptions};
 
-use crate::util::{Rng, peer, run_ok, unhex};
+use crate::util::{Rng, peer, run_ok, run_with_stdin, unhex};
 
 use crate::sample_server::{Peer, REALM, STEP, Server, Turn, gsasl_login};
 
@@ -415,21 +414,14 @@ fn plugin_otp_login_updates_our_file() {
 /// Runs Cyrus's `saslpasswd2 -a sqltest -u REALM` with the documented configuration;
 /// `password` goes to stdin (pipe mode).
 fn saslpasswd2(confdir: &Path, args: &[&str], password: Option<&str>) -> std::process::Output {
-    let mut child = Command::new(peer("saslpasswd2"))
-        .args(["-a", "sqltest", "-u", REALM])
-        .args(args)
-        .env("SASL_CONF_PATH", confdir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    if let Some(pw) = password {
-        stdin.write_all(pw.as_bytes()).unwrap();
-    }
-    drop(stdin);
-    child.wait_with_output().unwrap()
+    // No password: stdin is closed at once (an empty input).
+    run_with_stdin(
+        Command::new(peer("saslpasswd2"))
+            .args(["-a", "sqltest", "-u", REALM])
+            .args(args)
+            .env("SASL_CONF_PATH", confdir),
+        password.unwrap_or("").as_bytes(),
+    )
 }
 
 fn props_of(db: &Path, user: &str) -> BTreeMap<String, Vec<u8>> {
