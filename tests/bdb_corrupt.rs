@@ -5,7 +5,7 @@ use std::time::Duration;
 use sasldb::bdb::BdbFile;
 use sasldb::{Database, Error, Location};
 
-use crate::util::{Rng, fixture};
+use crate::support::{Rng, fixture};
 
 /// Opens and fully reads a file (scan, verify, every lookup the scan found), with a
 /// watchdog: a hang fails the test instead of blocking it.

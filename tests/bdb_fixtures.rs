@@ -2,7 +2,7 @@ use std::path::Path;
 
 use sasldb::bdb::BdbFile;
 
-use crate::util::{expected_records, fixture, records_of};
+use crate::support::{expected_records, fixture, records_of};
 
 fn check_fixture(name: &str) {
     let path = fixture(&format!("bdb/{name}"));

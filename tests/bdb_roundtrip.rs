@@ -6,7 +6,7 @@ use sasldb::bdb::{BdbFile, WriteOptions, write_records};
 use sasldb::endian::Endian;
 use sasldb::{Key, Record};
 
-use crate::util::{Rng, libdb_lookup_misses, parse_db_dump_p, peer, records_of, run_ok};
+use crate::support::{Rng, libdb_lookup_misses, parse_db_dump_p, peer, records_of, run_ok};
 
 /// 10,000 sasldb-shaped records: UTF-8 names, several properties, value lengths from
 /// empty to several pages (so some exceed pagesize/4 at every page size).

@@ -32,7 +32,7 @@ use sasldb::store::Location;
 use sasldb::{Key, Record};
 
 use crate::secrets::{REALM, otp_login, scram_login};
-use crate::util::{fixture, parse_db_dump_p, peer, run_ok};
+use crate::support::{fixture, parse_db_dump_p, peer, run_ok};
 
 // ---------------------------------------------------------------------------------
 // The deliberate differences
@@ -1418,7 +1418,7 @@ fn passwd_unusable_databases() {
     let s = Scratch::new();
     let good = fixture("bdb/cyrus-2.1.28-debian.db");
     let bytes = fs::read(&good).unwrap();
-    let mut rng = crate::util::Rng::new(7);
+    let mut rng = crate::support::Rng::new(7);
     let files: Vec<(&str, Option<Vec<u8>>, &str)> = vec![
         (
             "truncated",
@@ -1676,7 +1676,7 @@ fn list_unreadable_databases() {
     let good = fs::read(fixture("bdb/bulk300-p65536.db")).unwrap();
     fs::write(s.path("empty"), b"").unwrap();
     fs::write(s.path("trunc"), &good[..good.len() - 1000]).unwrap();
-    fs::write(s.path("random"), crate::util::Rng::new(3).bytes(65536)).unwrap();
+    fs::write(s.path("random"), crate::support::Rng::new(3).bytes(65536)).unwrap();
     fs::write(s.path("text"), "user: pw\n").unwrap();
     fs::create_dir(s.path("dir")).unwrap();
     for name in ["missing", "empty", "trunc", "random", "text", "dir"] {

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use sasldb::bdb::{WriteOptions as BdbWriteOptions, write_records};
 use sasldb::{Database, Key, Location, Record};
 
-use crate::util::{Rng, parse_db_dump_p, peer, records_of, run_ok};
+use crate::support::{Rng, parse_db_dump_p, peer, records_of, run_ok};
 
 fn sasldb(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sasldb"))

@@ -12,7 +12,7 @@ use sasldb::gdbm::{
 use sasldb::store::{Detected, detect};
 use sasldb::{Backend, Database, Error, Format, Key, Location, Record, Transaction};
 
-use crate::util::{Rng, expected_records, fixture, peer, records_of, run_ok};
+use crate::support::{Rng, expected_records, fixture, peer, records_of, run_ok};
 
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 

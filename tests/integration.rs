@@ -1,8 +1,8 @@
 //! One integration test binary (see Cargo.toml `autotests = false`). Each module says
 //! what belongs in it.
 
-/// Shared helpers: scratch directories, fixtures, running our binaries and peer tools.
-mod util;
+/// The shared harness: fixtures, peers, running commands (see its module comment).
+mod support;
 
 /// Reading the reference BDB files written by real libdb/Cyrus tools.
 mod bdb_fixtures;

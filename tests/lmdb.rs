@@ -11,7 +11,7 @@ use sasldb::{
     Backend, Database, Error, Format, Key, Location, Record, Secret, Transaction, WriteOptions,
 };
 
-use crate::util::{Rng, expected_records, fixture, hex, peer, run_ok, unhex};
+use crate::support::{Rng, expected_records, fixture, hex, peer, run_ok, unhex};
 
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 

@@ -27,7 +27,7 @@ fn man_pages_render_with_man() {
     // groff must accept the generated roff without warnings.
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
     for page in sasldb::cli::man::pages() {
-        let out = std::process::Command::new(crate::util::peer("man"))
+        let out = std::process::Command::new(crate::support::peer("man"))
             .args(["--warnings", "-E", "UTF-8", "-l", "-Tutf8", "-Z"])
             .arg(dir.join(page.file))
             .env("MANWIDTH", "80")

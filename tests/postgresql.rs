@@ -27,7 +27,7 @@ use sasldb::{Database, Format, Key, Location, Transaction, WriteOptions};
 
 use crate::pg::{PgServer, ROLE, server};
 use crate::postfix::{Mech, Options, PostfixInstance};
-use crate::util::{Rng, hex, peer, run_with_stdin};
+use crate::support::{Rng, hex, peer, run_with_stdin};
 
 /// Runs our `sasldb` binary with the server's environment (PGPASSFILE).
 fn sasldb(srv: &PgServer, args: &[&str], stdin: Option<&[u8]>) -> Output {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sasldb::record::{AUTH_PASSWORD, USER_PASSWORD};
 use sasldb::{Database, Location, Transaction, WriteOptions};
 
-use crate::util::peer;
+use crate::support::peer;
 
 /// `myhostname` of the scratch main.cf: the realm of logins without @.
 const HOST_REALM: &str = "mail.example.com";
@@ -492,7 +492,7 @@ fn import_progress_bar_only_on_a_terminal() {
     );
     // script(1) runs the command on a pseudo-terminal and copies what it shows.
     let c = s.cmd(&[]);
-    let out = crate::util::run_ok(
+    let out = crate::support::run_ok(
         Command::new(peer("script"))
             .args(["-qfec", &line, "/dev/null"])
             .envs(c.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
@@ -631,7 +631,7 @@ fn export_formats() {
         .unwrap();
     assert!(alice.starts_with("$6$"), "{alice}");
     let crypt = |hash: &str, pw: &str| {
-        let out = crate::util::run_ok(Command::new(peer("python3")).args([
+        let out = crate::support::run_ok(Command::new(peer("python3")).args([
             "-W",
             "ignore",
             "-c",
@@ -1273,7 +1273,7 @@ fn sync_chroot_every_format() {
         // Cyrus's Berkeley DB reader lists the copy.
         if *fmt == "bdb" {
             let out =
-                crate::util::run_ok(Command::new(peer("sasldblistusers2")).arg("-f").arg(&copy));
+                crate::support::run_ok(Command::new(peer("sasldblistusers2")).arg("-f").arg(&copy));
             assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
         }
         // A copy in another format is replaced.
@@ -1320,7 +1320,7 @@ fn import_200k_users_read_by_cyrus() {
         .out_has("200000 added, 0 updated, 0 unchanged, 0 rejected");
     let import = start.elapsed();
     let start = Instant::now();
-    let out = crate::util::run_ok(Command::new(peer("sasldblistusers2")).arg("-f").arg(&db));
+    let out = crate::support::run_ok(Command::new(peer("sasldblistusers2")).arg("-f").arg(&db));
     let listing = start.elapsed();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.lines().count(), N);

@@ -31,7 +31,7 @@ use sasldb::{Key, Record};
 /// The longest wait for one line from a peer.
 pub(crate) use crate::sample_server::REALM;
 use crate::sample_server::{STEP, Server, Turn, gsasl_login};
-use crate::util::run_ok_with_stdin;
+use crate::support::run_ok_with_stdin;
 
 /// Finds a peer tool in PATH or the sbin directories, or fails the test naming it.
 fn tool(name: &str) -> PathBuf {

@@ -27,7 +27,7 @@ use sasldb::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
 use sasldb::sqlite::{APPLICATION_ID, PLUGIN_CONFIG, SqliteFile};
 use sasldb::{Backend, Database, Error, Format, Key, Location, Transaction, WriteOptions};
 
-use crate::util::{Rng, peer, run_ok, run_with_stdin, unhex};
+use crate::support::{Rng, peer, run_ok, run_with_stdin, unhex};
 
 use crate::sample_server::{Peer, REALM, STEP, Server, Turn, gsasl_login};
 

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, User, chown};
 
-use crate::util::{Rng, run_ok};
+use crate::support::{Rng, run_ok};
 
 /// The role every test database belongs to.
 pub const ROLE: &str = "sasl";
@@ -66,7 +66,7 @@ pub fn server() -> &'static PgServer {
 }
 
 /// The directory of Debian's server binaries (the newest installed version). A missing
-/// server FAILS the test, like [`crate::util::peer`].
+/// server FAILS the test, like [`crate::support::peer`].
 pub fn pg_bin(name: &str) -> PathBuf {
     let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
         .into_iter()
@@ -109,7 +109,7 @@ impl PgServer {
             .unwrap()
             .keep();
         let mut rng = Rng::new(std::process::id() as u64 ^ 0x9e37);
-        let token = |rng: &mut Rng| crate::util::hex(&rng.bytes(12));
+        let token = |rng: &mut Rng| crate::support::hex(&rng.bytes(12));
         let superuser_password = token(&mut rng);
         // A colon exercises pgpass escaping. (No `\` or `'`: the plugin pastes
         // sql_passwd into a libpq conninfo string unescaped.)

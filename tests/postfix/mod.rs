@@ -59,7 +59,7 @@ use nix::unistd::{Gid, Group, Pid, Uid, chown};
 use sasldb::record::USER_PASSWORD;
 use sasldb::{Key, Location, Transaction, WriteOptions};
 
-use crate::util::{peer, run_ok_with_stdin};
+use crate::support::{peer, run_ok_with_stdin};
 
 /// The longest any one client or `postfix` command may take.
 const CMD_TIMEOUT: Duration = Duration::from_secs(20);

@@ -14,7 +14,7 @@ use std::time::Instant;
 use sasldb::Format;
 
 use super::{FORMATS, Scratch, format_check, pw_key, read_all};
-use crate::util::peer;
+use crate::support::peer;
 
 const WRITERS: usize = 8;
 const PER_WRITER: usize = 500;

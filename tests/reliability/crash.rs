@@ -22,7 +22,7 @@ use nix::unistd::Pid;
 use sasldb::Format;
 
 use super::{FORMATS, Scratch, format_check, pw_key, read_all, temp_files};
-use crate::util::Rng;
+use crate::support::Rng;
 
 /// Kills per format in the test command.
 const SHORT_KILLS: usize = 25;
@@ -333,7 +333,7 @@ fn sqlite_reader_rolls_back_a_hot_journal() {
     assert!(out.status.success(), "{out:?}");
     let before = read_all(&path, Format::Sqlite).unwrap();
 
-    let mut shell = std::process::Command::new(crate::util::peer("sqlite3"));
+    let mut shell = std::process::Command::new(crate::support::peer("sqlite3"));
     s.env(&mut shell);
     let mut child = shell
         .arg(&path)

@@ -112,7 +112,7 @@ pub fn temp_files(db: &Path) -> Vec<PathBuf> {
 /// The format's own checker, run on the file: `db_verify` (BDB), `gdbmtool` (GDBM),
 /// `mdb_stat` (LMDB), `PRAGMA integrity_check` (SQLite). Returns an error text.
 pub fn format_check(path: &Path, format: sasldb::Format) -> Result<(), String> {
-    use crate::util::peer;
+    use crate::support::peer;
     let mut cmd = match format {
         sasldb::Format::Bdb => {
             let mut c = Command::new(peer("db_verify"));

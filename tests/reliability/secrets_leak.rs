@@ -18,7 +18,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 
 use super::Scratch;
-use crate::util::{peer, run_with_stdin};
+use crate::support::{peer, run_with_stdin};
 
 /// Distinctive passwords: none of their 8-byte windows occurs by chance.
 const PW: &str = "Zq7pL9mW2xR5vK3nTb8c";

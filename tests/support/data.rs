@@ -1,4 +1,4 @@
-#![allow(dead_code)]
+//! Test data: fixtures under fixtures/, generated records, key encoding, hex.
 
 use std::path::{Path, PathBuf};
 
@@ -52,31 +52,6 @@ pub fn records_of(it: impl Iterator<Item = Result<Record>>) -> Vec<(Vec<u8>, Vec
         .collect();
     v.sort();
     v
-}
-
-/// Path of a required peer tool. A missing peer FAILS the test loudly: the README's
-/// test command installs every peer, so a missing one means the environment is wrong,
-/// and a silently skipped interop test would prove nothing.
-pub fn peer(name: &str) -> PathBuf {
-    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
-        let p = Path::new(dir).join(name);
-        if p.exists() {
-            return p;
-        }
-    }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let p = dir.join(name);
-            if p.exists() {
-                return p;
-            }
-        }
-    }
-    panic!(
-        "\n\n*** PEER TOOL MISSING: `{name}` is not installed. ***\n\
-         This interop test needs the real tool; run the README's test command \
-         (scripts/test), which installs every peer with apt-get.\n\n"
-    );
 }
 
 /// A tiny deterministic PRNG (xorshift64*) so generated test data is reproducible.
@@ -165,80 +140,4 @@ fn unescape_dump(s: &[u8]) -> Vec<u8> {
         }
     }
     out
-}
-
-/// Runs a command, panicking with its output if it fails.
-pub fn run_ok(cmd: &mut std::process::Command) -> std::process::Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Runs a command with `input` on its stdin (fed from a thread, so a child that
-/// writes a lot before reading cannot deadlock) and collects its output. A child
-/// that exits without reading everything is fine.
-pub fn run_with_stdin(cmd: &mut std::process::Command, input: &[u8]) -> std::process::Output {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
-    out
-}
-
-/// [`run_with_stdin`], panicking with the status and stderr if the command fails.
-pub fn run_ok_with_stdin(cmd: &mut std::process::Command, input: &[u8]) -> std::process::Output {
-    let out = run_with_stdin(cmd, input);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Looks every key up through libdb itself (Perl's DB_File is linked to libdb 5.3 on
-/// Debian) and returns the number of keys that were missing or had another value.
-pub fn libdb_lookup_misses(db: &Path, pairs: &[(Vec<u8>, Vec<u8>)]) -> usize {
-    let dir = tempfile::tempdir().unwrap();
-    let list = dir.path().join("keys");
-    let mut text = String::new();
-    for (k, v) in pairs {
-        text.push_str(&format!("{} {}\n", hex(k), hex(v)));
-    }
-    std::fs::write(&list, text).unwrap();
-    let script = r#"
-use strict; use DB_File; use Fcntl;
-my ($db, $list) = @ARGV;
-my %h; tie(%h, 'DB_File', $db, O_RDONLY, 0644, $DB_HASH) or die "tie $db: $!";
-open(my $f, '<', $list) or die; my $miss = 0;
-while (<$f>) { chomp; my ($k, $v) = split / /; $k = pack('H*', $k); $v = pack('H*', defined $v ? $v : '');
-  my $got = $h{$k}; $miss++ unless defined $got && $got eq $v; }
-print "$miss\n";
-"#;
-    let out = run_ok(
-        std::process::Command::new(peer("perl"))
-            .arg("-e")
-            .arg(script)
-            .arg(db)
-            .arg(&list),
-    );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }

@@ -1,0 +1,62 @@
+//! The peer tools: the real Cyrus, libdb, LMDB, GDBM, SQLite, Postfix and GNU SASL
+//! programs the tests compare against. A missing one fails the test loudly.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::data::hex;
+use super::run::run_ok;
+
+/// Path of a required peer tool. A missing peer FAILS the test loudly: the README's
+/// test command installs every peer, so a missing one means the environment is wrong,
+/// and a silently skipped interop test would prove nothing.
+pub fn peer(name: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let p = dir.join(name);
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    panic!(
+        "\n\n*** PEER TOOL MISSING: `{name}` is not installed. ***\n\
+         This interop test needs the real tool; run the README's test command \
+         (scripts/test), which installs every peer with apt-get.\n\n"
+    );
+}
+
+/// Looks every key up through libdb itself (Perl's DB_File is linked to libdb 5.3 on
+/// Debian) and returns the number of keys that were missing or had another value.
+pub fn libdb_lookup_misses(db: &Path, pairs: &[(Vec<u8>, Vec<u8>)]) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("keys");
+    let mut text = String::new();
+    for (k, v) in pairs {
+        text.push_str(&format!("{} {}\n", hex(k), hex(v)));
+    }
+    std::fs::write(&list, text).unwrap();
+    let script = r#"
+use strict; use DB_File; use Fcntl;
+my ($db, $list) = @ARGV;
+my %h; tie(%h, 'DB_File', $db, O_RDONLY, 0644, $DB_HASH) or die "tie $db: $!";
+open(my $f, '<', $list) or die; my $miss = 0;
+while (<$f>) { chomp; my ($k, $v) = split / /; $k = pack('H*', $k); $v = pack('H*', defined $v ? $v : '');
+  my $got = $h{$k}; $miss++ unless defined $got && $got eq $v; }
+print "$miss\n";
+"#;
+    let out = run_ok(
+        Command::new(peer("perl"))
+            .arg("-e")
+            .arg(script)
+            .arg(db)
+            .arg(&list),
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
