@@ -32,7 +32,7 @@ use sasldb::store::Location;
 use sasldb::{Key, Record};
 
 use crate::secrets::{REALM, otp_login, scram_login};
-use crate::support::{fixture, parse_db_dump_p, peer, run_ok};
+use crate::support::{fixture, parse_db_dump_p, peer, postfix_gid, run_ok};
 
 // ---------------------------------------------------------------------------------
 // The deliberate differences
@@ -1536,11 +1536,10 @@ fn passwd_write_path() {
         .same()
         .exited(0)
         .stderr_is("");
-    let postfix = nix::unistd::Group::from_name("postfix").unwrap().unwrap();
     let m = fs::metadata(s.at(Impl::Ours, "db")).unwrap();
     assert_eq!(
         (m.uid(), m.gid(), m.mode() & 0o7777),
-        (0, postfix.gid.as_raw(), 0o640),
+        (0, postfix_gid().as_raw(), 0o640),
         "{}",
         d.ours
     );

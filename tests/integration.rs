@@ -13,9 +13,6 @@ mod bdb_roundtrip;
 /// Damaged and hostile BDB files: clear errors, no panic, no hang.
 mod bdb_corrupt;
 
-/// Harness: libsasl's sample server driven line by line, gsasl as the client.
-mod sample_server;
-
 /// OTP and SCRAM secrets against saslpasswd2, libsasl's server and gsasl.
 mod secrets;
 
@@ -34,9 +31,6 @@ mod lmdb;
 /// GDBM: Cyrus/gdbmtool files read by us, ours read and updated by libgdbm, damage, flock.
 mod gdbm;
 
-/// Harness: a private, throw-away Postfix instance (smtpd + Cyrus SASL) and SMTP AUTH clients.
-mod postfix;
-
 /// Real Postfix SMTP AUTH against sasldb files written by saslpasswd2 and by this crate.
 mod postfix_e2e;
 
@@ -51,9 +45,6 @@ mod postfix_tools;
 
 /// sasldb convert: a round trip through every format, refusals.
 mod convert;
-
-/// Harness: a private, throw-away PostgreSQL server (shared by the tests, stopped at exit).
-mod pg;
 
 /// The PostgreSQL store: sasldb import/convert, pgpass, concurrency, Cyrus's pgsql plugin in Postfix.
 mod postgresql;

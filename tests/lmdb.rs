@@ -11,7 +11,7 @@ use sasldb::{
     Backend, Database, Error, Format, Key, Location, Record, Secret, Transaction, WriteOptions,
 };
 
-use crate::support::{Rng, expected_records, fixture, hex, peer, run_ok, unhex};
+use crate::support::{Rng, expected_records, fixture, hex, is_root, mode, peer, run_ok, unhex};
 
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -94,10 +94,6 @@ fn map_size_of(stat: &str) -> u64 {
         .unwrap()
 }
 
-fn mode_of(p: &Path) -> u32 {
-    fs::metadata(p).unwrap().permissions().mode() & 0o7777
-}
-
 /// sasldb-shaped records: UTF-8 names, the usual properties, mostly short values and
 /// a few that need overflow pages.
 fn random_model(rng: &mut Rng, n: usize) -> BTreeMap<Vec<u8>, Vec<u8>> {
@@ -140,7 +136,7 @@ fn cyrus_fixture_reads_exactly() {
     assert_eq!(db.page_size(), 4096);
     // Opening created the lock file, writable wherever the data file is readable.
     let lock = lmdb::lock_path(&path);
-    assert_eq!(mode_of(&lock), 0o660);
+    assert_eq!(mode(&lock), 0o660);
     assert_eq!(
         fs::metadata(&lock).unwrap().gid(),
         fs::metadata(&path).unwrap().gid()
@@ -300,7 +296,7 @@ fn map_grows_past_the_initial_mib() {
 
 #[test]
 fn ownership_and_modes() {
-    let root = nix::unistd::geteuid().is_root();
+    let root = is_root();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sasldb2");
     let lock = lmdb::lock_path(&path);
@@ -328,12 +324,12 @@ fn ownership_and_modes() {
     txn.put(&Key::new("b", "r", "userPassword").unwrap(), b"y".to_vec());
     txn.commit().unwrap();
     if root {
-        assert_eq!(mode_of(&path), 0o640);
+        assert_eq!(mode(&path), 0o640);
     } else {
         // Not root: the mode is narrowed to at most 0640, never widened.
-        assert_eq!(mode_of(&path), 0o640 & 0o644);
+        assert_eq!(mode(&path), 0o640 & 0o644);
     }
-    assert_eq!(mode_of(&lock), 0o660);
+    assert_eq!(mode(&lock), 0o660);
 
     // A reader recreates a missing lock file with the data file's group.
     fs::remove_file(&lock).unwrap();
@@ -615,8 +611,8 @@ fn bulk_load_writes_a_new_file() {
     assert_eq!(n, 120_000);
     assert!(mdb_dump(&path) == model);
     assert!(read_ours(&path) == model);
-    assert_eq!(mode_of(&path), 0o640);
-    assert_eq!(mode_of(&lmdb::lock_path(&path)), 0o660);
+    assert_eq!(mode(&path), 0o640);
+    assert_eq!(mode(&lmdb::lock_path(&path)), 0o660);
     assert!(map_size_of(&mdb_stat_env(&path)) > 1 << 20);
     lmdb::verify(&path).unwrap();
 
@@ -818,7 +814,7 @@ fn empty_transaction_creates_an_empty_database() {
     assert_eq!(rep.records, Some(0));
     assert!(mdb_dump(&path).is_empty());
     assert!(read_ours(&path).is_empty());
-    assert_eq!(mode_of(&lmdb::lock_path(&path)), 0o660);
+    assert_eq!(mode(&lmdb::lock_path(&path)), 0o660);
     // The format is detected from the file from now on.
     let bdb_default = WriteOptions {
         new_format: Format::Bdb,

@@ -1,6 +1,6 @@
 //! Real Postfix SMTP AUTH against sasldb files, end to end.
 //!
-//! Every test starts its own private Postfix instance ([`crate::postfix`]): smtpd on
+//! Every test starts its own private Postfix instance ([`crate::support::postfix`]): smtpd on
 //! 127.0.0.1 with Cyrus SASL (`smtpd_sasl_path = smtpd`, auxprop sasldb), myhostname
 //! `Mail.Example.TEST` (so a bare login's realm is `mail.example.test`). Logins are
 //! made with swaks (PLAIN, LOGIN, CRAM-MD5) and `gsasl --smtp` (SCRAM), or with a raw
@@ -14,7 +14,8 @@ use std::time::Instant;
 use sasldb::record::AUTH_PASSWORD;
 use sasldb::secrets::{ScramHash, ScramSecret};
 
-use crate::postfix::{Mech, Options, PostfixInstance};
+use crate::support::postfix::{Mech, Options, PostfixInstance};
+use crate::support::{alive, postfix_gid};
 
 fn case(login: &str, pw: &str, mech: Mech, want: u16) -> (String, String, Mech, u16) {
     (login.to_owned(), pw.to_owned(), mech, want)
@@ -87,14 +88,7 @@ fn postfix_auth_with_our_database() {
     let meta = std::fs::metadata(inst.sasldb()).unwrap();
     assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
     assert_eq!(meta.uid(), 0);
-    assert_eq!(
-        meta.gid(),
-        nix::unistd::Group::from_name("postfix")
-            .unwrap()
-            .unwrap()
-            .gid
-            .as_raw()
-    );
+    assert_eq!(meta.gid(), postfix_gid().as_raw());
     realm_matrix(&inst);
 }
 
@@ -268,14 +262,7 @@ fn postfix_harness_leaves_nothing_behind() {
     let port = inst.port();
     drop(inst);
     for p in &procs {
-        let alive = std::fs::read_to_string(format!("/proc/{}/stat", p.pid)).is_ok_and(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        });
-        assert!(!alive, "{p:?} still runs");
+        assert!(!alive(p.pid), "{p:?} still runs");
     }
     assert!(!dir.exists(), "{} left behind", dir.display());
     assert!(

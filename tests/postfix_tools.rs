@@ -9,7 +9,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::postfix::{Mech, Options, PostfixInstance};
+use crate::support::postfix::{Mech, Options, PostfixInstance};
+use crate::support::postfix_gid;
 
 /// Runs one of our binaries for this instance: its Postfix config decides the
 /// default realm; no Cyrus config, no group override.
@@ -184,11 +185,7 @@ fn postfix_auth_with_sqlite_through_the_sql_plugin() {
         .prefix("sasldb-sqlite-")
         .tempdir()
         .unwrap();
-    let postfix_gid = nix::unistd::Group::from_name("postfix")
-        .unwrap()
-        .expect("group postfix")
-        .gid;
-    nix::unistd::chown(dir.path(), None, Some(postfix_gid)).unwrap();
+    nix::unistd::chown(dir.path(), None, Some(postfix_gid())).unwrap();
     std::fs::set_permissions(
         dir.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o750),

@@ -1,5 +1,5 @@
 //! The PostgreSQL store against a real PostgreSQL 15 server (Debian's `postgresql`,
-//! a private instance from [`crate::pg`]) and Cyrus SASL 2.1.28's `sql` auxprop plugin
+//! a private instance from [`crate::support::pg`]) and Cyrus SASL 2.1.28's `sql` auxprop plugin
 //! (`sql_engine: pgsql`, Debian's `libsasl2-modules-sql`).
 //!
 //! - `sasldb_*`: the `sasldb` binary with a `postgresql://` URL: `init`, a 10,000-user
@@ -25,8 +25,8 @@ use sasldb::pgsql::{self, PLUGIN_CONFIG};
 use sasldb::record::USER_PASSWORD;
 use sasldb::{Database, Format, Key, Location, Transaction, WriteOptions};
 
-use crate::pg::{PgServer, ROLE, server};
-use crate::postfix::{Mech, Options, PostfixInstance};
+use crate::support::pg::{PgServer, ROLE, server};
+use crate::support::postfix::{Mech, Options, PostfixInstance};
 use crate::support::{Rng, hex, peer, run_with_stdin};
 
 /// Runs our `sasldb` binary with the server's environment (PGPASSFILE).

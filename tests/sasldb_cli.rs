@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sasldb::record::{AUTH_PASSWORD, USER_PASSWORD};
 use sasldb::{Database, Location, Transaction, WriteOptions};
 
-use crate::support::peer;
+use crate::support::{is_root, mode, peer, postfix_gid};
 
 /// `myhostname` of the scratch main.cf: the realm of logins without @.
 const HOST_REALM: &str = "mail.example.com";
@@ -244,22 +244,6 @@ fn finding<'a>(report: &'a serde_json::Value, code: &str) -> &'a serde_json::Val
         .unwrap_or_else(|| panic!("no finding {code}: {report:#}"))
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-fn postfix_gid() -> u32 {
-    nix::unistd::Group::from_name("postfix")
-        .unwrap()
-        .expect("group postfix (the postfix package creates it)")
-        .gid
-        .as_raw()
-}
-
-fn mode(p: &Path) -> u32 {
-    fs::symlink_metadata(p).unwrap().mode() & 0o7777
-}
-
 // ---------------------------------------------------------------------------------
 // import
 
@@ -332,7 +316,7 @@ fn import_lines_csv_json_with_summary() {
         let m = fs::metadata(&db).unwrap();
         assert_eq!(
             (m.uid(), m.gid(), m.mode() & 0o777),
-            (0, postfix_gid(), 0o640)
+            (0, postfix_gid().as_raw(), 0o640)
         );
     }
 }
@@ -1045,7 +1029,7 @@ fn check_reports_realm_mismatch_world_readable_copy_and_malformed_key() {
     );
     assert_eq!(mode(&copy), 0o640);
     if is_root() {
-        assert_eq!(fs::metadata(&copy).unwrap().gid(), postfix_gid());
+        assert_eq!(fs::metadata(&copy).unwrap().gid(), postfix_gid().as_raw());
     }
     assert_eq!(
         fs::read(&db).unwrap(),
@@ -1259,7 +1243,7 @@ fn sync_chroot_every_format() {
         assert_eq!(mode(&copy), 0o640, "{fmt}");
         if is_root() {
             let m = fs::metadata(&copy).unwrap();
-            assert_eq!((m.uid(), m.gid()), (0, postfix_gid()), "{fmt}");
+            assert_eq!((m.uid(), m.gid()), (0, postfix_gid().as_raw()), "{fmt}");
         }
         s.run(&["-f", &loc, "sync-chroot", "--to", to])
             .ok()
@@ -1334,7 +1318,7 @@ fn import_200k_users_read_by_cyrus() {
 /// hashed-only user.
 #[test]
 fn chrooted_postfix_logs_in_against_the_synced_copy() {
-    use crate::postfix::{Mech, Options, PostfixInstance};
+    use crate::support::postfix::{Mech, Options, PostfixInstance};
     let inst = PostfixInstance::start(Options {
         chroot: true,
         ..Options::default()
@@ -1393,7 +1377,7 @@ fn chrooted_postfix_logs_in_against_the_synced_copy() {
 /// sync-chroot refuses it.
 #[test]
 fn check_and_sync_chroot_on_postgresql() {
-    let srv = crate::pg::server();
+    let srv = crate::support::pg::server();
     let url = srv.url(&srv.database("sasldb_cli_check", ""));
     let s = Scratch::new();
     let run = |args: &[&str], stdin: &[u8]| -> Out {

@@ -27,11 +27,11 @@ use sasldb::secrets::scram::{self, SCRAM_DEFAULT_ITERATIONS};
 use sasldb::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
 use sasldb::{Key, Record};
 
+use crate::support::run_ok_with_stdin;
 /// The realm every scenario uses (`saslpasswd2 -u`, `sasl-sample-server -u`).
 /// The longest wait for one line from a peer.
-pub(crate) use crate::sample_server::REALM;
-use crate::sample_server::{STEP, Server, Turn, gsasl_login};
-use crate::support::run_ok_with_stdin;
+pub(crate) use crate::support::sample_server::REALM;
+use crate::support::sample_server::{STEP, Server, Turn, gsasl_login};
 
 /// Finds a peer tool in PATH or the sbin directories, or fails the test naming it.
 fn tool(name: &str) -> PathBuf {

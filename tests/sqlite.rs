@@ -27,9 +27,9 @@ use sasldb::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
 use sasldb::sqlite::{APPLICATION_ID, PLUGIN_CONFIG, SqliteFile};
 use sasldb::{Backend, Database, Error, Format, Key, Location, Transaction, WriteOptions};
 
-use crate::support::{Rng, peer, run_ok, run_with_stdin, unhex};
+use crate::support::{Rng, is_root, peer, postfix_gid, run_ok, run_with_stdin, unhex};
 
-use crate::sample_server::{Peer, REALM, STEP, Server, Turn, gsasl_login};
+use crate::support::sample_server::{Peer, REALM, STEP, Server, Turn, gsasl_login};
 
 fn loc(db: &Path) -> Location {
     Location::with_format(Format::Sqlite, db)
@@ -164,9 +164,8 @@ fn roundtrip_10000_random_records_with_the_sqlite3_shell() {
     );
     let meta = fs::metadata(&db).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o640);
-    if nix::unistd::geteuid().is_root() {
-        let postfix = nix::unistd::Group::from_name("postfix").unwrap().unwrap();
-        assert_eq!((meta.uid(), meta.gid()), (0, postfix.gid.as_raw()));
+    if is_root() {
+        assert_eq!((meta.uid(), meta.gid()), (0, postfix_gid().as_raw()));
     }
     let d = Database::open(&Location::path_only(&db)).unwrap();
     assert!(d.backend().sorted());

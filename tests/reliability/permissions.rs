@@ -23,16 +23,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::{FORMATS, Scratch};
+use crate::support::postfix_gid;
 
 const REALM: &str = "perm.test";
-
-fn postfix_gid() -> u32 {
-    nix::unistd::Group::from_name("postfix")
-        .unwrap()
-        .expect("the postfix group (scripts/test installs postfix)")
-        .gid
-        .as_raw()
-}
 
 /// Whether a directory entry is one of our files (as opposed to SQLite's journal).
 fn ours(name: &str) -> bool {
@@ -54,7 +47,7 @@ impl Watcher {
         let violations = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::new(Mutex::new(BTreeSet::new()));
         let scans = Arc::new(AtomicUsize::new(0));
-        let gid = postfix_gid();
+        let gid = postfix_gid().as_raw();
         let handle = {
             let (stop, violations, seen, scans) = (
                 stop.clone(),
@@ -160,7 +153,7 @@ fn run_umask0(s: &Scratch, tool: &str, args: &[&str], input: &[u8]) {
 /// Checks the final ownership of a database and its lock files.
 fn check_ownership(w: &Watcher, path: &Path, format: sasldb::Format, what: &str) {
     w.settle();
-    let gid = postfix_gid();
+    let gid = postfix_gid().as_raw();
     let expect = |p: PathBuf, mode: u32| {
         let m = fs::metadata(&p).unwrap_or_else(|e| panic!("{what}: {}: {e}", p.display()));
         assert_eq!(
@@ -352,7 +345,7 @@ fn sync_chroot_keeps_permissions() {
             let to = copy.display().to_string();
             run_umask0(&s, "sasldb", &["-f", &db, "sync-chroot", "--to", &to], b"");
             watcher.settle();
-            let gid = postfix_gid();
+            let gid = postfix_gid().as_raw();
             let m = fs::metadata(&copy).unwrap();
             assert_eq!(
                 (m.uid(), m.gid(), m.mode() & 0o7777),

@@ -3,11 +3,22 @@
 //! - [`data`]: fixtures, generated records, key encoding, reading records back.
 //! - [`peers`]: the real tools the tests compare against; a missing one fails loudly.
 //! - [`run`]: running commands: checked, with stdin, with a time limit, in parallel.
+//! - [`system`]: the host: the `postfix` group, free ports, file modes, processes.
+//! - [`sample_server`]: libsasl's sample server driven line by line, gsasl as the client.
+//! - [`postfix`]: a private, throw-away Postfix instance (smtpd + Cyrus SASL) and SMTP
+//!   AUTH clients.
+//! - [`pg`]: a private, throw-away PostgreSQL server (shared by the tests, stopped at
+//!   exit).
 
 pub mod data;
 pub mod peers;
+pub mod pg;
+pub mod postfix;
 pub mod run;
+pub mod sample_server;
+pub mod system;
 
 pub use data::{Rng, expected_records, fixture, hex, parse_db_dump_p, records_of, unhex};
 pub use peers::{libdb_lookup_misses, peer};
 pub use run::{run_ok, run_ok_with_stdin, run_with_stdin};
+pub use system::{alive, free_port, is_root, mode, postfix_gid, set_mode};

@@ -47,4 +47,3 @@ pub fn run_ok_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
     );
     out
 }
-

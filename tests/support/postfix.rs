@@ -42,12 +42,9 @@
 //! `db/sasldb2` through this crate's [`Transaction`] (root:postfix 0640, atomic
 //! replace); [`PostfixInstance::saslpasswd2`] writes it with Debian's tool.
 
-#![allow(dead_code)]
-
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -55,11 +52,11 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::{Gid, Group, Pid, Uid, chown};
+use nix::unistd::{Pid, Uid, chown};
 use sasldb::record::USER_PASSWORD;
 use sasldb::{Key, Location, Transaction, WriteOptions};
 
-use crate::support::{peer, run_ok_with_stdin};
+use super::{free_port, peer, postfix_gid, run_ok_with_stdin, set_mode};
 
 /// The longest any one client or `postfix` command may take.
 const CMD_TIMEOUT: Duration = Duration::from_secs(20);
@@ -136,12 +133,6 @@ pub struct AuthResult {
     pub code: Option<u16>,
     /// The client's whole output.
     pub transcript: String,
-}
-
-impl AuthResult {
-    pub fn ok(&self) -> bool {
-        self.code == Some(235)
-    }
 }
 
 /// A running private Postfix instance; stopped and removed on drop.
@@ -491,7 +482,7 @@ impl PostfixInstance {
         let d = self.dir().display();
         let o = &self.opts;
         let mut cf = format!(
-            "# Private test instance: see tests/postfix/mod.rs.\n\
+            "# Private test instance: see tests/support/postfix.rs.\n\
              compatibility_level = 3.6\n\
              queue_directory = {d}/queue\n\
              data_directory = {d}/data\n\
@@ -722,13 +713,6 @@ impl Drop for SmtpSession {
 // ---------------------------------------------------------------------------------
 // Helpers
 
-fn postfix_gid() -> Gid {
-    Group::from_name("postfix")
-        .unwrap()
-        .expect("group postfix (installed with the postfix package)")
-        .gid
-}
-
 /// Writes a Postfix configuration file and dates it a minute back: Postfix reads a
 /// dictionary file modified within the last second again and again (300 ms apart)
 /// until it is older, which would cost every command up to 2 s.
@@ -737,19 +721,6 @@ fn write_aged(p: &Path, text: &str) {
     let f = fs::File::options().write(true).open(p).unwrap();
     f.set_modified(SystemTime::now() - Duration::from_secs(60))
         .unwrap();
-}
-
-fn set_mode(p: &Path, mode: u32) {
-    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The three-digit code at the start of an SMTP reply line.

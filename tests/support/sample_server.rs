@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use crate::support::peer;
+use super::peer;
 
 /// The realm the server runs in (`-u`).
 pub const REALM: &str = "example.org";

@@ -27,10 +27,7 @@
 //! directories. A watchdog shell started with the server does the same if the test
 //! binary dies without running `atexit` (killed by a signal).
 
-#![allow(dead_code)]
-
 use std::fs;
-use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -40,7 +37,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, User, chown};
 
-use crate::support::{Rng, run_ok};
+use super::{Rng, alive, free_port, hex, run_ok};
 
 /// The role every test database belongs to.
 pub const ROLE: &str = "sasl";
@@ -66,7 +63,7 @@ pub fn server() -> &'static PgServer {
 }
 
 /// The directory of Debian's server binaries (the newest installed version). A missing
-/// server FAILS the test, like [`crate::support::peer`].
+/// server FAILS the test, like [`super::peer`].
 pub fn pg_bin(name: &str) -> PathBuf {
     let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
         .into_iter()
@@ -109,7 +106,7 @@ impl PgServer {
             .unwrap()
             .keep();
         let mut rng = Rng::new(std::process::id() as u64 ^ 0x9e37);
-        let token = |rng: &mut Rng| crate::support::hex(&rng.bytes(12));
+        let token = |rng: &mut Rng| hex(&rng.bytes(12));
         let superuser_password = token(&mut rng);
         // A colon exercises pgpass escaping. (No `\` or `'`: the plugin pastes
         // sql_passwd into a libpq conninfo string unescaped.)
@@ -332,27 +329,4 @@ extern "C" fn stop_at_exit() {
     if let Some(s) = SERVER.get() {
         s.stop();
     }
-}
-
-/// Whether a process exists and is not a zombie.
-fn alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Whether a path exists (for checks that the server's directory is gone).
-pub fn gone(p: &Path) -> bool {
-    !p.exists()
 }
