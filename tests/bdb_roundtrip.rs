@@ -6,7 +6,7 @@ use sasldb::bdb::{BdbFile, WriteOptions, write_records};
 use sasldb::endian::Endian;
 use sasldb::{Key, Record};
 
-use crate::support::{Rng, libdb_lookup_misses, parse_db_dump_p, peer, records_of, run_ok};
+use crate::support::{Rng, db_dump, libdb_lookup_misses, peer, records_of, run_ok};
 
 /// 10,000 sasldb-shaped records: UTF-8 names, several properties, value lengths from
 /// empty to several pages (so some exceed pagesize/4 at every page size).
@@ -66,9 +66,8 @@ fn check_with_peers(page_size: u32, endian: Endian) {
     );
 
     run_ok(Command::new(peer("db_verify")).arg("-q").arg(&path));
-    let dump = run_ok(Command::new(peer("db_dump")).arg("-p").arg(&path));
     assert!(
-        parse_db_dump_p(&dump.stdout) == pairs,
+        db_dump(&path) == pairs,
         "db_dump -p differs at {page_size} {endian:?}"
     );
     assert_eq!(
@@ -133,8 +132,7 @@ fn checksummed_files_pass_db_verify() {
             },
         );
         run_ok(Command::new(peer("db_verify")).arg("-q").arg(&path));
-        let dump = run_ok(Command::new(peer("db_dump")).arg("-p").arg(&path));
-        assert!(parse_db_dump_p(&dump.stdout) == pairs);
+        assert!(db_dump(&path) == pairs);
         assert_eq!(libdb_lookup_misses(&path, &pairs), 0);
         assert!(records_of(BdbFile::open(&path).unwrap().scan()) == pairs);
     }
@@ -182,8 +180,7 @@ untie %h;
 "#;
         run_ok(Command::new(peer("perl")).arg("-e").arg(script).arg(&path));
         run_ok(Command::new(peer("db_verify")).arg("-q").arg(&path));
-        let dump = run_ok(Command::new(peer("db_dump")).arg("-p").arg(&path));
-        let want = parse_db_dump_p(&dump.stdout);
+        let want = db_dump(&path);
         assert_eq!(want.len(), 1500 + 2000);
         let db = BdbFile::open(&path).unwrap();
         assert!(records_of(db.scan()) == want, "{page_size} {endian:?}");
@@ -293,11 +290,7 @@ fn single_changes_rewrite_only_their_buckets() {
         let pairs: Vec<(Vec<u8>, Vec<u8>)> =
             model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         run_ok(Command::new(peer("db_verify")).arg("-q").arg(&path));
-        let dump = run_ok(Command::new(peer("db_dump")).arg("-p").arg(&path));
-        assert!(
-            parse_db_dump_p(&dump.stdout) == pairs,
-            "{variant}: db_dump differs"
-        );
+        assert!(db_dump(&path) == pairs, "{variant}: db_dump differs");
         assert_eq!(libdb_lookup_misses(&path, &pairs), 0, "{variant}");
         let db = BdbFile::open(&path).unwrap();
         assert!(db.verify().unwrap().warnings.is_empty());

@@ -31,8 +31,8 @@ use sasldb::secrets::{OtpSecret, ScramHash, ScramSecret};
 use sasldb::store::Location;
 use sasldb::{Key, Record};
 
-use crate::secrets::{REALM, otp_login, scram_login};
-use crate::support::{fixture, parse_db_dump_p, peer, postfix_gid, run_ok};
+use crate::support::sample_server::{REALM, otp_login, scram_login};
+use crate::support::{db_dump, fixture, peer, postfix_gid, run_ok};
 
 // ---------------------------------------------------------------------------------
 // The deliberate differences
@@ -694,8 +694,7 @@ type Db = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// Every record of a BDB file, read by libdb's `db_dump -p`.
 fn dump(path: &Path) -> Db {
-    let out = run_ok(Command::new(peer("db_dump")).arg("-p").arg(path));
-    parse_db_dump_p(&out.stdout).into_iter().collect()
+    db_dump(path).into_iter().collect()
 }
 
 /// Every record, read by our library.

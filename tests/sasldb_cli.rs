@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sasldb::record::{AUTH_PASSWORD, USER_PASSWORD};
 use sasldb::{Database, Location, Transaction, WriteOptions};
 
-use crate::support::{is_root, mode, peer, postfix_gid};
+use crate::support::{is_root, mode, peer, postfix_gid, sample_server};
 
 /// `myhostname` of the scratch main.cf: the realm of logins without @.
 const HOST_REALM: &str = "mail.example.com";
@@ -498,7 +498,7 @@ fn import_progress_bar_only_on_a_terminal() {
 fn import_hashed_only_then_scram_login_through_cyrus() {
     let s = Scratch::new();
     let db = s.db();
-    let realm = crate::secrets::REALM;
+    let realm = sample_server::REALM;
     let input = format!("alice@{realm}:correct horse ✓\nbob@{realm}:b:o:b\n");
     s.on_in(&db, &["import", "--hashed-only"], input.as_bytes())
         .ok()
@@ -514,11 +514,11 @@ fn import_hashed_only_then_scram_login_through_cyrus() {
         .ok()
         .out_has(&format!("alice@{realm}: authPassword\n"));
 
-    crate::secrets::scram_login(s.dir.path(), &db, "SCRAM-SHA-1", "alice", "correct horse ✓")
+    sample_server::scram_login(s.dir.path(), &db, "SCRAM-SHA-1", "alice", "correct horse ✓")
         .unwrap_or_else(|e| panic!("SCRAM-SHA-1 login with the right password: {e}"));
-    crate::secrets::scram_login(s.dir.path(), &db, "SCRAM-SHA-1", "bob", "b:o:b")
+    sample_server::scram_login(s.dir.path(), &db, "SCRAM-SHA-1", "bob", "b:o:b")
         .unwrap_or_else(|e| panic!("bob: {e}"));
-    let err = crate::secrets::scram_login(s.dir.path(), &db, "SCRAM-SHA-1", "alice", "wrong")
+    let err = sample_server::scram_login(s.dir.path(), &db, "SCRAM-SHA-1", "alice", "wrong")
         .expect_err("a wrong password must fail");
     assert!(err.contains("authentication failure"), "{err}");
 

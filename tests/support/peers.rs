@@ -60,3 +60,61 @@ print "$miss\n";
     );
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
+
+/// Every record of a Berkeley DB file as libdb's `db_dump -p` prints it, as sorted
+/// (key, value) pairs.
+pub fn db_dump(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let out = run_ok(Command::new(peer("db_dump")).arg("-p").arg(path));
+    parse_db_dump_p(&out.stdout)
+}
+
+/// Parses `db_dump -p` output into sorted (key, value) pairs.
+fn parse_db_dump_p(out: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let text = out;
+    let mut lines = text.split(|&b| b == b'\n');
+    for l in lines.by_ref() {
+        if l == b"HEADER=END" {
+            break;
+        }
+    }
+    let mut items = Vec::new();
+    for l in lines {
+        if l == b"DATA=END" {
+            break;
+        }
+        assert!(
+            l.first() == Some(&b' '),
+            "unexpected db_dump line {:?}",
+            String::from_utf8_lossy(l)
+        );
+        items.push(unescape_dump(&l[1..]));
+    }
+    assert!(items.len() % 2 == 0);
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = items
+        .chunks(2)
+        .map(|c| (c[0].clone(), c[1].clone()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+fn unescape_dump(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'\\' {
+            if s.get(i + 1) == Some(&b'\\') {
+                out.push(b'\\');
+                i += 2;
+            } else {
+                let h = std::str::from_utf8(&s[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(h, 16).unwrap());
+                i += 3;
+            }
+        } else {
+            out.push(s[i]);
+            i += 1;
+        }
+    }
+    out
+}

@@ -1,7 +1,9 @@
 //! Logins through libsasl's own server: `sasl-sample-server` (Debian's sasl2-bin)
 //! driven line by line, with gsasl as the client or raw client messages. Used by the
-//! secrets and SQLite tests to prove a secret we wrote is one libsasl accepts.
+//! secrets, SQLite and tool tests to prove a secret we wrote is one libsasl accepts;
+//! [`scram_login`] and [`otp_login`] log in against a sasldb file.
 
+use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -11,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use sasldb::secrets::OtpAlgorithm;
+use sasldb::secrets::otp::otp_chain;
 
 use super::peer;
 
@@ -230,4 +234,83 @@ pub fn gsasl_login(
         }
         Err(why) => Err(format!("{}\ngsasl stderr: {cli_err}", srv.fail(&why))),
     }
+}
+
+// ---------------------------------------------------------------------------------
+// Logins against a sasldb file
+
+/// Writes `sample.conf` (sasldb auxprop on `db`) under `dir/conf` and starts
+/// libsasl's sample server for `mech`.
+fn sasldb_server(dir: &Path, db: &Path, mech: &str, env: &[(&str, &Path)]) -> Server {
+    let confdir = dir.join("conf");
+    fs::create_dir_all(&confdir).unwrap();
+    fs::write(
+        confdir.join("sample.conf"),
+        format!(
+            "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nsasldb_path: {}\n\
+             mech_list: SCRAM-SHA-1 SCRAM-SHA-256 OTP\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    Server::start(dir, &confdir, mech, env)
+}
+
+/// A SCRAM login with gsasl as the client against the sasldb `db`. Ok(transcript)
+/// when libsasl completes the negotiation, Err(transcript and stderr) otherwise.
+pub fn scram_login(
+    dir: &Path,
+    db: &Path,
+    mech: &str,
+    user: &str,
+    pw: &str,
+) -> Result<String, String> {
+    gsasl_login(sasldb_server(dir, db, mech, &[]), dir, mech, user, pw)
+}
+
+/// An OTP login answering the server's challenge with `hex:` of the chain value
+/// computed from `pw`. Returns the challenge too.
+pub fn otp_login(
+    dir: &Path,
+    db: &Path,
+    user: &str,
+    pw: &str,
+    env: &[(&str, &Path)],
+) -> (String, Result<String, String>) {
+    let mut srv = sasldb_server(dir, db, "OTP", env);
+    let deadline = Instant::now() + STEP;
+    let mut challenge = String::new();
+    let result = (|| {
+        // mech NUL authzid(empty) NUL authid
+        srv.send(format!("OTP\0\0{user}").as_bytes())?;
+        let Turn::Challenge(c) = srv.turn(deadline)? else {
+            return Err("no challenge".to_owned());
+        };
+        challenge = String::from_utf8(c).map_err(|e| e.to_string())?;
+        // "otp-md5 498 vm1234 ext"
+        let f: Vec<&str> = challenge.split_whitespace().collect();
+        let alg = OtpAlgorithm::from_name(f[0].trim_start_matches("otp-")).unwrap();
+        let seq: u32 = f[1].parse().unwrap();
+        let value = otp_chain(alg, f[2].as_bytes(), pw.as_bytes(), seq).unwrap();
+        let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
+        srv.send(format!("hex:{hex}").as_bytes())?;
+        match srv.turn(deadline)? {
+            Turn::Complete => Ok(()),
+            Turn::Challenge(_) => Err("unexpected second challenge".to_owned()),
+        }
+    })();
+    let result = match result {
+        Ok(()) => {
+            // Let the server finish its own exit path before we read the database.
+            let log = srv.log.clone();
+            srv.peer.finish();
+            Ok(log)
+        }
+        Err(why) => {
+            // Let the server exit by itself: on the way out it unlocks the secret.
+            srv.peer.wait_exit(Instant::now() + STEP, &mut srv.log);
+            Err(srv.fail(&why))
+        }
+    };
+    (challenge, result)
 }
