@@ -32,7 +32,7 @@ use sasldb::store::Location;
 use sasldb::{Key, Record};
 
 use crate::support::sample_server::{REALM, otp_login, scram_login};
-use crate::support::{db_dump, fixture, peer, postfix_gid, run_ok};
+use crate::support::{db_dump, fixture, key, peer, postfix_gid, run_ok};
 
 // ---------------------------------------------------------------------------------
 // The deliberate differences
@@ -705,15 +705,6 @@ fn ours_read(path: &Path) -> Db {
         .into_iter()
         .map(|r| (r.key, r.value.to_vec()))
         .collect()
-}
-
-fn key(user: &str, realm: &str, prop: &str) -> Vec<u8> {
-    let mut k = user.as_bytes().to_vec();
-    k.push(0);
-    k.extend_from_slice(realm.as_bytes());
-    k.push(0);
-    k.extend_from_slice(prop.as_bytes());
-    k
 }
 
 /// Keys rendered as `user@realm: prop` for messages and property-set comparisons.

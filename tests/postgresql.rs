@@ -27,7 +27,7 @@ use sasldb::{Database, Format, Key, Location, Transaction, WriteOptions};
 
 use crate::support::pg::{PgServer, ROLE, server};
 use crate::support::postfix::{Mech, Options, PostfixInstance};
-use crate::support::{Rng, hex, peer, run_with_stdin};
+use crate::support::{Rng, hex, key, peer, run_with_stdin};
 
 /// Runs our `sasldb` binary with the server's environment (PGPASSFILE).
 fn sasldb(srv: &PgServer, args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -94,10 +94,6 @@ fn file_records(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
         .into_iter()
         .map(|r| (r.key, r.value.to_vec()))
         .collect()
-}
-
-fn key(user: &str, realm: &str, prop: &str) -> Vec<u8> {
-    Key::new(user, realm, prop).unwrap().encode()
 }
 
 fn write_opts() -> WriteOptions {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sasldb::record::{AUTH_PASSWORD, USER_PASSWORD};
 use sasldb::{Database, Location, Transaction, WriteOptions};
 
-use crate::support::{is_root, mode, peer, postfix_gid, sample_server};
+use crate::support::{is_root, key, mode, peer, postfix_gid, sample_server};
 
 /// `myhostname` of the scratch main.cf: the realm of logins without @.
 const HOST_REALM: &str = "mail.example.com";
@@ -203,17 +203,6 @@ fn records(db: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
         .into_iter()
         .map(|r| (r.key, r.value.to_vec()))
         .collect()
-}
-
-fn key(user: &str, realm: &str, prop: &str) -> Vec<u8> {
-    [
-        user.as_bytes(),
-        b"\0",
-        realm.as_bytes(),
-        b"\0",
-        prop.as_bytes(),
-    ]
-    .concat()
 }
 
 fn value(db: &Path, user: &str, realm: &str, prop: &str) -> Option<Vec<u8>> {

@@ -27,7 +27,7 @@ use sasldb::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
 use sasldb::sqlite::{APPLICATION_ID, PLUGIN_CONFIG, SqliteFile};
 use sasldb::{Backend, Database, Error, Format, Key, Location, Transaction, WriteOptions};
 
-use crate::support::{Rng, is_root, peer, postfix_gid, run_ok, run_with_stdin, unhex};
+use crate::support::{Rng, is_root, key, peer, postfix_gid, run_ok, run_with_stdin, unhex};
 
 use crate::support::sample_server::{Peer, REALM, STEP, Server, Turn, gsasl_login};
 
@@ -43,17 +43,13 @@ fn opts() -> WriteOptions {
     }
 }
 
-fn key(user: &str, prop: &str) -> Vec<u8> {
-    Key::new(user, REALM, prop).unwrap().encode()
-}
-
 /// Writes `(user, property, value)` rows (None deletes) in one transaction.
 fn write(db: &Path, rows: &[(&str, &str, Option<&[u8]>)]) -> sasldb::CommitReport {
     let mut t = Transaction::begin(&loc(db), &opts()).unwrap();
     for (u, p, v) in rows {
         match v {
-            Some(v) => t.put_raw(key(u, p), v.to_vec().into()),
-            None => t.delete_raw(key(u, p)),
+            Some(v) => t.put_raw(key(u, REALM, p), v.to_vec().into()),
+            None => t.delete_raw(key(u, REALM, p)),
         }
     }
     t.commit().unwrap()
@@ -94,11 +90,11 @@ fn shell_rows(db: &Path) -> Vec<(Vec<u8>, Vec<u8>, String)> {
     .map(|l| {
         let f: Vec<&str> = l.split('|').collect();
         assert_eq!(f.len(), 5, "{l}");
-        let mut k = unhex(f[0].as_bytes());
-        k.push(0);
-        k.extend(unhex(f[1].as_bytes()));
-        k.push(0);
-        k.extend(unhex(f[2].as_bytes()));
+        let k = key(
+            unhex(f[0].as_bytes()),
+            unhex(f[1].as_bytes()),
+            unhex(f[2].as_bytes()),
+        );
         (k, unhex(f[3].as_bytes()), f[4].to_owned())
     })
     .collect();
@@ -208,10 +204,10 @@ fn roundtrip_10000_random_records_with_the_sqlite3_shell() {
     // clear() empties the table in the same transaction as the new puts.
     let mut t = Transaction::begin(&loc(&db), &opts()).unwrap();
     t.clear();
-    t.put_raw(key("only", USER_PASSWORD), b"one".to_vec().into());
+    t.put_raw(key("only", REALM, USER_PASSWORD), b"one".to_vec().into());
     assert_eq!(t.commit().unwrap().records, Some(1));
     let mut only = BTreeMap::new();
-    only.insert(key("only", USER_PASSWORD), b"one".to_vec());
+    only.insert(key("only", REALM, USER_PASSWORD), b"one".to_vec());
     check_against_shell(&db, &only);
 }
 
@@ -545,9 +541,9 @@ fn concurrent_foreign_writer_is_waited_for() {
     assert_eq!(
         users,
         [
-            key("alice", USER_PASSWORD),
-            key("bob", USER_PASSWORD),
-            key("cyrus", USER_PASSWORD)
+            key("alice", REALM, USER_PASSWORD),
+            key("bob", REALM, USER_PASSWORD),
+            key("cyrus", REALM, USER_PASSWORD)
         ]
     );
 }
@@ -565,7 +561,7 @@ fn read_all(db: &Path) -> Option<Error> {
         Ok(d) => d,
         Err(e) => return Some(e),
     };
-    let _ = d.get_raw(&key("alice", USER_PASSWORD));
+    let _ = d.get_raw(&key("alice", REALM, USER_PASSWORD));
     let recs = match d.records() {
         Ok(r) => r,
         Err(e) => return Some(e),
@@ -604,7 +600,7 @@ fn hostile_random_bytes_behind_the_sqlite_header() {
         assert!(msg.contains("hostile.sqlite"), "{msg}");
         // Writing refuses too, and leaves the file as it was.
         let w = Transaction::begin(&loc(&db), &opts()).and_then(|mut t| {
-            t.put_raw(key("x", USER_PASSWORD), b"y".to_vec().into());
+            t.put_raw(key("x", REALM, USER_PASSWORD), b"y".to_vec().into());
             t.commit()
         });
         one_line(&w.expect_err("writing a hostile file must fail"));
@@ -712,9 +708,9 @@ fn hand_made_table_is_read_and_written() {
     assert_eq!(
         recs,
         [
-            (key("42", USER_PASSWORD), b"7".to_vec()),
-            (key("amy", USER_PASSWORD), b"a".to_vec()),
-            (key("zed", USER_PASSWORD), b"z".to_vec()),
+            (key("42", REALM, USER_PASSWORD), b"7".to_vec()),
+            (key("amy", REALM, USER_PASSWORD), b"a".to_vec()),
+            (key("zed", REALM, USER_PASSWORD), b"z".to_vec()),
         ]
     );
     drop(d);
@@ -742,7 +738,7 @@ fn wal_file_is_converted_and_empty_file_initialised() {
     assert_eq!(sqlite3_rw(&db, "PRAGMA journal_mode = WAL"), ["wal"]);
     let header = fs::read(&db).unwrap();
     assert_eq!((header[18], header[19]), (2, 2), "not a WAL file");
-    assert_eq!(ours_keys(&db), [key("alice", USER_PASSWORD)]);
+    assert_eq!(ours_keys(&db), [key("alice", REALM, USER_PASSWORD)]);
     let report = write(&db, &[("bob", USER_PASSWORD, Some(b"b"))]);
     assert!(
         report
@@ -756,7 +752,10 @@ fn wal_file_is_converted_and_empty_file_initialised() {
     assert_eq!((header[18], header[19]), (1, 1), "still in WAL mode");
     assert_eq!(
         ours_keys(&db),
-        [key("alice", USER_PASSWORD), key("bob", USER_PASSWORD)]
+        [
+            key("alice", REALM, USER_PASSWORD),
+            key("bob", REALM, USER_PASSWORD)
+        ]
     );
 
     // A zero-byte file (what sqlite3_open leaves behind) becomes a new database.
@@ -764,7 +763,7 @@ fn wal_file_is_converted_and_empty_file_initialised() {
     fs::write(&empty, b"").unwrap();
     write(&empty, &[("carol", USER_PASSWORD, Some(b"c"))]);
     assert!(SqliteFile::open(&empty).unwrap().is_ours());
-    assert_eq!(ours_keys(&empty), [key("carol", USER_PASSWORD)]);
+    assert_eq!(ours_keys(&empty), [key("carol", REALM, USER_PASSWORD)]);
 }
 
 fn sqlite3_rw(db: &Path, sql: &str) -> Vec<String> {

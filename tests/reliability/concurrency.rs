@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use sasldb::Format;
 
-use super::{FORMATS, Scratch, format_check, pw_key, read_all};
-use crate::support::peer;
+use super::{FORMATS, Scratch, format_check, read_all};
+use crate::support::{key, peer};
 
 const WRITERS: usize = 8;
 const PER_WRITER: usize = 500;
@@ -160,7 +160,7 @@ fn run_format(prefix: &str, format: Format) {
     let mut missing = 0;
     for w in 0..WRITERS {
         for i in 0..PER_WRITER {
-            let k = pw_key(&format!("w{w}-{i:03}"), REALM);
+            let k = key(format!("w{w}-{i:03}"), REALM, "userPassword");
             if records.get(&k).map(|v| &v[..]) != Some(password(w, i).as_bytes()) {
                 missing += 1;
             }

@@ -21,8 +21,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use sasldb::Format;
 
-use super::{FORMATS, Scratch, format_check, pw_key, read_all, temp_files};
+use super::{FORMATS, Scratch, format_check, read_all, temp_files};
 use crate::support::Rng;
+use crate::support::key;
 
 /// Kills per format in the test command.
 const SHORT_KILLS: usize = 25;
@@ -107,7 +108,10 @@ fn verify(path: &Path, format: Format, what: &str) -> BTreeMap<String, Option<Ve
     let mut found = BTreeMap::new();
     for u in 0..USERS {
         let user = format!("u{u:04}");
-        found.insert(user.clone(), records.get(&pw_key(&user, REALM)).cloned());
+        found.insert(
+            user.clone(),
+            records.get(&key(&user, REALM, "userPassword")).cloned(),
+        );
     }
     found
 }

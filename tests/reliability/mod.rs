@@ -91,13 +91,6 @@ pub fn read_all(path: &Path, format: sasldb::Format) -> sasldb::Result<Vec<(Vec<
     Ok(v)
 }
 
-/// The key of `user@realm`'s userPassword.
-pub fn pw_key(user: &str, realm: &str) -> Vec<u8> {
-    sasldb::Key::new(user, realm, "userPassword")
-        .unwrap()
-        .encode()
-}
-
 /// Temporary files a writer left next to `db` (`.<name>.sasldb-tmp-*`).
 pub fn temp_files(db: &Path) -> Vec<PathBuf> {
     let prefix = format!(".{}.sasldb-tmp-", db.file_name().unwrap().to_string_lossy());

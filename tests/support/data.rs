@@ -26,16 +26,17 @@ pub fn expected_records(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
                 "bad expected line {:?}",
                 String::from_utf8_lossy(line)
             );
-            let mut key = parts[0].to_vec();
-            key.push(0);
-            key.extend_from_slice(parts[1]);
-            key.push(0);
-            key.extend_from_slice(parts[2]);
-            (key, unhex(parts[3]))
+            (key(parts[0], parts[1], parts[2]), unhex(parts[3]))
         })
         .collect();
     out.sort();
     out
+}
+
+/// The stored key of `user@realm`'s property `prop`: `user NUL realm NUL prop`, encoded
+/// here by hand so that it checks the library's encoder rather than repeating it.
+pub fn key(user: impl AsRef<[u8]>, realm: impl AsRef<[u8]>, prop: impl AsRef<[u8]>) -> Vec<u8> {
+    [user.as_ref(), b"\0", realm.as_ref(), b"\0", prop.as_ref()].concat()
 }
 
 pub fn unhex(h: &[u8]) -> Vec<u8> {

@@ -18,7 +18,7 @@ pub mod run;
 pub mod sample_server;
 pub mod system;
 
-pub use data::{Rng, expected_records, fixture, hex, records_of, unhex};
+pub use data::{Rng, expected_records, fixture, hex, key, records_of, unhex};
 pub use peers::{db_dump, libdb_lookup_misses, peer};
 pub use run::{run_ok, run_ok_with_stdin, run_with_stdin};
 pub use system::{alive, free_port, is_root, mode, postfix_gid, set_mode};
