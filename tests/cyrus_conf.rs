@@ -11,6 +11,8 @@ use std::process::{Command, ExitStatus, Stdio};
 use sasldb::bdb::BdbFile;
 use sasldb::cyrus_conf::{self, SaslConf, debian_multiarch, default_conf_path};
 
+use crate::support::in_parallel;
+
 fn saslpasswd2() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -56,26 +58,6 @@ fn run(search: &OsStr, app: &str, db: Option<&Path>, user: &str) -> (ExitStatus,
 
 fn search(dirs: &[&Path]) -> OsString {
     std::env::join_paths(dirs).expect("join paths")
-}
-
-/// Runs `case` on every input in parallel and reports all failures at once.
-fn in_parallel<T: Sync>(inputs: &[T], case: impl Fn(&T) -> Result<(), String> + Sync) {
-    let failures: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = inputs.iter().map(|i| s.spawn(|| case(i))).collect();
-        handles
-            .into_iter()
-            .filter_map(|h| match h.join() {
-                Ok(r) => r.err(),
-                Err(_) => Some("a case panicked (see above)".to_owned()),
-            })
-            .collect()
-    });
-    assert!(
-        failures.is_empty(),
-        "{} failure(s):\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
 }
 
 #[test]

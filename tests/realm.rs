@@ -15,6 +15,8 @@ use sasldb::postfix::{
     find_postconf, system_hostname,
 };
 
+use crate::support::in_parallel;
+
 /// The real postconf, or a loud failure.
 fn postconf() -> PathBuf {
     find_postconf().unwrap_or_else(|| {
@@ -305,27 +307,6 @@ fn realm_variants_match_postconf() {
             ))
         }
     });
-}
-
-/// Runs `case` on every input in parallel (a failing postconf sleeps 1 s before it
-/// exits, by Postfix design) and panics with all failures at once.
-fn in_parallel<T: Sync>(inputs: &[T], case: impl Fn(&T) -> Result<(), String> + Sync) {
-    let failures: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = inputs.iter().map(|i| s.spawn(|| case(i))).collect();
-        handles
-            .into_iter()
-            .filter_map(|h| match h.join() {
-                Ok(r) => r.err(),
-                Err(_) => Some("a case panicked (see above)".to_owned()),
-            })
-            .collect()
-    });
-    assert!(
-        failures.is_empty(),
-        "{} failure(s):\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
 }
 
 #[test]

@@ -20,5 +20,5 @@ pub mod system;
 
 pub use data::{Rng, expected_records, fixture, hex, key, records_of, unhex};
 pub use peers::{db_dump, libdb_lookup_misses, peer};
-pub use run::{run_ok, run_ok_with_stdin, run_with_stdin};
+pub use run::{in_parallel, run_ok, run_ok_with_stdin, run_with_stdin};
 pub use system::{alive, free_port, is_root, mode, postfix_gid, set_mode};

@@ -47,3 +47,24 @@ pub fn run_ok_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
     );
     out
 }
+
+/// Runs `case` on every input in parallel (each one a thread: the cases mostly wait
+/// for peer tools) and panics with all failures at once.
+pub fn in_parallel<T: Sync>(inputs: &[T], case: impl Fn(&T) -> Result<(), String> + Sync) {
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = inputs.iter().map(|i| s.spawn(|| case(i))).collect();
+        handles
+            .into_iter()
+            .filter_map(|h| match h.join() {
+                Ok(r) => r.err(),
+                Err(_) => Some("a case panicked (see above)".to_owned()),
+            })
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
