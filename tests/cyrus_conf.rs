@@ -11,25 +11,11 @@ use std::process::{Command, ExitStatus, Stdio};
 use sasldb::bdb::BdbFile;
 use sasldb::cyrus_conf::{self, SaslConf, debian_multiarch, default_conf_path};
 
-use crate::support::in_parallel;
-
-fn saslpasswd2() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin")])
-        .map(|d| d.join("saslpasswd2"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "PEER MISSING: Cyrus SASL's `saslpasswd2` is not on PATH nor in /usr/sbin; \
-                 these tests compare against it (apt-get install sasl2-bin)"
-            )
-        })
-}
+use crate::support::{in_parallel, peer};
 
 /// `echo pw | SASL_CONF_PATH=search saslpasswd2 -p -a app [-f db] user`.
 fn run(search: &OsStr, app: &str, db: Option<&Path>, user: &str) -> (ExitStatus, String) {
-    let mut cmd = Command::new(saslpasswd2());
+    let mut cmd = Command::new(peer("saslpasswd2"));
     cmd.env("SASL_CONF_PATH", search).args(["-p", "-a", app]);
     if let Some(db) = db {
         cmd.arg("-f").arg(db);

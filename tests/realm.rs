@@ -6,26 +6,16 @@
 //! printed. The peer is required: without `postconf` these tests fail.
 
 use std::fs::OpenOptions;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use sasldb::postfix::{
     LOCAL_DOMAIN_PARAM, MainCf, Method, RealmQuery, RealmSource, UsePostconf, default_realm,
-    find_postconf, system_hostname,
+    system_hostname,
 };
 
-use crate::support::in_parallel;
-
-/// The real postconf, or a loud failure.
-fn postconf() -> PathBuf {
-    find_postconf().unwrap_or_else(|| {
-        panic!(
-            "PEER MISSING: Postfix's `postconf` is not on PATH nor at /usr/sbin/postconf; \
-             these tests compare against it (apt-get install postfix)"
-        )
-    })
-}
+use crate::support::{in_parallel, peer};
 
 /// Writes `main.cf` (and an empty `master.cf`, which postconf otherwise warns about)
 /// into a new scratch directory. main.cf's mtime is set an hour back: postconf
@@ -51,7 +41,7 @@ fn write_main_cf(dir: &Path, text: &str) {
 /// What the real postconf prints: `Ok((smtpd_sasl_local_domain, myhostname))`, or
 /// `Err(stderr)` when it fails.
 fn real(dir: &Path) -> Result<(Vec<u8>, Vec<u8>), String> {
-    let out = Command::new(postconf())
+    let out = Command::new(peer("postconf"))
         .arg("-c")
         .arg(dir)
         .args(["-xh", LOCAL_DOMAIN_PARAM, "myhostname"])
@@ -125,7 +115,7 @@ fn check(name: &str, main_cf: &str) -> String {
         "{name}"
     );
 
-    let program = postconf();
+    let program = peer("postconf");
     let ran = default_realm(&query(dir.path(), UsePostconf::Program(program.clone())))
         .unwrap_or_else(|e| panic!("{name}: postconf path failed: {e}"));
     assert_eq!(
@@ -338,7 +328,7 @@ fn broken_main_cf_fails_like_postconf() {
             "unreasonable macro call nesting",
         ),
     ];
-    let program = postconf();
+    let program = peer("postconf");
     in_parallel(&cases, |&(name, main_cf, needle)| {
         let dir = config(main_cf);
         // Both postconf runs fail, and each failure costs a second: run them together.
@@ -441,7 +431,7 @@ fn postconf_warnings_become_notes() {
         dir.path(),
         "myhostname = a.example\nmyhostname = b.example\n",
     );
-    let r = default_realm(&query(dir.path(), UsePostconf::Program(postconf()))).unwrap();
+    let r = default_realm(&query(dir.path(), UsePostconf::Program(peer("postconf")))).unwrap();
     assert!(matches!(r.method, Method::Postconf(_)));
     assert_eq!(r.realm, "b.example");
     assert!(
@@ -470,7 +460,7 @@ fn postconf_warnings_become_notes() {
 #[test]
 fn no_main_cf_means_no_postfix() {
     let dir = tempfile::tempdir().unwrap();
-    let r = default_realm(&query(dir.path(), UsePostconf::Program(postconf()))).unwrap();
+    let r = default_realm(&query(dir.path(), UsePostconf::Program(peer("postconf")))).unwrap();
     assert_eq!(r.method, Method::NoPostfix);
     assert_eq!(r.source, RealmSource::Hostname);
     assert_eq!(r.realm, system_hostname().unwrap().to_ascii_lowercase());
