@@ -8,12 +8,11 @@ use std::process::{Command, Output};
 use sasldb::bdb::{WriteOptions as BdbWriteOptions, write_records};
 use sasldb::{Database, Key, Location, Record};
 
-use crate::support::{Rng, db_dump, peer, records_of, run_ok};
+use crate::support::{Rng, db_dump, ours, peer, records_of, run_ok};
 
 fn sasldb(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sasldb"))
+    ours::sasldb()
         .args(args)
-        .env_remove("SASLDB_GROUP")
         .env("SASL_CONF_PATH", "/nonexistent")
         .output()
         .unwrap()

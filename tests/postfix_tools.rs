@@ -4,72 +4,31 @@
 //! logins that keep working while `sasldb import --mode replace-all` rewrites 50,000
 //! users underneath a running smtpd.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::postfix::{Mech, Options, PostfixInstance};
-use crate::support::postfix_gid;
+use crate::support::{postfix_gid, run_ok_with_stdin};
 
 /// Runs one of our binaries for this instance: its Postfix config decides the
 /// default realm; no Cyrus config, no group override.
 fn ours(inst: &PostfixInstance, bin: &str, args: &[&str], stdin: &[u8]) -> Output {
-    let exe = match bin {
-        "saslpasswd2" => env!("CARGO_BIN_EXE_saslpasswd2"),
-        "sasldb" => env!("CARGO_BIN_EXE_sasldb"),
-        other => panic!("unknown binary {other}"),
-    };
-    let empty_conf = inst.dir().join("tools/empty-sasl-conf");
-    std::fs::create_dir_all(&empty_conf).unwrap();
-    let mut child = Command::new(exe)
-        .args(args)
-        .env("MAIL_CONFIG", inst.conf_dir())
-        .env("SASL_CONF_PATH", &empty_conf)
-        .env_remove("SASLDB_GROUP")
-        .env_remove("POSIXLY_CORRECT")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{bin} {args:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    run_ok_with_stdin(inst.ours(bin).args(args), stdin)
 }
 
 fn db_arg(inst: &PostfixInstance) -> String {
     inst.sasldb().display().to_string()
 }
 
-/// Every login must get `want`; all are tried, then every failure is reported.
+/// Every login must get `want` with PLAIN, LOGIN and CRAM-MD5; all are tried, then
+/// every failure is reported ([`PostfixInstance::check_logins`]).
 fn expect_all(inst: &PostfixInstance, cases: &[(&str, &str, u16)]) {
-    let mut failures = Vec::new();
-    for &(login, pw, want) in cases {
-        for mech in [Mech::Plain, Mech::Login, Mech::CramMd5] {
-            let r = inst.auth(login, pw, mech);
-            if r.code != Some(want) {
-                failures.push(format!(
-                    "{} {login:?}/{pw:?}: expected {want}, got {:?}\n{}",
-                    mech.name(),
-                    r.code,
-                    r.transcript
-                ));
-            }
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{}\n--- maillog ---\n{}",
-        failures.join("\n"),
-        inst.log()
-    );
+    let logins: Vec<(&str, &str, Mech, u16)> = cases
+        .iter()
+        .flat_map(|&(login, pw, want)| Mech::SWAKS.map(|mech| (login, pw, mech, want)))
+        .collect();
+    inst.check_logins(&logins);
 }
 
 #[test]

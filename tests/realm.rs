@@ -5,37 +5,23 @@
 //! our paths (the main.cf parser and the postconf runner) must agree with what it
 //! printed. The peer is required: without `postconf` these tests fail.
 
-use std::fs::OpenOptions;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, SystemTime};
 
 use sasldb::postfix::{
     LOCAL_DOMAIN_PARAM, MainCf, Method, RealmQuery, RealmSource, UsePostconf, default_realm,
     system_hostname,
 };
 
-use crate::support::{in_parallel, peer};
+use crate::support::{in_parallel, peer, write_aged};
 
 /// Writes `main.cf` (and an empty `master.cf`, which postconf otherwise warns about)
-/// into a new scratch directory. main.cf's mtime is set an hour back: postconf
-/// re-reads a file modified within the last second, sleeping 300 ms per round.
+/// into a new scratch directory. main.cf is dated an hour back ([`write_aged`]).
 fn config(main_cf: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    write_main_cf(dir.path(), main_cf);
+    write_aged(&dir.path().join("main.cf"), main_cf);
     std::fs::write(dir.path().join("master.cf"), "").expect("write master.cf");
     dir
-}
-
-fn write_main_cf(dir: &Path, text: &str) {
-    let path = dir.join("main.cf");
-    std::fs::write(&path, text).expect("write main.cf");
-    let f = OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .expect("open main.cf");
-    f.set_modified(SystemTime::now() - Duration::from_secs(3600))
-        .expect("set mtime");
 }
 
 /// What the real postconf prints: `Ok((smtpd_sasl_local_domain, myhostname))`, or
@@ -427,8 +413,8 @@ fn expansion_matches_postconf() {
 fn postconf_warnings_become_notes() {
     // No master.cf: postconf warns on stderr; the warning must end up in the notes.
     let dir = tempfile::tempdir().unwrap();
-    write_main_cf(
-        dir.path(),
+    write_aged(
+        &dir.path().join("main.cf"),
         "myhostname = a.example\nmyhostname = b.example\n",
     );
     let r = default_realm(&query(dir.path(), UsePostconf::Program(peer("postconf")))).unwrap();

@@ -19,7 +19,7 @@
 //! no `alternate_config_directories` entry for that (only the set-gid commands
 //! `postdrop`/`postqueue` check the list), so nothing under `/etc/postfix` is written
 //! (the scripts only read `postfix-files` there): this machine need not even have a
-//! main.cf. main.cf and master.cf are dated a minute back, else every Postfix command
+//! main.cf. main.cf and master.cf are dated an hour back, else every Postfix command
 //! re-reads a just-written main.cf for up to 2 s. Logging goes to `maillog_file`
 //! through `postlogd` (Postfix 3.4+), so no syslog daemon and no `/dev/log` are
 //! needed. No service is chrooted (column 5 = `n`) unless [`Options::chroot`] asks for
@@ -40,14 +40,15 @@
 //!
 //! Database side: [`PostfixInstance::put`], [`PostfixInstance::delete_user`] write
 //! `db/sasldb2` through this crate's [`Transaction`] (root:postfix 0640, atomic
-//! replace); [`PostfixInstance::saslpasswd2`] writes it with Debian's tool.
+//! replace); [`PostfixInstance::saslpasswd2`] writes it with Debian's tool. [`PostfixInstance::ours`] is one of
+//! our binaries set up for the instance.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -56,7 +57,7 @@ use nix::unistd::{Pid, Uid, chown};
 use sasldb::record::USER_PASSWORD;
 use sasldb::{Key, Location, Transaction, WriteOptions};
 
-use super::{free_port, peer, postfix_gid, run_ok_with_stdin, set_mode};
+use super::{free_port, ours, peer, postfix_gid, run_ok_with_stdin, set_mode, write_aged};
 
 /// The longest any one client or `postfix` command may take.
 const CMD_TIMEOUT: Duration = Duration::from_secs(20);
@@ -311,6 +312,18 @@ impl PostfixInstance {
         self.saslpasswd2_raw(user, realm, password);
         chown(&self.sasldb(), None, Some(postfix_gid())).unwrap();
         set_mode(&self.sasldb(), 0o640);
+    }
+
+    /// One of our binaries ([`ours::command`]) set up for this instance: its Postfix
+    /// configuration (`MAIL_CONFIG`) decides the default realm, and `SASL_CONF_PATH`
+    /// is an empty directory.
+    pub fn ours(&self, name: &str) -> Command {
+        let empty_conf = self.dir().join("tools/empty-sasl-conf");
+        fs::create_dir_all(&empty_conf).unwrap();
+        let mut cmd = ours::command(name);
+        cmd.env("MAIL_CONFIG", self.conf_dir())
+            .env("SASL_CONF_PATH", &empty_conf);
+        cmd
     }
 
     // -----------------------------------------------------------------------------
@@ -712,16 +725,6 @@ impl Drop for SmtpSession {
 
 // ---------------------------------------------------------------------------------
 // Helpers
-
-/// Writes a Postfix configuration file and dates it a minute back: Postfix reads a
-/// dictionary file modified within the last second again and again (300 ms apart)
-/// until it is older, which would cost every command up to 2 s.
-fn write_aged(p: &Path, text: &str) {
-    fs::write(p, text).unwrap();
-    let f = fs::File::options().write(true).open(p).unwrap();
-    f.set_modified(SystemTime::now() - Duration::from_secs(60))
-        .unwrap();
-}
 
 /// The three-digit code at the start of an SMTP reply line.
 fn reply_code(line: &str) -> Option<u16> {
