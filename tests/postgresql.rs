@@ -1,9 +1,10 @@
 //! The PostgreSQL store against a real PostgreSQL 15 server (Debian's `postgresql`,
-//! a private instance from [`crate::support::pg`]) and Cyrus SASL 2.1.28's `sql` auxprop plugin
-//! (`sql_engine: pgsql`, Debian's `libsasl2-modules-sql`).
+//! a private instance from [`crate::support::pg`]) and Cyrus SASL 2.1.28's `sql`
+//! auxprop plugin (`sql_engine: pgsql`, Debian's `libsasl2-modules-sql`).
 //!
 //! - `sasldb_*`: the `sasldb` binary with a `postgresql://` URL: `init`, a 10,000-user
-//!   `import`, `convert` from Berkeley DB and back, two concurrent imports, the lock.
+//!   `import`, `convert` from Berkeley DB and back, two concurrent imports, the lock;
+//!   `check` and `sync-chroot` on a database that is not a file.
 //! - `connection_*`: URLs, pgpass, the PG* environment, one-line errors.
 //! - `store_*`: values kept byte for byte, the plugin's "NULL means delete" trigger.
 //! - `postfix_*`: a private Postfix smtpd whose Cyrus SASL uses the pgsql plugin, with
@@ -25,25 +26,17 @@ use sasldb::pgsql::{self, PLUGIN_CONFIG};
 use sasldb::record::USER_PASSWORD;
 use sasldb::{Database, Format, Key, Location, Transaction, WriteOptions};
 
+use crate::support::ours::{self, finding, problems};
 use crate::support::pg::{PgServer, ROLE, server};
 use crate::support::postfix::{Mech, Options, PostfixInstance};
-use crate::support::{Rng, hex, key, peer, run_with_stdin};
+use crate::support::{Out, Rng, Scratch, hex, key, peer, run_with_stdin};
 
 /// Runs our `sasldb` binary with the server's environment (PGPASSFILE).
 fn sasldb(srv: &PgServer, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sasldb"));
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut cmd = ours::sasldb();
+    cmd.args(args);
     srv.env(&mut cmd);
-    let mut child = cmd.spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(data) = stdin {
-        input.write_all(data).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
+    run_with_stdin(&mut cmd, stdin.unwrap_or_default())
 }
 
 fn ok(what: &str, out: &Output) -> String {
@@ -282,7 +275,7 @@ fn sasldb_two_concurrent_imports_lose_nothing() {
     let children: Vec<_> = files
         .iter()
         .map(|f| {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_sasldb"));
+            let mut cmd = ours::sasldb();
             cmd.args(["-f", &url, "import", "-q"])
                 .arg(f)
                 .stdin(Stdio::null())
@@ -325,7 +318,7 @@ fn sasldb_writers_wait_for_the_advisory_lock_and_foreign_row_locks() {
     let url = srv.url(&db);
     let holder = Transaction::begin(&loc(srv, &db), &write_opts()).unwrap();
     assert!(!holder.existed());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sasldb"));
+    let mut cmd = ours::sasldb();
     cmd.args(["-f", &url, "init"])
         .env("SASLDB_LOCK_TIMEOUT", "1")
         .stdin(Stdio::null())
@@ -359,7 +352,7 @@ fn sasldb_writers_wait_for_the_advisory_lock_and_foreign_row_locks() {
         &[],
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sasldb"));
+    let mut cmd = ours::sasldb();
     cmd.args(["-f", &url, "import", "-q", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -388,6 +381,30 @@ fn sasldb_writers_wait_for_the_advisory_lock_and_foreign_row_locks() {
     assert_eq!(recs[&key("yan", "example.org", USER_PASSWORD)], b"y");
 }
 
+/// A PostgreSQL database has no file: check looks at its content and realm only, and
+/// sync-chroot refuses it.
+#[test]
+fn check_and_sync_chroot_on_postgresql() {
+    let srv = server();
+    let url = srv.url(&srv.database("sasldb_cli_check", ""));
+    let s = Scratch::with_postfix();
+    // The scratch Postfix setup of the file tests: the realm of logins without @ is
+    // mail.example.com.
+    let run = |args: &[&str], stdin: &[u8]| -> Out {
+        let mut c = s.ours("sasldb");
+        c.args(["-f", &url]).args(args);
+        srv.env(&mut c);
+        Out::run(&mut c, stdin)
+    };
+    run(&["init"], b"").ok();
+    run(&["import"], b"alice@example.org:a\n").ok();
+    let r = run(&["check", "--json"], b"").code(1).json();
+    assert_eq!(problems(&r), ["realm-mismatch"], "{r:#}");
+    assert_eq!(finding(&r, "not-a-file")["severity"], "info");
+    assert_eq!(r["format"], "PostgreSQL");
+    run(&["sync-chroot"], b"").code(1).err_has("is not a file");
+}
+
 // ---------------------------------------------------------------------------------
 // Connections: URLs, pgpass, environment
 
@@ -398,7 +415,7 @@ fn connection_password_sources_and_errors() {
     pgsql::init(&srv.lib_url(&db).parse().unwrap(), Duration::from_secs(10)).unwrap();
     let url = srv.url(&db);
     let run = |envs: &[(&str, &str)], url: &str| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sasldb"));
+        let mut cmd = ours::sasldb();
         cmd.args(["-f", url, "list"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -697,7 +714,7 @@ fn postfix_smtpd_authenticates_through_the_pgsql_plugin() {
     assert!(carol(srv).is_empty(), "{:?}", carol(srv));
 
     // Our saslpasswd2 deletes alice from the same database.
-    let out = Command::new(env!("CARGO_BIN_EXE_saslpasswd2"))
+    let out = ours::saslpasswd2()
         .args(["-d", "-f", &url, "-u", realm, "alice"])
         .env("PGPASSFILE", srv.pgpass())
         .stdin(Stdio::null())

@@ -5,166 +5,59 @@
 //! `sasldblistusers2`.
 //!
 //! Hermetic: every test has its own scratch directory with a Postfix configuration
-//! (`MAIL_CONFIG`: main.cf and master.cf dated an hour back, because `postconf`
-//! re-reads a just-written main.cf for up to 2 s; `cyrus_sasl_config_path` pointing at
-//! its own `sasl/smtpd.conf`), an empty `SASL_CONF_PATH`, a queue directory given with
-//! `--queue-directory`, and databases given with `-f`. Nothing under /etc is read or
-//! written.
+//! ([`Scratch::with_postfix`], `MAIL_CONFIG`: main.cf and master.cf dated an hour
+//! back, because `postconf` re-reads a just-written main.cf for up to 2 s;
+//! `cyrus_sasl_config_path` pointing at its own `sasl/smtpd.conf`), an empty
+//! `SASL_CONF_PATH`, a queue directory given with `--queue-directory`, and databases
+//! given with `-f`. Nothing under /etc is read or written. (`check` on a PostgreSQL
+//! database is tested with the PostgreSQL store.)
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::process::Command;
+use std::time::Instant;
 
 use sasldb::record::{AUTH_PASSWORD, USER_PASSWORD};
 use sasldb::{Database, Location, Transaction, WriteOptions};
 
-use crate::support::{is_root, key, mode, peer, postfix_gid, sample_server};
+use crate::support::ours::{self, finding, problems};
+use crate::support::{
+    HOST_REALM, Out, Scratch, is_root, key, mode, peer, postfix_gid, sample_server,
+};
 
-/// `myhostname` of the scratch main.cf: the realm of logins without @.
-const HOST_REALM: &str = "mail.example.com";
-
-/// A scratch directory with a Postfix configuration.
-struct Scratch {
-    dir: tempfile::TempDir,
-}
-
-/// What a run of the binary produced.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    #[track_caller]
-    fn code(&self, want: i32) -> &Self {
-        assert_eq!(self.code, want, "exit status; {self:#?}");
-        self
-    }
-
-    #[track_caller]
-    fn ok(&self) -> &Self {
-        self.code(0)
-    }
-
-    #[track_caller]
-    fn err_has(&self, text: &str) -> &Self {
-        assert!(
-            self.stderr.contains(text),
-            "stderr lacks {text:?}: {self:#?}"
-        );
-        self
-    }
-
-    #[track_caller]
-    fn out_has(&self, text: &str) -> &Self {
-        assert!(
-            self.stdout.contains(text),
-            "stdout lacks {text:?}: {self:#?}"
-        );
-        self
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {self:#?}"))
-    }
-}
-
-impl Scratch {
-    fn new() -> Scratch {
-        let s = Scratch {
-            dir: tempfile::Builder::new()
-                .prefix("sasldb-cli-")
-                .tempdir()
-                .unwrap(),
-        };
-        fs::create_dir_all(s.p("pf/sasl")).unwrap();
-        fs::create_dir_all(s.p("saslconf")).unwrap();
-        fs::create_dir_all(s.p("queue/etc")).unwrap();
-        s.postfix(&format!("sasldb_path: {}\n", s.db().display()), true);
-        s
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    /// The database most tests use.
-    fn db(&self) -> PathBuf {
-        self.p("sasldb2")
-    }
-
+/// The `sasldb` runs of these tests, in a [`Scratch::with_postfix`] directory.
+trait Cli {
+    /// `sasldb ARGS` ([`Scratch::ours`]).
+    fn cmd(&self, args: &[&str]) -> Command;
+    /// Runs `sasldb` with `stdin` (empty when `None`).
+    fn run_in(&self, args: &[&str], stdin: Option<&[u8]>) -> Out;
+    fn run(&self, args: &[&str]) -> Out;
+    /// `sasldb -f <db> ARGS`.
+    fn on(&self, db: &Path, args: &[&str]) -> Out;
+    fn on_in(&self, db: &Path, args: &[&str], stdin: &[u8]) -> Out;
+    /// `check --json` with the scratch queue directory.
+    fn check(&self, db: &Path, extra: &[&str]) -> Out;
+    fn sync(&self, db: &Path, extra: &[&str]) -> Out;
     /// Where a chrooted smtpd finds `db()`.
-    fn copy(&self) -> PathBuf {
-        sasldb::chroot::in_root(&self.p("queue"), &self.db())
-    }
+    fn copy(&self) -> PathBuf;
+}
 
-    /// Writes main.cf, master.cf (smtp chrooted or not) and smtpd.conf.
-    fn postfix(&self, smtpd_conf: &str, chrooted: bool) {
-        let main = format!(
-            "myhostname = {HOST_REALM}\ncyrus_sasl_config_path = {}\nsmtpd_sasl_auth_enable = yes\n",
-            self.p("pf/sasl").display()
-        );
-        let master = format!(
-            "# service type private unpriv chroot wakeup maxproc command\n\
-             smtp      inet  n       -       {}       -       -       smtpd\n\
-             pickup    unix  n       -       y       60      1       pickup\n",
-            if chrooted { "y" } else { "n" }
-        );
-        for (name, text) in [("main.cf", main), ("master.cf", master)] {
-            let path = self.p("pf").join(name);
-            let mut f = fs::File::create(&path).unwrap();
-            f.write_all(text.as_bytes()).unwrap();
-            f.set_modified(SystemTime::now() - Duration::from_secs(3600))
-                .unwrap();
-        }
-        fs::write(self.p("pf/sasl/smtpd.conf"), smtpd_conf).unwrap();
-    }
-
+impl Cli for Scratch {
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_sasldb"));
-        c.args(args)
-            .current_dir(self.dir.path())
-            .env("MAIL_CONFIG", self.p("pf"))
-            .env("SASL_CONF_PATH", self.p("saslconf"))
-            .env_remove("SASLDB_GROUP")
-            .env_remove("SASLDB_LOCK_TIMEOUT")
-            .env_remove("POSIXLY_CORRECT");
+        let mut c = self.ours("sasldb");
+        c.args(args);
         c
     }
 
-    /// Runs `sasldb` with `stdin` (empty when `None`).
     fn run_in(&self, args: &[&str], stdin: Option<&[u8]>) -> Out {
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        let data = stdin.unwrap_or_default().to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = input.write_all(&data);
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Out::run(&mut self.cmd(args), stdin.unwrap_or_default())
     }
 
     fn run(&self, args: &[&str]) -> Out {
         self.run_in(args, None)
     }
 
-    /// `sasldb -f <db> ARGS`.
     fn on(&self, db: &Path, args: &[&str]) -> Out {
         let f = db.to_str().unwrap().to_owned();
         let mut all = vec!["-f", f.as_str()];
@@ -179,19 +72,22 @@ impl Scratch {
         self.run_in(&all, Some(stdin))
     }
 
-    /// `check --json` with the scratch queue directory.
     fn check(&self, db: &Path, extra: &[&str]) -> Out {
-        let q = self.p("queue");
+        let q = self.path("queue");
         let mut args = vec!["check", "--json", "--queue-directory", q.to_str().unwrap()];
         args.extend_from_slice(extra);
         self.on(db, &args)
     }
 
     fn sync(&self, db: &Path, extra: &[&str]) -> Out {
-        let q = self.p("queue");
+        let q = self.path("queue");
         let mut args = vec!["sync-chroot", "--queue-directory", q.to_str().unwrap()];
         args.extend_from_slice(extra);
         self.on(db, &args)
+    }
+
+    fn copy(&self) -> PathBuf {
+        sasldb::chroot::in_root(&self.path("queue"), &self.db())
     }
 }
 
@@ -213,32 +109,12 @@ fn value(db: &Path, user: &str, realm: &str, prop: &str) -> Option<Vec<u8>> {
         .map(|(_, v)| v)
 }
 
-/// The codes of a `check --json` report's findings with severity warning or error.
-fn problems(report: &serde_json::Value) -> Vec<String> {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["severity"] != "info")
-        .map(|f| f["code"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-fn finding<'a>(report: &'a serde_json::Value, code: &str) -> &'a serde_json::Value {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["code"] == code)
-        .unwrap_or_else(|| panic!("no finding {code}: {report:#}"))
-}
-
 // ---------------------------------------------------------------------------------
 // import
 
 #[test]
 fn import_lines_csv_json_with_summary() {
-    let s = Scratch::new();
+    let s = Scratch::with_postfix();
     let db = s.db();
     s.on_in(
         &db,
@@ -267,7 +143,7 @@ fn import_lines_csv_json_with_summary() {
 
     // CSV: any column order, RFC 4180 quoting, an empty realm means the default.
     fs::write(
-        s.p("u.csv"),
+        s.path("u.csv"),
         "password,realm,user\n\"p,w\"\"1\",example.net,dave\nx,,erin\n",
     )
     .unwrap();
@@ -312,7 +188,7 @@ fn import_lines_csv_json_with_summary() {
 
 #[test]
 fn import_bad_inputs_are_reported_and_nothing_is_written() {
-    let s = Scratch::new();
+    let s = Scratch::with_postfix();
     let db = s.db();
     s.on_in(&db, &["import"], b"keep@example.org:k\n").ok();
     let before = fs::read(&db).unwrap();
@@ -374,7 +250,7 @@ fn import_bad_inputs_are_reported_and_nothing_is_written() {
     assert_eq!(fs::read(&db).unwrap(), before);
 
     // A missing database is not created by a refused import.
-    let fresh = s.p("fresh");
+    let fresh = s.path("fresh");
     s.on_in(&fresh, &["import"], b"x\n").code(1);
     assert!(!fresh.exists());
 
@@ -391,7 +267,7 @@ fn import_bad_inputs_are_reported_and_nothing_is_written() {
 
 #[test]
 fn import_modes_and_dry_run() {
-    let s = Scratch::new();
+    let s = Scratch::with_postfix();
     let db = s.db();
     s.on_in(
         &db,
@@ -409,7 +285,7 @@ fn import_modes_and_dry_run() {
     .ok()
     .out_has("1 added, 1 updated, 0 unchanged, 0 rejected (dry run: nothing written)");
     assert_eq!(fs::read(&db).unwrap(), before);
-    let fresh = s.p("fresh");
+    let fresh = s.path("fresh");
     s.on_in(&fresh, &["import", "--dry-run"], b"a@example.org:1\n")
         .ok();
     assert!(!fresh.exists());
@@ -451,16 +327,16 @@ fn import_modes_and_dry_run() {
 /// does not.
 #[test]
 fn import_progress_bar_only_on_a_terminal() {
-    let s = Scratch::new();
-    let list = s.p("users.txt");
+    let s = Scratch::with_postfix();
+    let list = s.path("users.txt");
     let text: String = (0..12_000)
         .map(|i| format!("u{i}@example.org:pw{i}\n"))
         .collect();
     fs::write(&list, text).unwrap();
     let line = format!(
         "{} -f {} import {}",
-        env!("CARGO_BIN_EXE_sasldb"),
-        s.p("tty.db").display(),
+        ours::exe("sasldb"),
+        s.path("tty.db").display(),
         list.display()
     );
     // script(1) runs the command on a pseudo-terminal and copies what it shows.
@@ -469,13 +345,13 @@ fn import_progress_bar_only_on_a_terminal() {
         Command::new(peer("script"))
             .args(["-qfec", &line, "/dev/null"])
             .envs(c.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
-            .current_dir(s.dir.path()),
+            .current_dir(s.root()),
     );
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("importing ["), "{shown}");
     assert!(shown.contains("/12000"), "{shown}");
     assert!(shown.contains("12000 added"), "{shown}");
-    let piped = s.on(&s.p("pipe.db"), &["import", list.to_str().unwrap()]);
+    let piped = s.on(&s.path("pipe.db"), &["import", list.to_str().unwrap()]);
     piped.ok().out_has("12000 added");
     assert!(piped.stderr.is_empty(), "{piped:?}");
 }
@@ -485,7 +361,7 @@ fn import_progress_bar_only_on_a_terminal() {
 /// a wrong password fails.
 #[test]
 fn import_hashed_only_then_scram_login_through_cyrus() {
-    let s = Scratch::new();
+    let s = Scratch::with_postfix();
     let db = s.db();
     let realm = sample_server::REALM;
     let input = format!("alice@{realm}:correct horse ✓\nbob@{realm}:b:o:b\n");
@@ -503,11 +379,11 @@ fn import_hashed_only_then_scram_login_through_cyrus() {
         .ok()
         .out_has(&format!("alice@{realm}: authPassword\n"));
 
-    sample_server::scram_login(s.dir.path(), &db, "SCRAM-SHA-1", "alice", "correct horse ✓")
+    sample_server::scram_login(s.root(), &db, "SCRAM-SHA-1", "alice", "correct horse ✓")
         .unwrap_or_else(|e| panic!("SCRAM-SHA-1 login with the right password: {e}"));
-    sample_server::scram_login(s.dir.path(), &db, "SCRAM-SHA-1", "bob", "b:o:b")
+    sample_server::scram_login(s.root(), &db, "SCRAM-SHA-1", "bob", "b:o:b")
         .unwrap_or_else(|e| panic!("bob: {e}"));
-    let err = sample_server::scram_login(s.dir.path(), &db, "SCRAM-SHA-1", "alice", "wrong")
+    let err = sample_server::scram_login(s.root(), &db, "SCRAM-SHA-1", "alice", "wrong")
         .expect_err("a wrong password must fail");
     assert!(err.contains("authentication failure"), "{err}");
 
@@ -546,7 +422,7 @@ fn rich_db(s: &Scratch, db: &Path) {
 
 #[test]
 fn export_formats() {
-    let s = Scratch::new();
+    let s = Scratch::with_postfix();
     let db = s.db();
     rich_db(&s, &db);
 
@@ -659,7 +535,7 @@ fn export_formats() {
     s.on(&db, &["export", "--scheme", "plain"]).code(64);
 
     // -o: a private file, also when it existed with a wider mode.
-    let dump = s.p("dump.json");
+    let dump = s.path("dump.json");
     fs::write(&dump, "old").unwrap();
     fs::set_permissions(&dump, fs::Permissions::from_mode(0o644)).unwrap();
     s.on(
@@ -673,13 +549,13 @@ fn export_formats() {
 
 #[test]
 fn round_trip_import_export_import_is_identical() {
-    let s = Scratch::new();
+    let s = Scratch::with_postfix();
     let db = s.db();
     rich_db(&s, &db);
     let original = records(&db);
 
     // JSON with secrets: every property, OTP and SCRAM included, byte for byte.
-    let dump = s.p("dump.json");
+    let dump = s.path("dump.json");
     s.on(
         &db,
         &["export", "--with-secrets", "-o", dump.to_str().unwrap()],
@@ -691,7 +567,7 @@ fn round_trip_import_export_import_is_identical() {
         "gdbm:copy.gdbm",
         "sqlite:copy.sqlite",
     ] {
-        let path = s.p(target.split_once(':').unwrap().1);
+        let path = s.path(target.split_once(':').unwrap().1);
         s.run(&["-f", target, "import", dump.to_str().unwrap()])
             .ok()
             .out_has("4 added, 0 updated, 0 unchanged, 0 rejected");
@@ -708,7 +584,7 @@ fn round_trip_import_export_import_is_identical() {
 
     // CSV with secrets: user, realm and password survive (the plaintext users).
     let csv = s.on(&db, &["export", "--csv", "--with-secrets"]).stdout;
-    let copy = s.p("csv.db");
+    let copy = s.path("csv.db");
     s.on_in(&copy, &["import", "--csv"], csv.as_bytes())
         .ok()
         .out_has("2 added");
@@ -722,7 +598,7 @@ fn round_trip_import_export_import_is_identical() {
 
 #[test]
 fn export_leaves_out_names_json_cannot_carry() {
-    let s = Scratch::new();
+    let s = Scratch::with_postfix();
     let db = s.db();
     let mut txn = Transaction::begin(&Location::path_only(&db), &WriteOptions::default()).unwrap();
     txn.put_raw(
@@ -741,7 +617,7 @@ fn export_leaves_out_names_json_cannot_carry() {
 
 #[test]
 fn list_grouped_sorted_and_filtered() {
-    let s = Scratch::new();
+    let s = Scratch::with_postfix();
     let db = s.db();
     rich_db(&s, &db);
     let o = s.on(&db, &["list"]);
@@ -769,7 +645,7 @@ fn list_grouped_sorted_and_filtered() {
         .collect();
     assert_eq!(users, ["alice", "carol", "dave"]);
     assert!(!s.on(&db, &["list", "--json"]).stdout.contains("al:ice"));
-    s.on(&s.p("missing"), &["list"])
+    s.on(&s.path("missing"), &["list"])
         .code(1)
         .err_has("no such database");
 }
@@ -779,7 +655,7 @@ fn list_grouped_sorted_and_filtered() {
 
 #[test]
 fn verify_exit_codes() {
-    let s = Scratch::new();
+    let s = Scratch::with_postfix();
     let db = s.db();
     rich_db(&s, &db);
     s.on_in(&db, &["import"], b"erin:bare\n").ok();
@@ -813,7 +689,7 @@ fn verify_exit_codes() {
 
 #[test]
 fn realms_rename_and_delete_are_atomic() {
-    let s = Scratch::new();
+    let s = Scratch::with_postfix();
     let db = s.db();
     s.on_in(
         &db,
@@ -862,15 +738,15 @@ fn realms_rename_and_delete_are_atomic() {
         .ok()
         .out_has("deleted 2 user(s) (2 records) of realm new.example");
     assert_eq!(s.on(&db, &["realms"]).stdout, "third.example\t2 users\n");
-    s.on(&s.p("missing"), &["delete-realm", "--yes", "x"])
+    s.on(&s.path("missing"), &["delete-realm", "--yes", "x"])
         .code(1)
         .err_has("no such database");
-    assert!(!s.p("missing").exists());
+    assert!(!s.path("missing").exists());
 }
 
 #[test]
 fn convert_init_and_realm() {
-    let s = Scratch::new();
+    let s = Scratch::with_postfix();
     let db = s.db();
     rich_db(&s, &db);
     let original = records(&db);
@@ -879,7 +755,7 @@ fn convert_init_and_realm() {
         s.run(&["convert", db.to_str().unwrap(), &dst])
             .ok()
             .out_has("converted 9 records (4 users)");
-        assert_eq!(records(&s.p(&format!("conv{i}"))), original, "{fmt}");
+        assert_eq!(records(&s.path(&format!("conv{i}"))), original, "{fmt}");
         s.run(&["convert", db.to_str().unwrap(), &dst])
             .code(1)
             .err_has("--force");
@@ -891,7 +767,7 @@ fn convert_init_and_realm() {
         .err_has("same database");
 
     // init: an empty database, once.
-    let fresh = s.p("fresh.lmdb");
+    let fresh = s.path("fresh.lmdb");
     s.run(&["-f", &format!("lmdb:{}", fresh.display()), "init"])
         .ok()
         .out_has("created an empty LMDB database");
@@ -910,7 +786,7 @@ fn convert_init_and_realm() {
 
 #[test]
 fn usage_errors_exit_64() {
-    let s = Scratch::new();
+    let s = Scratch::with_postfix();
     s.run(&["frobnicate"]).code(64);
     s.run(&[]).code(64);
     s.run(&["check", "--bogus"]).code(64);
@@ -928,7 +804,7 @@ fn usage_errors_exit_64() {
 /// safe: the realm and the key stay as they are).
 #[test]
 fn check_reports_realm_mismatch_world_readable_copy_and_malformed_key() {
-    let s = Scratch::new();
+    let s = Scratch::with_postfix();
     let db = s.db();
     // Users in example.org, while Postfix looks bare logins up in mail.example.com.
     s.on_in(
@@ -997,7 +873,11 @@ fn check_reports_realm_mismatch_world_readable_copy_and_malformed_key() {
     // The text report says the same.
     let text = s.on(
         &db,
-        &["check", "--queue-directory", s.p("queue").to_str().unwrap()],
+        &[
+            "check",
+            "--queue-directory",
+            s.path("queue").to_str().unwrap(),
+        ],
     );
     text.code(1)
         .out_has("error: [chroot-mode]")
@@ -1029,7 +909,7 @@ fn check_reports_realm_mismatch_world_readable_copy_and_malformed_key() {
 
 #[test]
 fn check_clean_setup_and_each_fixable_problem() {
-    let s = Scratch::new();
+    let s = Scratch::with_postfix();
     let db = s.db();
     s.on_in(&db, &["import"], b"alice:a\nbob@example.org:b\n")
         .ok();
@@ -1042,7 +922,11 @@ fn check_clean_setup_and_each_fixable_problem() {
     assert_eq!(records(&copy), records(&db));
     let o = s.on(
         &db,
-        &["check", "--queue-directory", s.p("queue").to_str().unwrap()],
+        &[
+            "check",
+            "--queue-directory",
+            s.path("queue").to_str().unwrap(),
+        ],
     );
     o.ok()
         .out_has("1 user in realm `mail.example.com`")
@@ -1050,7 +934,7 @@ fn check_clean_setup_and_each_fixable_problem() {
         .out_has("no problems found");
     // The policy's group comes from --group (or SASLDB_GROUP).
     if is_root() {
-        let q = s.p("queue");
+        let q = s.path("queue");
         let o = s.on(
             &db,
             &[
@@ -1138,7 +1022,7 @@ fn check_clean_setup_and_each_fixable_problem() {
     assert!(fs::symlink_metadata(&copy).unwrap().is_file());
 
     // A leftover temporary file of an interrupted write.
-    let tmp = s.p(".sasldb2.sasldb-tmp-0123456789abcdef");
+    let tmp = s.path(".sasldb2.sasldb-tmp-0123456789abcdef");
     fs::write(&tmp, b"half a database").unwrap();
     let r = s.check(&db, &[]).json();
     assert_eq!(problems(&r), ["stale-temp-files"], "{r:#}");
@@ -1168,7 +1052,7 @@ fn check_clean_setup_and_each_fixable_problem() {
     assert!(problems(&r).contains(&"smtpd-database".to_owned()), "{r:#}");
     // No Postfix at all: the Postfix checks are skipped.
     let mut c = s.cmd(&["-f", db.to_str().unwrap(), "check"]);
-    let out = c.env("MAIL_CONFIG", s.p("saslconf")).output().unwrap();
+    let out = c.env("MAIL_CONFIG", s.path("conf")).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("[no-postfix]"), "{text}");
     assert_eq!(out.status.code(), Some(1), "{text}"); // still no-usable-secret
@@ -1176,8 +1060,8 @@ fn check_clean_setup_and_each_fixable_problem() {
 
 #[test]
 fn check_lmdb_lock_files_and_unchrooted_smtpd() {
-    let s = Scratch::new();
-    let db = s.p("sasldb2");
+    let s = Scratch::with_postfix();
+    let db = s.path("sasldb2");
     s.run_in(
         &["-f", &format!("lmdb:{}", db.display()), "import"],
         Some(b"alice:a\n"),
@@ -1213,11 +1097,11 @@ fn check_lmdb_lock_files_and_unchrooted_smtpd() {
 
 #[test]
 fn sync_chroot_every_format() {
-    let s = Scratch::new();
+    let s = Scratch::with_postfix();
     for (i, fmt) in ["bdb", "lmdb", "gdbm", "sqlite"].iter().enumerate() {
-        let db = s.p(&format!("db{i}"));
+        let db = s.path(&format!("db{i}"));
         let loc = format!("{fmt}:{}", db.display());
-        let copy = s.p(&format!("copies/etc/db{i}"));
+        let copy = s.path(&format!("copies/etc/db{i}"));
         let to = copy.to_str().unwrap();
         s.run_in(
             &["-f", &loc, "import", "--scram"],
@@ -1251,7 +1135,7 @@ fn sync_chroot_every_format() {
         }
         // A copy in another format is replaced.
         if *fmt == "gdbm" {
-            fs::copy(s.p("db0"), &copy).unwrap();
+            fs::copy(s.path("db0"), &copy).unwrap();
             s.run(&["-f", &loc, "sync-chroot", "--to", to])
                 .ok()
                 .out_has("replaced a Berkeley DB database");
@@ -1269,7 +1153,7 @@ fn sync_chroot_every_format() {
     )
     .ok()
     .out_has("is the database itself");
-    s.on(&s.p("nope"), &["sync-chroot", "--to", "x"])
+    s.on(&s.path("nope"), &["sync-chroot", "--to", "x"])
         .code(1)
         .err_has("no such database");
 }
@@ -1279,13 +1163,13 @@ fn sync_chroot_every_format() {
 #[test]
 fn import_200k_users_read_by_cyrus() {
     const N: usize = 200_000;
-    let s = Scratch::new();
+    let s = Scratch::with_postfix();
     let db = s.db();
     let mut input = String::with_capacity(N * 40);
     for i in 0..N {
         input.push_str(&format!("user{i:06}@example.org:pw-{i}:secret\n"));
     }
-    let list = s.p("users.txt");
+    let list = s.path("users.txt");
     fs::write(&list, &input).unwrap();
     let start = Instant::now();
     s.on(&db, &["import", list.to_str().unwrap()])
@@ -1313,26 +1197,10 @@ fn chrooted_postfix_logs_in_against_the_synced_copy() {
         ..Options::default()
     });
     let db = inst.sasldb();
-    let empty = tempfile::tempdir().unwrap();
     let sasldb = |args: &[&str], stdin: &[u8]| -> Out {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_sasldb"));
-        c.arg("-f")
-            .arg(&db)
-            .args(args)
-            .env("MAIL_CONFIG", inst.conf_dir())
-            .env("SASL_CONF_PATH", empty.path())
-            .env_remove("SASLDB_GROUP")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        let out = child.wait_with_output().unwrap();
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        let mut c = inst.ours("sasldb");
+        c.arg("-f").arg(&db).args(args);
+        Out::run(&mut c, stdin)
     };
     sasldb(&["import"], b"alice@example.org:first\n").ok();
     sasldb(
@@ -1360,38 +1228,4 @@ fn chrooted_postfix_logs_in_against_the_synced_copy() {
     sasldb(&["sync-chroot"], b"").ok().out_has("updated");
     inst.expect_auth("alice@example.org", "second", Mech::Plain, 235);
     inst.expect_auth("alice@example.org", "first", Mech::Plain, 535);
-}
-
-/// A PostgreSQL database has no file: check looks at its content and realm only, and
-/// sync-chroot refuses it.
-#[test]
-fn check_and_sync_chroot_on_postgresql() {
-    let srv = crate::support::pg::server();
-    let url = srv.url(&srv.database("sasldb_cli_check", ""));
-    let s = Scratch::new();
-    let run = |args: &[&str], stdin: &[u8]| -> Out {
-        let mut c = s.cmd(&[]);
-        c.args(["-f", &url]).args(args);
-        srv.env(&mut c);
-        let mut child = c
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        let out = child.wait_with_output().unwrap();
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    };
-    run(&["init"], b"").ok();
-    run(&["import"], b"alice@example.org:a\n").ok();
-    let r = run(&["check", "--json"], b"").code(1).json();
-    assert_eq!(problems(&r), ["realm-mismatch"], "{r:#}");
-    assert_eq!(finding(&r, "not-a-file")["severity"], "info");
-    assert_eq!(r["format"], "PostgreSQL");
-    run(&["sync-chroot"], b"").code(1).err_has("is not a file");
 }
