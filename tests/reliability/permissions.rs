@@ -13,17 +13,15 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use super::{FORMATS, Scratch};
-use crate::support::postfix_gid;
+use super::{FORMATS, scratch};
+use crate::support::{Scratch, postfix_gid, run_with_stdin};
 
 const REALM: &str = "perm.test";
 
@@ -120,7 +118,7 @@ impl Watcher {
 
 /// Runs one of our tools with umask 000 and `input` on stdin; it must succeed.
 fn run_umask0(s: &Scratch, tool: &str, args: &[&str], input: &[u8]) {
-    let mut c = s.ours(tool);
+    let mut c = s.ours_clean(tool);
     c.args(args);
     // SAFETY: umask is async-signal-safe.
     unsafe {
@@ -129,19 +127,7 @@ fn run_umask0(s: &Scratch, tool: &str, args: &[&str], input: &[u8]) {
             Ok(())
         });
     }
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
+    let out = run_with_stdin(&mut c, input);
     assert!(
         out.status.success(),
         "{tool} {args:?}: {}: {}",
@@ -183,8 +169,8 @@ fn users(n: usize, generation: usize, realm: &str) -> Vec<u8> {
 
 /// All write paths on one format; returns the names the watcher saw.
 fn run_format(prefix: &str, format: sasldb::Format) -> BTreeSet<String> {
-    let s = Scratch::new();
-    let dir = s.db_dir();
+    let s = scratch();
+    let dir = s.path("db");
     let path = dir.join("sasldb2");
     let db = format!("{prefix}:{}", path.display());
     let watcher = Watcher::start(&dir);
@@ -320,8 +306,8 @@ fn sqlite_never_readable_by_others_and_owned_root_postfix() {
 #[test]
 fn sync_chroot_keeps_permissions() {
     for (prefix, format) in FORMATS {
-        let s = Scratch::new();
-        let dir = s.db_dir();
+        let s = scratch();
+        let dir = s.path("db");
         let db = format!("{prefix}:{}", dir.join("sasldb2").display());
         run_umask0(
             &s,
