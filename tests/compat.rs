@@ -22,7 +22,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use sasldb::bdb::{WriteOptions as BdbWriteOptions, write_records};
 use sasldb::database::{Database, Transaction, WriteOptions};
@@ -32,7 +32,7 @@ use sasldb::store::Location;
 use sasldb::{Key, Record};
 
 use crate::support::sample_server::{REALM, otp_login, scram_login};
-use crate::support::{db_dump, fixture, key, peer, postfix_gid, run_ok};
+use crate::support::{Scratch, db_dump, fixture, key, ours, peer, postfix_gid, run_ok};
 
 // ---------------------------------------------------------------------------------
 // The deliberate differences
@@ -237,8 +237,7 @@ impl Tool {
 
     fn program(self, who: Impl) -> PathBuf {
         match (who, self) {
-            (Impl::Ours, Tool::Passwd) => PathBuf::from(env!("CARGO_BIN_EXE_saslpasswd2")),
-            (Impl::Ours, Tool::List) => PathBuf::from(env!("CARGO_BIN_EXE_sasldblistusers2")),
+            (Impl::Ours, t) => PathBuf::from(ours::exe(t.name())),
             (Impl::Cyrus, t) => {
                 let p = peer(t.name());
                 assert!(
@@ -256,60 +255,40 @@ impl Tool {
 /// A scratch directory: `conf/` (SASL_CONF_PATH), `mail/` (MAIL_CONFIG), and one work
 /// directory per implementation (`ours/`, `cyrus/`), the current directory of its
 /// runs, so relative database paths never collide.
-struct Scratch {
-    dir: tempfile::TempDir,
+fn scratch() -> Scratch {
+    let s = Scratch::new();
+    s.mkdir("ours");
+    s.mkdir("cyrus");
+    // World-searchable, for the runs as nobody.
+    for sub in ["", "conf", "mail", "ours", "cyrus"] {
+        fs::set_permissions(s.path(sub), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    s
 }
 
-impl Scratch {
-    fn new() -> Scratch {
-        let dir = tempfile::tempdir().unwrap();
-        for sub in ["conf", "mail", "ours", "cyrus"] {
-            fs::create_dir(dir.path().join(sub)).unwrap();
-        }
-        // World-searchable, for the runs as nobody.
-        for sub in ["", "conf", "mail", "ours", "cyrus"] {
-            fs::set_permissions(dir.path().join(sub), fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        Scratch { dir }
-    }
-
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.root().join(rel)
-    }
-
+/// The two sides of a [`scratch`] directory.
+trait Sides {
     /// The work directory of `who`.
+    fn work(&self, who: Impl) -> PathBuf;
+    /// A file in `who`'s work directory.
+    fn at(&self, who: Impl, rel: &str) -> PathBuf;
+    /// Copies `src` to the same relative path in both work directories, mode 0640
+    /// (owned by root:root: ours will note that it hands the file to postfix).
+    fn copy_to_both(&self, src: &Path, rel: &str);
+}
+
+impl Sides for Scratch {
     fn work(&self, who: Impl) -> PathBuf {
-        self.root().join(match who {
+        self.path(match who {
             Impl::Ours => "ours",
             Impl::Cyrus => "cyrus",
         })
     }
 
-    /// A file in `who`'s work directory.
     fn at(&self, who: Impl, rel: &str) -> PathBuf {
         self.work(who).join(rel)
     }
 
-    fn conf(&self, app: &str, text: &str) {
-        fs::write(self.path("conf").join(format!("{app}.conf")), text).unwrap();
-    }
-
-    /// Writes `mail/main.cf` (mtime in the past, see tests/realm.rs) and master.cf.
-    fn main_cf(&self, text: &str) {
-        let p = self.path("mail/main.cf");
-        fs::write(&p, text).unwrap();
-        let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
-        f.set_modified(SystemTime::now() - Duration::from_secs(3600))
-            .unwrap();
-        fs::write(self.path("mail/master.cf"), "").unwrap();
-    }
-
-    /// Copies `src` to the same relative path in both work directories, mode 0640
-    /// (owned by root:root: ours will note that it hands the file to postfix).
     fn copy_to_both(&self, src: &Path, rel: &str) {
         for who in [Impl::Ours, Impl::Cyrus] {
             let to = self.at(who, rel);
@@ -505,12 +484,10 @@ impl<'a> Call<'a> {
             cmd = Command::new(self.tool.program(who));
             cmd.arg0(self.tool.name());
         }
-        cmd.args(&self.args)
+        cmd.args(&self.args);
+        self.s
+            .clean_env(&mut cmd)
             .current_dir(self.s.work(who))
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("SASL_CONF_PATH", self.s.path("conf"))
-            .env("MAIL_CONFIG", self.s.path("mail"))
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         if self.nobody {
             // std drops the supplementary groups when root changes uid.
@@ -779,7 +756,7 @@ fn write_raw(path: &Path, pairs: &[(Vec<u8>, Vec<u8>)]) {
 
 #[test]
 fn passwd_usage_errors() {
-    let s = Scratch::new();
+    let s = scratch();
     for args in [
         &[][..],
         &["alice", "bob"],
@@ -823,7 +800,7 @@ fn passwd_usage_errors() {
 /// both.
 #[test]
 fn passwd_posixly_correct() {
-    let s = Scratch::new();
+    let s = scratch();
     let o = same_but_notice(
         &Call::passwd(&s, &["-fdb", "alice", "-p"])
             .stdin("pw\n")
@@ -840,7 +817,7 @@ fn passwd_posixly_correct() {
 #[test]
 fn passwd_version_acts_at_once() {
     let d = declared("version-banner");
-    let s = Scratch::new();
+    let s = scratch();
     for args in [
         &["-v"][..],
         &["-v", "alice"],
@@ -870,7 +847,7 @@ fn passwd_version_acts_at_once() {
 
 #[test]
 fn passwd_appname_with_slash_exits_at_once() {
-    let s = Scratch::new();
+    let s = scratch();
     for args in [
         &["-a", "x/y", "-Z", "alice"][..],
         &["-a", "x/y"],
@@ -888,7 +865,7 @@ fn passwd_appname_with_slash_exits_at_once() {
 #[test]
 fn passwd_long_options_are_ours() {
     let d = declared("long-options");
-    let s = Scratch::new();
+    let s = scratch();
     let (o, c) = Call::passwd(&s, &["-fdb", "--help"]).both();
     o.exited(0).stderr_is("");
     assert!(o.out().contains("Usage: saslpasswd2"), "{}: {o:?}", d.ours);
@@ -906,7 +883,7 @@ fn passwd_long_options_are_ours() {
 #[test]
 fn passwd_format_prefix() {
     let d = declared("format-prefix");
-    let s = Scratch::new();
+    let s = scratch();
     let (o, c) = Call::passwd(&s, &["-f", "bdb:db", "-u", "r", "alice"])
         .stdin("pw\n")
         .both();
@@ -929,7 +906,7 @@ fn passwd_format_prefix() {
 
 #[test]
 fn passwd_pipe_mode_reads_one_line() {
-    let s = Scratch::new();
+    let s = scratch();
     // -p or not, on a non-tty stdin; with and without the trailing newline.
     for (i, (flags, input)) in [
         (&["-p"][..], &b"secret\n"[..]),
@@ -961,7 +938,7 @@ fn passwd_pipe_mode_reads_one_line() {
 #[test]
 fn passwd_more_than_one_line() {
     let d = declared("password-one-line");
-    let s = Scratch::new();
+    let s = scratch();
     for (input, cyrus_stores) in [(&b"pw\n\n"[..], &b"pw\n"[..]), (b"pw1\npw2\n", b"pw1\npw2")] {
         let (o, c) = Call::passwd(&s, &["-f", "db", "-u", "r", "alice"])
             .stdin(input)
@@ -987,7 +964,7 @@ fn passwd_more_than_one_line() {
 
 #[test]
 fn passwd_crlf_nul_and_too_long() {
-    let s = Scratch::new();
+    let s = scratch();
     let big = vec![b'a'; 1_000_000];
     let cases: [(&str, Vec<u8>, &str, Vec<u8>); 3] = [
         (
@@ -1045,7 +1022,7 @@ fn passwd_crlf_nul_and_too_long() {
 
 #[test]
 fn passwd_empty_null_and_closed_stdin() {
-    let s = Scratch::new();
+    let s = scratch();
     for input in [
         Input::Bytes(Vec::new()),
         Input::Bytes(b"\n".to_vec()),
@@ -1088,7 +1065,7 @@ fn passwd_empty_null_and_closed_stdin() {
 
 #[test]
 fn passwd_create_flag_changes_nothing() {
-    let s = Scratch::new();
+    let s = scratch();
     for (flags, pw) in [(&["-c"][..], "one"), (&[], "two"), (&["-c"], "three")] {
         let mut args = flags.to_vec();
         args.extend(["-f", "db", "-u", "r", "alice"]);
@@ -1103,7 +1080,7 @@ fn passwd_create_flag_changes_nothing() {
 #[test]
 fn passwd_noplain() {
     let d = declared("noplain-scram");
-    let s = Scratch::new();
+    let s = scratch();
     // A new user.
     Call::passwd(&s, &["-c", "-n", "-f", "db", "-u", "r", "alice"])
         .stdin("pw\n")
@@ -1149,7 +1126,7 @@ fn passwd_noplain() {
 /// Two users added by Cyrus, copied to both sides; then `-d` of each.
 #[test]
 fn passwd_delete() {
-    let s = Scratch::new();
+    let s = scratch();
     let seed = s.path("seed");
     for (u, pw) in [("alice", "a-pw"), ("bob", "b-pw")] {
         let o = Call::passwd(&s, &["-f", seed.to_str().unwrap(), "-u", "r", u])
@@ -1188,7 +1165,7 @@ fn passwd_delete() {
 #[test]
 fn passwd_delete_removes_every_property() {
     let d = declared("delete-everything");
-    let s = Scratch::new();
+    let s = scratch();
     let seed = s.path("seed");
     let scram = ScramSecret::generate(ScramHash::Sha1, b"pw", 4096).unwrap();
     write_raw(
@@ -1224,7 +1201,7 @@ fn passwd_delete_removes_every_property() {
 #[test]
 fn passwd_delete_missing_database() {
     let d = declared("delete-missing-db");
-    let s = Scratch::new();
+    let s = scratch();
     let (o, c) = Call::passwd(&s, &["-d", "-f", "db", "-u", "r", "alice"]).both();
     o.exited(1)
         .stdout_is("")
@@ -1239,7 +1216,7 @@ fn passwd_delete_missing_database() {
 
 #[test]
 fn passwd_userid_splitting() {
-    let s = Scratch::new();
+    let s = scratch();
     let h = host();
     let cases: &[(&[&str], &str, &str)] = &[
         (&["a@b@c"], "a", "b@c"),
@@ -1273,7 +1250,7 @@ fn passwd_userid_splitting() {
 #[test]
 fn passwd_empty_user_or_realm() {
     let d = declared("empty-names");
-    let s = Scratch::new();
+    let s = scratch();
     let at_host = format!("@{}: userPassword", host());
     let cases: &[(&str, &str, &str)] = &[
         ("", "the user name is empty", &at_host),
@@ -1308,7 +1285,7 @@ fn passwd_empty_user_or_realm() {
 #[test]
 fn passwd_config_errors() {
     let d = declared("config-error-detail");
-    let s = Scratch::new();
+    let s = scratch();
     s.conf("bad", "# fine\nsasldb_path: x\nno colon here\n");
     for args in [
         &["-a", "bad", "-f", "db", "alice"][..],
@@ -1339,7 +1316,7 @@ fn passwd_config_errors() {
 
 #[test]
 fn passwd_sasldb_path_from_config() {
-    let s = Scratch::new();
+    let s = scratch();
     // Relative: each side writes in its own work directory.
     s.conf("app", "sasldb_path: appdb\n");
     Call::passwd(&s, &["-a", "app", "-u", "r", "alice"])
@@ -1366,7 +1343,7 @@ fn passwd_default_path_is_etc_sasldb2() {
     let real = Path::new("/etc/sasldb2");
     let before = fs::read(real).ok();
     let mtime = fs::metadata(real).and_then(|m| m.modified()).ok();
-    let s = Scratch::new();
+    let s = scratch();
     s.conf("app", "sasldb_path: appdb\n");
     for (args, user) in [
         (&["-u", "r", "alice"][..], "alice"),
@@ -1405,7 +1382,7 @@ fn passwd_default_path_is_etc_sasldb2() {
 fn passwd_unusable_databases() {
     let d = declared("generic-failure-reason");
     let before = declared("check-before-read");
-    let s = Scratch::new();
+    let s = scratch();
     let good = fixture("bdb/cyrus-2.1.28-debian.db");
     let bytes = fs::read(&good).unwrap();
     let mut rng = crate::support::Rng::new(7);
@@ -1468,7 +1445,7 @@ fn passwd_unusable_databases() {
 #[test]
 fn passwd_unreadable_database_as_nobody() {
     let d = declared("generic-failure-reason");
-    let s = Scratch::new();
+    let s = scratch();
     Call::passwd(&s, &["-f", "db", "-u", "r", "alice"])
         .stdin("pw\n")
         .same()
@@ -1500,7 +1477,7 @@ fn passwd_unreadable_database_as_nobody() {
 #[test]
 fn passwd_zero_byte_database() {
     declared("write-path");
-    let s = Scratch::new();
+    let s = scratch();
     for who in [Impl::Ours, Impl::Cyrus] {
         fs::write(s.at(who, "db"), b"").unwrap();
     }
@@ -1520,7 +1497,7 @@ fn passwd_zero_byte_database() {
 fn passwd_write_path() {
     use std::os::unix::fs::MetadataExt;
     let d = declared("write-path");
-    let s = Scratch::new();
+    let s = scratch();
     Call::passwd(&s, &["-f", "db", "-u", "r", "alice"])
         .stdin("pw\n")
         .same()
@@ -1551,7 +1528,7 @@ fn passwd_write_path() {
 fn passwd_as_nobody() {
     use std::os::unix::fs::MetadataExt;
     declared("write-path");
-    let s = Scratch::new();
+    let s = scratch();
     for who in [Impl::Ours, Impl::Cyrus] {
         let dir = s.at(who, "nb");
         fs::create_dir(&dir).unwrap();
@@ -1585,7 +1562,7 @@ fn passwd_as_nobody() {
 
 #[test]
 fn list_command_line() {
-    let s = Scratch::new();
+    let s = scratch();
     let fx = fixture("bdb/cyrus-2.1.28-debian.db");
     let fx = fx.to_str().unwrap();
     // The listing itself.
@@ -1644,7 +1621,7 @@ fn list_command_line() {
 
 #[test]
 fn list_fixtures_identically() {
-    let s = Scratch::new();
+    let s = scratch();
     let mut n = 0;
     for e in fs::read_dir(fixture("bdb")).unwrap() {
         let p = e.unwrap().path();
@@ -1661,7 +1638,7 @@ fn list_fixtures_identically() {
 #[test]
 fn list_unreadable_databases() {
     let d = declared("list-exit-status");
-    let s = Scratch::new();
+    let s = scratch();
     let good = fs::read(fixture("bdb/bulk300-p65536.db")).unwrap();
     fs::write(s.path("empty"), b"").unwrap();
     fs::write(s.path("trunc"), &good[..good.len() - 1000]).unwrap();
@@ -1701,7 +1678,7 @@ fn list_unreadable_databases() {
 #[test]
 fn list_malformed_key() {
     let d = declared("list-malformed-key");
-    let s = Scratch::new();
+    let s = scratch();
     let db = s.path("db");
     write_raw(
         &db,
@@ -1729,7 +1706,7 @@ fn list_malformed_key() {
 
 #[test]
 fn cross_listing_and_updates() {
-    let s = Scratch::new();
+    let s = scratch();
     // The same users, written by each tool.
     let users = [
         ("alice", "pw-a"),
@@ -1831,7 +1808,7 @@ fn realm_from_main_cf() {
         ),
         ("myhostname = MX.Example.NET\n", "mx.example.net"),
     ] {
-        let s = Scratch::new();
+        let s = scratch();
         s.main_cf(main_cf);
         let (local, myhostname) = postconf_values(&s.path("mail"));
         let expected = if local.is_empty() {
@@ -2024,7 +2001,7 @@ const PROMPT2: &str = "Again (for verification): ";
 
 #[test]
 fn tty_prompts_match() {
-    let s = Scratch::new();
+    let s = scratch();
     let call = Call::passwd(&s, &["-f", "db", "-u", "r", "alice"]);
     let (o, c) = tty_both(
         &call,
@@ -2088,7 +2065,7 @@ fn tty_prompts_match() {
 
 #[test]
 fn tty_pipe_flag_and_delete() {
-    let s = Scratch::new();
+    let s = scratch();
     // -p on a terminal: no prompt, echo stays on (the password is echoed).
     let call = Call::passwd(&s, &["-p", "-f", "db", "-u", "r", "alice"]);
     let (o, c) = tty_both(&call, &[Step::Type(b"pp\n")]);
@@ -2108,7 +2085,7 @@ fn tty_pipe_flag_and_delete() {
 #[test]
 fn tty_interrupt_restores_echo() {
     let d = declared("tty-signal");
-    let s = Scratch::new();
+    let s = scratch();
     let call = Call::passwd(&s, &["-f", "db", "-u", "r", "alice"]);
     for prompt in [PROMPT1, PROMPT2] {
         let mut steps = vec![Step::Prompt(PROMPT1)];
@@ -2173,7 +2150,7 @@ fn otp_refused(s: &Scratch, db: &Path, user: &str, pw: &str) {
 #[test]
 fn login_scram_after_our_noplain_changes() {
     let d = declared("secrets-never-stale");
-    let s = Scratch::new();
+    let s = scratch();
     let db = s.path("db");
     ours_set(&s, &db, &["-n"], "alice", "old-pw");
     assert_eq!(props(&dump(&db)), [format!("alice@{REALM}: authPassword")]);
@@ -2193,7 +2170,7 @@ fn login_scram_after_our_noplain_changes() {
 
 #[test]
 fn login_otp_after_our_change() {
-    let s = Scratch::new();
+    let s = scratch();
     let db = s.path("db");
     ours_set(&s, &db, &["--otp", "--scram"], "bob", "old-pw");
     otp_ok(&s, &db, "bob", "old-pw");
@@ -2221,7 +2198,7 @@ fn strip_user_password(db: &Path, user: &str) {
 #[test]
 fn login_cyrus_leaves_a_stale_authpassword() {
     let d = declared("secrets-never-stale");
-    let s = Scratch::new();
+    let s = scratch();
     s.conf("scramgen", "scram_secret_generate: yes\n");
     let db = s.path("db");
     let dbs = db.to_str().unwrap();
@@ -2250,7 +2227,7 @@ fn login_cyrus_leaves_a_stale_authpassword() {
 #[test]
 fn login_cyrus_scram_user_changed_by_us() {
     let d = declared("secrets-never-stale");
-    let s = Scratch::new();
+    let s = scratch();
     s.conf("scramgen", "scram_secret_generate: yes\n");
     for (i, noplain) in [false, true].into_iter().enumerate() {
         let db = s.path(&format!("db{i}"));
@@ -2290,7 +2267,7 @@ fn login_cyrus_scram_user_changed_by_us() {
 #[test]
 fn login_secrets_removed_when_not_wanted() {
     let d = declared("secrets-never-stale");
-    let s = Scratch::new();
+    let s = scratch();
     s.conf("plainonly", "mech_list: plain login\n");
     let seed = s.path("seed");
     ours_set(&s, &seed, &["--scram", "--otp"], "dora", "old-pw");
