@@ -24,15 +24,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sasldb::bdb::{WriteOptions as BdbWriteOptions, write_records};
-use sasldb::database::{Database, Transaction, WriteOptions};
+use sasldb::Key;
+use sasldb::database::{Transaction, WriteOptions};
 use sasldb::record::{AUTH_PASSWORD, OTP_SECRET, USER_PASSWORD};
 use sasldb::secrets::{OtpSecret, ScramHash, ScramSecret};
 use sasldb::store::Location;
-use sasldb::{Key, Record};
 
 use crate::support::sample_server::{REALM, otp_login, scram_login};
-use crate::support::{Scratch, db_dump, fixture, key, ours, peer, postfix_gid, run_ok};
+use crate::support::{
+    Scratch, db_dump, file_records, fixture, key, ours, peer, postfix_gid, run_ok, write_bdb,
+};
 
 // ---------------------------------------------------------------------------------
 // The deliberate differences
@@ -676,12 +677,7 @@ fn dump(path: &Path) -> Db {
 
 /// Every record, read by our library.
 fn ours_read(path: &Path) -> Db {
-    let db = Database::open(&Location::path_only(path)).unwrap();
-    db.sorted_records()
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.key, r.value.to_vec()))
-        .collect()
+    file_records(path).into_iter().collect()
 }
 
 /// Keys rendered as `user@realm: prop` for messages and property-set comparisons.
@@ -740,15 +736,6 @@ fn same_db_but_cyrus_otp(s: &Scratch, db: &str, users: &[(&str, &str, &[u8])]) {
     }
     assert_eq!(props(&ours), props(&cyrus));
     assert_eq!(ours, cyrus);
-}
-
-/// Writes a BDB sasldb with this crate's writer, from raw (key, value) pairs.
-fn write_raw(path: &Path, pairs: &[(Vec<u8>, Vec<u8>)]) {
-    let records = pairs
-        .iter()
-        .map(|(k, v)| Ok(Record::new(k.clone(), v.clone())));
-    let mut f = fs::File::create(path).unwrap();
-    write_records(records, &BdbWriteOptions::default(), &mut f).unwrap();
 }
 
 // ---------------------------------------------------------------------------------
@@ -1168,7 +1155,7 @@ fn passwd_delete_removes_every_property() {
     let s = scratch();
     let seed = s.path("seed");
     let scram = ScramSecret::generate(ScramHash::Sha1, b"pw", 4096).unwrap();
-    write_raw(
+    write_bdb(
         &seed,
         &[
             (key("carol", "r", USER_PASSWORD), b"pw".to_vec()),
@@ -1680,7 +1667,7 @@ fn list_malformed_key() {
     let d = declared("list-malformed-key");
     let s = scratch();
     let db = s.path("db");
-    write_raw(
+    write_bdb(
         &db,
         &[
             (key("good", "realm", USER_PASSWORD), b"pw".to_vec()),

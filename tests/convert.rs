@@ -5,10 +5,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use sasldb::bdb::{WriteOptions as BdbWriteOptions, write_records};
-use sasldb::{Database, Key, Location, Record};
+use sasldb::{Database, Key, Location};
 
-use crate::support::{Rng, db_dump, ours, peer, records_of, run_ok};
+use crate::support::{Rng, db_dump, ours, peer, records_of, run_ok, write_bdb};
 
 fn sasldb(args: &[&str]) -> Output {
     ours::sasldb()
@@ -54,14 +53,6 @@ fn records() -> Vec<(Vec<u8>, Vec<u8>)> {
         );
     }
     map.into_iter().collect()
-}
-
-fn write_bdb(path: &Path, pairs: &[(Vec<u8>, Vec<u8>)]) {
-    let mut f = std::fs::File::create(path).unwrap();
-    let recs = pairs
-        .iter()
-        .map(|(k, v)| Ok(Record::new(k.clone(), v.clone())));
-    write_records(recs, &BdbWriteOptions::default(), &mut f).unwrap();
 }
 
 #[test]

@@ -29,7 +29,7 @@ use sasldb::{Database, Format, Key, Location, Transaction, WriteOptions};
 use crate::support::ours::{self, finding, problems};
 use crate::support::pg::{PgServer, ROLE, server};
 use crate::support::postfix::{Mech, Options, PostfixInstance};
-use crate::support::{Out, Rng, Scratch, hex, key, peer, run_with_stdin};
+use crate::support::{Out, Rng, Scratch, file_records, hex, key, peer, run_with_stdin};
 
 /// Runs our `sasldb` binary with the server's environment (PGPASSFILE).
 fn sasldb(srv: &PgServer, args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -77,16 +77,6 @@ fn records(srv: &PgServer, db: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect();
     assert!(recs.windows(2).all(|w| w[0].0 < w[1].0), "not in key order");
     recs
-}
-
-fn file_records(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    Database::open(&Location::path_only(path))
-        .unwrap()
-        .sorted_records()
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.key, r.value.to_vec()))
-        .collect()
 }
 
 fn write_opts() -> WriteOptions {

@@ -19,11 +19,11 @@ use std::process::Command;
 use std::time::Instant;
 
 use sasldb::record::{AUTH_PASSWORD, USER_PASSWORD};
-use sasldb::{Database, Location, Transaction, WriteOptions};
+use sasldb::{Location, Transaction, WriteOptions};
 
 use crate::support::ours::{self, finding, problems};
 use crate::support::{
-    HOST_REALM, Out, Scratch, is_root, key, mode, peer, postfix_gid, sample_server,
+    HOST_REALM, Out, Scratch, file_records, is_root, key, mode, peer, postfix_gid, sample_server,
 };
 
 /// The `sasldb` runs of these tests, in a [`Scratch::with_postfix`] directory.
@@ -91,19 +91,9 @@ impl Cli for Scratch {
     }
 }
 
-/// Every record of a database, sorted, as (key, value).
-fn records(db: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let d = Database::open(&Location::path_only(db)).unwrap();
-    d.sorted_records()
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.key, r.value.to_vec()))
-        .collect()
-}
-
 fn value(db: &Path, user: &str, realm: &str, prop: &str) -> Option<Vec<u8>> {
     let k = key(user, realm, prop);
-    records(db)
+    file_records(db)
         .into_iter()
         .find(|(x, _)| *x == k)
         .map(|(_, v)| v)
@@ -309,7 +299,7 @@ fn import_modes_and_dry_run() {
     .ok()
     .out_has("1 added, 1 updated, 0 unchanged, 0 rejected, 3 removed");
     assert_eq!(
-        records(&db),
+        file_records(&db),
         vec![
             (key("b", "example.org", USER_PASSWORD), b"two".to_vec()),
             (key("e", "example.net", USER_PASSWORD), b"5".to_vec()),
@@ -318,7 +308,7 @@ fn import_modes_and_dry_run() {
     // upsert (the default) keeps users not in the input.
     s.on_in(&db, &["import", "--mode", "upsert"], b"f@example.org:6\n")
         .ok();
-    assert_eq!(records(&db).len(), 3);
+    assert_eq!(file_records(&db).len(), 3);
     s.on_in(&db, &["import", "--mode", "everything"], b"")
         .code(64);
 }
@@ -368,7 +358,7 @@ fn import_hashed_only_then_scram_login_through_cyrus() {
     s.on_in(&db, &["import", "--hashed-only"], input.as_bytes())
         .ok()
         .out_has("2 added");
-    let recs = records(&db);
+    let recs = file_records(&db);
     assert_eq!(recs.len(), 2);
     assert!(
         recs.iter()
@@ -552,7 +542,7 @@ fn round_trip_import_export_import_is_identical() {
     let s = Scratch::with_postfix();
     let db = s.db();
     rich_db(&s, &db);
-    let original = records(&db);
+    let original = file_records(&db);
 
     // JSON with secrets: every property, OTP and SCRAM included, byte for byte.
     let dump = s.path("dump.json");
@@ -571,7 +561,7 @@ fn round_trip_import_export_import_is_identical() {
         s.run(&["-f", target, "import", dump.to_str().unwrap()])
             .ok()
             .out_has("4 added, 0 updated, 0 unchanged, 0 rejected");
-        assert_eq!(records(&path), original, "{target}");
+        assert_eq!(file_records(&path), original, "{target}");
         // And out again: the same text.
         let again = s.on(&path, &["export", "--with-secrets"]);
         assert_eq!(again.stdout, fs::read_to_string(&dump).unwrap(), "{target}");
@@ -579,7 +569,7 @@ fn round_trip_import_export_import_is_identical() {
         s.on(&path, &["import", dump.to_str().unwrap()])
             .ok()
             .out_has("0 added, 0 updated, 4 unchanged");
-        assert_eq!(records(&path), original, "{target}");
+        assert_eq!(file_records(&path), original, "{target}");
     }
 
     // CSV with secrets: user, realm and password survive (the plaintext users).
@@ -749,13 +739,17 @@ fn convert_init_and_realm() {
     let s = Scratch::with_postfix();
     let db = s.db();
     rich_db(&s, &db);
-    let original = records(&db);
+    let original = file_records(&db);
     for (i, fmt) in ["lmdb", "gdbm", "sqlite", "bdb"].iter().enumerate() {
         let dst = format!("{fmt}:conv{i}");
         s.run(&["convert", db.to_str().unwrap(), &dst])
             .ok()
             .out_has("converted 9 records (4 users)");
-        assert_eq!(records(&s.path(&format!("conv{i}"))), original, "{fmt}");
+        assert_eq!(
+            file_records(&s.path(&format!("conv{i}"))),
+            original,
+            "{fmt}"
+        );
         s.run(&["convert", db.to_str().unwrap(), &dst])
             .code(1)
             .err_has("--force");
@@ -771,7 +765,7 @@ fn convert_init_and_realm() {
     s.run(&["-f", &format!("lmdb:{}", fresh.display()), "init"])
         .ok()
         .out_has("created an empty LMDB database");
-    assert!(records(&fresh).is_empty());
+    assert!(file_records(&fresh).is_empty());
     s.on(&fresh, &["init"]).ok().err_has("already holds");
 
     // realm: Postfix's, explained; -u wins.
@@ -919,7 +913,7 @@ fn check_clean_setup_and_each_fixable_problem() {
     assert_eq!(problems(&r), ["chroot-missing"], "{r:#}");
     s.check(&db, &["--fix"]).ok();
     let copy = s.copy();
-    assert_eq!(records(&copy), records(&db));
+    assert_eq!(file_records(&copy), file_records(&db));
     let o = s.on(
         &db,
         &[
@@ -962,7 +956,7 @@ fn check_clean_setup_and_each_fixable_problem() {
             .contains("1 missing")
     );
     s.check(&db, &["--fix"]).ok();
-    assert_eq!(records(&copy), records(&db));
+    assert_eq!(file_records(&copy), file_records(&db));
 
     // Records only the copy has: reported, not fixed; sync-chroot refuses, --force
     // drops them.
@@ -980,7 +974,7 @@ fn check_clean_setup_and_each_fixable_problem() {
         .err_has("holds 1 record(s) that")
         .err_has("--force");
     s.sync(&db, &["--force"]).ok().out_has("updated");
-    assert_eq!(records(&copy), records(&db));
+    assert_eq!(file_records(&copy), file_records(&db));
 
     // Database mode and group.
     fs::set_permissions(&db, fs::Permissions::from_mode(0o660)).unwrap();
@@ -1011,7 +1005,7 @@ fn check_clean_setup_and_each_fixable_problem() {
     assert_eq!(problems(&r), ["chroot-hard-linked"], "{r:#}");
     s.check(&db, &["--fix"]).ok();
     assert_eq!(fs::metadata(&db).unwrap().nlink(), 1);
-    assert_eq!(records(&copy), records(&db));
+    assert_eq!(file_records(&copy), file_records(&db));
 
     // A symlink to the database: inside the chroot it names itself.
     fs::remove_file(&copy).unwrap();
@@ -1112,7 +1106,7 @@ fn sync_chroot_every_format() {
         s.run(&["-f", &loc, "sync-chroot", "--to", to])
             .ok()
             .out_has("created");
-        assert_eq!(records(&copy), records(&db), "{fmt}");
+        assert_eq!(file_records(&copy), file_records(&db), "{fmt}");
         assert_eq!(mode(&copy), 0o640, "{fmt}");
         if is_root() {
             let m = fs::metadata(&copy).unwrap();
@@ -1126,7 +1120,7 @@ fn sync_chroot_every_format() {
         s.run(&["-f", &loc, "sync-chroot", "--to", to])
             .ok()
             .out_has("updated");
-        assert_eq!(records(&copy), records(&db), "{fmt}");
+        assert_eq!(file_records(&copy), file_records(&db), "{fmt}");
         // Cyrus's Berkeley DB reader lists the copy.
         if *fmt == "bdb" {
             let out =
@@ -1139,7 +1133,7 @@ fn sync_chroot_every_format() {
             s.run(&["-f", &loc, "sync-chroot", "--to", to])
                 .ok()
                 .out_has("replaced a Berkeley DB database");
-            assert_eq!(records(&copy), records(&db));
+            assert_eq!(file_records(&copy), file_records(&db));
         }
     }
     // Default target: <queue_directory>/<sasldb_path of smtpd.conf>; the database is

@@ -20,15 +20,13 @@ use std::process::Command;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use sasldb::bdb::{WriteOptions, write_records};
 use sasldb::record::{AUTH_PASSWORD, OTP_SECRET};
 use sasldb::secrets::otp::{local_hostname, otp_chain, seed_for_host};
 use sasldb::secrets::scram::{self, SCRAM_DEFAULT_ITERATIONS};
 use sasldb::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
-use sasldb::{Key, Record};
 
 use crate::support::sample_server::{REALM, otp_login, scram_login};
-use crate::support::{db_dump, peer, run_ok_with_stdin};
+use crate::support::{db_dump, key, peer, run_ok_with_stdin, write_bdb};
 
 /// An OpenSSL configuration that loads the legacy provider, without which Debian's
 /// libsasl OTP plugin crashes on md4.
@@ -47,10 +45,10 @@ fn openssl_legacy_conf(dir: &Path) -> PathBuf {
 // db_dump and saslpasswd2
 
 fn value_of(records: &[(Vec<u8>, Vec<u8>)], user: &str, prop: &str) -> Vec<u8> {
-    let key = Key::new(user, REALM, prop).unwrap().encode();
+    let want = key(user, REALM, prop);
     records
         .iter()
-        .find(|(k, _)| *k == key)
+        .find(|(k, _)| *k == want)
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| panic!("no {user}@{REALM} {prop} in the database"))
 }
@@ -209,17 +207,11 @@ fn fresh_scram_sha256_and_sha512_via_mech_list() {
 
 /// Writes a sasldb with this crate's BDB writer: `(user, property, value)` rows.
 fn write_db(path: &Path, rows: &[(&str, &str, Vec<u8>)]) {
-    let records: Vec<_> = rows
+    let pairs: Vec<_> = rows
         .iter()
-        .map(|(u, p, v)| {
-            Ok(Record::new(
-                Key::new(u, REALM, p).unwrap().encode(),
-                v.clone(),
-            ))
-        })
+        .map(|(u, p, v)| (key(u, REALM, p), v.clone()))
         .collect();
-    let mut f = fs::File::create(path).unwrap();
-    write_records(records, &WriteOptions::default(), &mut f).unwrap();
+    write_bdb(path, &pairs);
 }
 
 #[test]

@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use sasldb::{Record, Result};
+use sasldb::bdb::{WriteOptions, write_records};
+use sasldb::{Database, Location, Record, Result};
 
 /// Absolute path of a file under fixtures/.
 pub fn fixture(rel: &str) -> PathBuf {
@@ -90,4 +91,26 @@ impl Rng {
 
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Every record of a database file (format detected), read through our library, as
+/// sorted (key, value) pairs.
+pub fn file_records(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    Database::open(&Location::path_only(path))
+        .unwrap()
+        .sorted_records()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key, r.value.to_vec()))
+        .collect()
+}
+
+/// Writes a Berkeley DB sasldb with this crate's writer (default options) from raw
+/// (key, value) pairs.
+pub fn write_bdb(path: &Path, pairs: &[(Vec<u8>, Vec<u8>)]) {
+    let records = pairs
+        .iter()
+        .map(|(k, v)| Ok(Record::new(k.clone(), v.clone())));
+    let mut f = std::fs::File::create(path).unwrap();
+    write_records(records, &WriteOptions::default(), &mut f).unwrap();
 }

@@ -22,7 +22,9 @@ pub mod sample_server;
 pub mod scratch;
 pub mod system;
 
-pub use data::{Rng, expected_records, fixture, hex, key, records_of, unhex};
+pub use data::{
+    Rng, expected_records, file_records, fixture, hex, key, records_of, unhex, write_bdb,
+};
 pub use ours::Out;
 pub use peers::{db_dump, libdb_lookup_misses, peer};
 pub use run::{in_parallel, run_ok, run_ok_with_stdin, run_with_stdin};
