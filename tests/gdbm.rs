@@ -1,5 +1,5 @@
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -12,7 +12,7 @@ use sasldb::gdbm::{
 use sasldb::store::{Detected, detect};
 use sasldb::{Backend, Database, Error, Format, Key, Location, Record, Transaction};
 
-use crate::support::{Rng, expected_records, fixture, peer, records_of, run_ok};
+use crate::support::{Rng, expected_records, fixture, peer, records_of, run_ok, run_with_stdin};
 
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -263,19 +263,8 @@ fn gdbmtool_files_read_exactly() {
             if numsync {
                 cmd.arg("-x");
             }
-            let mut child = cmd
-                .arg(&path)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(script.as_bytes())
-                .unwrap();
-            assert!(child.wait().unwrap().success());
+            let out = run_with_stdin(cmd.arg(&path), script.as_bytes());
+            assert!(out.status.success());
             let want = gdbm_dump(&path);
             assert_eq!(want.len(), 5000);
             read_ours(&path, &want);

@@ -29,7 +29,9 @@ use sasldb::{Database, Format, Key, Location, Transaction, WriteOptions};
 use crate::support::ours::{self, finding, problems};
 use crate::support::pg::{PgServer, ROLE, server};
 use crate::support::postfix::{Mech, Options, PostfixInstance};
-use crate::support::{Out, Rng, Scratch, file_records, hex, key, peer, run_with_stdin};
+use crate::support::{
+    Out, Rng, Scratch, file_records, hex, key, peer, run_with_stdin, sql_saslpasswd2,
+};
 
 /// Runs our `sasldb` binary with the server's environment (PGPASSFILE).
 fn sasldb(srv: &PgServer, args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -617,17 +619,6 @@ fn plugin_conf(srv: &PgServer, db: &str) -> String {
 }
 
 /// Runs Cyrus's `saslpasswd2 -a sqltest` with the plugin configuration in `confdir`.
-fn cyrus_saslpasswd2(confdir: &Path, realm: &str, args: &[&str], pw: Option<&str>) -> Output {
-    // No password: stdin is closed at once (an empty input).
-    run_with_stdin(
-        Command::new(peer("saslpasswd2"))
-            .args(["-a", "sqltest", "-u", realm])
-            .args(args)
-            .env("SASL_CONF_PATH", confdir),
-        pw.unwrap_or("").as_bytes(),
-    )
-}
-
 #[test]
 fn postfix_smtpd_authenticates_through_the_pgsql_plugin() {
     let srv = server();
@@ -672,7 +663,7 @@ fn postfix_smtpd_authenticates_through_the_pgsql_plugin() {
     )
     .unwrap();
     let carol_pw = "carol's \\ pw";
-    let out = cyrus_saslpasswd2(
+    let out = sql_saslpasswd2(
         confdir.path(),
         realm,
         &["-p", "-c", "carol"],
@@ -691,7 +682,7 @@ fn postfix_smtpd_authenticates_through_the_pgsql_plugin() {
     };
     assert_eq!(carol(srv)[USER_PASSWORD], carol_pw.as_bytes());
     // Changing the password updates the existing rows (the plugin takes sql_insert).
-    let out = cyrus_saslpasswd2(confdir.path(), realm, &["-p", "carol"], Some("second pw"));
+    let out = sql_saslpasswd2(confdir.path(), realm, &["-p", "carol"], Some("second pw"));
     assert!(out.status.success(), "{out:?}");
     assert_eq!(carol(srv)[USER_PASSWORD], b"second pw");
     inst.check_logins(&[
@@ -699,7 +690,7 @@ fn postfix_smtpd_authenticates_through_the_pgsql_plugin() {
         ("carol", carol_pw, Mech::Plain, 535),
     ]);
     // saslpasswd2 -d: the plugin writes 'NULL', the trigger deletes the rows.
-    let out = cyrus_saslpasswd2(confdir.path(), realm, &["-d", "carol"], None);
+    let out = sql_saslpasswd2(confdir.path(), realm, &["-d", "carol"], None);
     assert!(out.status.success(), "{out:?}");
     assert!(carol(srv).is_empty(), "{:?}", carol(srv));
 
@@ -729,23 +720,14 @@ fn sample_plain(confdir: &Path, user: &str, pw: &[u8]) -> bool {
         "C: {}\n",
         base64::engine::general_purpose::STANDARD.encode(msg)
     );
-    let mut child = Command::new(peer("timeout"))
-        .arg("10")
-        .arg(peer("sasl-sample-server"))
-        .args(["-m", "PLAIN", "-s", "sample", "-u", "example.org"])
-        .env("SASL_CONF_PATH", confdir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(line.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_stdin(
+        Command::new(peer("timeout"))
+            .arg("10")
+            .arg(peer("sasl-sample-server"))
+            .args(["-m", "PLAIN", "-s", "sample", "-u", "example.org"])
+            .env("SASL_CONF_PATH", confdir),
+        line.as_bytes(),
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     text.contains(&format!("Username: {user}@example.org"))
 }

@@ -27,7 +27,7 @@ use sasldb::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
 use sasldb::sqlite::{APPLICATION_ID, PLUGIN_CONFIG, SqliteFile};
 use sasldb::{Backend, Database, Error, Format, Key, Location, Transaction, WriteOptions};
 
-use crate::support::{Rng, is_root, key, peer, postfix_gid, run_ok, run_with_stdin, unhex};
+use crate::support::{Rng, is_root, key, peer, postfix_gid, run_ok, sql_saslpasswd2, unhex};
 
 use crate::support::sample_server::{Peer, REALM, STEP, Server, Turn, gsasl_login};
 
@@ -406,19 +406,6 @@ fn plugin_otp_login_updates_our_file() {
     assert_eq!(sqlite3(&db, "PRAGMA journal_mode"), ["delete"]);
 }
 
-/// Runs Cyrus's `saslpasswd2 -a sqltest -u REALM` with the documented configuration;
-/// `password` goes to stdin (pipe mode).
-fn saslpasswd2(confdir: &Path, args: &[&str], password: Option<&str>) -> std::process::Output {
-    // No password: stdin is closed at once (an empty input).
-    run_with_stdin(
-        Command::new(peer("saslpasswd2"))
-            .args(["-a", "sqltest", "-u", REALM])
-            .args(args)
-            .env("SASL_CONF_PATH", confdir),
-        password.unwrap_or("").as_bytes(),
-    )
-}
-
 fn props_of(db: &Path, user: &str) -> BTreeMap<String, Vec<u8>> {
     let prefix = sasldb::record::user_prefix(user.as_bytes(), REALM.as_bytes());
     ours(db)
@@ -447,7 +434,7 @@ fn plugin_saslpasswd2_writes_into_our_file() {
     // Create: userPassword exactly as typed (the backslash survives the plugin's
     // MySQL-style escaping), plus the OTP secret Debian's OTP plugin adds.
     let first = "first \\ pass ✓";
-    let out = saslpasswd2(&confdir, &["-p", "-c", "alice"], Some(first));
+    let out = sql_saslpasswd2(&confdir, REALM, &["-p", "-c", "alice"], Some(first));
     assert!(out.status.success(), "{out:?}");
     let alice = props_of(&db, "alice");
     assert_eq!(
@@ -459,7 +446,7 @@ fn plugin_saslpasswd2_writes_into_our_file() {
     assert!(otp.verify_password(first.as_bytes()).unwrap());
 
     // Change the password (the user exists: the plugin's UPDATE path).
-    let out = saslpasswd2(&confdir, &["-p", "alice"], Some("second"));
+    let out = sql_saslpasswd2(&confdir, REALM, &["-p", "alice"], Some("second"));
     assert!(out.status.success(), "{out:?}");
     let alice = props_of(&db, "alice");
     assert_eq!(alice[USER_PASSWORD], b"second");
@@ -469,7 +456,7 @@ fn plugin_saslpasswd2_writes_into_our_file() {
     login(dir.path(), &db, "PLAIN", "alice", "second").unwrap();
 
     // Delete: the plugin writes 'NULL', the schema's triggers remove the rows.
-    let out = saslpasswd2(&confdir, &["-d", "alice"], None);
+    let out = sql_saslpasswd2(&confdir, REALM, &["-d", "alice"], None);
     assert!(out.status.success(), "{out:?}");
     assert!(props_of(&db, "alice").is_empty());
     assert_eq!(
@@ -486,7 +473,7 @@ fn plugin_saslpasswd2_writes_into_our_file() {
     );
 
     // Plugin quirk: a ' in a value breaks the plugin's statement; saslpasswd2 fails.
-    let out = saslpasswd2(&confdir, &["-p", "-c", "quote"], Some("it's"));
+    let out = sql_saslpasswd2(&confdir, REALM, &["-p", "-c", "quote"], Some("it's"));
     assert!(!out.status.success(), "{out:?}");
     assert!(!props_of(&db, "quote").contains_key(USER_PASSWORD));
 

@@ -26,7 +26,7 @@ pub use data::{
     Rng, expected_records, file_records, fixture, hex, key, records_of, unhex, write_bdb,
 };
 pub use ours::Out;
-pub use peers::{db_dump, libdb_lookup_misses, peer};
+pub use peers::{db_dump, libdb_lookup_misses, peer, sql_saslpasswd2};
 pub use run::{in_parallel, run_ok, run_ok_with_stdin, run_with_stdin};
 pub use scratch::{HOST_REALM, Scratch, write_aged};
 pub use system::{alive, free_port, is_root, mode, postfix_gid, set_mode};

@@ -2,10 +2,10 @@
 //! programs the tests compare against. A missing one fails the test loudly.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use super::data::hex;
-use super::run::run_ok;
+use super::run::{run_ok, run_with_stdin};
 
 /// Path of a required peer tool. A missing peer FAILS the test loudly: the README's
 /// test command installs every peer, so a missing one means the environment is wrong,
@@ -30,6 +30,24 @@ pub fn peer(name: &str) -> PathBuf {
          This interop test needs the real tool; run the README's test command \
          (scripts/test), which installs every peer with apt-get.\n\n"
     );
+}
+
+/// Runs Cyrus's `saslpasswd2 -a sqltest -u REALM ARGS` with `SASL_CONF_PATH=confdir`
+/// (where `sqltest.conf` configures the `sql` auxprop plugin); `password` goes to
+/// stdin (pipe mode). No password: stdin is closed at once (an empty input).
+pub fn sql_saslpasswd2(
+    confdir: &Path,
+    realm: &str,
+    args: &[&str],
+    password: Option<&str>,
+) -> Output {
+    run_with_stdin(
+        Command::new(peer("saslpasswd2"))
+            .args(["-a", "sqltest", "-u", realm])
+            .args(args)
+            .env("SASL_CONF_PATH", confdir),
+        password.unwrap_or("").as_bytes(),
+    )
 }
 
 /// Looks every key up through libdb itself (Perl's DB_File is linked to libdb 5.3 on
