@@ -6,12 +6,11 @@ use sasldb::bdb::{BdbFile, WriteOptions, write_records};
 use sasldb::endian::Endian;
 use sasldb::{Key, Record};
 
-use crate::support::{Rng, db_dump, libdb_lookup_misses, peer, records_of, run_ok};
+use crate::support::{self, Rng, db_dump, libdb_lookup_misses, peer, records_of, run_ok};
 
-/// 10,000 sasldb-shaped records: UTF-8 names, several properties, value lengths from
-/// empty to several pages (so some exceed pagesize/4 at every page size).
+/// Sasldb-shaped records ([`support::random_records`]) with value lengths from empty to
+/// several pages (so some exceed pagesize/4 at every page size).
 fn random_records(seed: u64, n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut rng = Rng::new(seed);
     let props = [
         "userPassword",
         "cmusaslsecretOTP",
@@ -20,26 +19,11 @@ fn random_records(seed: u64, n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
         "xy",
         "xyz",
     ];
-    let mut map = std::collections::BTreeMap::new();
-    // Raw keys where one is a prefix of another (k1, k18, k180...): the case where
-    // libdb's page order differs from plain bytewise order.
-    for i in 0..n / 10 {
-        let len = rng.below(40) as usize;
-        map.insert(format!("k{i}").into_bytes(), rng.bytes(len));
-    }
-    while map.len() < n {
-        let user = rng.name(24);
-        let realm = rng.name(20);
-        let prop = props[rng.below(props.len() as u64) as usize];
-        let vlen = match rng.below(100) {
-            0 => 20_000 + rng.below(50_000) as usize,
-            1..=3 => 200 + rng.below(3000) as usize,
-            _ => rng.below(64) as usize,
-        };
-        let key = Key::new(&user, &realm, prop).unwrap().encode();
-        map.insert(key, rng.bytes(vlen));
-    }
-    map.into_iter().collect()
+    support::random_records(seed, n, &props, |rng| match rng.below(100) {
+        0 => 20_000 + rng.below(50_000) as usize,
+        1..=3 => 200 + rng.below(3000) as usize,
+        _ => rng.below(64) as usize,
+    })
 }
 
 fn write(path: &Path, pairs: &[(Vec<u8>, Vec<u8>)], opts: WriteOptions) {

@@ -12,35 +12,23 @@ use sasldb::gdbm::{
 use sasldb::store::{Detected, detect};
 use sasldb::{Backend, Database, Error, Format, Key, Location, Record, Transaction};
 
-use crate::support::{Rng, expected_records, fixture, peer, records_of, run_ok, run_with_stdin};
+use crate::support::{
+    self, Rng, expected_records, fixture, peer, records_of, run_ok, run_with_stdin,
+};
 
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 // ---------------------------------------------------------------- helpers
 
-/// sasldb-shaped records: UTF-8 names, several properties, values from empty to
-/// several 64 KiB blocks, and raw keys that are prefixes of each other.
+/// Sasldb-shaped records ([`support::random_records`]) with values from empty to
+/// several 64 KiB blocks.
 fn random_records(seed: u64, n: usize) -> Pairs {
-    let mut rng = Rng::new(seed);
     let props = ["userPassword", "cmusaslsecretOTP", "authPassword", "x"];
-    let mut map = std::collections::BTreeMap::new();
-    for i in 0..n / 10 {
-        let len = rng.below(40) as usize;
-        map.insert(format!("k{i}").into_bytes(), rng.bytes(len));
-    }
-    while map.len() < n {
-        let user = rng.name(24);
-        let realm = rng.name(20);
-        let prop = props[rng.below(props.len() as u64) as usize];
-        let vlen = match rng.below(1000) {
-            0..=2 => 20_000 + rng.below(140_000) as usize,
-            3..=30 => 200 + rng.below(5000) as usize,
-            _ => rng.below(64) as usize,
-        };
-        let key = Key::new(&user, &realm, prop).unwrap().encode();
-        map.insert(key, rng.bytes(vlen));
-    }
-    map.into_iter().collect()
+    support::random_records(seed, n, &props, |rng| match rng.below(1000) {
+        0..=2 => 20_000 + rng.below(140_000) as usize,
+        3..=30 => 200 + rng.below(5000) as usize,
+        _ => rng.below(64) as usize,
+    })
 }
 
 fn write_file(path: &Path, pairs: &Pairs, opts: &WriteOptions) {

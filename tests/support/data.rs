@@ -89,6 +89,32 @@ impl Rng {
     }
 }
 
+/// `n` sasldb-shaped records from `seed`, sorted by key: a tenth are raw keys that
+/// are prefixes of each other (`k1`, `k18`, `k180`...: where libdb's page order differs
+/// from bytewise order), the others `user NUL realm NUL prop` keys with UTF-8 names,
+/// a property from `props` and a value of `value_len` random bytes.
+pub fn random_records(
+    seed: u64,
+    n: usize,
+    props: &[&str],
+    value_len: impl Fn(&mut Rng) -> usize,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut rng = Rng::new(seed);
+    let mut map = std::collections::BTreeMap::new();
+    for i in 0..n / 10 {
+        let len = rng.below(40) as usize;
+        map.insert(format!("k{i}").into_bytes(), rng.bytes(len));
+    }
+    while map.len() < n {
+        let user = rng.name(24);
+        let realm = rng.name(20);
+        let prop = props[rng.below(props.len() as u64) as usize];
+        let vlen = value_len(&mut rng);
+        map.insert(key(user, realm, prop), rng.bytes(vlen));
+    }
+    map.into_iter().collect()
+}
+
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

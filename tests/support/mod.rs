@@ -23,7 +23,8 @@ pub mod scratch;
 pub mod system;
 
 pub use data::{
-    Rng, expected_records, file_records, fixture, hex, key, records_of, unhex, write_bdb,
+    Rng, expected_records, file_records, fixture, hex, key, random_records, records_of, unhex,
+    write_bdb,
 };
 pub use ours::Out;
 pub use peers::{db_dump, libdb_lookup_misses, peer, sql_saslpasswd2};
