@@ -365,9 +365,9 @@ fn check(name: &str, out: &Output) {
     }
 }
 
-/// Compiles tests/memscan.c into a preloadable library.
+/// Compiles tests/reliability/memscan.c into a preloadable library.
 fn memscan_library(s: &Scratch) -> std::path::PathBuf {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/memscan.c");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reliability/memscan.c");
     let lib = s.path("memscan.so");
     let out = Command::new(peer("gcc"))
         // Bound at load time: a lazy symbol resolution during the scan would save the

@@ -6,7 +6,7 @@
  *
  * LIST has one pair per line: hex(key) SPACE hex(value) (the value may be empty).
  * Exit status 2 when the database cannot be opened (message on stderr), 3 when a
- * store or delete fails. Compiled by tests/gdbm.rs with `cc ... -lgdbm`. */
+ * store or delete fails. Compiled by tests/formats/gdbm.rs with `cc ... -lgdbm`. */
 #include <gdbm.h>
 #include <stdio.h>
 #include <stdlib.h>

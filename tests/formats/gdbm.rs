@@ -100,11 +100,11 @@ fn gdbm_dump(path: &Path) -> Pairs {
     pairs
 }
 
-/// The C probe linked to libgdbm (tests/gdbm_probe.c), compiled once per run.
+/// The C probe linked to libgdbm (tests/formats/gdbm_probe.c), compiled once per run.
 fn probe() -> &'static Path {
     static PROBE: OnceLock<PathBuf> = OnceLock::new();
     PROBE.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gdbm_probe.c");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/formats/gdbm_probe.c");
         let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("gdbm_probe.{}", std::process::id()));
         run_ok(
