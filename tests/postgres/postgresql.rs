@@ -144,10 +144,7 @@ fn sasldb_import_10000_users_and_convert_bdb_into_postgres_and_back() {
     let recs = records(srv, &db);
     assert_eq!(recs.len(), 10_000);
     for (i, (k, v)) in recs.iter().enumerate() {
-        assert_eq!(
-            k,
-            &key(&format!("user{i:05}"), "example.org", USER_PASSWORD)
-        );
+        assert_eq!(k, &key(format!("user{i:05}"), "example.org", USER_PASSWORD));
         assert_eq!(v, format!("pw {i} \\ ✓").as_bytes());
     }
     // What the plugin's sql_select returns, straight from the server.
@@ -284,18 +281,18 @@ fn sasldb_two_concurrent_imports_lose_nothing() {
     assert_eq!(recs.len(), 6_500, "records lost");
     for side in ["a", "b"] {
         for i in 0..3000 {
-            let k = key(&format!("{side}{i:04}"), "example.org", USER_PASSWORD);
+            let k = key(format!("{side}{i:04}"), "example.org", USER_PASSWORD);
             assert_eq!(recs[&k], format!("{side} pw {i}").as_bytes());
         }
     }
     let winner = |i: usize| {
-        let v = &recs[&key(&format!("shared{i:03}"), "example.org", USER_PASSWORD)];
+        let v = &recs[&key(format!("shared{i:03}"), "example.org", USER_PASSWORD)];
         String::from_utf8_lossy(&v[..1]).into_owned()
     };
     let first = winner(0);
     for i in 0..500 {
         assert_eq!(winner(i), first, "shared{i:03} from the other import");
-        let v = &recs[&key(&format!("shared{i:03}"), "example.org", USER_PASSWORD)];
+        let v = &recs[&key(format!("shared{i:03}"), "example.org", USER_PASSWORD)];
         assert_eq!(v, format!("{first} shared {i}").as_bytes());
     }
 }
