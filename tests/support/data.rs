@@ -1,4 +1,5 @@
-//! Test data: fixtures under fixtures/, generated records, key encoding, hex.
+//! Test data: fixtures under fixtures/, generated records, key encoding, hex, reading
+//! and writing records through the library.
 
 use std::path::{Path, PathBuf};
 

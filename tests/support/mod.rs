@@ -1,7 +1,8 @@
 //! The harness every test module shares; nothing in here is a test.
 //!
 //! - [`data`]: fixtures, generated records, key encoding, reading records back.
-//! - [`peers`]: the real tools the tests compare against; a missing one fails loudly.
+//! - [`peers`]: the real tools the tests compare against (a missing one fails loudly),
+//!   and what they say about a database.
 //! - [`run`]: running commands: checked, with stdin, in parallel.
 //! - [`ours`]: our three binaries as hermetic commands, and what a run produced.
 //! - [`scratch`]: scratch directories with their own Cyrus and Postfix configuration.

@@ -1,4 +1,4 @@
-//! Running commands: checked, with stdin, with a time limit; running cases in parallel.
+//! Running commands: checked, with stdin fed from a thread; running cases in parallel.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
