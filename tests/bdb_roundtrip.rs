@@ -2,8 +2,8 @@ use std::fs::File;
 use std::path::Path;
 use std::process::Command;
 
-use sasldb::bdb::{BdbFile, WriteOptions, write_records};
-use sasldb::endian::Endian;
+use sasldb::storage::bdb::{BdbFile, WriteOptions, write_records};
+use sasldb::storage::endian::Endian;
 use sasldb::{Key, Record};
 
 use crate::util::{Rng, libdb_lookup_misses, parse_db_dump_p, peer, records_of, run_ok};

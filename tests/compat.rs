@@ -24,11 +24,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use sasldb::bdb::{WriteOptions as BdbWriteOptions, write_records};
+use sasldb::Location;
+use sasldb::account::secrets::{OtpSecret, ScramHash, ScramSecret};
 use sasldb::database::{Database, Transaction, WriteOptions};
 use sasldb::record::{AUTH_PASSWORD, OTP_SECRET, USER_PASSWORD};
-use sasldb::secrets::{OtpSecret, ScramHash, ScramSecret};
-use sasldb::store::Location;
+use sasldb::storage::bdb::{WriteOptions as BdbWriteOptions, write_records};
 use sasldb::{Key, Record};
 
 use crate::secrets::{REALM, otp_login, scram_login};

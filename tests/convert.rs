@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use sasldb::bdb::{WriteOptions as BdbWriteOptions, write_records};
+use sasldb::storage::bdb::{WriteOptions as BdbWriteOptions, write_records};
 use sasldb::{Database, Key, Location, Record};
 
 use crate::util::{Rng, parse_db_dump_p, peer, records_of, run_ok};

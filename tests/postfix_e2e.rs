@@ -11,8 +11,8 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Instant;
 
+use sasldb::account::secrets::{ScramHash, ScramSecret};
 use sasldb::record::AUTH_PASSWORD;
-use sasldb::secrets::{ScramHash, ScramSecret};
 
 use crate::postfix::{Mech, Options, PostfixInstance};
 

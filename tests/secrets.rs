@@ -20,11 +20,11 @@ use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use sasldb::bdb::{WriteOptions, write_records};
+use sasldb::account::secrets::otp::{local_hostname, otp_chain, seed_for_host};
+use sasldb::account::secrets::scram::{self, SCRAM_DEFAULT_ITERATIONS};
+use sasldb::account::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
 use sasldb::record::{AUTH_PASSWORD, OTP_SECRET};
-use sasldb::secrets::otp::{local_hostname, otp_chain, seed_for_host};
-use sasldb::secrets::scram::{self, SCRAM_DEFAULT_ITERATIONS};
-use sasldb::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
+use sasldb::storage::bdb::{WriteOptions, write_records};
 use sasldb::{Key, Record};
 
 /// The realm every scenario uses (`saslpasswd2 -u`, `sasl-sample-server -u`).
