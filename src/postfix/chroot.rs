@@ -147,7 +147,7 @@ impl MasterCf {
     /// Parses master.cf text.
     ///
     /// ```
-    /// use sasldb::chroot::{ChrootColumn, MasterCf};
+    /// use sasldb::postfix::chroot::{ChrootColumn, MasterCf};
     /// let m = MasterCf::parse("master.cf".as_ref(), b"\
     /// ## comment
     /// smtp      inet  n       -       y       -       -       smtpd

@@ -152,7 +152,7 @@ pub fn otp_chain(
 /// see [`OtpSecret::seed_is_alphanumeric`].
 ///
 /// ```
-/// use sasldb::secrets::otp::seed_for_host;
+/// use sasldb::account::secrets::otp::seed_for_host;
 /// assert_eq!(seed_for_host(b"VM", 4354), b"vm4355");
 /// assert_eq!(seed_for_host(b"x", 0), b"x0001");
 /// assert_eq!(seed_for_host(b"A-Host", 9998), b"a-9999");
@@ -217,7 +217,7 @@ impl OtpSecret {
     /// no lock. Deterministic; see [`OtpSecret::generate`] for a random seed.
     ///
     /// ```
-    /// use sasldb::secrets::{OtpAlgorithm, OtpSecret};
+    /// use sasldb::account::secrets::{OtpAlgorithm, OtpSecret};
     /// let s = OtpSecret::compute(OtpAlgorithm::Md5, b"vm4355", b"secret").unwrap();
     /// assert_eq!(&s.encode()[..], b"md5\t0499\tvm4355\ta60b12d2be16af7f\t00000000000000000000");
     /// ```

@@ -32,7 +32,7 @@ fn c_str(bytes: &[u8]) -> &[u8] {
 /// matches, even an empty stored value.
 ///
 /// ```
-/// use sasldb::secrets::plain::verify_user_password;
+/// use sasldb::account::secrets::plain::verify_user_password;
 /// assert!(verify_user_password(b"secret", b"secret"));
 /// assert!(!verify_user_password(b"secret", b"Secret"));
 /// assert!(verify_user_password(b"pw2\0a", b"pw2"));

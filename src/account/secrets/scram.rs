@@ -337,7 +337,7 @@ impl fmt::Debug for ScramSecret {
 /// Parses a stored `authPassword` value and checks `password` against it.
 ///
 /// ```
-/// use sasldb::secrets::scram::verify_password;
+/// use sasldb::account::secrets::scram::verify_password;
 /// let stored = b"SCRAM-SHA-1$4096:HZ+t6CojMV0tgwDiOM1M2w==$1ZFL+gCrlkg3X6Vpgx1hEhPZlTI=:FIL5/bE/FDAMFfJPDnF+zNfJ9T8=";
 /// assert!(verify_password(stored, b"secret-md5").unwrap());
 /// assert!(!verify_password(stored, b"secret-md4").unwrap());
