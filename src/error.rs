@@ -8,9 +8,9 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::account::secrets::SecretError;
+use crate::location::Format;
 use crate::record::KeyError;
-use crate::secrets::SecretError;
-use crate::store::Format;
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -20,10 +20,10 @@ use std::process::Command;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use sasldb::account::secrets::otp::{local_hostname, otp_chain, seed_for_host};
+use sasldb::account::secrets::scram::{self, SCRAM_DEFAULT_ITERATIONS};
+use sasldb::account::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
 use sasldb::record::{AUTH_PASSWORD, OTP_SECRET};
-use sasldb::secrets::otp::{local_hostname, otp_chain, seed_for_host};
-use sasldb::secrets::scram::{self, SCRAM_DEFAULT_ITERATIONS};
-use sasldb::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
 
 use crate::support::sample_server::{REALM, otp_login, scram_login};
 use crate::support::{db_dump, key, peer, run_ok_with_stdin, write_bdb};

@@ -17,8 +17,8 @@ use super::getopt::{Event, Getopt, error_message};
 use super::{DEFAULT_SASLDB_PATH, Exit, OptDoc, argv0, eprint_line, is_broken_pipe, progname};
 use crate::database::Database;
 use crate::error::Error;
+use crate::location::Location;
 use crate::record::KeyRef;
-use crate::store::Location;
 
 /// The options, in Cyrus's order.
 pub const OPTIONS: &[OptDoc] = &[

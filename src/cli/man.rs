@@ -139,7 +139,7 @@ pub fn pages() -> Vec<Page> {
         },
         Page {
             file: "sasldb.8",
-            text: render_with_commands(super::sasldb::command(), SASLDB_SECTIONS),
+            text: render_with_commands(super::sasldb::args::command(), SASLDB_SECTIONS),
         },
     ]
 }

@@ -20,9 +20,9 @@ use crate::account::{self, PolicyError, PolicyRequest, SecretPolicy, check_names
 use crate::cyrus_conf::{self, SaslConf};
 use crate::database::{Database, Transaction, WriteOptions};
 use crate::error::Error;
-use crate::persist::{Ownership, Target};
+use crate::location::Location;
 use crate::postfix;
-use crate::store::Location;
+use crate::storage::persist::{Ownership, Target};
 
 /// The options: Cyrus's, in Cyrus's order, then our long-only extensions.
 pub const OPTIONS: &[OptDoc] = &[

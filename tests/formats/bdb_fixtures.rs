@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use sasldb::bdb::BdbFile;
+use sasldb::storage::bdb::BdbFile;
 
 use crate::support::{expected_records, fixture, records_of};
 

@@ -2,8 +2,8 @@ use std::fs::File;
 use std::path::Path;
 use std::process::Command;
 
-use sasldb::bdb::{BdbFile, WriteOptions, write_records};
-use sasldb::endian::Endian;
+use sasldb::storage::bdb::{BdbFile, WriteOptions, write_records};
+use sasldb::storage::endian::Endian;
 use sasldb::{Key, Record};
 
 use crate::support::{self, Rng, db_dump, libdb_lookup_misses, peer, records_of, run_ok};

@@ -5,11 +5,11 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use sasldb::endian::Endian;
-use sasldb::gdbm::{
+use sasldb::location::{Detected, detect};
+use sasldb::storage::endian::Endian;
+use sasldb::storage::gdbm::{
     DataFileLock, GdbmFile, HOST_SIGNED_CHAR, Header, Layout, WriteOptions, write_records,
 };
-use sasldb::store::{Detected, detect};
 use sasldb::{Backend, Database, Error, Format, Key, Location, Record, Transaction};
 
 use crate::support::{

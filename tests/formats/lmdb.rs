@@ -5,8 +5,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use sasldb::lmdb::{self, LmdbFile};
-use sasldb::persist::Ownership;
+use sasldb::storage::lmdb::{self, LmdbFile};
+use sasldb::storage::persist::Ownership;
 use sasldb::{
     Backend, Database, Error, Format, Key, Location, Record, Secret, Transaction, WriteOptions,
 };

@@ -3,7 +3,7 @@
 //!
 //! - `roundtrip_*`: our writer and reader agree with the `sqlite3` shell on every byte.
 //! - `plugin_*`: libsasl's `sasl-sample-server` with the plugin configured exactly as
-//!   [`sasldb::sqlite::PLUGIN_CONFIG`] documents authenticates from our file (gsasl or
+//!   [`sasldb::storage::sql::sqlite::PLUGIN_CONFIG`] documents authenticates from our file (gsasl or
 //!   a hand-made PLAIN message as the client), and Cyrus's own `saslpasswd2` writes
 //!   into it.
 //! - `hostile_*`: damaged and foreign files give one-line errors, never a panic.
@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use sasldb::account::secrets::otp::otp_chain;
+use sasldb::account::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
 use sasldb::record::{AUTH_PASSWORD, OTP_SECRET, USER_PASSWORD};
-use sasldb::secrets::otp::otp_chain;
-use sasldb::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
-use sasldb::sqlite::{APPLICATION_ID, PLUGIN_CONFIG, SqliteFile};
+use sasldb::storage::sql::sqlite::{APPLICATION_ID, PLUGIN_CONFIG, SqliteFile};
 use sasldb::{Backend, Database, Error, Format, Key, Location, Transaction, WriteOptions};
 
 use crate::support::{Rng, is_root, key, peer, postfix_gid, run_ok, sql_saslpasswd2, unhex};

@@ -11,8 +11,8 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Instant;
 
+use sasldb::account::secrets::{ScramHash, ScramSecret};
 use sasldb::record::AUTH_PASSWORD;
-use sasldb::secrets::{ScramHash, ScramSecret};
 
 use crate::support::postfix::{Mech, Options, PostfixInstance};
 use crate::support::{alive, postfix_gid};

@@ -8,7 +8,7 @@
 //! - `connection_*`: URLs, pgpass, the PG* environment, one-line errors.
 //! - `store_*`: values kept byte for byte, the plugin's "NULL means delete" trigger.
 //! - `postfix_*`: a private Postfix smtpd whose Cyrus SASL uses the pgsql plugin, with
-//!   the configuration [`sasldb::pgsql::PLUGIN_CONFIG`] documents; Cyrus's own
+//!   the configuration [`sasldb::storage::sql::pgsql::PLUGIN_CONFIG`] documents; Cyrus's own
 //!   `saslpasswd2` writing through the plugin.
 //!
 //! Every test gets its own database on the shared server; the server's password is
@@ -22,8 +22,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sasldb::pgsql::{self, PLUGIN_CONFIG};
 use sasldb::record::USER_PASSWORD;
+use sasldb::storage::sql::pgsql::{self, PLUGIN_CONFIG};
 use sasldb::{Database, Format, Key, Location, Transaction, WriteOptions};
 
 use crate::support::ours::{self, finding, problems};

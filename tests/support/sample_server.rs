@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use sasldb::secrets::OtpAlgorithm;
-use sasldb::secrets::otp::otp_chain;
+use sasldb::account::secrets::OtpAlgorithm;
+use sasldb::account::secrets::otp::otp_chain;
 
 use super::peer;
 

@@ -24,11 +24,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sasldb::Key;
+use sasldb::account::secrets::{OtpSecret, ScramHash, ScramSecret};
 use sasldb::database::{Transaction, WriteOptions};
 use sasldb::record::{AUTH_PASSWORD, OTP_SECRET, USER_PASSWORD};
-use sasldb::secrets::{OtpSecret, ScramHash, ScramSecret};
-use sasldb::store::Location;
+use sasldb::{Key, Location};
 
 use crate::support::sample_server::{REALM, otp_login, scram_login};
 use crate::support::{

@@ -8,8 +8,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
-use sasldb::bdb::BdbFile;
 use sasldb::cyrus_conf::{self, SaslConf, debian_multiarch, default_conf_path};
+use sasldb::storage::bdb::BdbFile;
 
 use crate::support::{in_parallel, peer};
 

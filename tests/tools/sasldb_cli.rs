@@ -87,7 +87,7 @@ impl Cli for Scratch {
     }
 
     fn copy(&self) -> PathBuf {
-        sasldb::chroot::in_root(&self.path("queue"), &self.db())
+        sasldb::postfix::chroot::in_root(&self.path("queue"), &self.db())
     }
 }
 
@@ -1064,7 +1064,7 @@ fn check_lmdb_lock_files_and_unchrooted_smtpd() {
     s.sync(&db, &[])
         .ok()
         .out_has("created (LMDB database, 1 records)");
-    let copy_lock = sasldb::lmdb::lock_path(&s.copy());
+    let copy_lock = sasldb::storage::lmdb::lock_path(&s.copy());
     assert_eq!(mode(&copy_lock), 0o660);
     s.check(&db, &[]).ok();
 
@@ -1075,7 +1075,7 @@ fn check_lmdb_lock_files_and_unchrooted_smtpd() {
     s.check(&db, &["--fix"]).ok();
     assert_eq!(mode(&copy_lock), 0o660);
     // A world-readable lock file next to the database.
-    let lock = sasldb::lmdb::lock_path(&db);
+    let lock = sasldb::storage::lmdb::lock_path(&db);
     fs::set_permissions(&lock, fs::Permissions::from_mode(0o666)).unwrap();
     let r = s.check(&db, &[]).json();
     assert_eq!(problems(&r), ["lmdb-lock-mode"], "{r:#}");
@@ -1207,7 +1207,7 @@ fn chrooted_postfix_logs_in_against_the_synced_copy() {
     let r = sasldb(&["check", "--json"], b"").code(1).json();
     assert!(problems(&r).contains(&"chroot-missing".to_owned()), "{r:#}");
     sasldb(&["check", "--fix"], b"").out_has("fixed: refreshed");
-    let copy = sasldb::chroot::in_root(&inst.dir().join("queue"), &db);
+    let copy = sasldb::postfix::chroot::in_root(&inst.dir().join("queue"), &db);
     assert_eq!(mode(&copy), 0o640);
     // What remains: the users are not in the realm of logins without @.
     let r = sasldb(&["check", "--json"], b"").json();

@@ -14,16 +14,16 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::time::Duration;
 
-use sasldb::bdb::{self, BdbFile};
+use sasldb::account::secrets::plain;
+use sasldb::account::secrets::{OtpSecret, ScramSecret};
+use sasldb::bulk::import::{self, InputFormat, Parsed};
 use sasldb::cli::getopt::{Getopt, LongOpt, error_message};
 use sasldb::cyrus_conf::SaslConf;
-use sasldb::endian::Endian;
-use sasldb::gdbm::GdbmFile;
-use sasldb::import::{self, InputFormat, Parsed};
 use sasldb::postfix::MainCf;
-use sasldb::secrets::plain;
-use sasldb::secrets::{OtpSecret, ScramSecret};
-use sasldb::sqlite::SqliteFile;
+use sasldb::storage::bdb::{self, BdbFile};
+use sasldb::storage::endian::Endian;
+use sasldb::storage::gdbm::GdbmFile;
+use sasldb::storage::sql::sqlite::SqliteFile;
 use sasldb::{Backend, Key, KeyRef, Record};
 
 /// The longest SCRAM iteration count the target verifies a password against:
@@ -252,7 +252,7 @@ pub fn gdbm_file(data: &[u8]) {
 /// these bytes.
 pub fn lmdb_check(data: &[u8]) {
     let path = Path::new("fuzz.lmdb");
-    match sasldb::lmdb::check::check_file(&mem_file(data), path) {
+    match sasldb::storage::lmdb::check::check_file(&mem_file(data), path) {
         Ok(info) => {
             assert!((512..=65536).contains(&info.page_size));
             assert!(info.page_size.is_power_of_two());
