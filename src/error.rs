@@ -8,8 +8,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::account::secrets::SecretError;
-use crate::location::Format;
+use crate::format::Format;
 use crate::record::KeyError;
 
 /// Shorthand for results of this crate.
@@ -160,6 +159,68 @@ pub enum Error {
     /// The caller asked for something the arguments do not allow.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Which stored secret format a [`SecretError::Malformed`] concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    /// A `cmusaslsecretOTP` value.
+    Otp,
+    /// An `authPassword` SCRAM value.
+    Scram,
+    /// A legacy `cmusaslsecretPLAIN` value.
+    LegacyPlain,
+}
+
+impl std::fmt::Display for SecretKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SecretKind::Otp => "OTP secret (cmusaslsecretOTP)",
+            SecretKind::Scram => "SCRAM secret (authPassword)",
+            SecretKind::LegacyPlain => "legacy PLAIN secret (cmusaslsecretPLAIN)",
+        })
+    }
+}
+
+/// Why a secret could not be computed, parsed or checked.
+///
+/// Messages name the field at fault, never its content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecretError {
+    /// A stored value does not have the expected layout.
+    #[error("malformed {kind}: {reason}")]
+    Malformed {
+        /// Which format.
+        kind: SecretKind,
+        /// What is wrong (a field name and the rule it breaks).
+        reason: &'static str,
+    },
+    /// An OTP algorithm name (`otp_mda`) other than md4, md5 or sha1.
+    #[error("unknown OTP algorithm `{0}` (expected md4, md5 or sha1)")]
+    UnknownOtpAlgorithm(String),
+    /// A SCRAM mechanism name other than SCRAM-SHA-1/224/256/384/512.
+    #[error("unknown SCRAM mechanism `{0}` (expected SCRAM-SHA-1, -224, -256, -384 or -512)")]
+    UnknownScramMechanism(String),
+    /// The password is empty where the mechanism refuses empty passwords (SCRAM).
+    #[error("the password is empty")]
+    EmptyPassword,
+    /// The password contains a NUL byte: Cyrus truncates or mangles such passwords,
+    /// so no secret derived from one would match what a Cyrus peer computes.
+    #[error("the password contains a NUL byte")]
+    NulInPassword,
+    /// An OTP seed that Cyrus could not store or read back.
+    #[error("invalid OTP seed: {0}")]
+    BadSeed(&'static str),
+    /// A SCRAM iteration count of zero was asked for.
+    #[error("the SCRAM iteration count must be at least 1")]
+    ZeroIterations,
+    /// The operating system's random number generator failed.
+    #[error("cannot get random bytes: {0}")]
+    Random(String),
+    /// The host name (the OTP seed prefix) could not be read.
+    #[error("cannot read the host name: {0}")]
+    Hostname(String),
 }
 
 impl Error {

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sasldb::account::{SecretPolicy, set_password};
 use sasldb::bulk::export::{ExportFormat, ExportOptions, Scheme};
 use sasldb::bulk::import::{InputFormat, Mode};
-use sasldb::database::{Database, Transaction, WriteOptions};
+use sasldb::{Database, Transaction, WriteOptions};
 use sasldb::{Format, Location};
 use zeroize::Zeroizing;
 
@@ -163,7 +163,7 @@ impl Write for Sink {
 
 fn opts() -> WriteOptions {
     WriteOptions {
-        group: Some(nix::unistd::getegid().as_raw().to_string()),
+        ownership: sasldb::OwnershipPolicy::RootGroup(nix::unistd::getegid().as_raw().to_string()),
         ..WriteOptions::default()
     }
 }

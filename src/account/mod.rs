@@ -402,29 +402,48 @@ pub enum Verdict {
     Match,
     /// The password is wrong.
     Mismatch,
-    /// The user has no property at all.
+    /// The user has none of the properties a password governs.
     NoSuchUser,
     /// The user exists but has no secret a password can be checked against (only an
     /// OTP secret, say).
     NoUsableSecret,
 }
 
+impl Verdict {
+    /// Whether the password is accepted.
+    pub fn is_match(self) -> bool {
+        self == Verdict::Match
+    }
+}
+
+/// A stand-in `userPassword` an unknown user's password is compared with, so that
+/// the answer costs what a wrong password costs.
+const DUMMY_PASSWORD: &[u8] = b"\x01sasldb-no-such-user\x01";
+
 /// Checks a password as Cyrus's libsasl would accept it for `user@realm`: against
 /// `userPassword` (and the SASLv1 `cmusaslsecretPLAIN`, as `checkpw.c` does), or, when
 /// no plaintext is stored, against the SCRAM `authPassword`. Comparisons take constant
 /// time.
+///
+/// The database is never scanned: every call makes the same keyed lookups (each
+/// property a password governs), whether the user exists or not, and an unknown user's
+/// password is compared with a stand-in, so a guessed name costs what a wrong password
+/// costs and the time taken does not tell which users exist.
 pub fn verify_password(
     db: &Database,
     user: &[u8],
     realm: &[u8],
     password: &[u8],
 ) -> Result<Verdict> {
-    let up = db.get(&key(user, realm, USER_PASSWORD)?)?;
-    let legacy = db.get(&key(user, realm, LEGACY_PROPERTIES[2])?)?;
-    if up.is_some() || legacy.is_some() {
+    let mut found = [const { None }; PASSWORD_PROPERTIES.len()];
+    for (slot, prop) in found.iter_mut().zip(PASSWORD_PROPERTIES) {
+        *slot = db.get(&key(user, realm, prop)?)?;
+    }
+    let [up, ap, otp, legacy_cram, legacy_digest, legacy_plain] = found;
+    if up.is_some() || legacy_plain.is_some() {
         let ok = plain::verify_checkpass(
             up.as_deref().map(|v| &v[..]),
-            legacy.as_deref().map(|v| &v[..]),
+            legacy_plain.as_deref().map(|v| &v[..]),
             password,
         );
         return Ok(if ok {
@@ -433,8 +452,8 @@ pub fn verify_password(
             Verdict::Mismatch
         });
     }
-    if let Some(ap) = db.get(&key(user, realm, AUTH_PASSWORD)?)?
-        && let Ok(s) = ScramSecret::parse(&ap)
+    if let Some(ap) = &ap
+        && let Ok(s) = ScramSecret::parse(ap)
     {
         let ok = s.verify_password(password)?;
         return Ok(if ok {
@@ -443,11 +462,19 @@ pub fn verify_password(
             Verdict::Mismatch
         });
     }
-    Ok(if db.properties(user, realm)?.is_empty() {
-        Verdict::NoSuchUser
-    } else {
-        Verdict::NoUsableSecret
-    })
+    // The work of a wrong plaintext password, whose answer is thrown away.
+    std::hint::black_box(plain::verify_checkpass(
+        Some(DUMMY_PASSWORD),
+        None,
+        password,
+    ));
+    Ok(
+        if ap.is_some() || otp.is_some() || legacy_cram.is_some() || legacy_digest.is_some() {
+            Verdict::NoUsableSecret
+        } else {
+            Verdict::NoSuchUser
+        },
+    )
 }
 
 #[cfg(test)]
@@ -499,7 +526,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let loc = Location::path_only(dir.path().join("db"));
         let opts = WriteOptions {
-            group: Some("root".into()),
+            ownership: crate::OwnershipPolicy::RootGroup("root".into()),
             ..WriteOptions::default()
         };
         let mut txn = Transaction::begin(&loc, &opts).unwrap();

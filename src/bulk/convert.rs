@@ -97,7 +97,7 @@ pub fn convert(src: &Location, dst: &Location, opts: &ConvertOptions) -> Result<
     });
     // A destination that loads in key order gets the records sorted here (bounded
     // memory), and users are then counted on the sorted stream without a set.
-    let mut sorted = source.backend().sorted();
+    let mut sorted = source.records_are_sorted();
     let stream: Records<'_> = if !sorted && txn.wants_sorted_input() {
         let mut sorter = ExternalSort::new(txn.dir(), DEFAULT_BUDGET);
         for r in checked {
@@ -155,7 +155,7 @@ impl Tally {
 }
 
 fn escape(key: &[u8]) -> String {
-    crate::cli::listusers::escape(key)
+    crate::record::escape(key)
 }
 
 /// Whether two locations name the same file (after symlinks), or the same

@@ -25,7 +25,7 @@ use zeroize::Zeroizing;
 use crate::account::secrets::{ScramHash, ScramSecret};
 use crate::database::Database;
 use crate::error::{Error, Result};
-use crate::record::{AUTH_PASSWORD, KeyRef, SecretBuf, USER_PASSWORD, user_prefix};
+use crate::record::{AUTH_PASSWORD, SecretBuf, USER_PASSWORD, user_prefix};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,7 +148,6 @@ pub fn export(db: &Database, opts: &ExportOptions, out: &mut dyn Write) -> Resul
             "a Dovecot passwd-file holds password hashes: add --with-secrets".into(),
         ));
     }
-    let keys = db.sorted_keys()?;
     let mut stats = ExportStats::default();
     let io_err = |e: io::Error| Error::io("<output>", e);
     match opts.format {
@@ -163,37 +162,19 @@ pub fn export(db: &Database, opts: &ExportOptions, out: &mut dyn Write) -> Resul
         ExportFormat::Dovecot(_) => {}
     }
     let mut first = true;
-    let mut group: Option<UserKeys> = None;
-    let mut flush = |g: UserKeys, stats: &mut ExportStats, first: &mut bool| -> Result<()> {
-        if let Some(r) = &opts.realm
-            && g.realm != &r[..]
-        {
-            return Ok(());
-        }
-        write_user(db, opts, &g, out, stats, first)
-    };
-    for k in keys.iter() {
-        let Ok(kr) = KeyRef::parse(k) else {
-            stats.malformed += 1;
+    let mut users = db.users()?;
+    for u in users.by_ref() {
+        if opts.realm.as_deref().is_some_and(|r| u.realm != r) {
             continue;
-        };
-        match &mut group {
-            Some(g) if g.user == kr.user && g.realm == kr.realm => g.props.push(kr.property),
-            _ => {
-                if let Some(g) = group.take() {
-                    flush(g, &mut stats, &mut first)?;
-                }
-                group = Some(UserKeys {
-                    user: kr.user,
-                    realm: kr.realm,
-                    props: vec![kr.property],
-                });
-            }
         }
+        let keys = UserKeys {
+            user: &u.user,
+            realm: &u.realm,
+            props: u.properties.iter().map(|p| &p[..]).collect(),
+        };
+        write_user(db, opts, &keys, out, &mut stats, &mut first)?;
     }
-    if let Some(g) = group.take() {
-        flush(g, &mut stats, &mut first)?;
-    }
+    stats.malformed += users.malformed();
     if opts.format == ExportFormat::Json {
         out.write_all(if first { b"]\n" } else { b"\n]\n" })
             .map_err(io_err)?;

@@ -125,7 +125,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 }
 
 fn list(path: &OsString) -> ExitCode {
-    let location: Location = match path.to_string_lossy().parse() {
+    let location: Location = match super::parse_location(path) {
         Ok(l) => l,
         Err(e) => return fail(&e),
     };
@@ -165,7 +165,7 @@ fn list(path: &OsString) -> ExitCode {
                 let _ = out.flush();
                 eprint_line(&format!(
                     "sasldblistusers2: skipping a malformed key ({e}): {}",
-                    escape(&rec.key)
+                    crate::record::escape(&rec.key)
                 ));
             }
         }
@@ -187,21 +187,4 @@ fn write_failed(e: &io::Error) -> ExitCode {
     }
     eprint_line(&format!("sasldblistusers2: cannot write the listing: {e}"));
     Exit::Failure.into()
-}
-
-/// Shows a key with NULs and other control bytes escaped, for messages.
-pub fn escape(b: &[u8]) -> String {
-    let mut s = String::new();
-    for &c in b.iter().take(200) {
-        match c {
-            0 => s.push_str("\\0"),
-            b'\\' => s.push_str("\\\\"),
-            0x20..=0x7e => s.push(c as char),
-            _ => s.push_str(&format!("\\x{c:02x}")),
-        }
-    }
-    if b.len() > 200 {
-        s.push_str(&format!("... ({} bytes)", b.len()));
-    }
-    s
 }

@@ -124,6 +124,21 @@ fn roff_text(s: &str) -> String {
     out
 }
 
+/// The codes of `sasldb check`'s findings, each with its meaning.
+fn check_findings() -> String {
+    let mut out = String::from(
+        "Each finding of \\fBsasldb check\\fR carries one of these codes (\\fB\\-\\-json\\fR: \\fBcode\\fR, with its \\fBmeaning\\fR):\n",
+    );
+    for c in crate::doctor::Code::all() {
+        out.push_str(&format!(
+            ".TP\n\\fB{}\\fR\n{}\n",
+            roff_text(c.id()),
+            roff_text(c.meaning())
+        ));
+    }
+    out
+}
+
 /// Every man page this package ships.
 pub fn pages() -> Vec<Page> {
     let mut saslpasswd2 = SASLPASSWD2_SECTIONS.to_vec();
@@ -139,7 +154,12 @@ pub fn pages() -> Vec<Page> {
         },
         Page {
             file: "sasldb.8",
-            text: render_with_commands(super::sasldb::args::command(), SASLDB_SECTIONS),
+            text: {
+                let findings = check_findings();
+                let mut sections = SASLDB_SECTIONS.to_vec();
+                sections.push(("CHECK FINDINGS", &findings));
+                render_with_commands(super::sasldb::args::command(), &sections)
+            },
         },
     ]
 }

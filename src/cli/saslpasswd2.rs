@@ -10,7 +10,6 @@
 use std::ffi::OsString;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::getopt::{Event, Getopt, error_message};
@@ -393,10 +392,7 @@ fn run(prog: &str, a: Args) -> Result<ExitCode, Failure> {
     }
     check_names(user, realm).map_err(|p| fail(Exit::BadParameter, p.to_string()))?;
 
-    let opts = WriteOptions {
-        group: a.group.clone(),
-        ..WriteOptions::default()
-    };
+    let opts = super::write_options(a.group.as_deref());
     preflight(&location, &opts, a.disable)?;
 
     if a.disable {
@@ -443,10 +439,7 @@ fn database_location(a: &Args, conf: Option<&SaslConf>) -> Result<Location, Fail
         (None, Some(p)) => p.into_os_string(),
         (None, None) => OsString::from(DEFAULT_SASLDB_PATH),
     };
-    match std::str::from_utf8(path.as_bytes()) {
-        Ok(s) => s.parse::<Location>().map_err(generic),
-        Err(_) => Ok(Location::path_only(PathBuf::from(path))),
-    }
+    super::parse_location(&path).map_err(generic)
 }
 
 /// Checks, before the password is asked for, everything that would make the write
@@ -464,7 +457,7 @@ fn preflight(location: &Location, opts: &WriteOptions, disable: bool) -> Result<
         };
     }
     let target = Target::resolve(location.path()).map_err(generic)?;
-    Ownership::plan(&target, opts.group.as_deref()).map_err(generic)?;
+    Ownership::plan(&target, &opts.ownership).map_err(generic)?;
     match &target.existing {
         Some(m) if m.len() > 0 => {
             Database::open(location).map_err(generic)?;

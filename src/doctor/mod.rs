@@ -28,18 +28,25 @@
 //! has). It never deletes user data, never renames realms, never touches malformed
 //! keys.
 
+mod codes;
+
 use std::collections::BTreeMap;
 use std::fs::{self, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::database::Database;
+pub use codes::Code;
+use codes::Subject;
+
+use crate::database::{Database, OwnershipPolicy};
 use crate::error::Error;
 use crate::location::{Detected, Format, Location, detect};
 use crate::postfix::chroot::{self, PostfixSetup, SyncOptions};
 use crate::postfix::{self, RealmQuery, UsePostconf};
 use crate::record::{AUTH_PASSWORD, KeyRef, OTP_SECRET, USER_PASSWORD};
-use crate::storage::lmdb;
+use crate::storage;
+use crate::storage::DEFAULT_LOCK_TIMEOUT;
+use crate::storage::options::POSTFIX_GROUP as DEFAULT_GROUP;
 use crate::storage::persist::{self, DB_MODE, Ownership, Target, WriteLock};
 
 /// How bad a finding is.
@@ -74,8 +81,9 @@ pub enum Repair {
         /// What it should be.
         own: Ownership,
     },
-    /// Create an LMDB lock file, or give it its owner, group and mode.
-    LmdbLock {
+    /// Create a database's companion lock file (LMDB's `-lock`), or give it its
+    /// owner, group and mode.
+    LockFile {
         /// The lock file.
         path: PathBuf,
         /// Owner and group; the mode is the lock mode of `own.mode`.
@@ -98,7 +106,7 @@ pub struct Finding {
     /// How bad it is.
     pub severity: Severity,
     /// A stable identifier (`db-mode`, `chroot-stale`, `realm-mismatch`...).
-    pub code: &'static str,
+    pub code: Code,
     /// What is wrong, in one or two sentences.
     pub message: String,
     /// Whether [`fix`] repairs it.
@@ -135,7 +143,7 @@ impl Report {
         self.problems().next().is_none()
     }
 
-    fn push(&mut self, severity: Severity, code: &'static str, message: String) {
+    fn push(&mut self, severity: Severity, code: Code, message: String) {
         self.findings.push(Finding {
             severity,
             code,
@@ -145,13 +153,7 @@ impl Report {
         });
     }
 
-    fn push_fix(
-        &mut self,
-        severity: Severity,
-        code: &'static str,
-        message: String,
-        repair: Repair,
-    ) {
+    fn push_fix(&mut self, severity: Severity, code: Code, message: String, repair: Repair) {
         self.findings.push(Finding {
             severity,
             code,
@@ -167,8 +169,9 @@ impl Report {
 pub struct CheckOptions {
     /// The database.
     pub database: Location,
-    /// The group of the ownership policy (else `SASLDB_GROUP`, else `postfix`).
-    pub group: Option<String>,
+    /// The group the database should belong to when running as root (the tools:
+    /// `--group`, else `SASLDB_GROUP`, else `postfix`).
+    pub group: String,
     /// Postfix's configuration directory (see [`postfix::config_dir`]).
     pub postfix_config_dir: PathBuf,
     /// Overrides main.cf's `queue_directory`.
@@ -185,7 +188,7 @@ impl CheckOptions {
     pub fn for_database(database: Location) -> crate::Result<CheckOptions> {
         Ok(CheckOptions {
             database,
-            group: None,
+            group: DEFAULT_GROUP.into(),
             postfix_config_dir: postfix::config_dir(),
             queue_directory: None,
             hostname: postfix::system_hostname().map_err(|e| Error::Invalid(e.to_string()))?,
@@ -205,17 +208,17 @@ pub fn check(opts: &CheckOptions) -> Report {
     };
     let root = nix::unistd::geteuid().is_root();
     let policy = if root {
-        match Ownership::root_policy(opts.group.as_deref()) {
-            Ok(o) => Some(o),
+        match Ownership::of_policy(&write_policy(opts)) {
+            Ok(o) => o,
             Err(e) => {
-                r.push(Severity::Error, "group", e.to_string());
+                r.push(Severity::Error, Code::Group, e.to_string());
                 None
             }
         }
     } else {
         r.push(
             Severity::Info,
-            "not-root",
+            Code::NotRoot,
             "not running as root: owner and group are not checked, only modes".into(),
         );
         None
@@ -233,7 +236,7 @@ pub fn check(opts: &CheckOptions) -> Report {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             r.push(
                 Severity::Error,
-                "db-missing",
+                Code::DbMissing,
                 format!(
                     "{}: no such database (create one with sasldb init or saslpasswd2)",
                     given.display()
@@ -244,7 +247,7 @@ pub fn check(opts: &CheckOptions) -> Report {
         Err(e) => {
             r.push(
                 Severity::Error,
-                "db-unreadable",
+                Code::DbUnreadable,
                 Error::io(given, e).to_string(),
             );
             return r;
@@ -255,7 +258,7 @@ pub fn check(opts: &CheckOptions) -> Report {
         Ok(_) => {
             r.push(
                 Severity::Error,
-                "db-not-file",
+                Code::DbNotFile,
                 format!("{}: not a regular file", real.display()),
             );
             return r;
@@ -263,7 +266,7 @@ pub fn check(opts: &CheckOptions) -> Report {
         Err(e) => {
             r.push(
                 Severity::Error,
-                "db-unreadable",
+                Code::DbUnreadable,
                 Error::io(&real, e).to_string(),
             );
             return r;
@@ -272,7 +275,7 @@ pub fn check(opts: &CheckOptions) -> Report {
     if fs::symlink_metadata(given).is_ok_and(|m| m.file_type().is_symlink()) {
         r.push(
             Severity::Info,
-            "db-symlink",
+            Code::DbSymlink,
             format!(
                 "{} is a symbolic link to {}",
                 given.display(),
@@ -282,7 +285,7 @@ pub fn check(opts: &CheckOptions) -> Report {
     }
     check_ownership(
         &mut r,
-        "db",
+        Subject::Db,
         "the database",
         &real,
         &meta,
@@ -295,7 +298,7 @@ pub fn check(opts: &CheckOptions) -> Report {
     {
         check_ownership(
             &mut r,
-            "lock",
+            Subject::Lock,
             "the lock file",
             &lock,
             &m,
@@ -310,7 +313,7 @@ pub fn check(opts: &CheckOptions) -> Report {
     {
         r.push_fix(
             Severity::Warning,
-            "stale-temp-files",
+            Code::StaleTempFiles,
             format!(
                 "{} temporary file(s) left by an interrupted write (they may hold secrets): {}",
                 temps.len(),
@@ -324,15 +327,15 @@ pub fn check(opts: &CheckOptions) -> Report {
         Ok(Detected::Format(f)) => Some(f),
         _ => None,
     };
-    if format == Some(Format::Lmdb) {
-        check_lmdb_lock(&mut r, "lmdb-lock", &real, &meta, policy.as_ref());
+    if let Some(lock) = format.and_then(|f| storage::companion_lock(f, &real)) {
+        check_lock_file(&mut r, Subject::LmdbLock, &lock, &meta, policy.as_ref());
     }
 
     // The content.
     let db = match Database::open(&opts.database) {
         Ok(db) => db,
         Err(e) => {
-            r.push(Severity::Error, "db-unreadable", e.to_string());
+            r.push(Severity::Error, Code::DbUnreadable, e.to_string());
             return r;
         }
     };
@@ -340,7 +343,7 @@ pub fn check(opts: &CheckOptions) -> Report {
     let realms = match check_content(&mut r, &db) {
         Ok(realms) => realms,
         Err(e) => {
-            r.push(Severity::Error, "db-unreadable", e.to_string());
+            r.push(Severity::Error, Code::DbUnreadable, e.to_string());
             return r;
         }
     };
@@ -355,7 +358,7 @@ pub fn check(opts: &CheckOptions) -> Report {
         Ok(None) => {
             r.push(
                 Severity::Info,
-                "no-postfix",
+                Code::NoPostfix,
                 format!(
                     "no {}: Postfix checks skipped (MAIL_CONFIG names another configuration \
                      directory)",
@@ -366,13 +369,13 @@ pub fn check(opts: &CheckOptions) -> Report {
             return r;
         }
         Err(e) => {
-            r.push(Severity::Warning, "postfix-config", e.to_string());
+            r.push(Severity::Warning, Code::PostfixConfig, e.to_string());
             check_hard_links(&mut r, &real, &meta, None);
             return r;
         }
     };
     for w in &setup.warnings {
-        r.push(Severity::Warning, "postfix-config", w.clone());
+        r.push(Severity::Warning, Code::PostfixConfig, w.clone());
     }
     check_realm(&mut r, opts, &realms);
     let copy = check_smtpd(&mut r, &setup, &db, &real, &meta, policy.as_ref());
@@ -385,7 +388,7 @@ pub fn check(opts: &CheckOptions) -> Report {
 fn check_server_database(r: &mut Report, opts: &CheckOptions) {
     r.push(
         Severity::Info,
-        "not-a-file",
+        Code::NotAFile,
         format!(
             "{} is not a file: ownership, lock files and the Postfix chroot copy do not apply \
              (smtpd reaches it through Cyrus's sql plugin)",
@@ -395,7 +398,7 @@ fn check_server_database(r: &mut Report, opts: &CheckOptions) {
     let db = match Database::open(&opts.database) {
         Ok(db) => db,
         Err(e) => {
-            r.push(Severity::Error, "db-unreadable", e.to_string());
+            r.push(Severity::Error, Code::DbUnreadable, e.to_string());
             return;
         }
     };
@@ -406,7 +409,7 @@ fn check_server_database(r: &mut Report, opts: &CheckOptions) {
                 check_realm(r, opts, &realms);
             }
         }
-        Err(e) => r.push(Severity::Error, "db-unreadable", e.to_string()),
+        Err(e) => r.push(Severity::Error, Code::DbUnreadable, e.to_string()),
     }
 }
 
@@ -422,73 +425,60 @@ type Realms = BTreeMap<Vec<u8>, u64>;
 
 /// Malformed keys, users without a usable secret; returns the users per realm.
 fn check_content(r: &mut Report, db: &Database) -> crate::Result<Realms> {
-    let keys = db.sorted_keys()?;
     let mut realms: Realms = BTreeMap::new();
     let mut malformed = Vec::new();
     let mut malformed_count = 0usize;
     let mut unusable = Vec::new();
     let mut unusable_count = 0usize;
-    // The current user's (user, realm) and which secrets it has.
-    let mut current: Option<(Vec<u8>, Vec<u8>)> = None;
-    let mut secrets = (false, false); // (usable, otp)
-    let mut finish_user =
-        |cur: &Option<(Vec<u8>, Vec<u8>)>, s: (bool, bool), unusable: &mut Vec<String>| {
-            if let Some((u, realm)) = cur
-                && !s.0
-            {
-                unusable_count += 1;
-                if unusable.len() < EXAMPLES {
-                    let who = KeyRef {
-                        user: u,
-                        realm,
-                        property: b"x",
-                    }
-                    .user_at_realm();
-                    unusable.push(if s.1 {
-                        format!("{who} (only an OTP secret)")
-                    } else {
-                        format!("{who} (nothing usable)")
-                    });
-                }
-            }
-        };
-    for k in keys.iter() {
-        r.records += 1;
-        let kr = match KeyRef::parse(k) {
-            Ok(kr) if !kr.user.is_empty() => kr,
-            _ => {
+    let mut users = db.users()?;
+    for u in users.by_ref() {
+        r.records += u.properties.len() as u64;
+        if u.user.is_empty() {
+            // No user: as malformed as a key without its NULs.
+            for p in &u.properties {
                 malformed_count += 1;
                 if malformed.len() < EXAMPLES {
-                    malformed.push(crate::cli::listusers::escape(k));
+                    let mut key = Vec::new();
+                    crate::record::encode_into(&mut key, &u.user, &u.realm, p);
+                    malformed.push(crate::record::escape(&key));
                 }
-                continue;
             }
-        };
-        let same = current
-            .as_ref()
-            .is_some_and(|(u, rl)| u[..] == *kr.user && rl[..] == *kr.realm);
-        if !same {
-            finish_user(&current, secrets, &mut unusable);
-            current = Some((kr.user.to_vec(), kr.realm.to_vec()));
-            secrets = (false, false);
-            *realms.entry(kr.realm.to_vec()).or_default() += 1;
-            r.users += 1;
+            continue;
         }
-        let p = kr.property;
-        if p == USER_PASSWORD.as_bytes()
-            || p == AUTH_PASSWORD.as_bytes()
-            || p == b"cmusaslsecretPLAIN"
-        {
-            secrets.0 = true;
-        } else if p == OTP_SECRET.as_bytes() {
-            secrets.1 = true;
+        *realms.entry(u.realm.clone()).or_default() += 1;
+        r.users += 1;
+        let has = |p: &str| u.properties.iter().any(|x| x == p.as_bytes());
+        let usable = has(USER_PASSWORD) || has(AUTH_PASSWORD) || has("cmusaslsecretPLAIN");
+        if !usable {
+            unusable_count += 1;
+            if unusable.len() < EXAMPLES {
+                let who = KeyRef {
+                    user: &u.user,
+                    realm: &u.realm,
+                    property: b"x",
+                }
+                .user_at_realm();
+                unusable.push(if has(OTP_SECRET) {
+                    format!("{who} (only an OTP secret)")
+                } else {
+                    format!("{who} (nothing usable)")
+                });
+            }
         }
     }
-    finish_user(&current, secrets, &mut unusable);
+    r.records += users.malformed() as u64;
+    malformed_count += users.malformed();
+    for k in users
+        .malformed_keys()
+        .iter()
+        .take(EXAMPLES - malformed.len().min(EXAMPLES))
+    {
+        malformed.push(crate::record::escape(k));
+    }
     if malformed_count > 0 {
         r.push(
             Severity::Warning,
-            "malformed-keys",
+            Code::MalformedKeys,
             format!(
                 "{malformed_count} malformed key(s) (not user NUL realm NUL property, or no \
                  user): {}; Cyrus ignores them and its sasldblistusers2 can loop forever on \
@@ -500,7 +490,7 @@ fn check_content(r: &mut Report, db: &Database) -> crate::Result<Realms> {
     if unusable_count > 0 {
         r.push(
             Severity::Warning,
-            "no-usable-secret",
+            Code::NoUsableSecret,
             format!(
                 "{unusable_count} user(s) without userPassword or authPassword, so no password \
                  login can succeed: {}",
@@ -511,7 +501,7 @@ fn check_content(r: &mut Report, db: &Database) -> crate::Result<Realms> {
     if r.users == 0 {
         r.push(
             Severity::Info,
-            "empty",
+            Code::Empty,
             format!("{}: no users", r.database.display()),
         );
     }
@@ -538,7 +528,7 @@ fn check_realm(r: &mut Report, opts: &CheckOptions, realms: &Realms) {
                     .collect();
                 r.push(
                     Severity::Warning,
-                    "realm-mismatch",
+                    Code::RealmMismatch,
                     format!(
                         "no user is in realm `{}`, where Postfix looks up logins without @ ({}); \
                          such logins fail with \"authentication failure\". The database's \
@@ -552,7 +542,7 @@ fn check_realm(r: &mut Report, opts: &CheckOptions, realms: &Realms) {
             } else {
                 r.push(
                     Severity::Info,
-                    "realm",
+                    Code::Realm,
                     format!(
                         "{n} user{} in realm `{}`, where Postfix looks up logins without @",
                         plural(n),
@@ -563,7 +553,7 @@ fn check_realm(r: &mut Report, opts: &CheckOptions, realms: &Realms) {
         }
         Err(e) => r.push(
             Severity::Warning,
-            "postfix-realm",
+            Code::PostfixRealm,
             format!("cannot work out Postfix's realm: {e}"),
         ),
     }
@@ -583,7 +573,7 @@ fn check_smtpd(
     if services.is_empty() {
         r.push(
             Severity::Info,
-            "no-sasl-smtpd",
+            Code::NoSaslSmtpd,
             format!(
                 "no smtpd service in {} authenticates with Cyrus SASL \
                  (smtpd_sasl_auth_enable = yes, smtpd_sasl_type = cyrus)",
@@ -604,7 +594,7 @@ fn check_smtpd(
         let conf = match setup.sasl_conf(app) {
             Ok(c) => c,
             Err(e) => {
-                r.push(Severity::Warning, "sasl-config", e.to_string());
+                r.push(Severity::Warning, Code::SaslConfig, e.to_string());
                 continue;
             }
         };
@@ -619,7 +609,7 @@ fn check_smtpd(
         if let Some(why) = &smtpd.unused_because {
             r.push(
                 Severity::Info,
-                "smtpd-no-sasldb",
+                Code::SmtpdNoSasldb,
                 format!("smtpd does not read this database ({conf_name}: {why})"),
             );
             continue;
@@ -635,7 +625,7 @@ fn check_smtpd(
         if !same_file(&smtpd.path, meta) {
             r.push(
                 Severity::Warning,
-                "smtpd-database",
+                Code::SmtpdDatabase,
                 format!(
                     "Postfix's smtpd opens {} ({conf_name}), not {}",
                     smtpd.path.display(),
@@ -648,7 +638,7 @@ fn check_smtpd(
             if fs::symlink_metadata(&copy).is_ok() {
                 r.push(
                     Severity::Info,
-                    "chroot-unused",
+                    Code::ChrootUnused,
                     format!(
                         "{} exists, but no smtpd with SASL runs chrooted (services: {})",
                         copy.display(),
@@ -687,7 +677,7 @@ fn check_copy(
     if !q.is_dir() {
         r.push(
             Severity::Error,
-            "chroot-queue-directory",
+            Code::ChrootQueueDirectory,
             format!(
                 "queue_directory {} does not exist, yet smtpd runs chrooted there ({})",
                 q.display(),
@@ -707,7 +697,7 @@ fn check_copy(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             r.push_fix(
                 Severity::Error,
-                "chroot-missing",
+                Code::ChrootMissing,
                 format!(
                     "{who}, i.e. {}, which does not exist: every login fails with \
                      \"authentication failure\"",
@@ -720,7 +710,7 @@ fn check_copy(
         Err(e) => {
             r.push(
                 Severity::Error,
-                "chroot-unreadable",
+                Code::ChrootUnreadable,
                 Error::io(&copy, e).to_string(),
             );
             return;
@@ -732,7 +722,7 @@ fn check_copy(
             Ok(p) => {
                 r.push(
                     Severity::Info,
-                    "chroot-symlink",
+                    Code::ChrootSymlink,
                     format!(
                         "{} is a symbolic link; inside the chroot it leads to {}",
                         copy.display(),
@@ -744,7 +734,7 @@ fn check_copy(
             Err(why) => {
                 r.push_fix(
                     Severity::Error,
-                    "chroot-symlink",
+                    Code::ChrootSymlink,
                     format!(
                         "{who}, i.e. {}, a symbolic link smtpd cannot follow inside the chroot \
                          ({why}); sync-chroot replaces it with a copy",
@@ -763,7 +753,7 @@ fn check_copy(
         Ok(_) => {
             r.push(
                 Severity::Error,
-                "chroot-not-file",
+                Code::ChrootNotFile,
                 format!("{}: not a regular file", file.display()),
             );
             return;
@@ -771,7 +761,7 @@ fn check_copy(
         Err(e) => {
             r.push(
                 Severity::Error,
-                "chroot-unreadable",
+                Code::ChrootUnreadable,
                 Error::io(&file, e).to_string(),
             );
             return;
@@ -781,14 +771,14 @@ fn check_copy(
         if m.nlink() == 1 {
             r.push(
                 Severity::Info,
-                "chroot-is-database",
+                Code::ChrootIsDatabase,
                 format!(
                     "{} is the database itself (it lives inside the chroot)",
                     file.display()
                 ),
             );
         } else {
-            let lmdb_note = if db.format() == Format::Lmdb {
+            let lmdb_note = if storage::companion_lock(db.format(), real).is_some() {
                 "; with LMDB, readers inside the chroot also use another lock file than \
                  writers outside, so a writer can reuse pages they are reading"
             } else {
@@ -796,7 +786,7 @@ fn check_copy(
             };
             r.push_fix(
                 Severity::Warning,
-                "chroot-hard-linked",
+                Code::ChrootHardLinked,
                 format!(
                     "{} is a hard link to {}: sasldb and this package's saslpasswd2 refuse to \
                      write a hard-linked database (an atomic replace would split the link \
@@ -812,7 +802,7 @@ fn check_copy(
     if m.nlink() > 1 {
         r.push_fix(
             Severity::Warning,
-            "chroot-hard-linked",
+            Code::ChrootHardLinked,
             format!(
                 "{} has {} hard links; sync-chroot replaces it with a copy of its own",
                 file.display(),
@@ -821,20 +811,30 @@ fn check_copy(
             sync.clone(),
         );
     }
-    check_ownership(r, "chroot", "the chroot copy", &file, &m, policy, DB_MODE);
+    check_ownership(
+        r,
+        Subject::Chroot,
+        "the chroot copy",
+        &file,
+        &m,
+        policy,
+        DB_MODE,
+    );
     let copy_format = match detect(&file) {
         Ok(Detected::Format(f)) => Some(f),
         _ => None,
     };
-    if copy_format == Some(Format::Lmdb) && db.format() == Format::Lmdb {
-        check_lmdb_lock(r, "chroot-lock", &file, &m, policy);
+    if copy_format == Some(db.format())
+        && let Some(lock) = storage::companion_lock(db.format(), &file)
+    {
+        check_lock_file(r, Subject::ChrootLock, &lock, &m, policy);
     }
     match copy_format {
         Some(f) if f == db.format() => {}
         other => {
             r.push_fix(
                 Severity::Error,
-                "chroot-format",
+                Code::ChrootFormat,
                 format!(
                     "{} is {}, but the database is {}: smtpd's libsasl cannot read it",
                     file.display(),
@@ -853,7 +853,7 @@ fn check_copy(
         Err(e) => {
             r.push(
                 Severity::Error,
-                "chroot-unreadable",
+                Code::ChrootUnreadable,
                 format!("{e}; sasldb sync-chroot --force replaces it"),
             );
             return;
@@ -862,7 +862,7 @@ fn check_copy(
     let cmp = match chroot::compare(db, &copy_db) {
         Ok(c) => c,
         Err(e) => {
-            r.push(Severity::Error, "chroot-unreadable", e.to_string());
+            r.push(Severity::Error, Code::ChrootUnreadable, e.to_string());
             return;
         }
     };
@@ -870,7 +870,7 @@ fn check_copy(
     if cmp.identical() {
         r.push(
             Severity::Info,
-            "chroot-copy",
+            Code::ChrootCopy,
             format!("{} is up to date", file.display()),
         );
         return;
@@ -893,7 +893,7 @@ fn check_copy(
     if cmp.extra > 0 {
         r.push(
             Severity::Error,
-            "chroot-extra",
+            Code::ChrootExtra,
             format!(
                 "{what} (first: {}). Were users added to the copy directly? Add them to the \
                  database, then run sasldb sync-chroot (--force drops them)",
@@ -903,7 +903,7 @@ fn check_copy(
     } else {
         r.push_fix(
             Severity::Error,
-            "chroot-stale",
+            Code::ChrootStale,
             format!("{what}: smtpd authenticates against old data"),
             sync,
         );
@@ -923,7 +923,7 @@ fn check_hard_links(r: &mut Report, real: &Path, meta: &Metadata, copy: Option<&
     }
     r.push(
         Severity::Warning,
-        "db-hard-linked",
+        Code::DbHardLinked,
         format!(
             "{} has {} hard links: writers refuse to replace it (keep one name; for the \
              Postfix chroot use sasldb sync-chroot)",
@@ -936,7 +936,7 @@ fn check_hard_links(r: &mut Report, real: &Path, meta: &Metadata, copy: Option<&
 /// Owner, group and mode of a file against the policy (`want_mode`).
 fn check_ownership(
     r: &mut Report,
-    prefix: &'static str,
+    subject: Subject,
     what: &str,
     path: &Path,
     m: &Metadata,
@@ -944,7 +944,7 @@ fn check_ownership(
     want_mode: u32,
 ) {
     let mode = m.mode() & 0o7777;
-    let (code_owner, code_group, code_mode) = codes(prefix);
+    let (code_owner, code_group, code_mode) = subject.codes();
     match policy {
         Some(p) => {
             let own = Ownership {
@@ -1021,16 +1021,6 @@ fn check_ownership(
     }
 }
 
-fn codes(prefix: &str) -> (&'static str, &'static str, &'static str) {
-    match prefix {
-        "db" => ("db-owner", "db-group", "db-mode"),
-        "lock" => ("lock-owner", "lock-group", "lock-mode"),
-        "lmdb-lock" => ("lmdb-lock-owner", "lmdb-lock-group", "lmdb-lock-mode"),
-        "chroot" => ("chroot-owner", "chroot-group", "chroot-mode"),
-        _ => ("chroot-lock-owner", "chroot-lock-group", "chroot-lock-mode"),
-    }
-}
-
 /// How bad a mode is compared with the wanted one, and a few words why.
 fn mode_problem(mode: u32, want: u32) -> (Severity, String) {
     if mode & 0o006 != 0 {
@@ -1056,15 +1046,15 @@ fn mode_problem(mode: u32, want: u32) -> (Severity, String) {
     }
 }
 
-/// LMDB's `-lock` file next to a data file.
-fn check_lmdb_lock(
+/// A data file's companion lock file (LMDB's `-lock`).
+fn check_lock_file(
     r: &mut Report,
-    prefix: &'static str,
-    data: &Path,
+    subject: Subject,
+    lock: &Path,
     data_meta: &Metadata,
     policy: Option<&Ownership>,
 ) {
-    let lock = lmdb::lock_path(data);
+    let lock = lock.to_path_buf();
     let own = match policy {
         Some(p) => p.clone(),
         None => Ownership {
@@ -1078,22 +1068,18 @@ fn check_lmdb_lock(
     };
     match fs::symlink_metadata(&lock) {
         Ok(m) => {
-            let want = lmdb::lock_mode(own.mode);
-            check_ownership(r, prefix, "the LMDB lock file", &lock, &m, policy, want);
+            let want = storage::companion_lock_mode(own.mode);
+            check_ownership(r, subject, "the LMDB lock file", &lock, &m, policy, want);
         }
         Err(_) => r.push_fix(
             Severity::Error,
-            if prefix == "lmdb-lock" {
-                "lmdb-lock-missing"
-            } else {
-                "chroot-lock-missing"
-            },
+            subject.missing(),
             format!(
                 "{} does not exist: LMDB readers need it read-write, and smtpd (running as \
                  postfix) cannot create it in a root-owned directory",
                 lock.display()
             ),
-            Repair::LmdbLock { path: lock, own },
+            Repair::LockFile { path: lock, own },
         ),
     }
 }
@@ -1150,7 +1136,7 @@ pub fn fix(report: &Report, opts: &CheckOptions) -> FixOutcome {
     let rank = |r: &Repair| match r {
         Repair::SyncChroot { .. } => 0,
         Repair::Ownership { .. } => 1,
-        Repair::LmdbLock { .. } => 2,
+        Repair::LockFile { .. } => 2,
         Repair::StaleTemps => 3,
     };
     repairs.sort_by_key(|r| rank(r));
@@ -1161,7 +1147,7 @@ pub fn fix(report: &Report, opts: &CheckOptions) -> FixOutcome {
                 queue_directory,
             } => {
                 let so = SyncOptions {
-                    group: opts.group.clone(),
+                    ownership: write_policy(opts),
                     force: false,
                     create_dirs_below: Some(queue_directory.clone()),
                     lock_timeout: None,
@@ -1201,15 +1187,15 @@ pub fn fix(report: &Report, opts: &CheckOptions) -> FixOutcome {
                     Err(e) => out.failed.push(e.to_string()),
                 }
             }
-            Repair::LmdbLock { path, own } => match lmdb::prepare_lock_file(path, own) {
+            Repair::LockFile { path, own } => match storage::prepare_companion_lock(path, own) {
                 Ok(()) => out.done.push(format!(
                     "{}: lock file ready (mode {:04o})",
                     path.display(),
-                    lmdb::lock_mode(own.mode)
+                    storage::companion_lock_mode(own.mode)
                 )),
                 Err(e) => out.failed.push(e.to_string()),
             },
-            Repair::StaleTemps => match remove_temps(&opts.database, opts.group.as_deref()) {
+            Repair::StaleTemps => match remove_temps(&opts.database, opts) {
                 Ok(n) => out.done.push(format!("removed {n} temporary file(s)")),
                 Err(e) => out.failed.push(e.to_string()),
             },
@@ -1220,11 +1206,17 @@ pub fn fix(report: &Report, opts: &CheckOptions) -> FixOutcome {
 
 /// Removes leftover temporary files under the writer lock (so a running write's file
 /// is never taken).
-fn remove_temps(db: &Location, group: Option<&str>) -> crate::Result<usize> {
+fn remove_temps(db: &Location, opts: &CheckOptions) -> crate::Result<usize> {
     let t = Target::resolve(db.path())?;
-    let own = Ownership::plan(&t, group)?;
-    let _lock = WriteLock::acquire(&t, &own, persist::lock_timeout())?;
+    let own = Ownership::plan(&t, &write_policy(opts))?;
+    let _lock = WriteLock::acquire(&t, &own, DEFAULT_LOCK_TIMEOUT)?;
     t.remove_stale_temps()
+}
+
+/// The ownership repairs and refreshed copies get: `root:<group>` 0640 as root, else
+/// what is there is kept.
+fn write_policy(opts: &CheckOptions) -> OwnershipPolicy {
+    OwnershipPolicy::RootGroup(opts.group.clone())
 }
 
 #[cfg(test)]

@@ -14,71 +14,11 @@ use crate::error::{Error, IoContext, Result};
 
 mod postgres;
 
+pub use crate::format::Format;
+
 pub use postgres::Url as PostgresUrl;
+#[cfg(feature = "postgres")]
 pub(crate) use postgres::{check_sslmode, parse_port};
-
-/// The storage formats sasldb files come in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Format {
-    /// Berkeley DB hash (libdb 5.3, hash version 9): Debian and Ubuntu.
-    Bdb,
-    /// LMDB 0.9 (`MDB_NOSUBDIR`): upstream Cyrus since BDB was dropped.
-    Lmdb,
-    /// GNU dbm 1.x: Fedora and RHEL 9.
-    Gdbm,
-    /// An SQLite table read by Cyrus's `sql` auxprop plugin.
-    Sqlite,
-    /// A table in a PostgreSQL database read by Cyrus's `sql` auxprop plugin
-    /// (`sql_engine: pgsql`); named by a `postgresql://` URL, never a path.
-    Postgres,
-}
-
-impl Format {
-    /// Every file format, in the order detection tries them ([`Format::Postgres`] is
-    /// not a file: it is named by a URL).
-    pub const ALL: [Format; 4] = [Format::Bdb, Format::Lmdb, Format::Gdbm, Format::Sqlite];
-
-    /// The prefix used in `FORMAT:PATH` locations.
-    pub fn prefix(self) -> &'static str {
-        match self {
-            Format::Bdb => "bdb",
-            Format::Lmdb => "lmdb",
-            Format::Gdbm => "gdbm",
-            Format::Sqlite => "sqlite",
-            Format::Postgres => "postgresql",
-        }
-    }
-
-    /// Whether databases of this format are files (everything but PostgreSQL).
-    pub fn is_file(self) -> bool {
-        self != Format::Postgres
-    }
-
-    /// Looks a `FORMAT:` prefix up (case-insensitive; `berkeley` is an alias of `bdb`).
-    /// PostgreSQL has no prefix: it is named by a `postgresql://` URL.
-    pub fn from_prefix(s: &str) -> Option<Format> {
-        match s.to_ascii_lowercase().as_str() {
-            "bdb" | "berkeley" | "berkeleydb" => Some(Format::Bdb),
-            "lmdb" => Some(Format::Lmdb),
-            "gdbm" => Some(Format::Gdbm),
-            "sqlite" | "sqlite3" => Some(Format::Sqlite),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Format::Bdb => "Berkeley DB",
-            Format::Lmdb => "LMDB",
-            Format::Gdbm => "GDBM",
-            Format::Sqlite => "SQLite",
-            Format::Postgres => "PostgreSQL",
-        })
-    }
-}
 
 /// Where a database lives: a path, with the format optionally forced by a
 /// `FORMAT:` prefix, or a `postgresql://` (or `postgres://`) URL naming a PostgreSQL

@@ -55,14 +55,13 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use crate::cyrus_conf::{self, ConfError, SaslConf};
-use crate::database::{Database, bdb_options, gdbm_options};
+use crate::database::{Database, OwnershipPolicy, WriteOptions};
 use crate::error::{Error, IoContext, Result};
 use crate::location::{Detected, Format, Location, detect};
 use crate::postfix::{MainCf, PostfixError};
 use crate::record::{KeyRef, Record};
-use crate::storage::Changes;
 use crate::storage::persist::{self, DB_MODE, Ownership, Target, WriteLock};
-use crate::storage::{bdb, gdbm, lmdb, sql::sqlite};
+use crate::storage::{self, Changes};
 
 /// Postfix's default `queue_directory` (Debian's too).
 pub const DEFAULT_QUEUE_DIRECTORY: &str = "/var/spool/postfix";
@@ -664,12 +663,12 @@ fn note_extra(c: &mut Comparison, key: &[u8]) {
 pub fn render_key(key: &[u8]) -> String {
     match KeyRef::parse(key) {
         Ok(k) => format!("{}: {}", k.user_at_realm(), k.property_str()),
-        Err(_) => crate::cli::listusers::escape(key),
+        Err(_) => crate::record::escape(key),
     }
 }
 
 fn sorted_stream(db: &Database) -> Result<Box<dyn Iterator<Item = Result<Record>> + '_>> {
-    if db.backend().sorted() {
+    if db.records_are_sorted() {
         db.records()
     } else {
         Ok(Box::new(db.sorted_records()?.into_iter().map(Ok)))
@@ -682,14 +681,14 @@ fn sorted_stream(db: &Database) -> Result<Box<dyn Iterator<Item = Result<Record>
 /// How to refresh a copy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncOptions {
-    /// Group of the copy when running as root (else `SASLDB_GROUP`, else `postfix`).
-    pub group: Option<String>,
+    /// Who owns the copy (and, for the command-line tools as root, `root:postfix`).
+    pub ownership: OwnershipPolicy,
     /// Overwrite a copy that holds records the database lacks, or that cannot be read.
     pub force: bool,
     /// Missing directories between this one and the copy are created (mode 0755):
     /// the chroot's `etc`, say. `None`: the copy's directory must exist.
     pub create_dirs_below: Option<PathBuf>,
-    /// How long to wait for the database's writer lock.
+    /// How long to wait for the database's writer lock (`None`: the default).
     pub lock_timeout: Option<Duration>,
 }
 
@@ -766,7 +765,7 @@ pub fn sync(source: &Location, copy: &Path, opts: &SyncOptions) -> Result<SyncRe
         existing: Some(src_meta.clone()),
     };
     // Our writers wait while we read, so the snapshot is one state of the database.
-    let lock_own = Ownership::plan(&src_target, opts.group.as_deref()).unwrap_or(Ownership {
+    let lock_own = Ownership::plan(&src_target, &opts.ownership).unwrap_or(Ownership {
         uid: 0,
         gid: 0,
         mode: DB_MODE,
@@ -774,7 +773,12 @@ pub fn sync(source: &Location, copy: &Path, opts: &SyncOptions) -> Result<SyncRe
         note: None,
         warning: None,
     });
-    let timeout = opts.lock_timeout.unwrap_or_else(persist::lock_timeout);
+    let write_opts = WriteOptions {
+        ownership: opts.ownership.clone(),
+        lock_timeout: opts.lock_timeout.unwrap_or(storage::DEFAULT_LOCK_TIMEOUT),
+        ..WriteOptions::default()
+    };
+    let timeout = write_opts.lock_timeout;
     let _lock = WriteLock::acquire(&src_target, &lock_own, timeout)?;
     let db = Database::open(source)?;
     let format = db.format();
@@ -870,32 +874,36 @@ pub fn sync(source: &Location, copy: &Path, opts: &SyncOptions) -> Result<SyncRe
             _ => None,
         },
     };
-    let own = Ownership::plan(&target, opts.group.as_deref())?;
-    let hint = db.backend().layout_hint();
+    let own = Ownership::plan(&target, &opts.ownership)?;
+    let rebuild = |replacing: bool, notes: &mut Vec<String>| {
+        storage::rebuild_file(
+            db.store(),
+            format,
+            &target,
+            &own,
+            &write_opts,
+            replacing,
+            notes,
+        )
+    };
 
     let (action, records) = match existing {
         Existing::Healthy(_) if identical => {
             apply_ownership(copy, &own)?;
-            if format == Format::Lmdb {
-                lmdb::prepare_lock_file(&lmdb::lock_path(copy), &own)?;
-            }
+            storage::prepare_companions(format, copy, &own)?;
             (SyncAction::Unchanged, db.records()?.count() as u64)
         }
-        Existing::Healthy(_) if format == Format::Lmdb => {
+        // A running smtpd keeps such a copy open: change it in place.
+        Existing::Healthy(_) if storage::readers_keep_open(format) => {
             let changes = all_records(&db)?;
-            let n = lmdb::commit_with(copy, &own, &changes, &lmdb::Options::default())?;
+            let n =
+                storage::update_in_place(format, copy, &own, &changes, &write_opts, &mut notes)?;
             (SyncAction::Updated, n)
         }
-        Existing::Healthy(_) => (
-            SyncAction::Updated,
-            write_new(&db, format, &hint, &target, &own, false, &mut notes)?,
-        ),
-        Existing::Missing => (
-            SyncAction::Created,
-            write_new(&db, format, &hint, &target, &own, false, &mut notes)?,
-        ),
+        Existing::Healthy(_) => (SyncAction::Updated, rebuild(false, &mut notes)?),
+        Existing::Missing => (SyncAction::Created, rebuild(false, &mut notes)?),
         Existing::Replace(why) => {
-            let n = write_new(&db, format, &hint, &target, &own, true, &mut notes)?;
+            let n = rebuild(true, &mut notes)?;
             (SyncAction::Replaced(why), n)
         }
     };
@@ -920,76 +928,6 @@ fn all_records(db: &Database) -> Result<Changes> {
         changes.ops.insert(r.key, Some(r.value));
     }
     Ok(changes)
-}
-
-/// Builds a complete new copy next to `target` and renames it over whatever is there.
-fn write_new(
-    db: &Database,
-    format: Format,
-    hint: &crate::storage::LayoutHint,
-    target: &Target,
-    own: &Ownership,
-    replacing: bool,
-    notes: &mut Vec<String>,
-) -> Result<u64> {
-    match format {
-        Format::Postgres => Err(Error::Invalid(format!(
-            "{}: a {format} database is not a file",
-            target.path.display()
-        ))),
-        Format::Bdb => {
-            let opts = bdb_options(hint, &crate::WriteOptions::default())?;
-            Ok(
-                persist::replace_file(target, own, |f| {
-                    bdb::write_records(db.records()?, &opts, f)
-                })?
-                .records,
-            )
-        }
-        Format::Gdbm => {
-            let opts = gdbm_options(hint, &target.dir);
-            Ok(persist::replace_file(target, own, |f| {
-                gdbm::write_records(db.records()?, &opts, f)
-            })?
-            .records)
-        }
-        Format::Sqlite => {
-            let (file, tmp) = persist::create_temp(target, own)?;
-            drop(file);
-            let changes = all_records(db)?;
-            let n = sqlite::commit_with(tmp.path(), own, &changes, persist::lock_timeout(), notes)?;
-            tmp.rename_into_place(&target.path)?;
-            Ok(n)
-        }
-        Format::Lmdb => {
-            // A fresh name for the bulk load, which links its result there.
-            let (file, tmp) = persist::create_temp(target, own)?;
-            drop(file);
-            fs::remove_file(tmp.path()).at(tmp.path())?;
-            let tmp_lock = lmdb::lock_path(tmp.path());
-            let built = if db.backend().sorted() {
-                lmdb::build_new_with(tmp.path(), db.records()?, own, &lmdb::Options::default())
-            } else {
-                let mut sorted = db.sorted_records()?.into_iter().map(Ok);
-                lmdb::build_new_with(tmp.path(), &mut sorted, own, &lmdb::Options::default())
-            };
-            let _ = fs::remove_file(&tmp_lock);
-            let n = built?;
-            let lock = lmdb::lock_path(&target.path);
-            if replacing {
-                // Readers of the old file keep the old lock file; new ones get a new
-                // pair (see the module docs).
-                match fs::remove_file(&lock) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io(lock, e)),
-                }
-            }
-            tmp.rename_into_place(&target.path)?;
-            lmdb::prepare_lock_file(&lock, own)?;
-            Ok(n)
-        }
-    }
 }
 
 /// Gives an existing copy its owner, group and mode, by path (not following symlinks).

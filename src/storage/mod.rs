@@ -1,24 +1,44 @@
-//! The storage abstraction shared by every backend.
+//! The storage core: every on-disk (and in-database) format, the write path, and the
+//! one dispatch over them.
 //!
-//! This module owns three things:
-//! - [`Format`] and [`Location`]: naming a database (`/etc/sasldb2`, `bdb:/etc/sasldb2`,
-//!   `lmdb:/etc/sasl2/sasldb2`, `postgresql://db.example.org/mail`, ...) and detecting a
-//!   file's format from its magic bytes;
-//! - [`Backend`]: the read interface every format implements (keyed get, full scan);
-//! - [`Changes`] and [`merge`]: a write set (puts and deletes, optionally replacing
-//!   everything) and the merge of a write set over an existing scan, which the
-//!   rebuilding backends use to produce their new file.
+//! - one module per format: [`bdb`] (Berkeley DB hash, pure Rust), [`gdbm`] (GNU dbm,
+//!   pure Rust), [`lmdb`] (LMDB 0.9 through its C library), [`sql`] (the `sasldb`
+//!   table in SQLite or PostgreSQL);
+//! - [`persist`]: the write path every file format shares (resolving the real file,
+//!   the writer lock, the ownership policy, atomic replacement);
+//! - [`sort`]: a bounded-memory external sort; [`endian`]: byte order as a value;
+//! - [`Store`]: one open database, whatever its format, through which every read
+//!   goes, and [`Writer`]: a database held for writing, through which every commit
+//!   and rebuild goes. These two are the only places that dispatch on the format;
+//! - [`Changes`] and [`merge`]: a write set and its merge over an existing scan.
 //!
-//! It does no locking and no file replacement: see [`crate::database`] and
-//! [`crate::storage::persist`].
+//! Nothing outside this module knows a format's bytes or which format does what.
+
+#[cfg(feature = "postfix")]
+mod copy;
+mod store;
+mod writer;
 
 pub mod bdb;
 pub mod endian;
 pub mod gdbm;
+#[cfg(feature = "lmdb")]
 pub mod lmdb;
+pub mod options;
 pub mod persist;
 pub mod sort;
 pub mod sql;
+
+#[cfg(feature = "postfix")]
+pub(crate) use copy::{
+    prepare_companion_lock, prepare_companions, readers_keep_open, rebuild_file, update_in_place,
+};
+#[cfg(feature = "postfix")]
+pub(crate) use options::DEFAULT_LOCK_TIMEOUT;
+#[cfg(feature = "postfix")]
+pub(crate) use persist::{companion_lock, companion_lock_mode};
+pub(crate) use store::{Store, exists};
+pub(crate) use writer::Writer;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -43,8 +63,8 @@ pub struct LayoutHint {
     pub numsync: bool,
 }
 
-/// Read access to one open database, as of the moment it was opened.
-pub trait Backend {
+/// What every format implements for reading: keyed lookups and full scans.
+pub trait Backend: Send + Sync {
     /// The format of this database.
     fn format(&self) -> Format;
 
@@ -75,12 +95,6 @@ pub trait Backend {
         }
         Ok(out)
     }
-
-    /// This database as a Berkeley DB file, for the write path's shortcuts.
-    #[doc(hidden)]
-    fn as_bdb(&self) -> Option<&crate::storage::bdb::BdbFile> {
-        None
-    }
 }
 
 /// A set of changes to apply in one transaction.
@@ -96,6 +110,20 @@ impl Changes {
     /// Whether applying these changes would leave the database untouched.
     pub fn is_empty(&self) -> bool {
         !self.replace_all && self.ops.is_empty()
+    }
+
+    /// The puts, in key order (for backends that apply changes in place).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn puts(&self) -> impl Iterator<Item = (&Vec<u8>, &Secret)> {
+        self.ops
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    }
+
+    /// The deletes, in key order.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn deletes(&self) -> impl Iterator<Item = &Vec<u8>> {
+        self.ops.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k)
     }
 }
 
@@ -158,23 +186,6 @@ pub fn merge_owned<'a>(base: Option<Records<'a>>, changes: Changes) -> Records<'
     })
     .flatten();
     Box::new(kept.chain(puts))
-}
-
-/// Iterates the puts of a change set (helper for backends that apply in place).
-pub fn puts(changes: &Changes) -> impl Iterator<Item = (&Vec<u8>, &Secret)> {
-    changes
-        .ops
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
-}
-
-/// Iterates the deletes of a change set.
-pub fn deletes(changes: &Changes) -> impl Iterator<Item = &Vec<u8>> {
-    changes
-        .ops
-        .iter()
-        .filter(|(_, v)| v.is_none())
-        .map(|(k, _)| k)
 }
 
 #[cfg(test)]

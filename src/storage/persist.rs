@@ -30,17 +30,14 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::unistd::{Gid, Group, Uid, fchown};
 
 use crate::error::{Error, IoContext, Result};
+use crate::format::Format;
 
-/// The group databases are given when running as root, unless told otherwise.
-pub const DEFAULT_GROUP: &str = "postfix";
-/// Environment variable naming the group (the `--group` option wins over it).
-pub const GROUP_ENV: &str = "SASLDB_GROUP";
-/// Environment variable with the lock timeout in seconds.
-pub const LOCK_TIMEOUT_ENV: &str = "SASLDB_LOCK_TIMEOUT";
-/// The mode every database file gets.
+/// The widest mode a database file gets.
 pub const DB_MODE: u32 = 0o640;
-/// How long a writer waits for the lock by default.
-pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The group that must read the database for Postfix's smtpd: what the tools give a
+/// database as root unless told otherwise.
+pub const POSTFIX_GROUP: &str = "postfix";
 
 const TEMP_MARKER: &str = ".sasldb-tmp-";
 /// The path a writer's I/O errors carry (a [`crate::storage::bdb::PageSink`] knows no file
@@ -227,6 +224,65 @@ pub fn check_regular(path: &Path, m: &Metadata) -> Result<()> {
     })
 }
 
+/// Who owns a database file (and its companion files: LMDB's `-lock`, the writer lock)
+/// after a write.
+///
+/// ```
+/// use sasldb::OwnershipPolicy;
+/// // The default, and what the tools do: as root, root:postfix with mode 0640.
+/// assert_eq!(OwnershipPolicy::default(), OwnershipPolicy::RootGroup("postfix".into()));
+/// // An embedder that manages ownership itself.
+/// let keep = OwnershipPolicy::Keep;
+/// # let _ = keep;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnershipPolicy {
+    /// Keep the existing file's owner and group; narrow its mode to at most 0640. A new
+    /// file belongs to the writer (and the directory's group when it is setgid), mode
+    /// 0640. A process that is not root cannot keep another user's file and is refused.
+    Keep,
+    /// Running as root: `root:<group>` with mode 0640, what Postfix's smtpd needs (it
+    /// reads the database through its group); a group that does not exist is an error
+    /// before anything is written. Not running as root: [`OwnershipPolicy::Keep`], with
+    /// a warning in the commit report that ownership was not enforced.
+    RootGroup(String),
+    /// Give every file this owner, group and mode (the writer must be root, or be
+    /// `uid` and a member of `gid`).
+    Set {
+        /// Owner.
+        uid: u32,
+        /// Group.
+        gid: u32,
+        /// Permission bits (the tools use 0640: never readable by others).
+        mode: u32,
+    },
+}
+
+impl Default for OwnershipPolicy {
+    /// `root:postfix` 0640 as root, else keep.
+    fn default() -> Self {
+        OwnershipPolicy::RootGroup(POSTFIX_GROUP.to_owned())
+    }
+}
+
+impl OwnershipPolicy {
+    /// The policy as this process applies it: [`OwnershipPolicy::RootGroup`] becomes
+    /// `Set` (as root; the group looked up) or `Keep`.
+    fn resolve(&self) -> Result<OwnershipPolicy> {
+        match self {
+            OwnershipPolicy::RootGroup(group) if Uid::effective().is_root() => {
+                Ok(OwnershipPolicy::Set {
+                    uid: 0,
+                    gid: lookup_group(group)?,
+                    mode: DB_MODE,
+                })
+            }
+            OwnershipPolicy::RootGroup(_) => Ok(OwnershipPolicy::Keep),
+            other => Ok(other.clone()),
+        }
+    }
+}
+
 /// Who should own the written files, and with which mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ownership {
@@ -245,76 +301,86 @@ pub struct Ownership {
 }
 
 impl Ownership {
-    /// Decides the ownership of a database about to be written. `group` is the
-    /// `--group` option; `SASLDB_GROUP` and then `postfix` apply when it is `None`.
-    pub fn plan(target: &Target, group: Option<&str>) -> Result<Ownership> {
+    /// Decides the ownership of a database about to be written, under `policy`.
+    pub fn plan(target: &Target, policy: &OwnershipPolicy) -> Result<Ownership> {
         let euid = Uid::effective();
-        if euid.is_root() {
-            let name = policy_group_name(group);
-            let gid = lookup_group(&name)?;
-            let note = match &target.existing {
-                Some(m) if m.gid() != gid => Some(format!(
-                    "{}: group changed from {} to {name} (mode {:o})",
-                    target.path.display(),
-                    group_name(m.gid()),
-                    DB_MODE
-                )),
-                _ => None,
-            };
-            return Ok(Ownership {
-                uid: 0,
-                gid,
-                mode: DB_MODE,
-                enforced: true,
-                note,
-                warning: None,
-            });
-        }
-        let (uid, gid, mode) = match &target.existing {
-            Some(m) => {
-                if m.uid() != euid.as_raw() {
-                    return Err(Error::ForeignOwner {
-                        path: target.path.clone(),
-                        uid: m.uid(),
-                        gid: m.gid(),
-                        euid: euid.as_raw(),
-                    });
+        match policy.resolve()? {
+            OwnershipPolicy::Set { uid, gid, mode } => {
+                if !euid.is_root() && uid != euid.as_raw() {
+                    return Err(Error::Invalid(format!(
+                        "{}: cannot give the database to uid {uid} when running as uid {}",
+                        target.path.display(),
+                        euid.as_raw()
+                    )));
                 }
-                (m.uid(), m.gid(), m.permissions().mode() & DB_MODE)
+                let note = match &target.existing {
+                    Some(m) if m.gid() != gid => Some(format!(
+                        "{}: group changed from {} to {} (mode {:o})",
+                        target.path.display(),
+                        group_name(m.gid()),
+                        group_name(gid),
+                        mode
+                    )),
+                    _ => None,
+                };
+                Ok(Ownership {
+                    uid,
+                    gid,
+                    mode,
+                    enforced: true,
+                    note,
+                    warning: None,
+                })
             }
-            None => (euid.as_raw(), new_file_gid(&target.dir), DB_MODE),
-        };
-        let warning = Some(format!(
-            "not running as root: ownership not enforced ({} kept as {}:{}, mode {:o})",
-            target.path.display(),
-            user_name(uid),
-            group_name(gid),
-            mode
-        ));
-        Ok(Ownership {
-            uid,
-            gid,
-            mode,
-            enforced: false,
-            note: None,
-            warning,
-        })
+            OwnershipPolicy::Keep | OwnershipPolicy::RootGroup(_) => {
+                let (uid, gid, mode) = match &target.existing {
+                    Some(m) => {
+                        if !euid.is_root() && m.uid() != euid.as_raw() {
+                            return Err(Error::ForeignOwner {
+                                path: target.path.clone(),
+                                uid: m.uid(),
+                                gid: m.gid(),
+                                euid: euid.as_raw(),
+                            });
+                        }
+                        (m.uid(), m.gid(), m.permissions().mode() & DB_MODE)
+                    }
+                    None => (euid.as_raw(), new_file_gid(&target.dir), DB_MODE),
+                };
+                let warning = (!euid.is_root()).then(|| {
+                    format!(
+                        "not running as root: ownership not enforced ({} kept as {}:{}, mode {:o})",
+                        target.path.display(),
+                        user_name(uid),
+                        group_name(gid),
+                        mode
+                    )
+                });
+                Ok(Ownership {
+                    uid,
+                    gid,
+                    mode,
+                    enforced: false,
+                    note: None,
+                    warning,
+                })
+            }
+        }
     }
 
-    /// The policy a root writer applies: `root:<group>` mode 0640, with `group` (the
-    /// `--group` option), else `SASLDB_GROUP`, else `postfix`; whoever runs this. A
-    /// missing group is an error. For checks (`sasldb check`) and for files that are
-    /// always written fresh.
-    pub fn root_policy(group: Option<&str>) -> Result<Ownership> {
-        let name = policy_group_name(group);
-        let gid = lookup_group(&name)?;
-        Ok(Ownership {
-            uid: 0,
-            gid,
-            mode: DB_MODE,
-            enforced: true,
-            note: None,
-            warning: None,
+    /// The ownership `policy` gives every file it writes, for checks (`sasldb check`);
+    /// `None` when it keeps what is there.
+    pub fn of_policy(policy: &OwnershipPolicy) -> Result<Option<Ownership>> {
+        Ok(match policy.resolve()? {
+            OwnershipPolicy::Set { uid, gid, mode } => Some(Ownership {
+                uid,
+                gid,
+                mode,
+                enforced: true,
+                note: None,
+                warning: None,
+            }),
+            _ => None,
         })
     }
 
@@ -331,17 +397,9 @@ impl Ownership {
     }
 }
 
-/// The group name of the ownership policy: `group`, else `SASLDB_GROUP` (when
-/// non-empty), else `postfix`.
-pub fn policy_group_name(group: Option<&str>) -> String {
-    let env_group = std::env::var(GROUP_ENV).ok().filter(|g| !g.is_empty());
-    group
-        .map(str::to_owned)
-        .or(env_group)
-        .unwrap_or(DEFAULT_GROUP.into())
-}
-
-fn lookup_group(name: &str) -> Result<u32> {
+/// Looks a group up by name (or a number); a missing group is
+/// [`Error::NoSuchGroup`].
+pub fn lookup_group(name: &str) -> Result<u32> {
     if let Ok(n) = name.parse::<u32>() {
         return Ok(n);
     }
@@ -376,6 +434,26 @@ fn new_file_gid(dir: &Path) -> u32 {
         Ok(m) if m.permissions().mode() & 0o2000 != 0 => m.gid(),
         _ => nix::unistd::getegid().as_raw(),
     }
+}
+
+/// The lock file that belongs to a database file of `format` besides our `.lock`
+/// (LMDB's `<path>-lock`, which every reader opens read-write), if any.
+#[cfg_attr(not(any(feature = "lmdb", feature = "postfix")), allow(dead_code))]
+pub(crate) fn companion_lock(format: Format, path: &Path) -> Option<PathBuf> {
+    (format == Format::Lmdb).then(|| {
+        let mut s = path.as_os_str().to_os_string();
+        s.push("-lock");
+        PathBuf::from(s)
+    })
+}
+
+/// The mode of a companion lock file for a data file of mode `data_mode`: write
+/// permission wherever the data file is readable (0640 gives 0660, 0600 gives 0600),
+/// since readers open it read-write.
+#[cfg_attr(not(any(feature = "lmdb", feature = "postfix")), allow(dead_code))]
+pub(crate) fn companion_lock_mode(data_mode: u32) -> u32 {
+    let m = data_mode & 0o777;
+    m | ((m & 0o444) >> 1)
 }
 
 /// The exclusive writer lock of one database. Released on drop.
@@ -459,15 +537,6 @@ fn open_lock_file(path: &Path) -> Result<File> {
 
 fn libc_flags() -> i32 {
     nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_CLOEXEC.bits()
-}
-
-/// The lock timeout: `SASLDB_LOCK_TIMEOUT` seconds, else the default.
-pub fn lock_timeout() -> Duration {
-    std::env::var(LOCK_TIMEOUT_ENV)
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_LOCK_TIMEOUT)
 }
 
 /// A temporary file in a database's directory, removed on drop unless it was moved

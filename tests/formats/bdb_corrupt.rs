@@ -2,7 +2,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use sasldb::storage::bdb::BdbFile;
+use sasldb::internals::bdb::BdbFile;
 use sasldb::{Database, Error, Location};
 
 use crate::support::{Rng, fixture};

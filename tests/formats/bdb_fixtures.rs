@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use sasldb::storage::bdb::BdbFile;
+use sasldb::internals::bdb::BdbFile;
 
 use crate::support::{expected_records, fixture, records_of};
 

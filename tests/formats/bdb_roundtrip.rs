@@ -2,8 +2,8 @@ use std::fs::File;
 use std::path::Path;
 use std::process::Command;
 
-use sasldb::storage::bdb::{BdbFile, WriteOptions, write_records};
-use sasldb::storage::endian::Endian;
+use sasldb::internals::bdb::{BdbFile, WriteOptions, write_records};
+use sasldb::internals::endian::Endian;
 use sasldb::{Key, Record};
 
 use crate::support::{self, Rng, db_dump, libdb_lookup_misses, peer, records_of, run_ok};
@@ -233,7 +233,7 @@ fn single_changes_rewrite_only_their_buckets() {
         let page_size = BdbFile::open(&path).unwrap().meta().page_size as usize;
         let loc = Location::path_only(&path);
         let opts = TxnOptions {
-            group: Some("root".into()),
+            ownership: sasldb::OwnershipPolicy::RootGroup("root".into()),
             ..TxnOptions::default()
         };
         let mut rng = Rng::new(41);

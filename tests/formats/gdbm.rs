@@ -5,12 +5,13 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use sasldb::location::{Detected, detect};
-use sasldb::storage::endian::Endian;
-use sasldb::storage::gdbm::{
+use sasldb::internals::Backend;
+use sasldb::internals::endian::Endian;
+use sasldb::internals::gdbm::{
     DataFileLock, GdbmFile, HOST_SIGNED_CHAR, Header, Layout, WriteOptions, write_records,
 };
-use sasldb::{Backend, Database, Error, Format, Key, Location, Record, Transaction};
+use sasldb::{Database, Error, Format, Key, Location, Record, Transaction};
+use sasldb::{Detected, detect};
 
 use crate::support::{
     self, Rng, expected_records, fixture, peer, records_of, run_ok, run_with_stdin,
@@ -703,7 +704,7 @@ fn targeted_damage_is_reported() {
 fn db_opts(format: Format) -> sasldb::WriteOptions {
     sasldb::WriteOptions {
         new_format: format,
-        lock_timeout: Some(Duration::from_secs(5)),
+        lock_timeout: Duration::from_secs(5),
         ..Default::default()
     }
 }
@@ -816,7 +817,7 @@ fn commit_waits_for_a_gdbm_writer() {
     // Short timeout: the commit gives up, the file is untouched.
     let mut child = hold("2");
     let mut opts = db_opts(Format::Gdbm);
-    opts.lock_timeout = Some(Duration::from_millis(300));
+    opts.lock_timeout = Duration::from_millis(300);
     let mut txn = Transaction::begin(&loc, &opts).unwrap();
     txn.put(&k, b"pw".to_vec());
     let err = txn.commit().unwrap_err();

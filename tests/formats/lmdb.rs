@@ -5,11 +5,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use sasldb::storage::lmdb::{self, LmdbFile};
-use sasldb::storage::persist::Ownership;
-use sasldb::{
-    Backend, Database, Error, Format, Key, Location, Record, Secret, Transaction, WriteOptions,
-};
+use sasldb::internals::Backend;
+use sasldb::internals::lmdb::{self, LmdbFile};
+use sasldb::internals::persist::Ownership;
+use sasldb::{Database, Error, Format, Key, Location, Record, Secret, Transaction, WriteOptions};
 
 use crate::support::{Rng, expected_records, fixture, hex, is_root, mode, peer, run_ok, unhex};
 
@@ -19,7 +18,7 @@ type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 fn opts(group: Option<&str>) -> WriteOptions {
     WriteOptions {
         new_format: Format::Lmdb,
-        group: Some(
+        ownership: sasldb::OwnershipPolicy::RootGroup(
             group
                 .map(str::to_owned)
                 .unwrap_or_else(|| nix::unistd::getegid().as_raw().to_string()),
@@ -47,7 +46,7 @@ fn lmdb_loc(path: &Path) -> Location {
 fn read_ours(path: &Path) -> Pairs {
     let db = Database::open(&Location::path_only(path)).unwrap();
     assert_eq!(db.format(), Format::Lmdb);
-    assert!(db.backend().sorted());
+    assert!(db.records_are_sorted());
     let v: Pairs = db
         .records()
         .unwrap()
@@ -475,9 +474,10 @@ fn lock_file_is_shared_with_debian_liblmdb() {
     );
     txn.commit().unwrap();
 
-    // We hold a read transaction: Debian's tools work on the same environment, and
-    // its reader table (the lock file) shows our slot.
-    let ours = Database::open(&Location::path_only(&path)).unwrap();
+    // We hold a read transaction (a scan in progress): Debian's tools work on the same
+    // environment, and its reader table (the lock file) shows our slot.
+    let db_ours = Database::open(&Location::path_only(&path)).unwrap();
+    let ours = db_ours.records().unwrap();
     let me = std::process::id();
     assert!(
         reader_pids(&path).contains(&me),
@@ -495,6 +495,7 @@ fn lock_file_is_shared_with_debian_liblmdb() {
         "{pids:?}"
     );
     drop(ours);
+    drop(db_ours);
 
     // Opening (read and write) while it holds its transaction: no version mismatch,
     // and our committed change is visible to it.

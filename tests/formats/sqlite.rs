@@ -3,7 +3,7 @@
 //!
 //! - `roundtrip_*`: our writer and reader agree with the `sqlite3` shell on every byte.
 //! - `plugin_*`: libsasl's `sasl-sample-server` with the plugin configured exactly as
-//!   [`sasldb::storage::sql::sqlite::PLUGIN_CONFIG`] documents authenticates from our file (gsasl or
+//!   [`sasldb::internals::sql::sqlite::PLUGIN_CONFIG`] documents authenticates from our file (gsasl or
 //!   a hand-made PLAIN message as the client), and Cyrus's own `saslpasswd2` writes
 //!   into it.
 //! - `hostile_*`: damaged and foreign files give one-line errors, never a panic.
@@ -23,9 +23,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use sasldb::account::secrets::otp::otp_chain;
 use sasldb::account::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
+use sasldb::internals::Backend;
+use sasldb::internals::sql::sqlite::{APPLICATION_ID, PLUGIN_CONFIG, SqliteFile};
 use sasldb::record::{AUTH_PASSWORD, OTP_SECRET, USER_PASSWORD};
-use sasldb::storage::sql::sqlite::{APPLICATION_ID, PLUGIN_CONFIG, SqliteFile};
-use sasldb::{Backend, Database, Error, Format, Key, Location, Transaction, WriteOptions};
+use sasldb::{Database, Error, Format, Key, Location, Transaction, WriteOptions};
 
 use crate::support::{Rng, is_root, key, peer, postfix_gid, run_ok, sql_saslpasswd2, unhex};
 
@@ -38,7 +39,7 @@ fn loc(db: &Path) -> Location {
 fn opts() -> WriteOptions {
     WriteOptions {
         new_format: Format::Sqlite,
-        lock_timeout: Some(Duration::from_secs(10)),
+        lock_timeout: Duration::from_secs(10),
         ..Default::default()
     }
 }
@@ -164,7 +165,7 @@ fn roundtrip_10000_random_records_with_the_sqlite3_shell() {
         assert_eq!((meta.uid(), meta.gid()), (0, postfix_gid().as_raw()));
     }
     let d = Database::open(&Location::path_only(&db)).unwrap();
-    assert!(d.backend().sorted());
+    assert!(d.records_are_sorted());
     for (k, v) in want.iter().step_by(97) {
         assert_eq!(d.get_raw(k).unwrap().as_deref(), Some(v));
     }

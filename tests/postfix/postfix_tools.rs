@@ -153,7 +153,7 @@ fn postfix_auth_with_sqlite_through_the_sql_plugin() {
     let path = dir.path().join("sasldb2.sqlite");
     let sasl_conf = format!(
         "pwcheck_method: auxprop\nmech_list: PLAIN LOGIN CRAM-MD5\n{}",
-        sasldb::storage::sql::sqlite::PLUGIN_CONFIG
+        sasldb::internals::sql::sqlite::PLUGIN_CONFIG
             .replace("DATABASE", &path.display().to_string())
     );
     let inst = PostfixInstance::start(Options {

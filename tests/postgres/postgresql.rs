@@ -8,7 +8,7 @@
 //! - `connection_*`: URLs, pgpass, the PG* environment, one-line errors.
 //! - `store_*`: values kept byte for byte, the plugin's "NULL means delete" trigger.
 //! - `postfix_*`: a private Postfix smtpd whose Cyrus SASL uses the pgsql plugin, with
-//!   the configuration [`sasldb::storage::sql::pgsql::PLUGIN_CONFIG`] documents; Cyrus's own
+//!   the configuration [`sasldb::internals::sql::pgsql::PLUGIN_CONFIG`] documents; Cyrus's own
 //!   `saslpasswd2` writing through the plugin.
 //!
 //! Every test gets its own database on the shared server; the server's password is
@@ -22,8 +22,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use sasldb::internals::sql::pgsql::{self, PLUGIN_CONFIG};
 use sasldb::record::USER_PASSWORD;
-use sasldb::storage::sql::pgsql::{self, PLUGIN_CONFIG};
 use sasldb::{Database, Format, Key, Location, Transaction, WriteOptions};
 
 use crate::support::ours::{self, finding, problems};
@@ -83,7 +83,7 @@ fn records(srv: &PgServer, db: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 fn write_opts() -> WriteOptions {
     WriteOptions {
-        lock_timeout: Some(Duration::from_secs(20)),
+        lock_timeout: Duration::from_secs(20),
         ..Default::default()
     }
 }
@@ -544,7 +544,7 @@ fn store_values_byte_for_byte_and_null_means_delete() {
     }
     assert_eq!(t.commit().unwrap().records, Some(values.len() as u64));
     let d = Database::open(&l).unwrap();
-    assert!(d.backend().sorted());
+    assert!(d.records_are_sorted());
     for (u, v) in &values {
         let got = d.get_raw(&key(u, "example.org", USER_PASSWORD)).unwrap();
         assert_eq!(got.as_deref(), Some(v), "{u}");

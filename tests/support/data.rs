@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sasldb::storage::bdb::{WriteOptions, write_records};
+use sasldb::internals::bdb::{WriteOptions, write_records};
 use sasldb::{Database, Location, Record, Result};
 
 /// Absolute path of a file under fixtures/.

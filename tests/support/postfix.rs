@@ -261,8 +261,8 @@ impl PostfixInstance {
 
     fn write_options() -> WriteOptions {
         WriteOptions {
-            group: Some("postfix".into()),
-            lock_timeout: Some(Duration::from_secs(10)),
+            ownership: sasldb::OwnershipPolicy::RootGroup("postfix".into()),
+            lock_timeout: Duration::from_secs(10),
             ..WriteOptions::default()
         }
     }

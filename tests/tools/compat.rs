@@ -25,9 +25,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sasldb::account::secrets::{OtpSecret, ScramHash, ScramSecret};
-use sasldb::database::{Transaction, WriteOptions};
 use sasldb::record::{AUTH_PASSWORD, OTP_SECRET, USER_PASSWORD};
 use sasldb::{Key, Location};
+use sasldb::{Transaction, WriteOptions};
 
 use crate::support::sample_server::{REALM, otp_login, scram_login};
 use crate::support::{

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
 use sasldb::cyrus_conf::{self, SaslConf, debian_multiarch, default_conf_path};
-use sasldb::storage::bdb::BdbFile;
+use sasldb::internals::bdb::BdbFile;
 
 use crate::support::{in_parallel, peer};
 

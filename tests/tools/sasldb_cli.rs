@@ -1064,7 +1064,7 @@ fn check_lmdb_lock_files_and_unchrooted_smtpd() {
     s.sync(&db, &[])
         .ok()
         .out_has("created (LMDB database, 1 records)");
-    let copy_lock = sasldb::storage::lmdb::lock_path(&s.copy());
+    let copy_lock = sasldb::internals::lmdb::lock_path(&s.copy());
     assert_eq!(mode(&copy_lock), 0o660);
     s.check(&db, &[]).ok();
 
@@ -1075,7 +1075,7 @@ fn check_lmdb_lock_files_and_unchrooted_smtpd() {
     s.check(&db, &["--fix"]).ok();
     assert_eq!(mode(&copy_lock), 0o660);
     // A world-readable lock file next to the database.
-    let lock = sasldb::storage::lmdb::lock_path(&db);
+    let lock = sasldb::internals::lmdb::lock_path(&db);
     fs::set_permissions(&lock, fs::Permissions::from_mode(0o666)).unwrap();
     let r = s.check(&db, &[]).json();
     assert_eq!(problems(&r), ["lmdb-lock-mode"], "{r:#}");

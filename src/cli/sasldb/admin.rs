@@ -1,17 +1,16 @@
 //! `rename-realm`, `delete-realm`, `convert`, `realm`, `init`.
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 
 use super::args::{ConvertArgs, DeleteRealmArgs, Global, InitArgs, RenameRealmArgs};
+use crate::Transaction;
 use crate::account::check_names;
 use crate::bulk::convert::{ConvertOptions, convert as run_convert};
+use crate::bulk::realms;
 use crate::cli::Exit;
-use crate::record::user_prefix;
-use crate::{KeyRef, Transaction};
 use anyhow::{Result, bail};
 
-use super::io::{config, location, parse_location, print_commit, who, write_options};
+use super::io::{config, location, parse_location, print_commit, write_options};
 
 pub fn rename_realm(g: &Global, a: &RenameRealmArgs) -> Result<Exit> {
     if a.old == a.new {
@@ -24,57 +23,16 @@ pub fn rename_realm(g: &Global, a: &RenameRealmArgs) -> Result<Exit> {
     if !txn.existed() {
         bail!("{}: no such database", loc.path().display());
     }
-    let (old, new) = (a.old.as_bytes(), a.new.as_bytes());
-    let mut moves = Vec::new();
-    let mut users = BTreeSet::new();
-    let mut conflicts = BTreeSet::new();
-    for k in txn.base_keys_sorted()? {
-        if let Ok(kr) = KeyRef::parse(k)
-            && kr.realm == old
-        {
-            let mut to = user_prefix(kr.user, new);
-            to.extend_from_slice(kr.property);
-            users.insert(kr.user.to_vec());
-            moves.push((k.clone(), to));
-        }
-    }
-    for (_, to) in &moves {
-        if txn.get_raw(to)?.is_some() {
-            let kr = KeyRef::parse(to).expect("built from parts");
-            conflicts.insert(who(kr.user, new));
-        }
-    }
-    if !conflicts.is_empty() {
-        let shown: Vec<&String> = conflicts.iter().take(10).collect();
-        bail!(
-            "{} user(s) already exist in realm {}: {}{}; nothing written",
-            conflicts.len(),
-            a.new,
-            shown
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            if conflicts.len() > 10 { ", ..." } else { "" }
-        );
-    }
-    if moves.is_empty() {
+    let staged = realms::rename(&mut txn, a.old.as_bytes(), a.new.as_bytes())?;
+    if staged.records == 0 {
         eprintln!("sasldb: no users in realm {}", a.old);
         return Ok(Exit::Success);
-    }
-    for (from, to) in &moves {
-        let value = txn.get_raw(from)?.expect("listed key exists");
-        txn.put_raw(to.clone(), value);
-        txn.delete_raw(from.clone());
     }
     let report = txn.commit()?;
     print_commit(&report);
     println!(
         "moved {} user(s) ({} records) from {} to {}",
-        users.len(),
-        moves.len(),
-        a.old,
-        a.new
+        staged.users, staged.records, a.old, a.new
     );
     Ok(Exit::Success)
 }
@@ -86,17 +44,8 @@ pub fn delete_realm(g: &Global, a: &DeleteRealmArgs) -> Result<Exit> {
     if !txn.existed() {
         bail!("{}: no such database", loc.path().display());
     }
-    let mut keys = Vec::new();
-    let mut users = BTreeSet::new();
-    for k in txn.base_keys_sorted()? {
-        if let Ok(kr) = KeyRef::parse(k)
-            && kr.realm == a.realm.as_bytes()
-        {
-            users.insert(kr.user.to_vec());
-            keys.push(k.clone());
-        }
-    }
-    if keys.is_empty() {
+    let staged = realms::delete(&mut txn, a.realm.as_bytes())?;
+    if staged.records == 0 {
         eprintln!("sasldb: no users in realm {}", a.realm);
         return Ok(Exit::Success);
     }
@@ -104,15 +53,13 @@ pub fn delete_realm(g: &Global, a: &DeleteRealmArgs) -> Result<Exit> {
         if !std::io::stdin().is_terminal() {
             bail!(
                 "refusing to delete {} user(s) of realm {} without --yes (standard input is not a terminal)",
-                users.len(),
+                staged.users,
                 a.realm
             );
         }
         eprint!(
             "Delete {} user(s) ({} records) of realm {}? [y/N] ",
-            users.len(),
-            keys.len(),
-            a.realm
+            staged.users, staged.records, a.realm
         );
         std::io::stderr().flush()?;
         let mut answer = String::new();
@@ -122,16 +69,11 @@ pub fn delete_realm(g: &Global, a: &DeleteRealmArgs) -> Result<Exit> {
             return Ok(Exit::Failure);
         }
     }
-    let n = keys.len();
-    for k in keys {
-        txn.delete_raw(k);
-    }
     let report = txn.commit()?;
     print_commit(&report);
     println!(
-        "deleted {} user(s) ({n} records) of realm {}",
-        users.len(),
-        a.realm
+        "deleted {} user(s) ({} records) of realm {}",
+        staged.users, staged.records, a.realm
     );
     Ok(Exit::Success)
 }

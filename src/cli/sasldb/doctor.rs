@@ -13,7 +13,7 @@ use super::io::{config, location};
 pub fn check(g: &Global, a: &CheckArgs) -> Result<Exit> {
     let conf = config(g)?;
     let mut opts = CheckOptions::for_database(location(g, conf.as_ref())?)?;
-    opts.group = g.group.clone();
+    opts.group = crate::cli::policy_group(g.group.as_deref());
     opts.queue_directory = a.queue_directory.clone();
     let mut report = doctor::check(&opts);
     let mut fixed = None;
@@ -96,7 +96,8 @@ fn json(report: &Report, fixed: Option<&FixOutcome>) -> serde_json::Value {
         .map(|f| {
             serde_json::json!({
                 "severity": f.severity.as_str(),
-                "code": f.code,
+                "code": f.code.id(),
+                "meaning": f.code.meaning(),
                 "message": f.message,
                 "fixable": f.fixable,
             })
@@ -145,10 +146,10 @@ pub fn sync_chroot(g: &Global, a: &SyncChrootArgs) -> Result<Exit> {
         }
     };
     let opts = SyncOptions {
-        group: g.group.clone(),
+        ownership: crate::cli::ownership_policy(g.group.as_deref()),
         force: a.force,
         create_dirs_below: below,
-        lock_timeout: None,
+        lock_timeout: Some(crate::cli::lock_timeout()),
     };
     let r = chroot::sync(&loc, &copy, &opts)?;
     for n in r.notes.iter().chain(&r.warnings) {

@@ -38,12 +38,9 @@ pub fn location(g: &Global, conf: Option<&SaslConf>) -> Result<Location> {
     parse_location(&raw)
 }
 
-/// Parses `PATH` or `FORMAT:PATH`.
+/// Parses `PATH`, `FORMAT:PATH` or a URL.
 pub fn parse_location(raw: &OsString) -> Result<Location> {
-    match std::str::from_utf8(raw.as_bytes()) {
-        Ok(s) => Ok(s.parse::<Location>()?),
-        Err(_) => Ok(Location::path_only(PathBuf::from(raw))),
-    }
+    Ok(crate::cli::parse_location(raw)?)
 }
 
 /// The realm for names without @: `-u`, else the realm Postfix uses.
@@ -58,10 +55,7 @@ pub fn default_realm(g: &Global) -> Result<Vec<u8>> {
 
 /// Write options from the global flags.
 pub fn write_options(g: &Global) -> WriteOptions {
-    WriteOptions {
-        group: g.group.clone(),
-        ..WriteOptions::default()
-    }
+    crate::cli::write_options(g.group.as_deref())
 }
 
 /// The secret policy from the flags and the config file.

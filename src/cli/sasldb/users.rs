@@ -1,6 +1,5 @@
 //! `import`, `export`, `list`, `verify`, `realms`.
 
-use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
@@ -10,7 +9,7 @@ use crate::account::{self, PolicyRequest, Verdict, check_names};
 use crate::bulk::export::{ExportFormat, ExportOptions, Scheme};
 use crate::bulk::import::{self, InputFormat, Mode, Rejected};
 use crate::cli::Exit;
-use crate::{Database, KeyRef, Transaction};
+use crate::{Database, Transaction};
 use anyhow::{Context, Result, bail};
 
 use super::args::Global;
@@ -220,34 +219,23 @@ pub fn list(g: &Global, a: &ListArgs) -> Result<Exit> {
         crate::bulk::export::export(&db, &opts, &mut w)?;
         return Ok(Exit::Success);
     }
-    let keys = db.sorted_keys()?;
-    let mut current: Option<(&[u8], &[u8])> = None;
-    let mut malformed = 0usize;
-    for k in keys.iter() {
-        let Ok(kr) = KeyRef::parse(k) else {
-            malformed += 1;
-            continue;
-        };
-        if realm.as_deref().is_some_and(|r| r != kr.realm) {
+    let mut users = db.users()?;
+    for u in users.by_ref() {
+        if realm.as_deref().is_some_and(|r| r != u.realm) {
             continue;
         }
-        if current != Some((kr.user, kr.realm)) {
-            if current.is_some() {
-                w.write_all(b"\n")?;
-            }
-            w.write_all(kr.user)?;
-            w.write_all(b"@")?;
-            w.write_all(kr.realm)?;
-            w.write_all(b":")?;
-            current = Some((kr.user, kr.realm));
+        w.write_all(&u.user)?;
+        w.write_all(b"@")?;
+        w.write_all(&u.realm)?;
+        w.write_all(b":")?;
+        for p in &u.properties {
+            w.write_all(b" ")?;
+            w.write_all(p)?;
         }
-        w.write_all(b" ")?;
-        w.write_all(kr.property)?;
-    }
-    if current.is_some() {
         w.write_all(b"\n")?;
     }
     w.flush()?;
+    let malformed = users.malformed();
     if malformed > 0 {
         eprintln!("sasldb: ignored {malformed} malformed key(s) (see sasldb check)");
     }
@@ -286,33 +274,26 @@ pub fn verify(g: &Global, a: &VerifyArgs) -> Result<Exit> {
 pub fn realms(g: &Global, a: &RealmsArgs) -> Result<Exit> {
     let conf = config(g)?;
     let db = Database::open(&location(g, conf.as_ref())?)?;
-    let keys = db.sorted_keys()?;
-    let mut realms: BTreeMap<Vec<u8>, (usize, usize)> = BTreeMap::new();
-    let mut last: Option<(Vec<u8>, Vec<u8>)> = None;
-    for k in keys.iter() {
-        if let Ok(kr) = KeyRef::parse(k) {
-            let e = realms.entry(kr.realm.to_vec()).or_default();
-            e.1 += 1;
-            if last.as_ref().map(|(u, r)| (&u[..], &r[..])) != Some((kr.user, kr.realm)) {
-                e.0 += 1;
-                last = Some((kr.user.to_vec(), kr.realm.to_vec()));
-            }
-        }
-    }
+    let realms = crate::bulk::realms::count(&db)?;
     let out = std::io::stdout();
     let mut w = std::io::BufWriter::new(out.lock());
     if a.json {
         let items: Vec<serde_json::Value> = realms
             .iter()
-            .map(|(r, (users, records))| {
-                serde_json::json!({"realm": String::from_utf8_lossy(r), "users": users, "records": records})
+            .map(|r| {
+                serde_json::json!({"realm": String::from_utf8_lossy(&r.realm), "users": r.users, "records": r.records})
             })
             .collect();
         writeln!(w, "{}", serde_json::to_string_pretty(&items)?)?;
     } else {
-        for (r, (users, _)) in &realms {
-            w.write_all(r)?;
-            writeln!(w, "\t{users} user{}", if *users == 1 { "" } else { "s" })?;
+        for r in &realms {
+            w.write_all(&r.realm)?;
+            writeln!(
+                w,
+                "\t{} user{}",
+                r.users,
+                if r.users == 1 { "" } else { "s" }
+            )?;
         }
     }
     w.flush()?;

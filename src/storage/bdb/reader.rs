@@ -402,10 +402,6 @@ impl Backend for BdbFile {
         BdbFile::keys_with_prefix(self, prefix)
     }
 
-    fn as_bdb(&self) -> Option<&BdbFile> {
-        Some(self)
-    }
-
     fn layout_hint(&self) -> LayoutHint {
         LayoutHint {
             page_size: Some(self.meta.page_size),

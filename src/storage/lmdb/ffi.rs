@@ -13,7 +13,6 @@
 //!   one makes the resize fail with `EBUSY` instead.
 
 use std::ffi::{CStr, CString, c_int, c_uint};
-use std::marker::PhantomData;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr;
@@ -293,43 +292,41 @@ impl RoTxn {
         entries(self.raw, self.dbi)
     }
 
-    /// A cursor over the main database, in key order.
-    pub fn cursor(&self) -> MdbResult<Cursor<'_>> {
+    /// Turns this snapshot into a cursor over it, in key order.
+    pub fn into_scanner(self) -> MdbResult<Scanner> {
         let mut c = ptr::null_mut();
         // SAFETY: live txn, out-pointer to a local.
         check(unsafe { sys::mdb_cursor_open(self.raw, self.dbi, &mut c) })?;
-        Ok(Cursor {
+        Ok(Scanner {
             raw: c,
             started: false,
-            _txn: PhantomData,
+            _txn: self,
         })
-    }
-
-    /// The environment this snapshot belongs to.
-    pub fn env(&self) -> &Arc<Env> {
-        &self.env
     }
 }
 
 impl Drop for RoTxn {
     fn drop(&mut self) {
-        // SAFETY: live txn, ended exactly once; cursors borrow self so are closed.
+        // SAFETY: live txn, ended exactly once; a Scanner owns its txn and closes its
+        // cursor before dropping it.
         unsafe { sys::mdb_txn_abort(self.raw) };
         self.env.leave();
     }
 }
 
-/// A cursor over a read snapshot.
-pub(crate) struct Cursor<'t> {
+/// A cursor that owns its read transaction: a scan that can outlive the borrow of the
+/// environment's handle (each scan of a shared [`super::LmdbFile`] has its own).
+pub(crate) struct Scanner {
     raw: *mut sys::MDB_cursor,
     started: bool,
-    _txn: PhantomData<&'t RoTxn>,
+    // Drop closes the cursor first, then this field ends the txn.
+    _txn: RoTxn,
 }
 
-impl<'t> Cursor<'t> {
-    /// The next record in key order (the first on the first call).
+impl Scanner {
+    /// The next record in key order; the slices live until the next call.
     #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> MdbResult<Option<(&'t [u8], &'t [u8])>> {
+    pub fn next(&mut self) -> MdbResult<Option<(&[u8], &[u8])>> {
         let op = if self.started {
             sys::MDB_NEXT
         } else {
@@ -344,10 +341,11 @@ impl<'t> Cursor<'t> {
             mv_size: 0,
             mv_data: ptr::null_mut(),
         };
-        // SAFETY: live cursor on a live read txn.
+        // SAFETY: live cursor on the live read txn we own.
         let rc = unsafe { sys::mdb_cursor_get(self.raw, &mut k, &mut d, op) };
         match rc {
-            // SAFETY: read-only txn: both point into the map, valid for 't.
+            // SAFETY: read-only txn: both point into the map, valid while self._txn lives
+            // (and self is borrowed mutably, so no other call moves the cursor).
             0 => Ok(Some(unsafe { (slice(&k), slice(&d)) })),
             MDB_NOTFOUND => Ok(None),
             rc => Err(Code(rc)),
@@ -355,9 +353,9 @@ impl<'t> Cursor<'t> {
     }
 }
 
-impl Drop for Cursor<'_> {
+impl Drop for Scanner {
     fn drop(&mut self) {
-        // SAFETY: the cursor belongs to a read txn that outlives it ('t).
+        // SAFETY: the cursor belongs to self.txn, which is still live here.
         unsafe { sys::mdb_cursor_close(self.raw) };
     }
 }

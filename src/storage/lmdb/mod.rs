@@ -46,9 +46,10 @@
 //!   walks every tree page with bounds checks before LMDB maps a file (once per
 //!   environment open; about 0.1 s for a million records); see its docs for what is
 //!   and is not covered.
-//! - **Snapshots**: an [`LmdbFile`] holds one read transaction for its whole life, so
-//!   it sees the database as of its opening and keeps the pages of that version from
-//!   being reused; drop it when done.
+//! - **Reads**: an [`LmdbFile`] keeps the environment open and runs each lookup and
+//!   each scan in a read transaction of its own (`MDB_NOTLS`, so any thread may), so
+//!   it can be shared between threads and always sees the latest commit; a scan sees
+//!   one consistent state from its first record to its last.
 //! - **Bulk load** ([`build_new`]): records sorted by key go in with `MDB_APPEND`,
 //!   `BATCH` records per transaction, each batch in a freshly opened environment
 //!   (`MDB_NOLOCK | MDB_NOSYNC`), into a temporary file that is fsynced once and then
@@ -71,6 +72,7 @@ pub use check::{DbRecord, FileInfo, Meta};
 use crate::error::{Error, IoContext, Result};
 use crate::location::Format;
 use crate::record::{Record, Secret};
+use crate::storage::options::LmdbOptions as Options;
 use crate::storage::persist::{self, Ownership, Target};
 use crate::storage::{Backend, Changes, LayoutHint, Records};
 
@@ -85,22 +87,13 @@ const BATCH: usize = 10_000;
 /// Environment flags for bulk loading a private temporary file: no lock file (nobody
 /// else opens it), no syncs (the finished file is fsynced once before it is linked).
 const BULK_FLAGS: u32 = ffi::MDB_NOLOCK | ffi::MDB_NOSYNC | ffi::MDB_NOMETASYNC;
+
 /// The map never grows past this (LMDB would fail long before on most systems).
 const MAX_MAP_SIZE: u64 = 1 << 44;
 
-/// Options Cyrus reads from its configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Options {
-    /// `sasldb_mapsize`, in **KiB** (Cyrus multiplies it by 1024, whatever its docs
-    /// say). Without it, the map starts at the file's recorded size (1 MiB for a new
-    /// file) and grows as needed.
-    pub mapsize_kib: Option<u64>,
-    /// `sasldb_maxreaders` (LMDB's default is 126).
-    pub max_readers: Option<u32>,
-}
-
 impl Options {
-    fn map_size(&self) -> Result<Option<usize>> {
+    /// The map size in bytes, if one is asked for.
+    fn map_size(&self) -> crate::Result<Option<usize>> {
         match self.mapsize_kib {
             None | Some(0) => Ok(None),
             Some(k) => k
@@ -119,9 +112,7 @@ pub fn version() -> String {
 
 /// The lock file LMDB uses for the data file `path` (`MDB_NOSUBDIR`): `<path>-lock`.
 pub fn lock_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_os_string();
-    s.push("-lock");
-    PathBuf::from(s)
+    persist::companion_lock(Format::Lmdb, path).expect("LMDB has a lock file")
 }
 
 /// Checks a data file without opening it in LMDB (see [`check`]).
@@ -286,11 +277,10 @@ fn open_flags() -> i32 {
     libc::O_NOFOLLOW | libc::O_CLOEXEC
 }
 
-/// The lock file's mode for a data file mode: write permission wherever the data file
-/// is readable (0640 gives 0660, 0600 gives 0600).
+/// The lock file's mode for a data file mode (see
+/// `persist::companion_lock_mode`).
 pub fn lock_mode(data_mode: u32) -> u32 {
-    let m = data_mode & 0o777;
-    m | ((m & 0o444) >> 1)
+    persist::companion_lock_mode(data_mode)
 }
 
 /// Creates `path` with `O_EXCL` mode 0600 and gives it `own` (with `mode`) before any
@@ -398,11 +388,12 @@ fn prepare_read_lock(path: &Path, data: &Metadata) -> Result<()> {
 // ---------------------------------------------------------------------------------
 // Reading.
 
-/// An LMDB sasldb opened read-only: a snapshot (one read transaction) taken at open.
+/// An LMDB sasldb opened read-only. The environment stays open; every lookup and
+/// every scan runs in a read transaction of its own, so the handle can be shared
+/// between threads and each call sees the latest committed state.
 pub struct LmdbFile {
     path: PathBuf,
-    // Holds the environment alive (an Arc inside).
-    txn: RoTxn,
+    env: Arc<Env>,
     page_size: u32,
 }
 
@@ -437,14 +428,18 @@ impl LmdbFile {
         let info = env
             .info()
             .map_err(|c| lmdb_error(&real, "mdb_env_info", c))?;
-        let txn = env
-            .begin_read()
-            .map_err(|c| lmdb_error(&real, "mdb_txn_begin", c))?;
         Ok(LmdbFile {
             path: real,
-            txn,
+            env,
             page_size: info.page_size,
         })
+    }
+
+    /// A read transaction: a snapshot of the latest committed state.
+    fn read(&self) -> Result<RoTxn> {
+        self.env
+            .begin_read()
+            .map_err(|c| lmdb_error(&self.path, "mdb_txn_begin", c))
     }
 
     /// The real file read.
@@ -454,7 +449,7 @@ impl LmdbFile {
 
     /// Number of records in the snapshot.
     pub fn len(&self) -> Result<u64> {
-        self.txn
+        self.read()?
             .entries()
             .map_err(|c| lmdb_error(&self.path, "mdb_stat", c))
     }
@@ -467,8 +462,7 @@ impl LmdbFile {
     /// The current map size of the environment, in bytes.
     pub fn map_size(&self) -> Result<u64> {
         let info = self
-            .txn
-            .env()
+            .env
             .info()
             .map_err(|c| lmdb_error(&self.path, "mdb_env_info", c))?;
         Ok(info.map_size as u64)
@@ -489,7 +483,8 @@ impl Backend for LmdbFile {
         if key.is_empty() || key.len() > MAX_KEY_LEN {
             return Ok(None);
         }
-        match self.txn.get(key) {
+        let txn = self.read()?;
+        match txn.get(key) {
             Ok(v) => Ok(v.map(|v| Secret::new(v.to_vec()))),
             Err(c) => Err(lmdb_error(&self.path, "mdb_get", c)),
         }
@@ -497,8 +492,8 @@ impl Backend for LmdbFile {
 
     fn scan(&self) -> Result<Records<'_>> {
         let cursor = self
-            .txn
-            .cursor()
+            .read()?
+            .into_scanner()
             .map_err(|c| lmdb_error(&self.path, "mdb_cursor_open", c))?;
         let path = &self.path;
         let mut cursor = Some(cursor);

@@ -2,5 +2,7 @@
 //! PostgreSQL database, both holding the table `sasldb(username, realm, property,
 //! value)`.
 
+#[cfg(feature = "postgres")]
 pub mod pgsql;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;

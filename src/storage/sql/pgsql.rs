@@ -89,13 +89,12 @@
 //! batches (one statement each), so a commit between two batches can be partly visible
 //! in one scan, as with SQLite.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use postgres::config::SslMode;
@@ -107,7 +106,7 @@ use crate::error::{Error, Result};
 use crate::location::Format;
 use crate::location::{PostgresUrl as Url, check_sslmode, parse_port};
 use crate::record::{KeyRef, Record, Secret, encode_into};
-use crate::storage::{self, Backend, Changes, Records};
+use crate::storage::{Backend, Changes, Records};
 
 /// The table holding the records.
 pub const TABLE: &str = "sasldb";
@@ -548,7 +547,7 @@ fn inspect(c: &mut impl GenericClient, url: &str) -> Result<Option<Table>> {
 /// A PostgreSQL sasldb opened for reading (or, inside a [`Session`], for a writer).
 pub struct PgStore {
     url: String,
-    client: RefCell<Client>,
+    client: Mutex<Client>,
     table: Table,
 }
 
@@ -571,7 +570,7 @@ impl PgStore {
         match inspect(&mut client, &url)? {
             Some(table) => Ok(PgStore {
                 url,
-                client: RefCell::new(client),
+                client: Mutex::new(client),
                 table,
             }),
             None => Err(Error::NotFound {
@@ -585,6 +584,12 @@ impl PgStore {
         self.table.ours
     }
 
+    /// The connection (a panic in another thread while it held the connection leaves
+    /// it usable: every statement is complete or rolled back by the server).
+    fn client(&self) -> MutexGuard<'_, Client> {
+        self.client.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn fetch_batch(&self, after: Option<&[String; 3]>, out: &mut VecDeque<Record>) -> Result<()> {
         let v = self.table.value_expr;
         let cols = "username::text, realm::text, property::text";
@@ -592,7 +597,7 @@ impl PgStore {
                      property::text COLLATE \"C\" LIMIT $1";
         let not_null = "username IS NOT NULL AND realm IS NOT NULL AND property IS NOT NULL \
                         AND value IS NOT NULL";
-        let mut c = self.client.borrow_mut();
+        let mut c = self.client();
         let rows = match after {
             None => c.query(
                 &format!("SELECT {cols}, {v} FROM sasldb WHERE {not_null} {order}"),
@@ -636,8 +641,7 @@ impl Backend for PgStore {
             return Ok(None);
         };
         let row = self
-            .client
-            .borrow_mut()
+            .client()
             .query_opt(
                 &format!(
                     "SELECT {} FROM sasldb WHERE username = $1 AND realm = $2 \
@@ -661,21 +665,6 @@ impl Backend for PgStore {
 
     /// Keys come out in bytewise order: the scan orders by the names in the "C"
     /// collation, and UTF-8 code point order is byte order.
-    fn sorted(&self) -> bool {
-        true
-    }
-}
-
-impl Backend for Rc<PgStore> {
-    fn format(&self) -> Format {
-        Format::Postgres
-    }
-    fn get(&self, key: &[u8]) -> Result<Option<Secret>> {
-        (**self).get(key)
-    }
-    fn scan(&self) -> Result<Records<'_>> {
-        (**self).scan()
-    }
     fn sorted(&self) -> bool {
         true
     }
@@ -719,7 +708,7 @@ impl Iterator for Scan<'_> {
 /// dropped, and reads the table as of each statement.
 pub struct Session {
     url: String,
-    store: Rc<PgStore>,
+    store: Arc<PgStore>,
     exists: bool,
 }
 
@@ -760,9 +749,9 @@ impl Session {
         let table = inspect(&mut client, &url_s)?;
         let exists = table.is_some();
         Ok(Session {
-            store: Rc::new(PgStore {
+            store: Arc::new(PgStore {
                 url: url_s.clone(),
-                client: RefCell::new(client),
+                client: Mutex::new(client),
                 table: table.unwrap_or(Table {
                     value_expr: "value",
                     bytea: true,
@@ -781,7 +770,7 @@ impl Session {
 
     /// The table for reading, sharing this session's connection (and lock); None when
     /// there is no table yet.
-    pub fn reader(&self) -> Option<Rc<PgStore>> {
+    pub fn reader(&self) -> Option<Arc<PgStore>> {
         self.exists.then(|| self.store.clone())
     }
 
@@ -792,7 +781,7 @@ impl Session {
         let writes = Writes::of(changes, &self.url)?;
         let mut attempt = 0;
         loop {
-            let mut client = self.store.client.borrow_mut();
+            let mut client = self.store.client();
             match writes.apply(&mut client, &self.url) {
                 Ok(n) => {
                     self.exists = true;
@@ -838,7 +827,7 @@ impl<'a> Writes<'a> {
             values: Vec::new(),
         };
         if !changes.replace_all {
-            for key in storage::deletes(changes) {
+            for key in changes.deletes() {
                 let Ok(k) = KeyRef::parse(key) else { continue };
                 // A name that is not UTF-8 cannot be in the table.
                 if let (Ok(u), Ok(r), Ok(p)) = (
@@ -852,7 +841,7 @@ impl<'a> Writes<'a> {
                 }
             }
         }
-        for (key, value) in storage::puts(changes) {
+        for (key, value) in changes.puts() {
             let k = KeyRef::parse(key)?;
             let name = |what: &str, b: &'a [u8]| {
                 std::str::from_utf8(b).map_err(|_| Error::Unsupported {

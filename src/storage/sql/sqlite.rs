@@ -118,6 +118,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::{Mutex, MutexGuard};
+
 use rusqlite::config::DbConfig;
 use rusqlite::limits::Limit;
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
@@ -126,8 +128,9 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
 use crate::error::{Error, IoContext, Result};
 use crate::location::Format;
 use crate::record::{KeyRef, Record, Secret, encode_into};
+use crate::storage::options::DEFAULT_LOCK_TIMEOUT;
 use crate::storage::persist::{self, Ownership};
-use crate::storage::{self, Backend, Changes, Records};
+use crate::storage::{Backend, Changes, Records};
 
 /// The table holding the records.
 pub const TABLE: &str = "sasldb";
@@ -160,7 +163,8 @@ const MAX_LENGTH: i32 = 16 << 20;
 /// An SQLite sasldb opened for reading.
 pub struct SqliteFile {
     path: PathBuf,
-    conn: Connection,
+    // One connection, used by one thread at a time (SQLITE_OPEN_NO_MUTEX).
+    conn: Mutex<Connection>,
     ours: bool,
 }
 
@@ -177,7 +181,7 @@ impl SqliteFile {
     /// Opens an existing file read-only and checks that it holds a `sasldb` table.
     /// Waits up to the lock timeout for a writer's commit to finish.
     pub fn open(path: &Path) -> Result<SqliteFile> {
-        Self::open_with_timeout(path, persist::lock_timeout())
+        Self::open_with_timeout(path, DEFAULT_LOCK_TIMEOUT)
     }
 
     /// [`SqliteFile::open`] with an explicit busy timeout.
@@ -194,9 +198,15 @@ impl SqliteFile {
         let ours = check_schema(&conn, path)?;
         Ok(SqliteFile {
             path: path.to_path_buf(),
-            conn,
+            conn: Mutex::new(conn),
             ours,
         })
+    }
+
+    /// The connection (a panic in another thread while it held it leaves it usable:
+    /// SQLite rolls back an unfinished statement).
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether the file carries this module's `application_id` (and so its schema).
@@ -206,7 +216,7 @@ impl SqliteFile {
 
     /// The file's journal mode as SQLite reports it (`delete`, `wal`, ...).
     pub fn journal_mode(&self) -> Result<String> {
-        self.conn
+        self.conn()
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .map_err(|e| sql_error(&self.path, e))
     }
@@ -218,8 +228,8 @@ impl SqliteFile {
                         WHERE (username, realm, property) > (?2, ?3, ?4) \
                         ORDER BY username, realm, property LIMIT ?1";
         let e = |e| sql_error(&self.path, e);
-        let mut stmt = self
-            .conn
+        let conn = self.conn();
+        let mut stmt = conn
             .prepare_cached(if after.is_some() { sql_next } else { sql_first })
             .map_err(e)?;
         let mut rows = match after {
@@ -262,8 +272,8 @@ impl Backend for SqliteFile {
         let Ok(k) = KeyRef::parse(key) else {
             return Ok(None);
         };
-        let mut stmt = self
-            .conn
+        let conn = self.conn();
+        let mut stmt = conn
             .prepare_cached(
                 "SELECT value FROM sasldb WHERE username = ?1 AND realm = ?2 \
                  AND property = ?3 AND value IS NOT NULL LIMIT 1",
@@ -544,7 +554,7 @@ fn check_schema(conn: &Connection, path: &Path) -> Result<bool> {
 /// exist or is empty. Returns the number of records afterwards. Waits up to the lock
 /// timeout for another writer.
 pub fn commit(path: &Path, own: &Ownership, changes: &Changes) -> Result<u64> {
-    commit_with(path, own, changes, persist::lock_timeout(), &mut Vec::new())
+    commit_with(path, own, changes, DEFAULT_LOCK_TIMEOUT, &mut Vec::new())
 }
 
 /// [`commit`] with an explicit busy timeout; notes for the user (a WAL file
@@ -624,7 +634,7 @@ pub fn commit_with(
                 "DELETE FROM sasldb WHERE username = ?1 AND realm = ?2 AND property = ?3",
             )
             .map_err(e)?;
-        for key in storage::deletes(changes) {
+        for key in changes.deletes() {
             if let Ok(k) = KeyRef::parse(key) {
                 del.execute(params![text(k.user), text(k.realm), text(k.property)])
                     .map_err(e)?;
@@ -635,7 +645,7 @@ pub fn commit_with(
                 "INSERT INTO sasldb (username, realm, property, value) VALUES (?1, ?2, ?3, ?4)",
             )
             .map_err(e)?;
-        for (key, value) in storage::puts(changes) {
+        for (key, value) in changes.puts() {
             let k = KeyRef::parse(key)?;
             let names = params![text(k.user), text(k.realm), text(k.property)];
             if !changes.replace_all {
