@@ -14,6 +14,9 @@ mod formats;
 /// they read (Cyrus <appname>.conf, the Postfix realm), and the man pages.
 mod tools;
 
+/// The library through its public API only, as an embedder uses it.
+mod library;
+
 /// OTP and SCRAM secrets against saslpasswd2, libsasl's server and gsasl.
 mod secrets;
 
