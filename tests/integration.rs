@@ -19,7 +19,7 @@ mod sample_server;
 /// OTP and SCRAM secrets against saslpasswd2, libsasl's server and gsasl.
 mod secrets;
 
-/// Generated man pages match the checked-in ones and render cleanly.
+/// Generated man pages and shell completions match the checked-in ones; pages render, bash completes.
 mod man;
 
 /// The Postfix realm resolver, compared with the real `postconf`.
