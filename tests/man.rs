@@ -71,9 +71,12 @@ fn bash_complete(tool: &str, words: &[&str]) -> Vec<String> {
         .join("man/completions/bash")
         .join(tool);
     let framework = Path::new("/usr/share/bash-completion/bash_completion");
-    if !framework.exists() {
-        crate::util::peer("bash-completion's /usr/share/bash-completion/bash_completion");
-    }
+    assert!(
+        framework.exists(),
+        "\n\n*** PEER TOOL MISSING: {} (package bash-completion) is not installed. ***\n\
+         Run the README's test command (scripts/test), which installs every peer.\n\n",
+        framework.display()
+    );
     let quoted: Vec<String> = words
         .iter()
         .map(|w| format!("'{}'", w.replace('\'', "'\\''")))
