@@ -13,6 +13,8 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
+use clap::ValueHint;
+
 use super::getopt::{Event, Getopt, error_message};
 use super::{DEFAULT_SASLDB_PATH, Exit, OptDoc, argv0, eprint_line, is_broken_pipe, progname};
 use crate::database::Database;
@@ -26,12 +28,14 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('v'),
         long: None,
         value: None,
+        hint: ValueHint::Unknown,
         help: "Print the version and exit",
     },
     OptDoc {
         short: Some('f'),
         long: None,
         value: Some("sasldb"),
+        hint: ValueHint::FilePath,
         help: "Use the given file as sasldb (FORMAT:PATH forces a format: bdb, lmdb, gdbm, \
                sqlite; a postgresql://USER@HOST/DB URL names a PostgreSQL database)",
     },
@@ -39,6 +43,7 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('h'),
         long: None,
         value: None,
+        hint: ValueHint::Unknown,
         help: "Print the usage text and exit with status 1",
     },
 ];
@@ -59,10 +64,15 @@ pub fn command() -> clap::Command {
     for o in OPTIONS {
         cmd = cmd.arg(o.to_arg());
     }
-    cmd.arg(clap::Arg::new("sasldb_path").value_name("sasldb").help(
-        "The database to list (default /etc/sasldb2). A single argument that does not \
+    cmd.arg(
+        clap::Arg::new("sasldb_path")
+            .value_name("sasldb")
+            .value_hint(ValueHint::FilePath)
+            .help(
+                "The database to list (default /etc/sasldb2). A single argument that does not \
          start with `-` is taken as the path.",
-    ))
+            ),
+    )
 }
 
 fn usage(prog: &str, bad_option: bool) -> ExitCode {

@@ -2,10 +2,12 @@
 //!
 //! Owns: argument parsing ([`getopt`] for the Cyrus-compatible tools), the exit-code
 //! table ([`exit`]), password input ([`password`]), each tool's logic, and the man
-//! pages, which are generated from the same option tables that drive parsing.
+//! pages and shell completions ([`completions`]), which are generated from the same
+//! option tables that drive parsing.
 //! Not part of the stable library API.
 
 pub mod alloc;
+pub mod completions;
 pub mod exit;
 pub mod getopt;
 pub mod listusers;
@@ -82,6 +84,9 @@ pub struct OptDoc {
     pub long: Option<&'static str>,
     /// Name of the argument, if the option takes one.
     pub value: Option<&'static str>,
+    /// What the argument is, for shell completion (`FilePath` for a database; ignored
+    /// without an argument).
+    pub hint: clap::ValueHint,
     /// One-line help.
     pub help: &'static str,
 }
@@ -113,7 +118,8 @@ impl OptDoc {
             .collect()
     }
 
-    /// A clap argument describing this option (for help text and man pages).
+    /// A clap argument describing this option (for help text, man pages and shell
+    /// completions).
     pub fn to_arg(&self) -> clap::Arg {
         let id = self
             .long
@@ -127,7 +133,7 @@ impl OptDoc {
             a = a.long(l);
         }
         match self.value {
-            Some(v) => a.value_name(v).num_args(1),
+            Some(v) => a.value_name(v).num_args(1).value_hint(self.hint),
             None => a.action(clap::ArgAction::SetTrue),
         }
     }

@@ -12,6 +12,8 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
+use clap::ValueHint;
+
 use super::getopt::{Event, Getopt, error_message};
 use super::password::{PasswordProblem, ReadError, check_password, read_password};
 use super::{DEFAULT_SASLDB_PATH, Exit, OptDoc, argv0, eprint_line, progname};
@@ -29,12 +31,14 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('v'),
         long: None,
         value: None,
+        hint: ValueHint::Unknown,
         help: "Print the version and exit",
     },
     OptDoc {
         short: Some('p'),
         long: None,
         value: None,
+        hint: ValueHint::Unknown,
         help: "Pipe mode: no prompt, the password is one line read from standard input \
                (also the mode whenever standard input is not a terminal)",
     },
@@ -42,6 +46,7 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('c'),
         long: None,
         value: None,
+        hint: ValueHint::Unknown,
         help: "Create the account (accepted for compatibility: an existing user is updated \
                either way); cannot be combined with -d",
     },
@@ -49,6 +54,7 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('d'),
         long: None,
         value: None,
+        hint: ValueHint::Unknown,
         help: "Delete the user: every property of user@realm is removed; nothing is read \
                from standard input",
     },
@@ -56,6 +62,7 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('n'),
         long: None,
         value: None,
+        hint: ValueHint::Unknown,
         help: "No plaintext: store no userPassword (an existing one is removed) but a SCRAM \
                authPassword, so the password itself never reaches the disk",
     },
@@ -63,6 +70,7 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('f'),
         long: None,
         value: Some("sasldb"),
+        hint: ValueHint::FilePath,
         help: "Database to use, as PATH, FORMAT:PATH (bdb, lmdb, gdbm, sqlite) or a \
                postgresql://USER@HOST/DB URL (password from PGPASSWORD or ~/.pgpass); \
                default: sasldb_path from the application's config file, else /etc/sasldb2",
@@ -71,6 +79,7 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('a'),
         long: None,
         value: Some("appname"),
+        hint: ValueHint::Unknown,
         help: "Application name (default saslpasswd): read <appname>.conf from the Cyrus SASL \
                config path (SASL_CONF_PATH, else /etc/sasl2:/etc/sasl:...)",
     },
@@ -78,6 +87,7 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('u'),
         long: None,
         value: Some("DOM"),
+        hint: ValueHint::Unknown,
         help: "Realm for a userid without @ (default: the realm Postfix looks up for a bare \
                login: smtpd_sasl_local_domain, else myhostname)",
     },
@@ -85,12 +95,14 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('h'),
         long: None,
         value: None,
+        hint: ValueHint::Unknown,
         help: "Print the usage text and exit with status 1",
     },
     OptDoc {
         short: None,
         long: Some("group"),
         value: Some("GROUP"),
+        hint: ValueHint::Unknown,
         help: "Group that owns the database when run as root (default: $SASLDB_GROUP, else \
                postfix); the file is always root:GROUP mode 0640",
     },
@@ -98,18 +110,21 @@ pub const OPTIONS: &[OptDoc] = &[
         short: None,
         long: Some("scram"),
         value: None,
+        hint: ValueHint::Unknown,
         help: "Also store a SCRAM authPassword, as Cyrus's scram_secret_generate does",
     },
     OptDoc {
         short: None,
         long: Some("otp"),
         value: None,
+        hint: ValueHint::Unknown,
         help: "Also store an OTP secret (cmusaslsecretOTP)",
     },
     OptDoc {
         short: None,
         long: Some("scram-iterations"),
         value: Some("N"),
+        hint: ValueHint::Unknown,
         help: "PBKDF2 iterations for SCRAM secrets (default: scram_iteration_counter from the \
                config file, else 4096)",
     },
@@ -117,6 +132,7 @@ pub const OPTIONS: &[OptDoc] = &[
         short: None,
         long: Some("help"),
         value: None,
+        hint: ValueHint::Unknown,
         help: "Print help and exit",
     },
 ];

@@ -16,7 +16,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum, ValueHint};
 
 /// Manage Cyrus SASL password databases (sasldb2).
 ///
@@ -44,7 +44,7 @@ pub struct Global {
     /// postgresql://[USER@]HOST[:PORT]/DB (password from PGPASSWORD or ~/.pgpass, never
     /// in the URL); default: sasldb_path from the -a application's config file, else
     /// /etc/sasldb2.
-    #[arg(short = 'f', long = "file", value_name = "DB", global = true)]
+    #[arg(short = 'f', long = "file", value_name = "DB", value_hint = ValueHint::FilePath, global = true)]
     pub db: Option<OsString>,
     /// Realm for user names without @ (default: the realm Postfix looks up for a bare
     /// login: smtpd_sasl_local_domain, else myhostname).
@@ -108,6 +108,7 @@ pub enum ModeArg {
 pub struct ImportArgs {
     /// Input file (`-` or nothing: standard input). Lines `user[@realm]:password` unless
     /// --csv or --json (or a .csv/.json file name) says otherwise.
+    #[arg(value_hint = ValueHint::FilePath)]
     pub file: Option<OsString>,
     /// CSV input with a header naming the columns user, realm, password.
     #[arg(long, conflicts_with = "json")]
@@ -180,7 +181,7 @@ pub struct ExportArgs {
     #[arg(long = "only-realm", value_name = "REALM")]
     pub only_realm: Option<String>,
     /// Write to this file (created mode 0600) instead of standard output.
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub output: Option<PathBuf>,
 }
 
@@ -233,9 +234,11 @@ pub struct DeleteRealmArgs {
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
     /// Source database: PATH, FORMAT:PATH or postgresql://... URL.
+    #[arg(value_hint = ValueHint::FilePath)]
     pub src: OsString,
     /// Destination: PATH or FORMAT:PATH (bdb, lmdb, gdbm, sqlite), or a postgresql://
     /// URL. A new file without a prefix is Berkeley DB.
+    #[arg(value_hint = ValueHint::FilePath)]
     pub dst: OsString,
     /// Replace a destination that already holds a database.
     #[arg(long)]
@@ -262,7 +265,7 @@ pub struct CheckArgs {
     pub json: bool,
     /// Postfix's queue directory (the smtpd chroot), instead of main.cf's
     /// queue_directory.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub queue_directory: Option<PathBuf>,
 }
 
@@ -271,11 +274,11 @@ pub struct CheckArgs {
 pub struct SyncChrootArgs {
     /// Postfix's queue directory (the smtpd chroot), instead of main.cf's
     /// queue_directory.
-    #[arg(long, value_name = "DIR", conflicts_with = "to")]
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath, conflicts_with = "to")]
     pub queue_directory: Option<PathBuf>,
     /// Write the copy to this path instead of <queue_directory>/<sasldb_path of
     /// smtpd.conf>.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub to: Option<PathBuf>,
     /// Replace a copy that holds records the database lacks, or that cannot be read.
     #[arg(long)]
