@@ -43,7 +43,7 @@
 //! it sees any value without NUL exactly.
 //!
 //! # What the real plugin does (Cyrus 2.1.28, `plugins/sql.c`, checked on Debian's
-//! `libsasl2-modules-sql` against PostgreSQL 15; `tests/postgresql.rs`)
+//! `libsasl2-modules-sql` against PostgreSQL 15; `tests/postgres/postgresql.rs`)
 //!
 //! - **Results are read as text** (`PQexec`, `PQgetvalue`): a `bytea` column reaches
 //!   the plugin in hex, so the hex string would be the password. `sql_select` returns
