@@ -13,7 +13,10 @@ use crate::error::{Error, Result};
 use crate::location::{Format, Location};
 use crate::record::KeyRef;
 use crate::storage::Records;
-use crate::storage::sort::{DEFAULT_BUDGET, ExternalSort};
+use crate::storage::sort::{ExternalSort, SpillTo};
+
+/// Memory for counting the users of a source in hash order.
+const COUNT_BUDGET: usize = 4 << 20;
 
 /// How to convert.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,7 +73,8 @@ pub fn convert(src: &Location, dst: &Location, opts: &ConvertOptions) -> Result<
         to: Some(txn.format()),
         ..Default::default()
     };
-    let tally = std::cell::RefCell::new(Tally::default());
+    let to = txn.spill_to();
+    let tally = std::cell::RefCell::new(Tally::new(&to));
     let skip = opts.skip_malformed;
     let checked = source.records()?.filter_map(|r| {
         let rec = match r {
@@ -99,58 +103,81 @@ pub fn convert(src: &Location, dst: &Location, opts: &ConvertOptions) -> Result<
     // memory), and users are then counted on the sorted stream without a set.
     let mut sorted = source.records_are_sorted();
     let stream: Records<'_> = if !sorted && txn.wants_sorted_input() {
-        let mut sorter = ExternalSort::new(txn.dir(), DEFAULT_BUDGET);
+        let mut sorter = ExternalSort::new(&to);
         for r in checked {
-            sorter.push(r?)?;
+            let r = r?;
+            sorter.push(&r.key, &r.value)?;
         }
         sorted = true;
-        sorter.finish()?
+        sorter.finish()?.into_records()
     } else {
         Box::new(checked)
     };
-    let counted: Records<'_> = Box::new(stream.inspect(|r| {
-        if let Ok(rec) = r
-            && let Ok(k) = KeyRef::parse(&rec.key)
-        {
+    // A failure to count ends the stream, and so aborts the write.
+    let counted: Records<'_> = Box::new(stream.map(|r| {
+        let rec = r?;
+        if let Ok(k) = KeyRef::parse(&rec.key) {
             tally
                 .borrow_mut()
-                .count_user(&rec.key[..k.user.len() + k.realm.len() + 2], sorted);
+                .count_user(&rec.key[..k.user.len() + k.realm.len() + 2], sorted)?;
         }
+        Ok(rec)
     }));
     report.commit = txn.replace_with(counted, sorted)?;
-    let t = tally.into_inner();
+    let mut t = tally.into_inner();
     report.records = report.commit.records.unwrap_or(0);
-    report.users = t.users();
-    report.skipped = t.skipped;
+    report.skipped = std::mem::take(&mut t.skipped);
     report.skipped_count = t.skipped_count;
+    report.users = t.users()?;
     Ok(report)
 }
 
 /// Counts kept while the records stream past.
-#[derive(Default)]
 struct Tally {
     last_prefix: Vec<u8>,
     grouped_users: u64,
-    user_set: std::collections::HashSet<Vec<u8>>,
+    /// The users' `user NUL realm NUL` of a source in hash order, sorted to be counted.
+    prefixes: ExternalSort,
     skipped: Vec<String>,
     skipped_count: u64,
 }
 
 impl Tally {
-    /// Sorted sources give each user's keys together; others need a set.
-    fn count_user(&mut self, prefix: &[u8], sorted: bool) {
+    fn new(to: &SpillTo) -> Tally {
+        Tally {
+            last_prefix: Vec::new(),
+            grouped_users: 0,
+            prefixes: ExternalSort::new(&to.keys_only().with_budget(COUNT_BUDGET)),
+            skipped: Vec::new(),
+            skipped_count: 0,
+        }
+    }
+
+    /// Sorted sources give each user's keys together; others are counted through a
+    /// sort of their prefixes (bounded memory).
+    fn count_user(&mut self, prefix: &[u8], sorted: bool) -> Result<()> {
         if sorted {
             if prefix != &self.last_prefix[..] {
                 self.last_prefix = prefix.to_vec();
                 self.grouped_users += 1;
             }
-        } else if !self.user_set.contains(prefix) {
-            self.user_set.insert(prefix.to_vec());
+            Ok(())
+        } else {
+            self.prefixes.push(prefix, &[])
         }
     }
 
-    fn users(&self) -> u64 {
-        self.grouped_users + self.user_set.len() as u64
+    fn users(self) -> Result<u64> {
+        let mut users = self.grouped_users;
+        let mut sorted = self.prefixes.finish()?;
+        let mut last: Option<Vec<u8>> = None;
+        while let Some((k, _)) = sorted.next()? {
+            if last.as_deref() != Some(k) {
+                users += 1;
+                last = Some(k.to_vec());
+            }
+        }
+        Ok(users)
     }
 }
 

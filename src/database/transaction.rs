@@ -9,8 +9,10 @@ use std::path::Path;
 use crate::error::Result;
 use crate::location::{Format, Location};
 use crate::record::{Key, Secret, user_prefix};
+use crate::error::Error;
 use crate::storage::options::WriteOptions;
-use crate::storage::{Changes, Records, Writer};
+use crate::storage::sort::{SortedStream, SpillTo};
+use crate::storage::{Changes, Records, Stage, Writer};
 
 /// What a commit did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub struct Transaction {
     location: Location,
     writer: Writer,
     changes: Changes,
+    /// A bulk change set, applied by the commit instead of `changes`.
+    stage: Option<Stage>,
     key_index: OnceCell<BTreeSet<Vec<u8>>>,
     prefix_scans: Cell<u32>,
 }
@@ -59,9 +63,43 @@ impl Transaction {
             location: location.clone(),
             writer: Writer::begin(location, opts)?,
             changes: Changes::default(),
+            stage: None,
             key_index: OnceCell::new(),
             prefix_scans: Cell::new(0),
         })
+    }
+
+    /// Where bulk work on this database spills (see [`WriteOptions::spill`]).
+    pub(crate) fn spill_to(&self) -> SpillTo {
+        self.writer.spill_to()
+    }
+
+    /// The database as it was when the transaction began (without this transaction's
+    /// changes), in key order, in bounded memory: a Berkeley DB or GDBM file is sorted
+    /// through temporary files. Without `values`, values are left out.
+    pub(crate) fn base_sorted(&self, values: bool) -> Result<SortedStream<'_>> {
+        match self.writer.base() {
+            Some(b) if !self.changes.replace_all => b.scan_sorted(&self.spill_to(), values),
+            _ => Ok(SortedStream::Sorted(crate::storage::sort::Sorted::empty())),
+        }
+    }
+
+    /// An empty bulk change set for this database; [`Transaction::set_stage`] hands it
+    /// back for the commit. `replace_all`: the commit empties the database first.
+    pub(crate) fn new_stage(&self, replace_all: bool) -> Result<Stage> {
+        self.writer.stage(replace_all)
+    }
+
+    /// Makes `stage` what the commit applies. A transaction holds either ordinary
+    /// changes or a stage.
+    pub(crate) fn set_stage(&mut self, stage: Stage) -> Result<()> {
+        if !self.changes.is_empty() || self.stage.is_some() {
+            return Err(Error::Invalid(
+                "internal: a bulk change in a transaction that already holds changes".into(),
+            ));
+        }
+        self.stage = Some(stage);
+        Ok(())
     }
 
     /// The format the database has (or will be created in).
@@ -230,21 +268,26 @@ impl Transaction {
 
     /// Whether the transaction holds no changes.
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
+        self.changes.is_empty() && self.stage.as_ref().is_none_or(Stage::is_empty)
     }
 
     /// Applies every change atomically and releases the lock. A transaction without
     /// changes on an existing database writes nothing; on a missing database it
     /// creates an empty one.
     pub fn commit(mut self) -> Result<CommitReport> {
-        if self.changes.is_empty() && self.existed() {
+        if self.is_empty() && self.existed() {
             return Ok(CommitReport {
                 notes: self.writer.take_notes(),
                 ..Default::default()
             });
         }
-        let changes = std::mem::take(&mut self.changes);
-        let records = self.writer.commit(changes)?;
+        let records = match self.stage.take() {
+            Some(stage) => self.writer.commit_stage(stage)?,
+            None => {
+                let changes = std::mem::take(&mut self.changes);
+                self.writer.commit(changes)?
+            }
+        };
         Ok(self.report(records))
     }
 
@@ -257,6 +300,7 @@ impl Transaction {
     /// records aborts the write: the database is left as it was.
     pub fn replace_with(mut self, records: Records<'_>, sorted: bool) -> Result<CommitReport> {
         self.changes = Changes::default();
+        self.stage = None;
         let count = self.writer.replace(records, sorted)?;
         Ok(self.report(count))
     }

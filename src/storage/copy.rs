@@ -19,9 +19,11 @@ use crate::storage::persist::{self, Ownership, Target, companion_lock};
 use crate::storage::sql::sqlite;
 use crate::storage::store::not_built;
 #[cfg(feature = "lmdb")]
-use crate::storage::writer::sort_if_needed;
+use crate::storage::sort::sort_records;
 use crate::storage::writer::{bdb_options, gdbm_options};
 use crate::storage::{Changes, Store, bdb, gdbm};
+#[cfg(feature = "sqlite")]
+use crate::storage::RecordOps;
 
 /// Whether readers keep a database file of `format` open for their whole life
 /// (Postfix's smtpd keeps its LMDB environment), so that a file renamed over it would
@@ -90,34 +92,32 @@ pub(crate) fn rebuild_file(
     notes: &mut Vec<String>,
 ) -> Result<u64> {
     let hint = source.layout_hint();
+    let to = opts.spill.to_for(&target.dir, Some(&target.name));
     match format {
         Format::Bdb => {
             let o = bdb_options(&hint, opts)?;
             Ok(
-                persist::replace_file(target, own, |f| bdb::write_records(source.scan()?, &o, f))?
-                    .records,
+                persist::replace_file(target, own, |f| {
+                    bdb::write_records_spilling(source.scan()?, &o, f, &to)
+                })?
+                .records,
             )
         }
         Format::Gdbm => {
             let o = gdbm_options(&hint, &target.dir);
             Ok(
-                persist::replace_file(target, own, |f| gdbm::write_records(source.scan()?, &o, f))?
-                    .records,
+                persist::replace_file(target, own, |f| {
+                    gdbm::write_records_spilling(source.scan()?, &o, f, &to)
+                })?
+                .records,
             )
         }
         #[cfg(feature = "sqlite")]
         Format::Sqlite => {
             let (file, tmp) = persist::create_temp(target, own)?;
             drop(file);
-            let mut changes = Changes {
-                replace_all: true,
-                ..Changes::default()
-            };
-            for r in source.scan()? {
-                let r = r?;
-                changes.ops.insert(r.key, Some(r.value));
-            }
-            let n = sqlite::commit_with(tmp.path(), own, &changes, opts.lock_timeout, notes)?;
+            let mut ops = RecordOps::new(source.scan()?);
+            let n = sqlite::commit_ops(tmp.path(), own, &mut ops, opts.lock_timeout, notes)?;
             tmp.rename_into_place(&target.path)?;
             Ok(n)
         }
@@ -128,7 +128,7 @@ pub(crate) fn rebuild_file(
             drop(file);
             fs::remove_file(tmp.path()).at(tmp.path())?;
             let tmp_lock = lmdb::lock_path(tmp.path());
-            let built = sort_if_needed(source.scan()?, source.sorted(), &target.dir)
+            let built = sort_records(source.scan()?, source.sorted(), &to)
                 .and_then(|records| lmdb::build_new_with(tmp.path(), records, own, &opts.lmdb));
             let _ = fs::remove_file(&tmp_lock);
             let n = built?;

@@ -6,7 +6,8 @@
 //!   table in SQLite or PostgreSQL);
 //! - [`persist`]: the write path every file format shares (resolving the real file,
 //!   the writer lock, the ownership policy, atomic replacement);
-//! - [`sort`]: a bounded-memory external sort; [`endian`]: byte order as a value;
+//! - [`sort`]: a bounded-memory external sort and its temporary files; [`Stage`]: a
+//!   bulk change set in bounded memory; [`endian`]: byte order as a value;
 //! - [`Store`]: one open database, whatever its format, through which every read
 //!   goes, and [`Writer`]: a database held for writing, through which every commit
 //!   and rebuild goes. These two are the only places that dispatch on the format;
@@ -16,6 +17,7 @@
 
 #[cfg(feature = "postfix")]
 mod copy;
+mod stage;
 mod store;
 mod writer;
 
@@ -37,6 +39,7 @@ pub(crate) use copy::{
 pub(crate) use options::DEFAULT_LOCK_TIMEOUT;
 #[cfg(feature = "postfix")]
 pub(crate) use persist::{companion_lock, companion_lock_mode};
+pub(crate) use stage::Stage;
 pub(crate) use store::{Store, exists};
 pub(crate) use writer::Writer;
 
@@ -137,6 +140,110 @@ impl fmt::Debug for Changes {
                 &self.ops.values().filter(|v| v.is_none()).count(),
             )
             .finish()
+    }
+}
+
+/// One change: a key and its new value (`None`: delete).
+pub(crate) type Op<'a> = (&'a [u8], Option<&'a [u8]>);
+
+/// Changes in key order, read one at a time, and again from the start when a
+/// transaction is retried: what the formats changed in place (LMDB, SQLite) apply.
+pub(crate) trait OpSource {
+    /// Starts again from the first change.
+    fn rewind(&mut self) -> Result<()>;
+    /// The next change.
+    fn next_op(&mut self) -> Result<Option<Op<'_>>>;
+    /// Whether the database is emptied first (deletes are then not given).
+    fn replace_all(&self) -> bool;
+    /// Bytes of keys and values, for sizing.
+    fn bytes(&self) -> u64;
+}
+
+/// A [`Changes`] map as an [`OpSource`].
+pub(crate) struct MapOps<'a> {
+    changes: &'a Changes,
+    iter: std::collections::btree_map::Iter<'a, Vec<u8>, Option<Secret>>,
+}
+
+impl<'a> MapOps<'a> {
+    pub(crate) fn new(changes: &'a Changes) -> MapOps<'a> {
+        MapOps {
+            changes,
+            iter: changes.ops.iter(),
+        }
+    }
+}
+
+impl OpSource for MapOps<'_> {
+    fn rewind(&mut self) -> Result<()> {
+        self.iter = self.changes.ops.iter();
+        Ok(())
+    }
+
+    fn next_op(&mut self) -> Result<Option<Op<'_>>> {
+        Ok(self
+            .iter
+            .next()
+            .map(|(k, v)| (&k[..], v.as_ref().map(|v| &v[..]))))
+    }
+
+    fn replace_all(&self) -> bool {
+        self.changes.replace_all
+    }
+
+    fn bytes(&self) -> u64 {
+        self.changes
+            .ops
+            .iter()
+            .map(|(k, v)| (k.len() + v.as_ref().map_or(0, |v| v.len())) as u64)
+            .sum()
+    }
+}
+
+/// A stream of records as an [`OpSource`] of puts that replace everything, readable
+/// once (for a transaction that is never retried).
+pub(crate) struct RecordOps<'a> {
+    records: Records<'a>,
+    current: Option<Record>,
+    started: bool,
+}
+
+impl<'a> RecordOps<'a> {
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(crate) fn new(records: Records<'a>) -> RecordOps<'a> {
+        RecordOps {
+            records,
+            current: None,
+            started: false,
+        }
+    }
+}
+
+impl OpSource for RecordOps<'_> {
+    fn rewind(&mut self) -> Result<()> {
+        if self.started {
+            return Err(crate::error::Error::Invalid(
+                "internal: a record stream cannot be read twice".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn next_op(&mut self) -> Result<Option<Op<'_>>> {
+        self.started = true;
+        self.current = self.records.next().transpose()?;
+        Ok(self
+            .current
+            .as_ref()
+            .map(|r| (&r.key[..], Some(&r.value[..]))))
+    }
+
+    fn replace_all(&self) -> bool {
+        true
+    }
+
+    fn bytes(&self) -> u64 {
+        0
     }
 }
 

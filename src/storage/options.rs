@@ -2,6 +2,7 @@
 //! files it creates. Plain values: nothing here reads the environment (the command-line
 //! tools build these from their flags and `SASLDB_GROUP` / `SASLDB_LOCK_TIMEOUT`).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::location::Format;
@@ -23,6 +24,50 @@ pub struct LmdbOptions {
     pub max_readers: Option<u32>,
 }
 
+/// Where bulk work (imports, listings, exports, realm changes, conversions) puts the
+/// temporary files it sorts through, and how much it holds in memory before it does.
+///
+/// Temporary files hold secrets: they are created without a name (`O_TMPFILE`) or
+/// unlinked at once, mode 0600, so nothing is left behind even when the process is
+/// killed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpillOptions {
+    /// Directory for temporary files; `None`: the database's own directory (for
+    /// PostgreSQL, the system's temporary directory).
+    pub dir: Option<PathBuf>,
+    /// Bytes of records one sort holds in memory before it writes a sorted run out
+    /// (at least 64 KiB).
+    pub memory: usize,
+}
+
+impl Default for SpillOptions {
+    fn default() -> Self {
+        SpillOptions {
+            dir: None,
+            memory: crate::storage::sort::DEFAULT_BUDGET,
+        }
+    }
+}
+
+impl SpillOptions {
+    /// Where a sort for the database whose real file is `db_dir/db_name` spills.
+    pub(crate) fn to_for(
+        &self,
+        db_dir: &std::path::Path,
+        db_name: Option<&std::ffi::OsStr>,
+    ) -> crate::storage::sort::SpillTo {
+        use crate::storage::sort::SpillTo;
+        match &self.dir {
+            Some(d) => SpillTo::new(d, None, self.memory),
+            None => SpillTo::new(
+                db_dir,
+                db_name.map(crate::storage::persist::temp_prefix),
+                self.memory,
+            ),
+        }
+    }
+}
+
 /// Options for writing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteOptions {
@@ -38,6 +83,8 @@ pub struct WriteOptions {
     pub lock_timeout: Duration,
     /// LMDB settings.
     pub lmdb: LmdbOptions,
+    /// Temporary files and memory of bulk changes.
+    pub spill: SpillOptions,
 }
 
 impl Default for WriteOptions {
@@ -49,6 +96,7 @@ impl Default for WriteOptions {
             ownership: OwnershipPolicy::default(),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             lmdb: LmdbOptions::default(),
+            spill: SpillOptions::default(),
         }
     }
 }

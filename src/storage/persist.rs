@@ -191,7 +191,7 @@ fn temp_links(dir: &Path, name: &OsStr, m: &Metadata) -> u64 {
 }
 
 /// The name prefix of a database's temporary files: `.<name>.sasldb-tmp-`.
-fn temp_prefix(name: &OsStr) -> OsString {
+pub(crate) fn temp_prefix(name: &OsStr) -> OsString {
     let mut p = OsString::from(".");
     p.push(name);
     p.push(TEMP_MARKER);

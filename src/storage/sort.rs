@@ -1,17 +1,33 @@
-//! Sorting more records than fit in a memory budget: sorted runs spilled to unnamed
-//! temporary files, merged on the way out.
+//! Bounded memory for bulk work: sorting more records than fit in a memory budget
+//! (sorted runs spilled to temporary files, merged on the way out), and the temporary
+//! files themselves.
 //!
-//! Used where a destination wants keys in order (an LMDB bulk load appends) but the
-//! source yields them in hash order (Berkeley DB, GDBM). Runs are written to
-//! `O_TMPFILE` files in a directory the caller chooses (the destination's, which
-//! already holds the same secrets and has the right permissions): they have no name,
-//! so nothing is left behind even after a crash, and they are readable only by us
-//! (mode 0600).
+//! Every bulk path that needs an order or a grouping its source does not give goes
+//! through [`ExternalSort`]: the key order of a Berkeley DB or GDBM file (listings,
+//! exports, realm counts, the records an import merges with), the bucket order of a
+//! file being written, an import's input grouped by user. Records are held in one
+//! arena (no allocation per record) until the budget is reached, then sorted and
+//! written out as a run; at most [`MAX_FAN_IN`] runs are kept (more are merged into
+//! one first), so memory is the budget plus one read buffer per run, whatever the
+//! number of records. The sorted output is read through [`Sorted::next`], which lends
+//! each record without copying it, and can be read again ([`Sorted::rewind`]).
+//!
+//! # Spill files
+//! Runs hold secrets (passwords, derived secrets). They are created in a directory the
+//! caller chooses ([`SpillTo`]: by default the database's own, which already holds the
+//! same secrets with the right permissions, or one given by an option) as unnamed files
+//! (`O_TMPFILE`, mode 0600): they have no name, so nothing is left behind even when the
+//! process is killed, and only we can read them. Where the filesystem has no
+//! `O_TMPFILE`, a file is created `O_EXCL | O_NOFOLLOW` mode 0600 under the database's
+//! temporary-file prefix and unlinked at once; a writer killed in between leaves a
+//! 0600 file that the next writer removes with the other temporary files (see
+//! [`crate::storage::persist::Target::remove_stale_temps`]). Buffers holding records
+//! are wiped when dropped.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -19,11 +35,168 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, IoContext, Result};
 use crate::record::Record;
+use crate::storage::Records;
 
-/// Bytes of records held in memory before a run is spilled, by default.
+/// Bytes of records (with their index) held in memory before a run is spilled, by
+/// default.
 pub const DEFAULT_BUDGET: usize = 16 << 20;
+/// The smallest budget a sort accepts (smaller ones are raised to it).
+pub const MIN_BUDGET: usize = 64 << 10;
+/// Runs kept before they are merged into one.
+pub const MAX_FAN_IN: usize = 64;
+/// Read and write buffer of one run.
+const RUN_BUF: usize = 64 << 10;
 /// Bytes of index per record held in memory, counted against the budget.
 const INDEX_ENTRY: usize = std::mem::size_of::<Span>();
+/// Name prefix of a named spill file outside a database's directory.
+const SPILL_PREFIX: &str = ".sasldb-spill-";
+
+/// Where a sort may spill, and how much it may hold in memory.
+#[derive(Debug, Clone)]
+pub struct SpillTo {
+    /// The directory for spill files; `None`: never spill (everything stays in memory).
+    dir: Option<PathBuf>,
+    /// Name prefix of a named spill file (where `O_TMPFILE` is not supported).
+    prefix: OsString,
+    /// Where to go when `dir` refuses us (read-only, not ours), for sorts that hold no
+    /// secrets (keys only).
+    fallback: Option<PathBuf>,
+    /// Bytes of records held in memory before a run is spilled.
+    budget: usize,
+}
+
+impl SpillTo {
+    /// Spill files in `dir`, named (where they must be) with `prefix` followed by random
+    /// hex; at most `budget` bytes held in memory.
+    pub fn new(dir: &Path, prefix: Option<OsString>, budget: usize) -> SpillTo {
+        SpillTo {
+            dir: Some(dir.to_path_buf()),
+            prefix: prefix.unwrap_or_else(|| OsString::from(SPILL_PREFIX)),
+            fallback: None,
+            budget: budget.max(MIN_BUDGET),
+        }
+    }
+
+    /// Everything in memory, never a file (small inputs, tests, callers without a
+    /// directory).
+    pub fn memory_only() -> SpillTo {
+        SpillTo {
+            dir: None,
+            prefix: OsString::from(SPILL_PREFIX),
+            fallback: None,
+            budget: usize::MAX,
+        }
+    }
+
+    /// The same place with another budget.
+    pub fn with_budget(&self, budget: usize) -> SpillTo {
+        SpillTo {
+            budget: budget.max(MIN_BUDGET).min(self.budget),
+            ..self.clone()
+        }
+    }
+
+    /// For sorts of keys only (user names, no secrets): when the directory refuses a
+    /// file (a reader that may not write next to the database), the system's temporary
+    /// directory is used instead.
+    pub fn keys_only(&self) -> SpillTo {
+        SpillTo {
+            fallback: Some(std::env::temp_dir()),
+            ..self.clone()
+        }
+    }
+
+    /// The memory budget.
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    /// The directory spill files go to (None: memory only).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+}
+
+/// A new spill file: unnamed (`O_TMPFILE`) in the spill directory, or named and
+/// unlinked at once where the filesystem does not support that; mode 0600 either way.
+pub fn spill_file(to: &SpillTo) -> Result<File> {
+    let Some(dir) = to.dir.as_deref() else {
+        return Err(Error::Invalid(
+            "internal: a memory-only sort tried to spill".into(),
+        ));
+    };
+    match spill_file_in(dir, &to.prefix) {
+        Ok(f) => Ok(f),
+        Err(e) => match (&to.fallback, e.raw_os_error()) {
+            (Some(tmp), Some(libc::EACCES | libc::EPERM | libc::EROFS)) => {
+                spill_file_in(tmp, OsString::from(SPILL_PREFIX).as_os_str())
+                    .map_err(|e| spill_error(tmp, e))
+            }
+            _ => Err(spill_error(dir, e)),
+        },
+    }
+}
+
+fn spill_error(dir: &Path, e: io::Error) -> Error {
+    Error::io(
+        dir,
+        io::Error::new(
+            e.kind(),
+            format!("cannot create a temporary file to sort in (choose another directory): {e}"),
+        ),
+    )
+}
+
+fn spill_file_in(dir: &Path, prefix: &std::ffi::OsStr) -> io::Result<File> {
+    let unnamed = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(dir);
+    match unnamed {
+        Ok(f) => Ok(f),
+        // No O_TMPFILE here (EOPNOTSUPP, EISDIR on old kernels, EINVAL): a named file,
+        // unlinked at once.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+            ) =>
+        {
+            named_spill_file(dir, prefix)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A spill file with a name (`prefix` + random hex), unlinked as soon as it is open.
+pub(crate) fn named_spill_file(dir: &Path, prefix: &std::ffi::OsStr) -> io::Result<File> {
+    let mut rnd = [0u8; 8];
+    getrandom::fill(&mut rnd).map_err(|e| io::Error::other(format!("no randomness: {e}")))?;
+    let mut name = prefix.to_os_string();
+    name.push(rnd.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let path = dir.join(&name);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)?;
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(f),
+        // Another writer's clean-up of temporary files got there first.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(f),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a file name is one a spill in a directory without `O_TMPFILE` may leave for
+/// a moment (outside a database's directory).
+pub fn is_spill_name(name: &std::ffi::OsStr) -> bool {
+    name.as_bytes().starts_with(SPILL_PREFIX.as_bytes())
+}
 
 /// Where one record sits in the arena: key, then value.
 #[derive(Debug, Clone, Copy)]
@@ -38,13 +211,16 @@ struct Span {
 struct Arena {
     bytes: Zeroizing<Vec<u8>>,
     spans: Vec<Span>,
+    /// The most bytes the buffer may take.
+    cap: usize,
 }
 
 impl Arena {
-    fn new() -> Self {
+    fn new(cap: usize) -> Self {
         Arena {
             bytes: Zeroizing::new(Vec::new()),
             spans: Vec::new(),
+            cap: cap.min(u32::MAX as usize),
         }
     }
 
@@ -61,34 +237,42 @@ impl Arena {
         &self.bytes[start..start + s.vlen as usize]
     }
 
-    /// Appends a record; the buffer grows into a new allocation (the old one wiped)
-    /// rather than being reallocated in place, which could leave a copy behind.
-    fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        let need = self.bytes.len() + key.len() + value.len();
-        let too_long = || Error::Invalid("records too long to sort in memory".into());
-        u32::try_from(need).map_err(|_| too_long())?;
+    /// Appends a record whose key is the concatenation of `key`; the buffer grows into
+    /// a new allocation (the old one wiped) rather than being reallocated in place,
+    /// which could leave a copy behind.
+    fn push(&mut self, key: &[&[u8]], value: &[&[u8]]) -> Result<()> {
+        let klen: usize = key.iter().map(|k| k.len()).sum();
+        let vlen: usize = value.iter().map(|v| v.len()).sum();
+        let need = self.bytes.len() + klen + vlen;
+        if need > u32::MAX as usize || klen > u32::MAX as usize {
+            return Err(Error::Invalid("records too long to sort in memory".into()));
+        }
         if need > self.bytes.capacity() {
-            let cap = need.max(self.bytes.capacity() * 2).max(1 << 16);
+            let cap = need
+                .max(self.bytes.capacity() * 2)
+                .max(1 << 16)
+                .min(self.cap.max(need));
             let mut grown = Zeroizing::new(Vec::with_capacity(cap));
             grown.extend_from_slice(&self.bytes);
             self.bytes = grown;
         }
         self.spans.push(Span {
             off: self.bytes.len() as u32,
-            klen: key.len() as u32,
-            vlen: value.len() as u32,
+            klen: klen as u32,
+            vlen: vlen as u32,
         });
-        self.bytes.extend_from_slice(key);
-        self.bytes.extend_from_slice(value);
+        for part in key.iter().chain(value) {
+            self.bytes.extend_from_slice(part);
+        }
         Ok(())
     }
 
     fn sort(&mut self) {
         let bytes = &self.bytes;
-        self.spans.sort_unstable_by(|a, b| {
-            bytes[a.off as usize..(a.off + a.klen) as usize]
-                .cmp(&bytes[b.off as usize..(b.off + b.klen) as usize])
-        });
+        let key = |s: &Span| &bytes[s.off as usize..(s.off + s.klen) as usize];
+        // Records pushed first (lower offsets) come first among equal keys.
+        self.spans
+            .sort_unstable_by(|a, b| key(a).cmp(key(b)).then(a.off.cmp(&b.off)));
     }
 
     /// Forgets the records, wiping their bytes but keeping the buffer.
@@ -99,225 +283,564 @@ impl Arena {
     }
 }
 
-/// Collects records, then yields them sorted by key.
+/// Collects records, then yields them sorted by key (bytewise; records with equal keys
+/// in the order they were pushed).
 pub struct ExternalSort {
-    dir: PathBuf,
-    budget: usize,
+    to: SpillTo,
     arena: Arena,
     runs: Vec<File>,
+    pushed: u64,
+    bytes: u64,
+}
+
+impl std::fmt::Debug for ExternalSort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalSort")
+            .field("pushed", &self.pushed)
+            .field("runs", &self.runs.len())
+            .finish()
+    }
 }
 
 impl ExternalSort {
-    /// A sorter spilling into `dir` once `budget` bytes of records are held.
-    pub fn new(dir: &Path, budget: usize) -> Self {
+    /// A sorter spilling as `to` says.
+    pub fn new(to: &SpillTo) -> Self {
         ExternalSort {
-            dir: dir.to_path_buf(),
-            budget,
-            arena: Arena::new(),
+            to: to.clone(),
+            arena: Arena::new(to.budget),
             runs: Vec::new(),
+            pushed: 0,
+            bytes: 0,
         }
     }
 
     /// Adds a record.
-    pub fn push(&mut self, rec: Record) -> Result<()> {
-        let size = rec.key.len() + rec.value.len() + INDEX_ENTRY;
-        if !self.arena.spans.is_empty() && self.arena.held() + size > self.budget {
+    pub fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.push_parts(&[key], &[value])
+    }
+
+    /// Adds a record whose key is the concatenation of the parts of `key`, and its
+    /// value that of `value` (so callers need no buffer to build them in).
+    pub fn push_parts(&mut self, key: &[&[u8]], value: &[&[u8]]) -> Result<()> {
+        let klen: usize = key.iter().map(|k| k.len()).sum();
+        let vlen: usize = value.iter().map(|v| v.len()).sum();
+        let size = klen + vlen + INDEX_ENTRY;
+        if !self.arena.spans.is_empty()
+            && self.to.dir.is_some()
+            && self.arena.held() + size > self.to.budget
+        {
             self.spill()?;
         }
-        self.arena.push(&rec.key, &rec.value)
+        self.pushed += 1;
+        self.bytes += (klen + vlen) as u64;
+        self.arena.push(key, value)
+    }
+
+    /// Records pushed so far.
+    pub fn len(&self) -> u64 {
+        self.pushed
+    }
+
+    /// Whether nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.pushed == 0
+    }
+
+    /// Bytes of keys and values pushed so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Whether any run went to a file.
+    pub fn spilled(&self) -> bool {
+        !self.runs.is_empty()
     }
 
     fn spill(&mut self) -> Result<()> {
         if self.arena.spans.is_empty() {
             return Ok(());
         }
-        self.arena.sort();
-        let mut file = anonymous_file(&self.dir)?;
-        {
-            let mut w = BufWriter::with_capacity(1 << 16, &mut file);
-            let a = &self.arena;
-            for s in &a.spans {
-                let res = w
-                    .write_all(&s.klen.to_le_bytes())
-                    .and_then(|_| w.write_all(&s.vlen.to_le_bytes()))
-                    .and_then(|_| w.write_all(a.key(s)))
-                    .and_then(|_| w.write_all(a.value(s)));
-                res.at(&self.dir)?;
-            }
-            w.flush().at(&self.dir)?;
+        if self.runs.len() >= MAX_FAN_IN {
+            self.merge_runs()?;
         }
-        file.seek(SeekFrom::Start(0)).at(&self.dir)?;
+        self.arena.sort();
+        let dir = self.to.dir.clone().unwrap_or_default();
+        let file = spill_file(&self.to)?;
+        let mut w = RunWriter::new(file);
+        let a = &self.arena;
+        for s in &a.spans {
+            w.write(a.key(s), a.value(s)).at(&dir)?;
+        }
+        let file = w.finish().at(&dir)?;
         self.runs.push(file);
         self.arena.clear();
         Ok(())
     }
 
+    /// Merges every run into one, so that the number of open runs (and their buffers)
+    /// stays bounded.
+    fn merge_runs(&mut self) -> Result<()> {
+        let dir = self.to.dir.clone().unwrap_or_default();
+        let runs = std::mem::take(&mut self.runs);
+        let mut merge = Merge::new(runs, &dir)?;
+        let mut w = RunWriter::new(spill_file(&self.to)?);
+        while let Some((k, v)) = merge.next()? {
+            w.write(k, v).at(&dir)?;
+        }
+        self.runs.push(w.finish().at(&dir)?);
+        Ok(())
+    }
+
     /// The records in key order.
-    pub fn finish(mut self) -> Result<Box<dyn Iterator<Item = Result<Record>>>> {
+    pub fn finish(mut self) -> Result<Sorted> {
         if self.runs.is_empty() {
             self.arena.sort();
-            let arena = std::mem::replace(&mut self.arena, Arena::new());
-            let mut i = 0;
-            return Ok(Box::new(std::iter::from_fn(move || {
-                let s = arena.spans.get(i)?;
-                i += 1;
-                Some(Ok(Record::new(
-                    arena.key(s).to_vec(),
-                    arena.value(s).to_vec(),
-                )))
-            })));
+            return Ok(Sorted {
+                inner: Inner::Memory {
+                    arena: self.arena,
+                    pos: 0,
+                },
+                len: self.pushed,
+            });
         }
         self.spill()?;
         // The arena's buffer is no longer needed while merging.
-        self.arena = Arena::new();
-        let dir = self.dir.clone();
-        let mut readers: Vec<RunReader> = self
-            .runs
-            .drain(..)
-            .map(|f| RunReader {
-                r: BufReader::with_capacity(1 << 16, f),
-            })
-            .collect();
-        let mut heap = BinaryHeap::new();
-        for (i, r) in readers.iter_mut().enumerate() {
-            if let Some(rec) = r.next_record().at(&dir)? {
-                heap.push(Reverse(HeapItem { rec, run: i }));
-            }
+        self.arena = Arena::new(0);
+        let dir = self.to.dir.clone().unwrap_or_default();
+        let merge = Merge::new(std::mem::take(&mut self.runs), &dir)?;
+        Ok(Sorted {
+            inner: Inner::Merge(merge),
+            len: self.pushed,
+        })
+    }
+}
+
+/// The output of an [`ExternalSort`]: records in key order, lent one at a time.
+pub struct Sorted {
+    inner: Inner,
+    len: u64,
+}
+
+enum Inner {
+    Memory { arena: Arena, pos: usize },
+    Merge(Merge),
+}
+
+impl std::fmt::Debug for Sorted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sorted").field("len", &self.len).finish()
+    }
+}
+
+impl Sorted {
+    /// An empty output.
+    pub fn empty() -> Sorted {
+        Sorted {
+            inner: Inner::Memory {
+                arena: Arena::new(0),
+                pos: 0,
+            },
+            len: 0,
         }
-        Ok(Box::new(Merge {
-            readers,
-            heap,
-            dir,
-            failed: false,
+    }
+
+    /// How many records there are.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The next record, `(key, value)`, valid until the next call.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<(&[u8], &[u8])>> {
+        match &mut self.inner {
+            Inner::Memory { arena, pos } => {
+                let Some(s) = arena.spans.get(*pos) else {
+                    return Ok(None);
+                };
+                *pos += 1;
+                Ok(Some((arena.key(s), arena.value(s))))
+            }
+            Inner::Merge(m) => m.next(),
+        }
+    }
+
+    /// The record the last call of [`Sorted::next`] returned (None before the first
+    /// call and at the end).
+    pub fn current(&self) -> Option<(&[u8], &[u8])> {
+        match &self.inner {
+            Inner::Memory { arena, pos } => {
+                let s = arena.spans.get(pos.checked_sub(1)?)?;
+                Some((arena.key(s), arena.value(s)))
+            }
+            Inner::Merge(m) => m.lent.map(|r| m.readers[r].record()),
+        }
+    }
+
+    /// Starts again from the first record.
+    pub fn rewind(&mut self) -> Result<()> {
+        match &mut self.inner {
+            Inner::Memory { pos, .. } => {
+                *pos = 0;
+                Ok(())
+            }
+            Inner::Merge(m) => m.rewind(),
+        }
+    }
+
+    /// The records as owned values (an iterator for callers that keep them).
+    pub fn into_records(mut self) -> Records<'static> {
+        let mut failed = false;
+        Box::new(std::iter::from_fn(move || {
+            if failed {
+                return None;
+            }
+            match self.next() {
+                Ok(Some((k, v))) => Some(Ok(Record::new(k.to_vec(), v.to_vec()))),
+                Ok(None) => None,
+                Err(e) => {
+                    failed = true;
+                    Some(Err(e))
+                }
+            }
         }))
     }
 }
 
-/// An unnamed file in `dir` (`O_TMPFILE`), or a named one removed at once where the
-/// filesystem does not support that.
-fn anonymous_file(dir: &Path) -> Result<File> {
-    let tmp = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
-        .open(dir);
-    match tmp {
-        Ok(f) => Ok(f),
-        Err(_) => {
-            let mut rnd = [0u8; 8];
-            getrandom::fill(&mut rnd).map_err(|e| Error::Invalid(format!("no randomness: {e}")))?;
-            let name: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
-            let path = dir.join(format!(".sasldb-sort-{name}"));
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&path)
-                .at(&path)?;
-            std::fs::remove_file(&path).at(&path)?;
-            Ok(f)
+/// Writes records to a run file through a buffer that is wiped after every flush.
+struct RunWriter {
+    file: File,
+    buf: Zeroizing<Vec<u8>>,
+}
+
+impl RunWriter {
+    fn new(file: File) -> RunWriter {
+        RunWriter {
+            file,
+            buf: Zeroizing::new(Vec::with_capacity(RUN_BUF)),
         }
+    }
+
+    fn write(&mut self, key: &[u8], value: &[u8]) -> io::Result<()> {
+        let head = [
+            (key.len() as u32).to_le_bytes(),
+            (value.len() as u32).to_le_bytes(),
+        ];
+        for part in [&head[0][..], &head[1][..], key, value] {
+            if self.buf.len() + part.len() > self.buf.capacity() {
+                self.flush()?;
+            }
+            if part.len() > self.buf.capacity() {
+                self.file.write_all(part)?;
+            } else {
+                self.buf.extend_from_slice(part);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.write_all(&self.buf)?;
+        self.buf.iter_mut().for_each(|b| *b = 0);
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<File> {
+        self.flush()?;
+        self.file.seek(SeekFrom::Start(0))?;
+        Ok(self.file)
     }
 }
 
+/// Reads the records of a run, one at a time, into a buffer of its own.
 struct RunReader {
-    r: BufReader<File>,
+    file: File,
+    buf: Zeroizing<Vec<u8>>,
+    pos: usize,
+    /// The current record: key then value.
+    cur: Zeroizing<Vec<u8>>,
+    klen: usize,
 }
 
 impl RunReader {
-    fn next_record(&mut self) -> io::Result<Option<Record>> {
-        let mut lens = [0u8; 8];
-        match self.r.read_exact(&mut lens) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
+    fn new(file: File) -> RunReader {
+        RunReader {
+            file,
+            buf: Zeroizing::new(Vec::with_capacity(RUN_BUF)),
+            pos: 0,
+            cur: Zeroizing::new(Vec::with_capacity(256)),
+            klen: 0,
         }
-        let klen = u32::from_le_bytes(lens[..4].try_into().expect("4")) as usize;
-        let vlen = u32::from_le_bytes(lens[4..].try_into().expect("4")) as usize;
-        let mut key = vec![0u8; klen];
-        self.r.read_exact(&mut key)?;
-        let mut value = Zeroizing::new(vec![0u8; vlen]);
-        self.r.read_exact(&mut value)?;
-        Ok(Some(Record { key, value }))
+    }
+
+    fn rewind(&mut self) -> io::Result<()> {
+        self.file.seek(SeekFrom::Start(0))?;
+        self.buf.iter_mut().for_each(|b| *b = 0);
+        self.buf.clear();
+        self.pos = 0;
+        Ok(())
+    }
+
+    /// Fills `out` with exactly `out.len()` bytes; false at a clean end of the run.
+    fn read_exact(&mut self, mut out: &mut [u8], start: bool) -> io::Result<bool> {
+        let mut first = start;
+        while !out.is_empty() {
+            if self.pos == self.buf.len() {
+                self.buf.iter_mut().for_each(|b| *b = 0);
+                self.buf.clear();
+                self.pos = 0;
+                let cap = self.buf.capacity();
+                self.buf.resize(cap, 0);
+                let n = loop {
+                    match self.file.read(&mut self.buf) {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                };
+                self.buf.truncate(n);
+                if n == 0 {
+                    if first {
+                        return Ok(false);
+                    }
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "a temporary sort file ended early",
+                    ));
+                }
+            }
+            let take = out.len().min(self.buf.len() - self.pos);
+            out[..take].copy_from_slice(&self.buf[self.pos..self.pos + take]);
+            self.pos += take;
+            out = &mut out[take..];
+            first = false;
+        }
+        Ok(true)
+    }
+
+    /// Reads the next record; false at the end.
+    fn advance(&mut self) -> io::Result<bool> {
+        let mut head = [0u8; 8];
+        if !self.read_exact(&mut head, true)? {
+            return Ok(false);
+        }
+        let klen = u32::from_le_bytes(head[..4].try_into().expect("4")) as usize;
+        let vlen = u32::from_le_bytes(head[4..].try_into().expect("4")) as usize;
+        let total = klen + vlen;
+        if total > self.cur.capacity() {
+            // A new buffer; the old one is wiped as it drops.
+            self.cur = Zeroizing::new(Vec::with_capacity(total.max(2 * self.cur.capacity())));
+        }
+        self.cur.clear();
+        self.cur.resize(total, 0);
+        let mut cur = std::mem::take(&mut *self.cur);
+        let r = self.read_exact(&mut cur, false);
+        *self.cur = cur;
+        r?;
+        self.klen = klen;
+        Ok(true)
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.cur[..self.klen]
+    }
+
+    fn record(&self) -> (&[u8], &[u8]) {
+        self.cur.split_at(self.klen)
     }
 }
 
-struct HeapItem {
-    rec: Record,
-    run: usize,
-}
-
-impl PartialEq for HeapItem {
-    fn eq(&self, o: &Self) -> bool {
-        self.rec.key == o.rec.key && self.run == o.run
-    }
-}
-impl Eq for HeapItem {}
-impl PartialOrd for HeapItem {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for HeapItem {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.rec.key.cmp(&o.rec.key).then(self.run.cmp(&o.run))
-    }
-}
-
+/// A k-way merge of sorted runs: a binary heap of run indices ordered by each run's
+/// current key (then by run, so equal keys come in push order).
 struct Merge {
     readers: Vec<RunReader>,
-    heap: BinaryHeap<Reverse<HeapItem>>,
+    heap: Vec<usize>,
+    /// The run whose record was lent last, advanced on the next call.
+    lent: Option<usize>,
     dir: PathBuf,
-    failed: bool,
 }
 
-impl Iterator for Merge {
-    type Item = Result<Record>;
+impl Merge {
+    fn new(runs: Vec<File>, dir: &Path) -> Result<Merge> {
+        let mut m = Merge {
+            readers: runs.into_iter().map(RunReader::new).collect(),
+            heap: Vec::new(),
+            lent: None,
+            dir: dir.to_path_buf(),
+        };
+        m.start()?;
+        Ok(m)
+    }
 
-    fn next(&mut self) -> Option<Result<Record>> {
-        if self.failed {
-            return None;
-        }
-        let Reverse(top) = self.heap.pop()?;
-        match self.readers[top.run].next_record() {
-            Ok(Some(rec)) => self.heap.push(Reverse(HeapItem { rec, run: top.run })),
-            Ok(None) => {}
-            Err(e) => {
-                self.failed = true;
-                return Some(Err(Error::io(&self.dir, e)));
+    fn start(&mut self) -> Result<()> {
+        self.heap.clear();
+        self.lent = None;
+        for i in 0..self.readers.len() {
+            if self.readers[i].advance().at(&self.dir)? {
+                self.heap.push(i);
+                self.sift_up(self.heap.len() - 1);
             }
         }
-        Some(Ok(top.rec))
+        Ok(())
     }
+
+    fn rewind(&mut self) -> Result<()> {
+        for r in &mut self.readers {
+            r.rewind().at(&self.dir)?;
+        }
+        self.start()
+    }
+
+    fn less(&self, a: usize, b: usize) -> bool {
+        match self.readers[a].key().cmp(self.readers[b].key()) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Greater => false,
+            std::cmp::Ordering::Equal => a < b,
+        }
+    }
+
+    fn sift_up(&mut self, mut i: usize) {
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if self.less(self.heap[i], self.heap[parent]) {
+                self.heap.swap(i, parent);
+                i = parent;
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        let n = self.heap.len();
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut m = i;
+            if l < n && self.less(self.heap[l], self.heap[m]) {
+                m = l;
+            }
+            if r < n && self.less(self.heap[r], self.heap[m]) {
+                m = r;
+            }
+            if m == i {
+                break;
+            }
+            self.heap.swap(i, m);
+            i = m;
+        }
+    }
+
+    fn next(&mut self) -> Result<Option<(&[u8], &[u8])>> {
+        if let Some(run) = self.lent.take() {
+            debug_assert_eq!(self.heap.first(), Some(&run));
+            if self.readers[run].advance().at(&self.dir)? {
+                self.sift_down(0);
+            } else {
+                let last = self.heap.pop().expect("the lent run is in the heap");
+                if !self.heap.is_empty() {
+                    self.heap[0] = last;
+                    self.sift_down(0);
+                }
+            }
+        }
+        let Some(&top) = self.heap.first() else {
+            return Ok(None);
+        };
+        self.lent = Some(top);
+        Ok(Some(self.readers[top].record()))
+    }
+}
+
+/// Records in key order, lent one at a time: a scan that is already in key order, or
+/// the output of an external sort.
+pub enum SortedStream<'a> {
+    /// A backend scan in key order.
+    Scan {
+        /// The scan.
+        records: Records<'a>,
+        /// The record lent last.
+        current: Option<Record>,
+        /// Whether values are dropped (keys only).
+        keys_only: bool,
+    },
+    /// A sort's output.
+    Sorted(Sorted),
+}
+
+impl SortedStream<'_> {
+    /// The next record, `(key, value)` (the value is empty for a keys-only stream),
+    /// valid until the next call.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<(&[u8], &[u8])>> {
+        match self {
+            SortedStream::Scan {
+                records,
+                current,
+                keys_only,
+            } => {
+                *current = records.next().transpose()?;
+                Ok(current.as_ref().map(|r| {
+                    let v: &[u8] = if *keys_only { &[] } else { &r.value };
+                    (&r.key[..], v)
+                }))
+            }
+            SortedStream::Sorted(s) => s.next(),
+        }
+    }
+}
+
+/// `records` in key order: as they are when `sorted`, else through an external sort
+/// spilling as `to` says.
+pub fn sort_records<'a>(records: Records<'a>, sorted: bool, to: &SpillTo) -> Result<Records<'a>> {
+    if sorted {
+        return Ok(records);
+    }
+    let mut sorter = ExternalSort::new(to);
+    for r in records {
+        let r = r?;
+        sorter.push(&r.key, &r.value)?;
+    }
+    Ok(sorter.finish()?.into_records())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn sorts_across_spilled_runs() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = ExternalSort::new(dir.path(), 4096);
-        let mut want = Vec::new();
-        for i in 0..5000u32 {
-            let k = format!("k{:08}", (i.wrapping_mul(2_654_435_761)) % 100_000).into_bytes();
-            want.push(k.clone());
-            s.push(Record::new(k, i.to_le_bytes().to_vec())).unwrap();
+    fn drain(s: &mut Sorted) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some((k, v)) = s.next().unwrap() {
+            out.push((k.to_vec(), v.to_vec()));
         }
-        assert!(s.runs.len() > 10, "spilled {} runs", s.runs.len());
-        assert!(s.arena.held() <= 4096);
-        want.sort();
-        want.dedup();
-        let got: Vec<Vec<u8>> = s.finish().unwrap().map(|r| r.unwrap().key).collect();
-        assert_eq!(got.len(), 5000);
-        let mut dedup = got.clone();
-        dedup.dedup();
-        assert_eq!(dedup, want);
-        assert!(got.windows(2).all(|w| w[0] <= w[1]));
+        out
+    }
+
+    #[test]
+    fn sorts_across_spilled_runs_and_rewinds() {
+        let dir = tempfile::tempdir().unwrap();
+        let to = SpillTo::new(dir.path(), None, 0);
+        let mut s = ExternalSort::new(&to);
+        let mut want = Vec::new();
+        for i in 0..20_000u32 {
+            let k = format!("k{:08}", (i.wrapping_mul(2_654_435_761)) % 100_000).into_bytes();
+            want.push((k.clone(), i.to_le_bytes().to_vec()));
+            s.push(&k, &i.to_le_bytes()).unwrap();
+        }
+        assert!(s.runs.len() > 1, "spilled {} runs", s.runs.len());
+        assert!(s.runs.len() <= MAX_FAN_IN);
+        assert!(s.arena.held() <= MIN_BUDGET);
+        // Equal keys keep their push order.
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = s.finish().unwrap();
+        assert_eq!(out.len(), 20_000);
+        assert_eq!(drain(&mut out), want);
+        out.rewind().unwrap();
+        assert_eq!(drain(&mut out), want);
         // Nothing named was left in the directory.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
@@ -325,11 +848,28 @@ mod tests {
     #[test]
     fn small_inputs_stay_in_memory() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = ExternalSort::new(dir.path(), DEFAULT_BUDGET);
+        let mut s = ExternalSort::new(&SpillTo::new(dir.path(), None, DEFAULT_BUDGET));
         for k in ["b", "a", "c"] {
-            s.push(Record::new(k.into(), b"v".to_vec())).unwrap();
+            s.push_parts(&[k.as_bytes(), b"!"], &[b"v"]).unwrap();
         }
-        let got: Vec<Vec<u8>> = s.finish().unwrap().map(|r| r.unwrap().key).collect();
-        assert_eq!(got, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert!(!s.spilled());
+        let got: Vec<Vec<u8>> = s.finish().unwrap().into_records().map(|r| r.unwrap().key).collect();
+        assert_eq!(got, [b"a!".to_vec(), b"b!".to_vec(), b"c!".to_vec()]);
+    }
+
+    #[test]
+    fn spill_files_are_unnamed_or_gone_and_private() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let to = SpillTo::new(dir.path(), None, 0);
+        let f = spill_file(&to).unwrap();
+        assert_eq!(f.metadata().unwrap().mode() & 0o777, 0o600);
+        let named = named_spill_file(dir.path(), std::ffi::OsStr::new(".x-")).unwrap();
+        assert_eq!(named.metadata().unwrap().mode() & 0o777, 0o600);
+        assert_eq!(named.metadata().unwrap().nlink(), 0);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // A directory that refuses files: keys-only sorts go to the temporary directory.
+        let missing = dir.path().join("missing");
+        assert!(spill_file(&SpillTo::new(&missing, None, 0)).is_err());
     }
 }

@@ -114,6 +114,34 @@ impl Store {
         self.backend().scan()
     }
 
+    /// Every record in key order: the scan itself where the backend keeps keys sorted,
+    /// else through an external sort spilling as `to` says. Without `values` the values
+    /// are left out (and a sort holds no secrets).
+    pub(crate) fn scan_sorted(
+        &self,
+        to: &crate::storage::sort::SpillTo,
+        values: bool,
+    ) -> Result<crate::storage::sort::SortedStream<'_>> {
+        use crate::storage::sort::{ExternalSort, SortedStream};
+        if self.sorted() {
+            return Ok(SortedStream::Scan {
+                records: self.scan()?,
+                current: None,
+                keys_only: !values,
+            });
+        }
+        let mut sorter = if values {
+            ExternalSort::new(to)
+        } else {
+            ExternalSort::new(&to.keys_only())
+        };
+        for r in self.scan()? {
+            let r = r?;
+            sorter.push(&r.key, if values { &r.value } else { &[] })?;
+        }
+        Ok(SortedStream::Sorted(sorter.finish()?))
+    }
+
     /// Whether [`Store::scan`] yields keys in bytewise order.
     pub(crate) fn sorted(&self) -> bool {
         self.backend().sorted()

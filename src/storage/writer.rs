@@ -32,8 +32,10 @@ use crate::storage::persist::{self, Ownership, Target, WriteLock};
 use crate::storage::sql::pgsql;
 #[cfg(feature = "sqlite")]
 use crate::storage::sql::sqlite;
+use crate::storage::sort::{SpillTo, sort_records};
+use crate::storage::stage::{self, Kind, SortedOps};
 use crate::storage::store::{check_file_location, check_forced, not_built};
-use crate::storage::{Changes, LayoutHint, Records, Store};
+use crate::storage::{Changes, LayoutHint, MapOps, OpSource, Records, Stage, Store};
 
 /// A database held for writing: the writer lock (a `<db>.lock` file, or PostgreSQL's
 /// advisory lock) from [`Writer::begin`] until drop, and the database as it was when
@@ -194,6 +196,104 @@ impl Writer {
             && matches!(&self.place, Place::File { target, .. } if target.existing.is_none())
     }
 
+    /// Where bulk work on this database spills: the option's directory, else the
+    /// database's own (named temporary files get the database's temporary prefix, so
+    /// the next writer removes any a crash left).
+    pub(crate) fn spill_to(&self) -> SpillTo {
+        match &self.place {
+            Place::File { target, .. } => self.opts.spill.to_for(&target.dir, Some(&target.name)),
+            #[cfg(feature = "postgres")]
+            Place::Postgres { tmp, .. } => self.opts.spill.to_for(tmp, None),
+        }
+    }
+
+    /// An empty bulk change set in the form this database's commit consumes.
+    /// `replace_all`: the database is emptied first (the stage then holds the whole
+    /// new content, and deletes are ignored).
+    pub(crate) fn stage(&self, replace_all: bool) -> Result<Stage> {
+        let to = self.spill_to();
+        let kind = match self.format {
+            Format::Bdb => {
+                let o = bdb_options(&self.layout_hint(), &self.opts)?;
+                Kind::Bdb(bdb::BucketSort::new(&to, o.page_size))
+            }
+            Format::Gdbm => {
+                let o = gdbm_options(&self.layout_hint(), self.dir());
+                Kind::Gdbm(gdbm::HashSort::new(&to, o.signed_char))
+            }
+            Format::Postgres => Kind::Map(Changes::default()),
+            _ => Kind::Ops(stage::ops_sort(&to)),
+        };
+        Ok(stage::new(kind, replace_all))
+    }
+
+    /// Applies a stage atomically; returns the number of records afterwards.
+    pub(crate) fn commit_stage(&mut self, st: Stage) -> Result<u64> {
+        if st.is_small() {
+            let changes = st.into_changes()?;
+            return self.commit(changes);
+        }
+        let replace_all = st.replace_all;
+        match st.kind {
+            Kind::Map(changes) => self.commit(changes),
+            Kind::Bdb(mut sort) => {
+                let (target, own) = self.file()?;
+                let opts = bdb_options(&self.layout_hint(), &self.opts)?;
+                if let Some(b) = self.base.as_ref().filter(|_| !replace_all) {
+                    for r in b.scan()? {
+                        let r = r?;
+                        sort.base(&r.key, &r.value)?;
+                    }
+                }
+                Ok(
+                    persist::replace_file(&target, &own, |f| bdb::write_sorted(sort, &opts, f))?
+                        .records,
+                )
+            }
+            Kind::Gdbm(sort) => {
+                let (target, own) = self.file()?;
+                let hint = self.layout_hint();
+                self.write_gdbm(&target, &own, &hint, Source::Sorted(sort, replace_all))
+            }
+            Kind::Ops(sort) => {
+                let mut ops = SortedOps::new(sort, replace_all)?;
+                self.commit_ops(&mut ops)
+            }
+        }
+    }
+
+    /// Applies changes in place (LMDB, SQLite) in one transaction, or into a new file
+    /// (a bulk load of a new LMDB file).
+    fn commit_ops(&mut self, ops: &mut SortedOps) -> Result<u64> {
+        let (target, own) = self.file()?;
+        match self.format {
+            #[cfg(feature = "lmdb")]
+            Format::Lmdb => {
+                self.base = None;
+                if target.existing.is_none() {
+                    let puts = std::mem::replace(ops, SortedOps::empty()).into_puts();
+                    return lmdb::build_new_with(&target.path, puts, &own, &self.opts.lmdb);
+                }
+                lmdb::commit_ops(&target.path, &own, ops, &self.opts.lmdb)
+            }
+            #[cfg(feature = "sqlite")]
+            Format::Sqlite => {
+                self.base = None;
+                sqlite::commit_ops(
+                    &target.path,
+                    &own,
+                    ops,
+                    self.opts.lock_timeout,
+                    &mut self.notes,
+                )
+            }
+            other => {
+                let _ = ops.bytes();
+                Err(not_built(other, &target.path))
+            }
+        }
+    }
+
     /// Notes gathered so far (stale temporary files removed...), taken.
     pub(crate) fn take_notes(&mut self) -> Vec<String> {
         std::mem::take(&mut self.notes)
@@ -238,10 +338,11 @@ impl Writer {
                 };
                 let merged = crate::storage::merge_owned(base, changes);
                 let opts = bdb_options(&hint, &self.opts)?;
-                Ok(
-                    persist::replace_file(&target, &own, |f| bdb::write_records(merged, &opts, f))?
-                        .records,
-                )
+                let to = self.spill_to();
+                Ok(persist::replace_file(&target, &own, |f| {
+                    bdb::write_records_spilling(merged, &opts, f, &to)
+                })?
+                .records)
             }
             Format::Gdbm => self.write_gdbm(&target, &own, &hint, Source::Changes(&changes)),
             #[cfg(feature = "lmdb")]
@@ -249,16 +350,16 @@ impl Writer {
                 // Our own read handle must end first: it would keep the environment
                 // open read-only in this process.
                 self.base = None;
-                lmdb::commit_with(&target.path, &own, &changes, &self.opts.lmdb)
+                lmdb::commit_ops(&target.path, &own, &mut MapOps::new(&changes), &self.opts.lmdb)
             }
             #[cfg(feature = "sqlite")]
             Format::Sqlite => {
                 // Changes apply in place; no read connection stays open meanwhile.
                 self.base = None;
-                sqlite::commit_with(
+                sqlite::commit_ops(
                     &target.path,
                     &own,
-                    &changes,
+                    &mut MapOps::new(&changes),
                     self.opts.lock_timeout,
                     &mut self.notes,
                 )
@@ -304,17 +405,16 @@ impl Writer {
         #[cfg(not(feature = "lmdb"))]
         let _ = sorted;
         let hint = self.layout_hint();
+        let to = self.spill_to();
         match self.format {
             Format::Bdb => {
                 self.base = None;
                 let opts = bdb_options(&hint, &self.opts)?;
                 let (target, own) = self.file()?;
-                Ok(
-                    persist::replace_file(&target, &own, |f| {
-                        bdb::write_records(records, &opts, f)
-                    })?
-                    .records,
-                )
+                Ok(persist::replace_file(&target, &own, |f| {
+                    bdb::write_records_spilling(records, &opts, f, &to)
+                })?
+                .records)
             }
             Format::Gdbm => {
                 let (target, own) = self.file()?;
@@ -323,20 +423,21 @@ impl Writer {
             #[cfg(feature = "lmdb")]
             Format::Lmdb if self.wants_sorted_input() => {
                 let (target, own) = self.file()?;
-                let sorted_records = sort_if_needed(records, sorted, &target.dir)?;
+                let sorted_records = sort_records(records, sorted, &to)?;
                 lmdb::build_new_with(&target.path, sorted_records, &own, &self.opts.lmdb)
             }
-            // In place: a replace-all change set.
+            // In place: a replace-all stage.
             _ => {
-                let mut changes = Changes {
-                    replace_all: true,
-                    ..Changes::default()
-                };
+                let mut st = self.stage(true)?;
                 for r in records {
                     let r = r?;
-                    changes.ops.insert(r.key, Some(r.value));
+                    st.put(&r.key, &r.value)?;
                 }
-                self.commit(changes)
+                if st.is_small() {
+                    let changes = st.into_changes()?;
+                    return self.commit(changes);
+                }
+                self.commit_stage(st)
             }
         }
     }
@@ -368,10 +469,11 @@ impl Writer {
             None => None,
         };
         let opts = gdbm_options(hint, &target.dir);
+        let to = self.spill_to();
         let stats = match source {
-            Source::Records(records) => {
-                persist::replace_file(target, own, |f| gdbm::write_records(records, &opts, f))?
-            }
+            Source::Records(records) => persist::replace_file(target, own, |f| {
+                gdbm::write_records_spilling(records, &opts, f, &to)
+            })?,
             Source::Changes(changes) => {
                 let fresh = if had_base && !changes.replace_all {
                     Some(gdbm::GdbmFile::open(&target.path)?)
@@ -380,36 +482,33 @@ impl Writer {
                 };
                 let base = fresh.as_ref().map(|f| Box::new(f.scan()) as Records<'_>);
                 let merged = crate::storage::merge(base, changes);
-                persist::replace_file(target, own, |f| gdbm::write_records(merged, &opts, f))?
+                persist::replace_file(target, own, |f| {
+                    gdbm::write_records_spilling(merged, &opts, f, &to)
+                })?
+            }
+            Source::Sorted(mut sort, replace_all) => {
+                // The file as it is now, under libgdbm's lock: what Cyrus may have
+                // changed since our transaction began is kept.
+                if had_base && !replace_all {
+                    let fresh = gdbm::GdbmFile::open(&target.path)?;
+                    for r in fresh.scan() {
+                        let r = r?;
+                        sort.base(&r.key, &r.value)?;
+                    }
+                }
+                persist::replace_file(target, own, |f| gdbm::write_sorted(sort, &opts, f))?
             }
         };
         Ok(stats.records)
     }
 }
 
-/// What a GDBM rebuild writes: a complete record stream, or changes over the file.
+/// What a GDBM rebuild writes: a complete record stream, changes over the file, or a
+/// staged sort (over the file unless it replaces everything).
 enum Source<'r, 'c> {
     Records(Records<'r>),
     Changes(&'c Changes),
-}
-
-/// `records` in key order: as they are when `sorted`, else through an external sort
-/// spilling to `dir`.
-#[cfg(feature = "lmdb")]
-pub(super) fn sort_if_needed<'a>(
-    records: Records<'a>,
-    sorted: bool,
-    dir: &Path,
-) -> Result<Records<'a>> {
-    if sorted {
-        return Ok(records);
-    }
-    let mut sorter =
-        crate::storage::sort::ExternalSort::new(dir, crate::storage::sort::DEFAULT_BUDGET);
-    for r in records {
-        sorter.push(r?)?;
-    }
-    sorter.finish()
+    Sorted(gdbm::HashSort, bool),
 }
 
 /// Layout of the GDBM file to write: the existing file's block size and numsync

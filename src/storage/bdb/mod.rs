@@ -49,7 +49,10 @@ use std::path::Path;
 pub use hash::{func4, func5};
 pub use meta::Meta;
 pub use reader::{BdbFile, Scan, VerifyReport};
-pub use writer::{PageSink, WriteOptions, WriteStats, write_records};
+pub use writer::{
+    BucketSort, PageSink, WriteOptions, WriteStats, write_records, write_records_spilling,
+    write_sorted,
+};
 
 use crate::error::Error;
 use crate::location::Format;

@@ -32,6 +32,7 @@ use super::page_order;
 use crate::error::{Error, Result};
 use crate::record::{Record, Secret};
 use crate::storage::endian::Endian;
+use crate::storage::sort::{ExternalSort, Sorted, SpillTo};
 
 /// Average bucket fill the writer aims for.
 const TARGET_FILL: f64 = 0.70;
@@ -100,37 +101,57 @@ pub struct WriteStats {
     pub pages: u32,
 }
 
-struct Entry {
-    hash: u32,
-    key: Vec<u8>,
-    value: Secret,
+/// Tags that order a key's records in a [`BucketSort`]: a change wins over the file's
+/// record, and a delete over a put.
+const TAG_DELETE: u8 = 0;
+const TAG_PUT: u8 = 1;
+const TAG_BASE: u8 = 2;
+
+/// Records on their way into a new file, sorted into the order the file is written in.
+///
+/// The bucket of a key is the low bits of its hash, and how many bits depends on the
+/// number of buckets, known only once every record is in. Records are therefore sorted
+/// by their hash with its bits **reversed** (then by key length, key and tag): whatever
+/// the number of buckets `2^k`, the records of one bucket are then contiguous (they
+/// share the top `k` bits of the reversed hash), and buckets come in bit-reversed
+/// order. Memory is the sort's budget plus one bucket, whatever the number of records.
+///
+/// Besides the records of the new file ([`BucketSort::put`]), the sort takes the
+/// records of the file being replaced ([`BucketSort::base`]) and deletes: for each key
+/// the first of delete, put, base wins, so a change set merges with the old file in
+/// the same pass.
+pub struct BucketSort {
+    sort: ExternalSort,
+    page_size: usize,
+    /// Keys may repeat (base records or deletes were pushed): a counting pass is needed.
+    merged: bool,
+    space: u64,
+    records: u64,
+    head: Vec<u8>,
 }
 
-/// Writes `records` (unique keys) as a complete hash file into `sink`.
-/// Returns an error for a duplicate key or an item longer than 4 GiB.
-pub fn write_records<I>(
-    records: I,
-    opts: &WriteOptions,
-    sink: &mut dyn PageSink,
-) -> Result<WriteStats>
-where
-    I: IntoIterator<Item = Result<Record>>,
-{
-    let ps = opts.page_size as usize;
-    if !(512..=65536).contains(&ps) || !ps.is_power_of_two() {
-        return Err(Error::Invalid(format!(
-            "invalid Berkeley DB page size {ps}"
-        )));
+impl std::fmt::Debug for BucketSort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketSort")
+            .field("records", &self.sort.len())
+            .finish()
     }
-    let overhead = if opts.checksums {
-        P_OVERHEAD_CHKSUM
-    } else {
-        P_OVERHEAD
-    };
-    let mut entries = Vec::new();
-    let mut space = 0u64;
-    for rec in records {
-        let Record { key, value } = rec?;
+}
+
+impl BucketSort {
+    /// An empty sort for a file of `page_size`-byte pages, spilling as `to` says.
+    pub fn new(to: &SpillTo, page_size: u32) -> BucketSort {
+        BucketSort {
+            sort: ExternalSort::new(to),
+            page_size: page_size as usize,
+            merged: false,
+            space: 0,
+            records: 0,
+            head: Vec::with_capacity(8),
+        }
+    }
+
+    fn push(&mut self, tag: u8, key: &[u8], value: &[u8]) -> Result<()> {
         for (what, len) in [("key", key.len()), ("value", value.len())] {
             if u32::try_from(len).is_err() {
                 return Err(Error::TooLong {
@@ -140,48 +161,232 @@ where
                 });
             }
         }
-        space += pair_space(item_space(key.len(), ps), item_space(value.len(), ps)) as u64;
-        entries.push(Entry {
-            hash: func5(&key),
-            key,
-            value,
-        });
+        self.head.clear();
+        self.head
+            .extend_from_slice(&func5(key).reverse_bits().to_be_bytes());
+        self.head.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        let head = std::mem::take(&mut self.head);
+        let r = self.sort.push_parts(&[&head, key, &[tag]], &[value]);
+        self.head = head;
+        r
+    }
+
+    /// A record of the new file.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let ps = self.page_size;
+        self.space += pair_space(item_space(key.len(), ps), item_space(value.len(), ps)) as u64;
+        self.records += 1;
+        self.push(TAG_PUT, key, value)
+    }
+
+    /// A key the new file must not hold (whatever the old one has).
+    pub fn delete(&mut self, key: &[u8]) -> Result<()> {
+        self.merged = true;
+        self.push(TAG_DELETE, key, &[])
+    }
+
+    /// A record of the file being replaced: kept unless a put or delete names its key.
+    pub fn base(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.merged = true;
+        self.push(TAG_BASE, key, value)
+    }
+
+    /// Records (of any kind) pushed.
+    pub fn len(&self) -> u64 {
+        self.sort.len()
+    }
+
+    /// Whether nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.sort.is_empty()
+    }
+
+    /// Whether part of the sort went to a file.
+    pub fn spilled(&self) -> bool {
+        self.sort.spilled()
+    }
+
+    /// The puts and deletes pushed, in key order of the sort (for a change set small
+    /// enough to apply another way). Base records are not expected here.
+    pub fn into_ops(self) -> Result<Vec<(Vec<u8>, Option<Secret>)>> {
+        let mut out = Vec::with_capacity(self.sort.len() as usize);
+        let mut sorted = self.sort.finish()?;
+        while let Some((k, v)) = sorted.next()? {
+            let (key, tag) = (&k[8..k.len() - 1], k[k.len() - 1]);
+            out.push((
+                key.to_vec(),
+                (tag != TAG_DELETE).then(|| Zeroizing::new(v.to_vec())),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Reads a finished [`BucketSort`]: one record per key, the one that wins.
+struct Winners {
+    sorted: Sorted,
+    last: Zeroizing<Vec<u8>>,
+    have_last: bool,
+}
+
+impl Winners {
+    fn new(sorted: Sorted) -> Winners {
+        Winners {
+            sorted,
+            last: Zeroizing::new(Vec::with_capacity(256)),
+            have_last: false,
+        }
+    }
+
+    fn rewind(&mut self) -> Result<()> {
+        self.have_last = false;
+        self.sorted.rewind()
+    }
+
+    /// The next winning record: `(reversed hash, key, value)`.
+    fn next(&mut self) -> Result<Option<(u32, &[u8], &[u8])>> {
+        loop {
+            let skip = {
+                let Some((k, _)) = self.sorted.next()? else {
+                    return Ok(None);
+                };
+                let (key, tag) = (&k[8..k.len() - 1], k[k.len() - 1]);
+                if self.have_last && key == &self.last[..] {
+                    // Tags sort deletes, then puts, then base records: a change after
+                    // the first record of a key means the key was given twice.
+                    if tag != TAG_BASE {
+                        return Err(Error::Invalid(format!(
+                            "duplicate key `{}` in the records to write",
+                            String::from_utf8_lossy(key)
+                        )));
+                    }
+                    true
+                } else {
+                    self.last.clear();
+                    if key.len() > self.last.capacity() {
+                        self.last = Zeroizing::new(Vec::with_capacity(key.len()));
+                    }
+                    self.last.extend_from_slice(key);
+                    self.have_last = true;
+                    tag == TAG_DELETE
+                }
+            };
+            if !skip {
+                let (k, v) = self.sorted.current().expect("a record was just read");
+                let rev = u32::from_be_bytes(k[..4].try_into().expect("4"));
+                return Ok(Some((rev, &k[8..k.len() - 1], v)));
+            }
+        }
+    }
+}
+
+/// Writes `records` (unique keys) as a complete hash file into `sink`, sorting them in
+/// memory. Returns an error for a duplicate key or an item longer than 4 GiB.
+pub fn write_records<I>(
+    records: I,
+    opts: &WriteOptions,
+    sink: &mut dyn PageSink,
+) -> Result<WriteStats>
+where
+    I: IntoIterator<Item = Result<Record>>,
+{
+    write_records_spilling(records, opts, sink, &SpillTo::memory_only())
+}
+
+/// [`write_records`], holding at most the budget of `to` in memory (the rest spills).
+pub fn write_records_spilling<I>(
+    records: I,
+    opts: &WriteOptions,
+    sink: &mut dyn PageSink,
+    to: &SpillTo,
+) -> Result<WriteStats>
+where
+    I: IntoIterator<Item = Result<Record>>,
+{
+    check_page_size(opts.page_size)?;
+    let mut sort = BucketSort::new(to, opts.page_size);
+    for rec in records {
+        let rec = rec?;
+        sort.put(&rec.key, &rec.value)?;
+    }
+    write_sorted(sort, opts, sink)
+}
+
+fn check_page_size(ps: u32) -> Result<()> {
+    if !(512..=65536).contains(&ps) || !ps.is_power_of_two() {
+        return Err(Error::Invalid(format!("invalid Berkeley DB page size {ps}")));
+    }
+    Ok(())
+}
+
+/// Writes the winning records of `sort` as a complete hash file into `sink`. Returns
+/// an error for a key put twice.
+pub fn write_sorted(
+    sort: BucketSort,
+    opts: &WriteOptions,
+    sink: &mut dyn PageSink,
+) -> Result<WriteStats> {
+    check_page_size(opts.page_size)?;
+    let ps = opts.page_size as usize;
+    if sort.page_size != ps {
+        return Err(Error::Invalid(format!(
+            "internal: records sorted for {}-byte pages written with {ps}-byte pages",
+            sort.page_size
+        )));
+    }
+    let overhead = if opts.checksums {
+        P_OVERHEAD_CHKSUM
+    } else {
+        P_OVERHEAD
+    };
+    let merged = sort.merged;
+    let (mut space, mut count) = (sort.space, sort.records);
+    let mut winners = Winners::new(sort.sort.finish()?);
+    if merged {
+        // Which records survive is known only now: count them first.
+        (space, count) = (0, 0);
+        while let Some((_, k, v)) = winners.next()? {
+            space += pair_space(item_space(k.len(), ps), item_space(v.len(), ps)) as u64;
+            count += 1;
+        }
+        winners.rewind()?;
     }
     let usable = (ps - overhead) as f64;
     let wanted = (space as f64 / (usable * TARGET_FILL)).ceil() as u64;
     let nb = wanted.clamp(2, 1 << 31).next_power_of_two() as u32;
-    let mask = nb - 1;
-    entries.sort_unstable_by(|a, b| {
-        (a.hash & mask)
-            .cmp(&(b.hash & mask))
-            .then_with(|| page_order(&a.key, &b.key))
-    });
-    if let Some(w) = entries.windows(2).find(|w| w[0].key == w[1].key) {
-        return Err(Error::Invalid(format!(
-            "duplicate key `{}` in the records to write",
-            String::from_utf8_lossy(&w[0].key)
-        )));
-    }
+    let k = log2c(nb);
 
     let mut w = Writer {
         opts: *opts,
         ps,
         overhead,
-        bucket_region: Region::new(1, ps),
         extra_region: Region::new(nb + 1, ps),
         page: Zeroizing::new(vec![0u8; ps]),
     };
     let mut next_pgno = nb + 1;
-    let mut start = 0;
-    for bucket in 0..nb {
-        let end = start + entries[start..].partition_point(|e| e.hash & mask == bucket);
-        w.bucket(&entries[start..end], bucket + 1, &mut next_pgno, sink)?;
-        start = end;
+    let mut bucket = BucketBuf::default();
+    // Buckets in bit-reversed order: `t` is the top k bits of the reversed hash.
+    let mut t = 0u32;
+    let mut written = 0u64;
+    loop {
+        let rec = winners.next()?;
+        let rec_t = rec.map(|(rev, _, _)| top_bits(rev, k));
+        // Every bucket before this record's is complete.
+        while t < nb && rec_t.is_none_or(|rt| rt > t) {
+            let b = t.reverse_bits() >> (32 - k);
+            written += bucket.len() as u64;
+            w.bucket(&mut bucket, b + 1, &mut next_pgno, sink)?;
+            bucket.clear();
+            t += 1;
+        }
+        match rec {
+            Some((_, key, value)) => bucket.push(key, value),
+            None => break,
+        }
     }
-    w.bucket_region.flush(sink)?;
     w.extra_region.flush(sink)?;
+    debug_assert_eq!(written, count);
 
-    let k = log2c(nb);
     let mut spares = [0u32; 32];
     spares[..=k as usize].fill(1);
     let mut uid = [0u8; 20];
@@ -199,7 +404,7 @@ where
         high_mask: nb - 1,
         low_mask: nb / 2 - 1,
         ffactor: 0,
-        nelem: u32::try_from(entries.len()).unwrap_or(u32::MAX),
+        nelem: u32::try_from(count).unwrap_or(u32::MAX),
         h_charkey: CHARKEY_HASH,
         spares,
     };
@@ -207,36 +412,84 @@ where
     meta.write(&mut page);
     sink.write_all_at(&page, 0).map_err(write_err)?;
     Ok(WriteStats {
-        records: entries.len() as u64,
+        records: count,
         buckets: nb,
         pages: next_pgno,
     })
+}
+
+/// The top `k` bits of `v` (`k` from 1 to 31).
+fn top_bits(v: u32, k: u32) -> u32 {
+    v >> (32 - k)
 }
 
 fn write_err(e: io::Error) -> Error {
     Error::io(crate::storage::persist::BEING_WRITTEN, e)
 }
 
+/// The records of one bucket, in one buffer (wiped when dropped).
+#[derive(Default)]
+struct BucketBuf {
+    bytes: Zeroizing<Vec<u8>>,
+    /// Key start, key length, value length.
+    items: Vec<(usize, usize, usize)>,
+}
+
+impl BucketBuf {
+    fn push(&mut self, key: &[u8], value: &[u8]) {
+        let need = self.bytes.len() + key.len() + value.len();
+        if need > self.bytes.capacity() {
+            let mut grown = Zeroizing::new(Vec::with_capacity(need.max(2 * self.bytes.capacity()).max(8192)));
+            grown.extend_from_slice(&self.bytes);
+            self.bytes = grown;
+        }
+        self.items.push((self.bytes.len(), key.len(), value.len()));
+        self.bytes.extend_from_slice(key);
+        self.bytes.extend_from_slice(value);
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn clear(&mut self) {
+        self.bytes.iter_mut().for_each(|b| *b = 0);
+        self.bytes.clear();
+        self.items.clear();
+    }
+
+    /// The pairs, sorted in libdb's page order.
+    fn sorted_pairs(&self) -> Vec<(&[u8], &[u8])> {
+        let mut pairs: Vec<(&[u8], &[u8])> = self
+            .items
+            .iter()
+            .map(|&(at, kl, vl)| (&self.bytes[at..at + kl], &self.bytes[at + kl..at + kl + vl]))
+            .collect();
+        pairs.sort_unstable_by(|a, b| page_order(a.0, b.0));
+        pairs
+    }
+}
+
 struct Writer {
     opts: WriteOptions,
     ps: usize,
     overhead: usize,
-    bucket_region: Region,
     extra_region: Region,
     page: Zeroizing<Vec<u8>>,
 }
 
 impl Writer {
-    /// Packs one bucket's sorted entries into pages and writes them: the first page
-    /// into the bucket region, chain pages and overflow pages into the extra region.
+    /// Packs one bucket's records into pages and writes them: the first page at
+    /// `first_pgno`, chain pages and overflow pages into the extra region.
     fn bucket(
         &mut self,
-        entries: &[Entry],
+        buf: &mut BucketBuf,
         first_pgno: u32,
         next_pgno: &mut u32,
         sink: &mut dyn PageSink,
     ) -> Result<()> {
-        let groups = self.pack(entries);
+        let entries = buf.sorted_pairs();
+        let groups = self.pack(&entries);
         // Page numbers: chain pages first, then every overflow chain in item order.
         let chain: Vec<u32> = (0..groups.len())
             .map(|i| {
@@ -250,8 +503,8 @@ impl Writer {
             .collect();
         let mut ovf_pgno = *next_pgno;
         let mut overflow_starts = Vec::new();
-        for e in entries {
-            for len in [e.key.len(), e.value.len()] {
+        for (k, v) in &entries {
+            for len in [k.len(), v.len()] {
                 if is_big(len, self.ps) {
                     overflow_starts.push(ovf_pgno);
                     ovf_pgno += self.overflow_pages(len);
@@ -262,16 +515,28 @@ impl Writer {
         for (i, group) in groups.iter().enumerate() {
             let prev = if i == 0 { 0 } else { chain[i - 1] };
             let next = chain.get(i + 1).copied().unwrap_or(0);
-            self.render_hash_page(&entries[group.clone()], chain[i], prev, next, &mut ovf_iter);
-            let region = if i == 0 {
-                &mut self.bucket_region
-            } else {
-                &mut self.extra_region
+            let links = Links {
+                pgno: chain[i],
+                prev,
+                next,
             };
-            region.push(chain[i], &self.page, sink)?;
+            render_page(
+                &mut self.page,
+                entries[group.clone()].iter().copied(),
+                links,
+                self.overhead,
+                &self.opts,
+                &mut ovf_iter,
+            );
+            if i == 0 {
+                sink.write_all_at(&self.page, u64::from(first_pgno) * self.ps as u64)
+                    .map_err(write_err)?;
+            } else {
+                self.extra_region.push(chain[i], &self.page, sink)?;
+            }
         }
-        for e in entries {
-            for data in [&e.key[..], &e.value[..]] {
+        for (k, v) in &entries {
+            for data in [*k, *v] {
                 if is_big(data.len(), self.ps) {
                     let start = self.extra_region.next;
                     self.write_overflow(data, start, sink)?;
@@ -287,20 +552,17 @@ impl Writer {
     /// page with a key it is a prefix of (or that is a prefix of it): libdb compares
     /// off-page keys shorter-first but on-page keys longer-first, so such a page could
     /// not be sorted for both.
-    fn pack(&self, entries: &[Entry]) -> Vec<std::ops::Range<usize>> {
+    fn pack(&self, entries: &[(&[u8], &[u8])]) -> Vec<std::ops::Range<usize>> {
         let capacity = self.ps - self.overhead;
         let mut groups = Vec::new();
         let (mut start, mut used, mut big_key_on_page) = (0, 0, false);
-        for (i, e) in entries.iter().enumerate() {
-            let need = pair_space(
-                item_space(e.key.len(), self.ps),
-                item_space(e.value.len(), self.ps),
-            );
-            let big_key = is_big(e.key.len(), self.ps);
+        for (i, (key, value)) in entries.iter().enumerate() {
+            let need = pair_space(item_space(key.len(), self.ps), item_space(value.len(), self.ps));
+            let big_key = is_big(key.len(), self.ps);
             let conflict = (big_key || big_key_on_page)
-                && entries[start..i].iter().any(|x| {
-                    (big_key || is_big(x.key.len(), self.ps))
-                        && (x.key.starts_with(&e.key) || e.key.starts_with(&x.key))
+                && entries[start..i].iter().any(|(x, _)| {
+                    (big_key || is_big(x.len(), self.ps))
+                        && (x.starts_with(key) || key.starts_with(x))
                 });
             if i > start && (used + need > capacity || conflict) {
                 groups.push(start..i);
@@ -317,27 +579,6 @@ impl Writer {
 
     fn overflow_pages(&self, len: usize) -> u32 {
         len.div_ceil(self.ps - self.overhead) as u32
-    }
-
-    /// Renders a sorted hash page into `self.page`. `ovf` yields the first page of each
-    /// overflow item in order.
-    fn render_hash_page(
-        &mut self,
-        entries: &[Entry],
-        pgno: u32,
-        prev: u32,
-        next: u32,
-        ovf: &mut impl Iterator<Item = u32>,
-    ) {
-        let links = Links { pgno, prev, next };
-        render_page(
-            &mut self.page,
-            entries.iter().map(|e| (&e.key[..], &e.value[..])),
-            links,
-            self.overhead,
-            &self.opts,
-            ovf,
-        );
     }
 
     /// Writes one overflow chain starting at page `start`.

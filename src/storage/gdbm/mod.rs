@@ -55,7 +55,10 @@ pub use hash::{HOST_SIGNED_CHAR, hash};
 pub use header::{AvailBlock, AvailElem, Header, Layout, MagicKind};
 pub use lock::DataFileLock;
 pub use reader::{GdbmFile, Scan, VerifyReport};
-pub use writer::{MAX_BLOCK_SIZE, WriteOptions, WriteStats, write_records};
+pub use writer::{
+    HashSort, MAX_BLOCK_SIZE, WriteOptions, WriteStats, write_records, write_records_spilling,
+    write_sorted,
+};
 
 use crate::error::Error;
 use crate::location::Format;

@@ -18,19 +18,19 @@
 //! Keys are hashed with the `char` signedness asked for (by default this machine's,
 //! so the local libgdbm finds every key).
 
+use std::collections::VecDeque;
 use std::io;
-use std::ops::Range;
 
 use zeroize::Zeroizing;
 
 use super::bucket::{Bucket, Element};
-use super::directory::Directory;
 use super::hash::{HOST_SIGNED_CHAR, hash};
 use super::header::{AvailBlock, Header, Layout, MagicKind};
 use super::{HASH_BITS, MIN_BLOCK_SIZE, SMALL};
 use crate::error::{Error, Result};
 use crate::record::{Record, Secret};
 use crate::storage::bdb::PageSink;
+use crate::storage::sort::{ExternalSort, Sorted, SpillTo};
 
 /// Largest block size the writer accepts.
 pub const MAX_BLOCK_SIZE: u32 = 1 << 24;
@@ -79,35 +79,47 @@ pub struct WriteStats {
     pub file_len: u64,
 }
 
-struct Entry {
-    hash: u32,
-    key: Vec<u8>,
-    value: Secret,
+/// Tags that order a key's records in a [`HashSort`]: a change wins over the file's
+/// record, and a delete over a put.
+const TAG_DELETE: u8 = 0;
+const TAG_PUT: u8 = 1;
+const TAG_BASE: u8 = 2;
+
+/// Records on their way into a new file, sorted by hash (then key length, key and
+/// tag): the order of the directory, whose entries are the top bits of the hash.
+/// Memory is the sort's budget plus one bucket's worth of hashes, whatever the number
+/// of records.
+///
+/// Besides the records of the new file ([`HashSort::put`]), the sort takes the records
+/// of the file being replaced ([`HashSort::base`]) and deletes: for each key the first
+/// of delete, put, base wins, so a change set merges with the old file in the same
+/// pass.
+pub struct HashSort {
+    sort: ExternalSort,
+    signed_char: bool,
+    head: Vec<u8>,
 }
 
-/// Writes `records` (unique keys) as a complete GDBM file into `sink`. Returns an
-/// error for a duplicate key, a record libgdbm cannot hold (key plus value over
-/// 2 GiB), or keys whose hashes cluster beyond a 2^24-entry directory.
-pub fn write_records<I>(
-    records: I,
-    opts: &WriteOptions,
-    sink: &mut dyn PageSink,
-) -> Result<WriteStats>
-where
-    I: IntoIterator<Item = Result<Record>>,
-{
-    let bs = opts.block_size;
-    let l = opts.layout;
-    if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&bs) || !bs.is_power_of_two() {
-        return Err(Error::Invalid(format!(
-            "invalid GDBM block size {bs}: use a power of two from {MIN_BLOCK_SIZE} to \
-             {MAX_BLOCK_SIZE}"
-        )));
+impl std::fmt::Debug for HashSort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashSort")
+            .field("records", &self.sort.len())
+            .finish()
     }
-    let elems = l.bucket_elems(bs).expect("a 512-byte block holds a bucket");
-    let mut entries = Vec::new();
-    for rec in records {
-        let Record { key, value } = rec?;
+}
+
+impl HashSort {
+    /// An empty sort hashing with `signed_char` (see [`WriteOptions::signed_char`]),
+    /// spilling as `to` says.
+    pub fn new(to: &SpillTo, signed_char: bool) -> HashSort {
+        HashSort {
+            sort: ExternalSort::new(to),
+            signed_char,
+            head: Vec::with_capacity(8),
+        }
+    }
+
+    fn push(&mut self, tag: u8, key: &[u8], value: &[u8]) -> Result<()> {
         let len = key.len() + value.len();
         if len > i32::MAX as usize {
             return Err(Error::TooLong {
@@ -116,42 +128,272 @@ where
                 max: i32::MAX as usize,
             });
         }
-        entries.push(Entry {
-            hash: hash(&key, opts.signed_char),
-            key,
-            value,
-        });
-    }
-    entries.sort_unstable_by(|a, b| a.hash.cmp(&b.hash).then_with(|| a.key.cmp(&b.key)));
-    if let Some(w) = entries.windows(2).find(|w| w[0].key == w[1].key) {
-        return Err(Error::Invalid(format!(
-            "duplicate key `{}` in the records to write",
-            String::from_utf8_lossy(&w[0].key)
-        )));
+        self.head.clear();
+        self.head
+            .extend_from_slice(&hash(key, self.signed_char).to_be_bytes());
+        self.head.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        let head = std::mem::take(&mut self.head);
+        let r = self.sort.push_parts(&[&head, key, &[tag]], &[value]);
+        self.head = head;
+        r
     }
 
-    // Buckets, in hash (= directory) order.
+    /// A record of the new file.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.push(TAG_PUT, key, value)
+    }
+
+    /// A key the new file must not hold (whatever the old one has).
+    pub fn delete(&mut self, key: &[u8]) -> Result<()> {
+        self.push(TAG_DELETE, key, &[])
+    }
+
+    /// A record of the file being replaced: kept unless a put or delete names its key.
+    pub fn base(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.push(TAG_BASE, key, value)
+    }
+
+    /// Records (of any kind) pushed.
+    pub fn len(&self) -> u64 {
+        self.sort.len()
+    }
+
+    /// Whether nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.sort.is_empty()
+    }
+
+    /// Whether part of the sort went to a file.
+    pub fn spilled(&self) -> bool {
+        self.sort.spilled()
+    }
+
+    /// The puts and deletes pushed (for a change set small enough to apply another
+    /// way). Base records are not expected here.
+    pub fn into_ops(self) -> Result<Vec<(Vec<u8>, Option<Secret>)>> {
+        let mut out = Vec::with_capacity(self.sort.len() as usize);
+        let mut sorted = self.sort.finish()?;
+        while let Some((k, v)) = sorted.next()? {
+            let (key, tag) = (&k[8..k.len() - 1], k[k.len() - 1]);
+            out.push((
+                key.to_vec(),
+                (tag != TAG_DELETE).then(|| Zeroizing::new(v.to_vec())),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Reads a finished [`HashSort`]: one record per key, the one that wins.
+struct Winners {
+    sorted: Sorted,
+    last: Zeroizing<Vec<u8>>,
+    have_last: bool,
+}
+
+impl Winners {
+    fn rewind(&mut self) -> Result<()> {
+        self.have_last = false;
+        self.sorted.rewind()
+    }
+
+    /// The next winning record: `(hash, key, value)`.
+    fn next(&mut self) -> Result<Option<(u32, &[u8], &[u8])>> {
+        loop {
+            let skip = {
+                let Some((k, _)) = self.sorted.next()? else {
+                    return Ok(None);
+                };
+                let (key, tag) = (&k[8..k.len() - 1], k[k.len() - 1]);
+                if self.have_last && key == &self.last[..] {
+                    if tag != TAG_BASE {
+                        return Err(Error::Invalid(format!(
+                            "duplicate key `{}` in the records to write",
+                            String::from_utf8_lossy(key)
+                        )));
+                    }
+                    true
+                } else {
+                    self.last.clear();
+                    if key.len() > self.last.capacity() {
+                        self.last = Zeroizing::new(Vec::with_capacity(key.len()));
+                    }
+                    self.last.extend_from_slice(key);
+                    self.have_last = true;
+                    tag == TAG_DELETE
+                }
+            };
+            if !skip {
+                let (k, v) = self.sorted.current().expect("a record was just read");
+                let h = u32::from_be_bytes(k[..4].try_into().expect("4"));
+                return Ok(Some((h, &k[8..k.len() - 1], v)));
+            }
+        }
+    }
+}
+
+/// Writes `records` (unique keys) as a complete GDBM file into `sink`, sorting them in
+/// memory. Returns an error for a duplicate key, a record libgdbm cannot hold (key
+/// plus value over 2 GiB), or keys whose hashes cluster beyond a 2^24-entry directory.
+pub fn write_records<I>(
+    records: I,
+    opts: &WriteOptions,
+    sink: &mut dyn PageSink,
+) -> Result<WriteStats>
+where
+    I: IntoIterator<Item = Result<Record>>,
+{
+    write_records_spilling(records, opts, sink, &SpillTo::memory_only())
+}
+
+/// [`write_records`], holding at most the budget of `to` in memory (the rest spills).
+pub fn write_records_spilling<I>(
+    records: I,
+    opts: &WriteOptions,
+    sink: &mut dyn PageSink,
+    to: &SpillTo,
+) -> Result<WriteStats>
+where
+    I: IntoIterator<Item = Result<Record>>,
+{
+    check_block_size(opts.block_size)?;
+    let mut sort = HashSort::new(to, opts.signed_char);
+    for rec in records {
+        let rec = rec?;
+        sort.put(&rec.key, &rec.value)?;
+    }
+    write_sorted(sort, opts, sink)
+}
+
+fn check_block_size(bs: u32) -> Result<()> {
+    if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&bs) || !bs.is_power_of_two() {
+        return Err(Error::Invalid(format!(
+            "invalid GDBM block size {bs}: use a power of two from {MIN_BLOCK_SIZE} to \
+             {MAX_BLOCK_SIZE}"
+        )));
+    }
+    Ok(())
+}
+
+/// The hashes of the winning records, with a look-ahead of at most a bucket's worth.
+struct HashFeed<'w> {
+    winners: &'w mut Winners,
+    ahead: VecDeque<u32>,
+    done: bool,
+    records: u64,
+    data_len: u64,
+}
+
+impl HashFeed<'_> {
+    /// How many of the next records (at most `limit`) have `prefix` as the top `bits`
+    /// bits of their hash.
+    fn count(&mut self, bits: u32, prefix: u32, limit: usize) -> Result<usize> {
+        while self.ahead.len() < limit && !self.done {
+            match self.winners.next()? {
+                Some((h, k, v)) => {
+                    self.ahead.push_back(h);
+                    self.records += 1;
+                    self.data_len += (k.len() + v.len()) as u64;
+                }
+                None => self.done = true,
+            }
+        }
+        Ok(self
+            .ahead
+            .iter()
+            .take(limit)
+            .take_while(|&&h| top(h, bits) == prefix)
+            .count())
+    }
+}
+
+/// The top `bits` bits of a hash.
+fn top(h: u32, bits: u32) -> u32 {
+    if bits == 0 { 0 } else { h >> (HASH_BITS - bits) }
+}
+
+/// Plans the buckets of the hash range `prefix` (top `bits` bits): one bucket if it
+/// holds at most `cap` records, else the two halves; appends `(depth, records)` in
+/// hash order.
+fn plan(
+    feed: &mut HashFeed<'_>,
+    bits: u32,
+    prefix: u32,
+    cap: usize,
+    elems: usize,
+    out: &mut Vec<(u8, u32)>,
+) -> Result<()> {
+    let mut n = feed.count(bits, prefix, cap + 1)?;
+    if n > cap && bits < MAX_DIR_BITS {
+        plan(feed, bits + 1, prefix << 1, cap, elems, out)?;
+        return plan(feed, bits + 1, (prefix << 1) | 1, cap, elems, out);
+    }
+    if n > cap {
+        n = feed.count(bits, prefix, elems + 1)?;
+        if n > elems {
+            return Err(Error::Invalid(format!(
+                "more than {elems} keys share the top {bits} bits of their GDBM hash; a \
+                 bucket holds {elems}"
+            )));
+        }
+    }
+    feed.ahead.drain(..n);
+    out.push((bits as u8, n as u32));
+    Ok(())
+}
+
+/// Writes the winning records of `sort` as a complete GDBM file into `sink`.
+///
+/// Two passes over the sorted records: the first plans the buckets (a group of keys
+/// sharing their top `b` hash bits gets one bucket of depth `b` if it fills at most 7/8
+/// of a bucket's table, else it is split on the next bit), the second writes them.
+pub fn write_sorted(
+    sort: HashSort,
+    opts: &WriteOptions,
+    sink: &mut dyn PageSink,
+) -> Result<WriteStats> {
+    let bs = opts.block_size;
+    let l = opts.layout;
+    check_block_size(bs)?;
+    if sort.signed_char != opts.signed_char {
+        return Err(Error::Invalid(
+            "internal: records hashed for another char signedness".into(),
+        ));
+    }
+    let elems = l.bucket_elems(bs).expect("a 512-byte block holds a bucket");
+    let mut winners = Winners {
+        sorted: sort.sort.finish()?,
+        last: Zeroizing::new(Vec::with_capacity(256)),
+        have_last: false,
+    };
+
+    // Pass 1: buckets, in hash (= directory) order.
     let cap = (elems * 7 / 8).max(1) as usize;
-    let mut plan = Vec::new();
-    split(
-        &entries,
-        0..entries.len(),
-        0,
-        cap,
-        elems as usize,
-        &mut plan,
-    )?;
+    let mut buckets: Vec<(u8, u32)> = Vec::new();
+    let (records, data_len) = {
+        let mut feed = HashFeed {
+            winners: &mut winners,
+            ahead: VecDeque::new(),
+            done: false,
+            records: 0,
+            data_len: 0,
+        };
+        plan(&mut feed, 0, 0, cap, elems as usize, &mut buckets)?;
+        debug_assert!(feed.ahead.is_empty());
+        (feed.records, feed.data_len)
+    };
     let (_, min_bits) = l.min_directory(bs);
-    let dir_bits = plan.iter().map(|p| p.0).max().unwrap_or(0).max(min_bits);
+    let dir_bits = buckets
+        .iter()
+        .map(|b| u32::from(b.0))
+        .max()
+        .unwrap_or(0)
+        .max(min_bits);
 
     let block = u64::from(bs);
     let dir_size = (l.off_size() as u64) << dir_bits;
     let bucket_base = block + dir_size;
-    let data_base = bucket_base + plan.len() as u64 * block;
-    let data_len: u64 = entries
-        .iter()
-        .map(|e| (e.key.len() + e.value.len()) as u64)
-        .sum();
+    let data_base = bucket_base + buckets.len() as u64 * block;
     let end = data_base + data_len;
     if end > l.max_offset() {
         return Err(Error::Invalid(format!(
@@ -160,50 +402,53 @@ where
         )));
     }
 
-    // Buckets, pointing at the records laid out in the same order.
-    let mut dir = Directory {
-        entries: Vec::with_capacity(1 << dir_bits),
-        bits: dir_bits,
-    };
+    // Pass 2: buckets pointing at the records, laid out in the same order.
+    winners.rewind()?;
     let mut out = Stream::new(bucket_base);
-    let mut raw = vec![0u8; bs as usize];
+    let mut data = Stream::new(data_base);
+    let mut raw = Zeroizing::new(vec![0u8; bs as usize]);
     let mut ptr = data_base;
-    for (i, (bits, range)) in plan.iter().enumerate() {
-        let mut bucket = Bucket::new(*bits, elems);
-        for e in &entries[range.clone()] {
+    for &(bits, n) in &buckets {
+        let mut bucket = Bucket::new(u32::from(bits), elems);
+        for _ in 0..n {
+            let (h, key, value) = winners
+                .next()?
+                .ok_or_else(|| Error::Invalid("internal: fewer records than planned".into()))?;
             let mut key_start = [0u8; SMALL];
-            let n = e.key.len().min(SMALL);
-            key_start[..n].copy_from_slice(&e.key[..n]);
+            let k = key.len().min(SMALL);
+            key_start[..k].copy_from_slice(&key[..k]);
             let placed = bucket.insert(Element {
-                hash: e.hash as i32,
+                hash: h as i32,
                 key_start,
                 data_pointer: ptr as i64,
-                key_size: e.key.len() as i32,
-                data_size: e.value.len() as i32,
+                key_size: key.len() as i32,
+                data_size: value.len() as i32,
             });
             debug_assert!(placed, "buckets are planned not to overflow");
-            ptr += (e.key.len() + e.value.len()) as u64;
+            ptr += (key.len() + value.len()) as u64;
+            data.push(key, sink)?;
+            data.push(value, sink)?;
         }
         raw.fill(0);
         bucket.write(&mut raw, l);
         out.push(&raw, sink)?;
-        let addr = bucket_base + i as u64 * block;
-        dir.entries
-            .extend(std::iter::repeat_n(addr, 1 << (dir_bits - bits)));
     }
     out.flush(sink)?;
-    debug_assert_eq!(dir.entries.len(), 1 << dir_bits);
-
-    let mut data = Stream::new(data_base);
-    for e in &entries {
-        data.push(&e.key, sink)?;
-        data.push(&e.value, sink)?;
-    }
     data.flush(sink)?;
+    debug_assert_eq!(ptr, end);
 
-    let mut raw_dir = vec![0u8; dir_size as usize];
-    dir.write(&mut raw_dir, l);
-    sink.write_all_at(&raw_dir, block).map_err(write_err)?;
+    // The directory: each bucket's address, once per entry it owns.
+    let mut dir = Stream::new(block);
+    let o = l.off_size();
+    let mut entry = [0u8; 8];
+    for (i, &(bits, _)) in buckets.iter().enumerate() {
+        let addr = bucket_base + i as u64 * block;
+        l.put_off(&mut entry, 0, addr);
+        for _ in 0..1u64 << (dir_bits - u32::from(bits)) {
+            dir.push(&entry[..o], sink)?;
+        }
+    }
+    dir.flush(sink)?;
 
     let mut header = Header {
         layout: l,
@@ -223,37 +468,11 @@ where
     header.write(&mut raw);
     sink.write_all_at(&raw, 0).map_err(write_err)?;
     Ok(WriteStats {
-        records: entries.len() as u64,
-        buckets: plan.len() as u32,
+        records,
+        buckets: buckets.len() as u32,
         dir_bits,
         file_len: end,
     })
-}
-
-/// Splits the entries of `range` (sorted by hash, sharing their top `bits` bits) into
-/// buckets of at most `cap` entries, appending `(depth, range)` in hash order.
-fn split(
-    entries: &[Entry],
-    range: Range<usize>,
-    bits: u32,
-    cap: usize,
-    elems: usize,
-    plan: &mut Vec<(u32, Range<usize>)>,
-) -> Result<()> {
-    if range.len() <= cap || bits >= MAX_DIR_BITS {
-        if range.len() > elems {
-            return Err(Error::Invalid(format!(
-                "{} keys share the top {bits} bits of their GDBM hash; a bucket holds {elems}",
-                range.len()
-            )));
-        }
-        plan.push((bits, range));
-        return Ok(());
-    }
-    let bit = 1u32 << (HASH_BITS - 1 - bits);
-    let mid = range.start + entries[range.clone()].partition_point(|e| e.hash & bit == 0);
-    split(entries, range.start..mid, bits + 1, cap, elems, plan)?;
-    split(entries, mid..range.end, bits + 1, cap, elems, plan)
 }
 
 fn write_err(e: io::Error) -> Error {

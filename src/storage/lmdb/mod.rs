@@ -74,7 +74,7 @@ use crate::location::Format;
 use crate::record::{Record, Secret};
 use crate::storage::options::LmdbOptions as Options;
 use crate::storage::persist::{self, Ownership, Target};
-use crate::storage::{Backend, Changes, LayoutHint, Records};
+use crate::storage::{Backend, Changes, LayoutHint, MapOps, OpSource, Records};
 
 use ffi::{Code, Env, RoTxn};
 
@@ -582,23 +582,34 @@ pub fn commit(path: &Path, own: &Ownership, changes: &Changes) -> Result<u64> {
     commit_with(path, own, changes, &Options::default())
 }
 
-/// Applies `changes` in one write transaction: deletes and puts, or with `replace_all`
-/// `mdb_drop` then the puts (appended in key order). `MDB_MAP_FULL` aborts it, the map
-/// doubles and the whole transaction runs again.
+/// Applies `changes` in one write transaction: see [`commit_ops`].
+pub fn commit_with(path: &Path, own: &Ownership, changes: &Changes, opts: &Options) -> Result<u64> {
+    for k in changes.ops.keys() {
+        check_key(k)?;
+    }
+    commit_ops(path, own, &mut MapOps::new(changes), opts)
+}
+
+/// Applies changes in key order in one write transaction: deletes and puts, or with
+/// `replace_all` `mdb_drop` then the puts (appended in key order). The map is first
+/// grown to fit the changes; `MDB_MAP_FULL` aborts the transaction, the map doubles
+/// and the whole transaction runs again (the changes are read again from the start).
 ///
 /// A missing database is created (mode 0600 with `O_EXCL`, then `own`), and so is a
 /// missing lock file (0660-style, same owner and group); after the commit both get
 /// `own` again. `path` should be the real file (see [`Target::resolve`]); the caller
 /// holds our writer lock.
-pub fn commit_with(path: &Path, own: &Ownership, changes: &Changes, opts: &Options) -> Result<u64> {
+pub(crate) fn commit_ops(
+    path: &Path,
+    own: &Ownership,
+    ops: &mut dyn OpSource,
+    opts: &Options,
+) -> Result<u64> {
     require_09(path)?;
-    for k in changes.ops.keys() {
-        check_key(k)?;
-    }
     let lock = lock_path(path);
     let created = create_owned(path, own, own.mode)?.is_some();
     let lock_created = create_owned(&lock, own, lock_mode(own.mode))?.is_some();
-    let result = commit_env(path, changes, opts);
+    let result = commit_env(path, ops, opts);
     if result.is_err() && created {
         // Nothing was ever committed to a file we created: leave no empty database.
         if lock_created {
@@ -612,38 +623,64 @@ pub fn commit_with(path: &Path, own: &Ownership, changes: &Changes, opts: &Optio
     Ok(n)
 }
 
-fn commit_env(path: &Path, changes: &Changes, opts: &Options) -> Result<u64> {
+fn commit_env(path: &Path, ops: &mut dyn OpSource, opts: &Options) -> Result<u64> {
     let env = shared_env(path, Mode::Write, opts)?;
-    if let Some(want) = opts.map_size()? {
-        let info = env
-            .info()
-            .map_err(|c| lmdb_error(path, "mdb_env_info", c))?;
-        if want > info.map_size {
-            // Best effort: a live snapshot elsewhere in this process keeps the old size.
-            let _ = env.set_mapsize(want);
-        }
+    let info = env
+        .info()
+        .map_err(|c| lmdb_error(path, "mdb_env_info", c))?;
+    // Room for the changes up front (a retry reapplies every change): the file as it
+    // is, plus three times the bytes the changes carry (page headers, node headers,
+    // half-full pages, the copy-on-write pages of one transaction).
+    let used = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let page = u64::from(info.page_size.max(1));
+    let fit = (used + 3 * ops.bytes()).div_ceil(page) * page;
+    let want = opts
+        .map_size()?
+        .map(|w| w as u64)
+        .unwrap_or(0)
+        .max(fit)
+        .min(MAX_MAP_SIZE);
+    if want > info.map_size as u64 {
+        // Best effort: a live snapshot elsewhere in this process keeps the old size.
+        let _ = env.set_mapsize(want as usize);
     }
     loop {
-        match apply(&env, changes) {
+        ops.rewind()?;
+        match apply(&env, ops) {
             Ok(n) => return Ok(n),
-            Err(c) if c.0 == ffi::MDB_MAP_FULL => grow(&env, path)?,
-            Err(c) => return Err(lmdb_error(path, "write transaction", c)),
+            Err(Failure::Lmdb(c)) if c.0 == ffi::MDB_MAP_FULL => grow(&env, path)?,
+            Err(Failure::Lmdb(c)) => return Err(lmdb_error(path, "write transaction", c)),
+            Err(Failure::Other(e)) => return Err(e),
         }
     }
 }
 
-fn apply(env: &Env, changes: &Changes) -> ffi::MdbResult<u64> {
+/// Why a write transaction failed.
+enum Failure {
+    Lmdb(Code),
+    Other(Error),
+}
+
+impl From<Code> for Failure {
+    fn from(c: Code) -> Failure {
+        Failure::Lmdb(c)
+    }
+}
+
+fn apply(env: &Env, ops: &mut dyn OpSource) -> std::result::Result<u64, Failure> {
     let mut txn = env.begin_write()?;
     let mut flags = 0;
-    if changes.replace_all {
+    let replace_all = ops.replace_all();
+    if replace_all {
         txn.clear()?;
-        // The database is empty and `ops` iterates in key order.
+        // The database is empty and the changes come in key order.
         flags = ffi::MDB_APPEND;
     }
-    for (k, v) in &changes.ops {
+    while let Some((k, v)) = ops.next_op().map_err(Failure::Other)? {
+        check_key(k).map_err(Failure::Other)?;
         match v {
             Some(v) => txn.put(k, v, flags)?,
-            None if changes.replace_all => {}
+            None if replace_all => {}
             None => {
                 txn.del(k)?;
             }

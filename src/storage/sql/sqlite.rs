@@ -130,7 +130,7 @@ use crate::location::Format;
 use crate::record::{KeyRef, Record, Secret, encode_into};
 use crate::storage::options::DEFAULT_LOCK_TIMEOUT;
 use crate::storage::persist::{self, Ownership};
-use crate::storage::{Backend, Changes, Records};
+use crate::storage::{Backend, Changes, MapOps, OpSource, Records};
 
 /// The table holding the records.
 pub const TABLE: &str = "sasldb";
@@ -566,6 +566,19 @@ pub fn commit_with(
     busy: Duration,
     notes: &mut Vec<String>,
 ) -> Result<u64> {
+    commit_ops(path, own, &mut MapOps::new(changes), busy, notes)
+}
+
+/// [`commit_with`] for changes read one at a time (in key order: rows are then
+/// inserted at the right edge of the table's tree, and SQLite's page cache stays
+/// small whatever their number).
+pub(crate) fn commit_ops(
+    path: &Path,
+    own: &Ownership,
+    changes: &mut dyn OpSource,
+    busy: Duration,
+    notes: &mut Vec<String>,
+) -> Result<u64> {
     prepare_file(path, own)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -597,16 +610,19 @@ pub fn commit_with(
             path.display()
         ));
     }
+    // A 16 MiB page cache: changes come in key order, so a larger one would only
+    // grow our memory with the size of the change set (SQLite spills dirty pages to
+    // the file as the cache fills).
     conn.execute_batch(
-        "PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; PRAGMA cache_size = -65536;",
+        "PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; PRAGMA cache_size = -16384;",
     )
     .map_err(e)?;
 
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(e)?;
-    match inspect(&tx, path)? {
-        Schema::Sasldb(_) => {}
+    let ours = match inspect(&tx, path)? {
+        Schema::Sasldb(ours) => ours,
         Schema::Empty => {
             let enc: String = tx
                 .query_row("PRAGMA encoding", [], |r| r.get(0))
@@ -623,9 +639,11 @@ pub fn commit_with(
                  PRAGMA user_version = {SCHEMA_VERSION};\n{SCHEMA}"
             ))
             .map_err(e)?;
+            true
         }
-    }
-    if changes.replace_all {
+    };
+    let replace_all = changes.replace_all();
+    if replace_all {
         tx.execute("DELETE FROM sasldb", []).map_err(e)?;
     }
     {
@@ -634,30 +652,50 @@ pub fn commit_with(
                 "DELETE FROM sasldb WHERE username = ?1 AND realm = ?2 AND property = ?3",
             )
             .map_err(e)?;
-        for key in changes.deletes() {
-            if let Ok(k) = KeyRef::parse(key) {
-                del.execute(params![text(k.user), text(k.realm), text(k.property)])
-                    .map_err(e)?;
-            }
-        }
         let mut ins = tx
             .prepare_cached(
                 "INSERT INTO sasldb (username, realm, property, value) VALUES (?1, ?2, ?3, ?4)",
             )
             .map_err(e)?;
-        for (key, value) in changes.puts() {
-            let k = KeyRef::parse(key)?;
-            let names = params![text(k.user), text(k.realm), text(k.property)];
-            if !changes.replace_all {
-                del.execute(names).map_err(e)?;
-            }
-            ins.execute(params![
-                text(k.user),
-                text(k.realm),
-                text(k.property),
-                value_ref(value)
-            ])
+        // Our table's primary key makes a put one statement; a hand-made table may
+        // have none, so there a put deletes first.
+        let mut upsert = tx
+            .prepare_cached(if ours {
+                "INSERT INTO sasldb (username, realm, property, value) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (username, realm, property) DO UPDATE SET value = excluded.value"
+            } else {
+                "INSERT INTO sasldb (username, realm, property, value) VALUES (?1, ?2, ?3, ?4)"
+            })
             .map_err(e)?;
+        changes.rewind()?;
+        while let Some((key, value)) = changes.next_op()? {
+            match value {
+                None if replace_all => {}
+                None => {
+                    if let Ok(k) = KeyRef::parse(key) {
+                        del.execute(params![text(k.user), text(k.realm), text(k.property)])
+                            .map_err(e)?;
+                    }
+                }
+                Some(value) => {
+                    let k = KeyRef::parse(key)?;
+                    let row = params![
+                        text(k.user),
+                        text(k.realm),
+                        text(k.property),
+                        value_ref(value)
+                    ];
+                    if replace_all {
+                        ins.execute(row).map_err(e)?;
+                    } else {
+                        if !ours {
+                            del.execute(params![text(k.user), text(k.realm), text(k.property)])
+                                .map_err(e)?;
+                        }
+                        upsert.execute(row).map_err(e)?;
+                    }
+                }
+            }
         }
     }
     let records: i64 = tx

@@ -1,0 +1,235 @@
+//! [`Stage`]: a bulk change set, held in bounded memory until its transaction commits.
+//!
+//! A transaction's ordinary changes live in a map in memory ([`Changes`]), which suits
+//! the few changes of a password change but not the millions of an import. Bulk paths
+//! (import, whole realms, convert) stage their changes here instead, in the form the
+//! commit consumes, so nothing is copied twice:
+//! - Berkeley DB and GDBM (files rebuilt on commit): straight into the sort that orders
+//!   the new file's records by bucket or hash ([`bdb::BucketSort`], [`gdbm::HashSort`]);
+//!   the commit adds the old file's records to the same sort, where a change wins over
+//!   the old record of its key;
+//! - LMDB and SQLite (changed in place, in one transaction): into an external sort by
+//!   key, replayed in key order by the commit (and replayed again if LMDB's map must
+//!   grow);
+//! - PostgreSQL: into the ordinary change map (its write path is its own).
+//!
+//! A stage that ends small and in memory is applied like ordinary changes (for a
+//! Berkeley DB file: only the touched buckets are rewritten).
+
+use crate::error::{Error, Result};
+use crate::record::Secret;
+use crate::storage::sort::{ExternalSort, Sorted, SpillTo};
+use crate::storage::{Changes, OpSource, bdb, gdbm};
+
+/// Stages of at most this many changes that stayed in memory are applied as ordinary
+/// changes.
+const SMALL: u64 = 4096;
+
+/// A bulk change set. Each key is staged at most once (a put or a delete).
+pub(crate) struct Stage {
+    pub(super) kind: Kind,
+    pub(super) replace_all: bool,
+}
+
+pub(super) enum Kind {
+    Bdb(bdb::BucketSort),
+    Gdbm(gdbm::HashSort),
+    /// Key → `[1] value` for a put, `[0]` for a delete.
+    Ops(ExternalSort),
+    Map(Changes),
+}
+
+impl std::fmt::Debug for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stage")
+            .field("changes", &self.len())
+            .field("replace_all", &self.replace_all)
+            .finish()
+    }
+}
+
+impl Stage {
+    /// Stores `value` under `key`.
+    pub(crate) fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        match &mut self.kind {
+            Kind::Bdb(s) => s.put(key, value),
+            Kind::Gdbm(s) => s.put(key, value),
+            Kind::Ops(s) => s.push_parts(&[key], &[&[1u8], value]),
+            Kind::Map(c) => {
+                c.ops.insert(key.to_vec(), Some(Secret::new(value.to_vec())));
+                Ok(())
+            }
+        }
+    }
+
+    /// Deletes `key` (absent keys are fine).
+    pub(crate) fn delete(&mut self, key: &[u8]) -> Result<()> {
+        if self.replace_all {
+            return Ok(());
+        }
+        match &mut self.kind {
+            Kind::Bdb(s) => s.delete(key),
+            Kind::Gdbm(s) => s.delete(key),
+            Kind::Ops(s) => s.push(key, &[0u8]),
+            Kind::Map(c) => {
+                c.ops.insert(key.to_vec(), None);
+                Ok(())
+            }
+        }
+    }
+
+    /// Changes staged.
+    pub(crate) fn len(&self) -> u64 {
+        match &self.kind {
+            Kind::Bdb(s) => s.len(),
+            Kind::Gdbm(s) => s.len(),
+            Kind::Ops(s) => s.len(),
+            Kind::Map(c) => c.ops.len() as u64,
+        }
+    }
+
+    /// Whether nothing is staged (and the database is not emptied).
+    pub(crate) fn is_empty(&self) -> bool {
+        !self.replace_all && self.len() == 0
+    }
+
+    /// Whether the stage is small enough, and still in memory, to be applied as
+    /// ordinary changes.
+    pub(super) fn is_small(&self) -> bool {
+        let spilled = match &self.kind {
+            Kind::Bdb(s) => s.spilled(),
+            Kind::Gdbm(s) => s.spilled(),
+            Kind::Ops(s) => s.spilled(),
+            Kind::Map(_) => return true,
+        };
+        !spilled && self.len() <= SMALL
+    }
+
+    /// The staged changes as ordinary changes.
+    pub(super) fn into_changes(self) -> Result<Changes> {
+        let mut changes = Changes {
+            replace_all: self.replace_all,
+            ..Changes::default()
+        };
+        let ops = match self.kind {
+            Kind::Bdb(s) => s.into_ops()?,
+            Kind::Gdbm(s) => s.into_ops()?,
+            Kind::Ops(s) => {
+                let mut out = Vec::new();
+                let mut sorted = s.finish()?;
+                while let Some((k, v)) = sorted.next()? {
+                    let value = (v.first() == Some(&1)).then(|| Secret::new(v[1..].to_vec()));
+                    out.push((k.to_vec(), value));
+                }
+                out
+            }
+            Kind::Map(c) => return Ok(c),
+        };
+        for (k, v) in ops {
+            if changes.ops.insert(k, v).is_some() {
+                return Err(Error::Invalid("internal: a key was staged twice".into()));
+            }
+        }
+        Ok(changes)
+    }
+}
+
+/// The changes of an [`Kind::Ops`] stage in key order.
+pub(super) struct SortedOps {
+    sorted: Sorted,
+    replace_all: bool,
+    bytes: u64,
+    last: Vec<u8>,
+    started: bool,
+}
+
+impl SortedOps {
+    pub(super) fn new(sort: ExternalSort, replace_all: bool) -> Result<SortedOps> {
+        let bytes = sort.bytes();
+        Ok(SortedOps {
+            sorted: sort.finish()?,
+            replace_all,
+            bytes,
+            last: Vec::new(),
+            started: false,
+        })
+    }
+
+    /// No changes.
+    pub(super) fn empty() -> SortedOps {
+        SortedOps {
+            sorted: Sorted::empty(),
+            replace_all: false,
+            bytes: 0,
+            last: Vec::new(),
+            started: false,
+        }
+    }
+
+    /// Only puts, in strictly increasing key order (what a bulk load takes).
+    pub(super) fn into_puts(mut self) -> crate::storage::Records<'static> {
+        let mut failed = false;
+        Box::new(std::iter::from_fn(move || {
+            if failed {
+                return None;
+            }
+            loop {
+                match self.next_op() {
+                    Ok(Some((k, Some(v)))) => {
+                        return Some(Ok(crate::record::Record::new(k.to_vec(), v.to_vec())));
+                    }
+                    Ok(Some((_, None))) => continue,
+                    Ok(None) => return None,
+                    Err(e) => {
+                        failed = true;
+                        return Some(Err(e));
+                    }
+                }
+            }
+        }))
+    }
+}
+
+impl OpSource for SortedOps {
+    fn rewind(&mut self) -> Result<()> {
+        self.started = false;
+        self.sorted.rewind()
+    }
+
+    fn next_op(&mut self) -> Result<Option<(&[u8], Option<&[u8]>)>> {
+        {
+            let Some((k, _)) = self.sorted.next()? else {
+                return Ok(None);
+            };
+            if self.started && k == &self.last[..] {
+                return Err(Error::Invalid(format!(
+                    "internal: the key `{}` was staged twice",
+                    String::from_utf8_lossy(k)
+                )));
+            }
+            self.last.clear();
+            self.last.extend_from_slice(k);
+            self.started = true;
+        }
+        let (k, v) = self.sorted.current().expect("a record was just read");
+        Ok(Some((k, (v.first() == Some(&1)).then(|| &v[1..]))))
+    }
+
+    fn replace_all(&self) -> bool {
+        self.replace_all
+    }
+
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+/// A new stage of the given kind.
+pub(super) fn new(kind: Kind, replace_all: bool) -> Stage {
+    Stage { kind, replace_all }
+}
+
+/// An empty sort of changes by key.
+pub(super) fn ops_sort(to: &SpillTo) -> ExternalSort {
+    ExternalSort::new(to)
+}
