@@ -23,6 +23,7 @@
 //! assert_eq!(account::verify_password(&db, b"alice", b"example.com", b"s3cret")?, Verdict::Match);
 //! assert_eq!(account::verify_password(&db, b"alice", b"example.com", b"nope")?, Verdict::Mismatch);
 //! for user in db.users()? {
+//!     let user = user?;
 //!     println!("{}@{}", String::from_utf8_lossy(&user.user), String::from_utf8_lossy(&user.realm));
 //! }
 //! # Ok::<(), sasldb::Error>(())
@@ -66,8 +67,8 @@ mod storage;
 
 pub use account::Verdict;
 pub use database::{
-    CommitReport, Database, KeyList, LmdbOptions, OwnershipPolicy, Transaction, User, Users,
-    WriteOptions,
+    CommitReport, Database, KeyList, LmdbOptions, OwnershipPolicy, SpillOptions, Transaction,
+    User, Users, WriteOptions,
 };
 pub use error::{Error, Result, io_text};
 pub use location::{Detected, Format, Location, PostgresUrl, detect};

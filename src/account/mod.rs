@@ -20,7 +20,9 @@ use crate::account::secrets::scram::SCRAM_DEFAULT_ITERATIONS;
 use crate::account::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret, plain};
 use crate::database::{Database, Transaction};
 use crate::error::{Error, Result};
-use crate::record::{AUTH_PASSWORD, Key, MAX_NAME_LEN, MAX_SECRET_LEN, OTP_SECRET, USER_PASSWORD};
+use crate::record::{
+    AUTH_PASSWORD, Key, MAX_NAME_LEN, MAX_SECRET_LEN, OTP_SECRET, Secret, USER_PASSWORD,
+};
 
 /// SASLv1 properties Cyrus 2.1.28's `saslpasswd2` deletes on every change.
 pub const LEGACY_PROPERTIES: [&str; 3] = [
@@ -291,42 +293,87 @@ pub(crate) fn set_password_with_props(
     policy: &SecretPolicy,
     props: &[Vec<u8>],
 ) -> Result<Outcome> {
+    let mut store = TxnUser { txn, user, realm };
+    change_password(&mut store, password, policy, props)
+}
+
+/// One user's stored properties, as a password change reads and writes them.
+pub(crate) trait UserProps {
+    /// The value of a property.
+    fn get(&self, prop: &str) -> Result<Option<Secret>>;
+    /// Stores a property.
+    fn put(&mut self, prop: &str, value: Secret) -> Result<()>;
+    /// Deletes a property.
+    fn delete(&mut self, prop: &str) -> Result<()>;
+}
+
+/// A user's properties in a transaction.
+struct TxnUser<'t, 'n> {
+    txn: &'t mut Transaction,
+    user: &'n [u8],
+    realm: &'n [u8],
+}
+
+impl UserProps for TxnUser<'_, '_> {
+    fn get(&self, prop: &str) -> Result<Option<Secret>> {
+        self.txn.get(&key(self.user, self.realm, prop)?)
+    }
+
+    fn put(&mut self, prop: &str, value: Secret) -> Result<()> {
+        let k = key(self.user, self.realm, prop)?;
+        self.txn.put(&k, value);
+        Ok(())
+    }
+
+    fn delete(&mut self, prop: &str) -> Result<()> {
+        let k = key(self.user, self.realm, prop)?;
+        self.txn.delete(&k);
+        Ok(())
+    }
+}
+
+/// The password change itself, over any [`UserProps`]: `props` names the properties
+/// the user has (a secret it does not name is absent and not looked up).
+pub(crate) fn change_password(
+    store: &mut dyn UserProps,
+    password: &[u8],
+    policy: &SecretPolicy,
+    props: &[Vec<u8>],
+) -> Result<Outcome> {
     if password.is_empty() {
         return Err(Error::Invalid("the password is empty".into()));
     }
     let has = |p: &str| props.iter().any(|x| x == p.as_bytes());
-    let lookup = |txn: &Transaction, k: &Key, p: &str| -> Result<Option<crate::record::Secret>> {
-        if has(p) { txn.get(k) } else { Ok(None) }
+    let lookup = |store: &dyn UserProps, p: &str| -> Result<Option<Secret>> {
+        if has(p) { store.get(p) } else { Ok(None) }
     };
     let had_user = !props.is_empty();
     let mut changed = false;
 
     // userPassword.
-    let up = key(user, realm, USER_PASSWORD)?;
     if policy.plaintext {
-        let same = match lookup(txn, &up, USER_PASSWORD)? {
+        let same = match lookup(store, USER_PASSWORD)? {
             Some(old) => bool::from(subtle::ConstantTimeEq::ct_eq(&old[..], password)),
             None => false,
         };
         if !same {
-            txn.put(&up, password.to_vec());
+            store.put(USER_PASSWORD, Secret::new(password.to_vec()))?;
             changed = true;
         }
     } else if has(USER_PASSWORD) {
-        txn.delete(&up);
+        store.delete(USER_PASSWORD)?;
         changed = true;
     }
 
     // SCRAM authPassword.
-    let ap = key(user, realm, AUTH_PASSWORD)?;
-    let existing_scram = match lookup(txn, &ap, AUTH_PASSWORD)? {
+    let existing_scram = match lookup(store, AUTH_PASSWORD)? {
         Some(v) => ScramSecret::parse(&v).ok(),
         None => None,
     };
     let want_scram =
         policy.scram || !policy.plaintext || (has(AUTH_PASSWORD) && !policy.scram_excluded);
     if !want_scram && has(AUTH_PASSWORD) {
-        txn.delete(&ap);
+        store.delete(AUTH_PASSWORD)?;
         changed = true;
     } else if want_scram {
         let keep = match &existing_scram {
@@ -339,20 +386,19 @@ pub(crate) fn set_password_with_props(
                 .map(|s| s.hash())
                 .unwrap_or(policy.scram_hash);
             let s = ScramSecret::generate(hash, password, policy.scram_iterations)?;
-            txn.put(&ap, s.encode());
+            store.put(AUTH_PASSWORD, s.encode())?;
             changed = true;
         }
     }
 
     // OTP.
-    let op = key(user, realm, OTP_SECRET)?;
-    let existing_otp = match lookup(txn, &op, OTP_SECRET)? {
+    let existing_otp = match lookup(store, OTP_SECRET)? {
         Some(v) => OtpSecret::parse(&v).ok(),
         None => None,
     };
     let want_otp = policy.otp || (has(OTP_SECRET) && !policy.otp_excluded);
     if !want_otp && has(OTP_SECRET) {
-        txn.delete(&op);
+        store.delete(OTP_SECRET)?;
         changed = true;
     } else if want_otp {
         let keep = match &existing_otp {
@@ -365,14 +411,14 @@ pub(crate) fn set_password_with_props(
                 .map(|s| s.algorithm())
                 .unwrap_or(policy.otp_algorithm);
             let s = OtpSecret::generate(alg, &policy.hostname, password)?;
-            txn.put(&op, s.encode());
+            store.put(OTP_SECRET, s.encode())?;
             changed = true;
         }
     }
 
     for p in LEGACY_PROPERTIES {
         if has(p) {
-            txn.delete(&key(user, realm, p)?);
+            store.delete(p)?;
             changed = true;
         }
     }

@@ -12,8 +12,9 @@
 //!   Dovecot's matching `{SCRAM-SHA-1}`/`{SCRAM-SHA-256}` scheme (`iter,salt,stored,
 //!   server`), which is the same secret in Dovecot's notation.
 //!
-//! Users are written sorted by user, then realm. Only the keys are held in memory (in
-//! one arena); values are looked up one user at a time.
+//! Users are written sorted by user, then realm, read in key order with their values
+//! (a Berkeley DB or GDBM file is sorted through temporary files first): one user is
+//! held at a time, whatever the number of users.
 
 use std::io::{self, Write};
 
@@ -23,9 +24,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use zeroize::Zeroizing;
 
 use crate::account::secrets::{ScramHash, ScramSecret};
-use crate::database::Database;
+use crate::database::{Database, Grouped, UserGroup};
 use crate::error::{Error, Result};
-use crate::record::{AUTH_PASSWORD, SecretBuf, USER_PASSWORD, user_prefix};
+use crate::record::{AUTH_PASSWORD, SecretBuf, USER_PASSWORD};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,13 +135,6 @@ pub struct ExportStats {
     pub malformed: usize,
 }
 
-/// One user's group of keys.
-struct UserKeys<'a> {
-    user: &'a [u8],
-    realm: &'a [u8],
-    props: Vec<&'a [u8]>,
-}
-
 /// Writes the export of `db` to `out`.
 pub fn export(db: &Database, opts: &ExportOptions, out: &mut dyn Write) -> Result<ExportStats> {
     if matches!(opts.format, ExportFormat::Dovecot(_)) && !opts.with_secrets {
@@ -162,17 +156,12 @@ pub fn export(db: &Database, opts: &ExportOptions, out: &mut dyn Write) -> Resul
         ExportFormat::Dovecot(_) => {}
     }
     let mut first = true;
-    let mut users = db.users()?;
-    for u in users.by_ref() {
+    let mut users = Grouped::new(db.sorted_stream(opts.with_secrets)?);
+    while let Some(u) = users.next_group()? {
         if opts.realm.as_deref().is_some_and(|r| u.realm != r) {
             continue;
         }
-        let keys = UserKeys {
-            user: &u.user,
-            realm: &u.realm,
-            props: u.properties.iter().map(|p| &p[..]).collect(),
-        };
-        write_user(db, opts, &keys, out, &mut stats, &mut first)?;
+        write_user(opts, &u, out, &mut stats, &mut first)?;
     }
     stats.malformed += users.malformed();
     if opts.format == ExportFormat::Json {
@@ -184,24 +173,25 @@ pub fn export(db: &Database, opts: &ExportOptions, out: &mut dyn Write) -> Resul
 }
 
 fn write_user(
-    db: &Database,
     opts: &ExportOptions,
-    g: &UserKeys,
+    g: &UserGroup,
     out: &mut dyn Write,
     stats: &mut ExportStats,
     first: &mut bool,
 ) -> Result<()> {
     let io_err = |e: io::Error| Error::io("<output>", e);
+    // The user's records came with their values (when secrets are exported).
     let value = |prop: &[u8]| -> Result<Option<crate::record::Secret>> {
-        let mut key = user_prefix(g.user, g.realm);
-        key.extend_from_slice(prop);
-        db.get_raw(&key)
+        Ok(g.props
+            .iter()
+            .find(|(p, _)| p == prop)
+            .map(|(_, v)| v.clone()))
     };
     let who = || {
         format!(
             "{}@{}",
-            String::from_utf8_lossy(g.user),
-            String::from_utf8_lossy(g.realm)
+            String::from_utf8_lossy(&g.user),
+            String::from_utf8_lossy(&g.realm)
         )
     };
     // Every line is built in a buffer that is wiped, also when it grows.
@@ -210,9 +200,9 @@ fn write_user(
         ExportFormat::Json => {
             // JSON strings are Unicode: a name that is not UTF-8 would come out
             // altered (and import as another user), so it is left out and reported.
-            if let Some(bad) = [g.user, g.realm]
+            if let Some(bad) = [&g.user[..], &g.realm[..]]
                 .into_iter()
-                .chain(g.props.iter().copied())
+                .chain(g.props.iter().map(|(p, _)| &p[..]))
                 .find(|n| std::str::from_utf8(n).is_err())
             {
                 stats.skipped.push(format!(
@@ -224,15 +214,14 @@ fn write_user(
             }
             line.push(if *first { b"\n  {" } else { b",\n  {" });
             line.push(b"\"user\": ");
-            json_str_into(&mut line, g.user);
+            json_str_into(&mut line, &g.user);
             line.push(b", \"realm\": ");
-            json_str_into(&mut line, g.realm);
+            json_str_into(&mut line, &g.realm);
             if opts.with_secrets {
                 let mut props = SecretBuf::with_capacity(256);
                 let mut password = None;
-                for (i, p) in g.props.iter().enumerate() {
-                    let v = value(p)?.unwrap_or_default();
-                    if *p == USER_PASSWORD.as_bytes() && std::str::from_utf8(&v).is_ok() {
+                for (i, (p, v)) in g.props.iter().enumerate() {
+                    if p == USER_PASSWORD.as_bytes() && std::str::from_utf8(v).is_ok() {
                         password = Some(v.clone());
                     }
                     if i > 0 {
@@ -240,7 +229,7 @@ fn write_user(
                     }
                     json_str_into(&mut props, p);
                     props.push(b": ");
-                    json_bytes_into(&mut props, &v);
+                    json_bytes_into(&mut props, v);
                 }
                 if let Some(pw) = password {
                     line.push(b", \"password\": ");
@@ -251,7 +240,7 @@ fn write_user(
                 line.push(b"}}");
             } else {
                 line.push(b", \"properties\": [");
-                for (i, p) in g.props.iter().enumerate() {
+                for (i, (p, _)) in g.props.iter().enumerate() {
                     if i > 0 {
                         line.push(b", ");
                     }
@@ -274,11 +263,12 @@ fn write_user(
                     }
                 }
             } else {
-                Zeroizing::new(g.props.join(&b';'))
+                let names: Vec<&[u8]> = g.props.iter().map(|(p, _)| &p[..]).collect();
+                Zeroizing::new(names.join(&b';'))
             };
-            csv_field_into(&mut line, g.user);
+            csv_field_into(&mut line, &g.user);
             line.push(b",");
-            csv_field_into(&mut line, g.realm);
+            csv_field_into(&mut line, &g.realm);
             line.push(b",");
             csv_field_into(&mut line, &third);
             line.push(b"\n");
@@ -288,7 +278,7 @@ fn write_user(
             let name = if g.realm.is_empty() {
                 g.user.to_vec()
             } else {
-                [g.user, b"@", g.realm].concat()
+                [&g.user[..], b"@", &g.realm[..]].concat()
             };
             if name.contains(&b':') {
                 stats.skipped.push(format!(

@@ -1,4 +1,5 @@
-//! Bulk import: parsing user lists and applying them in one transaction.
+//! Bulk import: parsing user lists and applying them in one transaction, in memory
+//! bounded independently of the number of users.
 //!
 //! Three input formats:
 //! - lines `user[@realm]:password`: the first `:` splits, so the password may contain
@@ -11,21 +12,51 @@
 //!   (strings, or `{"base64": ...}` for bytes) to restore verbatim, so pre-hashed
 //!   secrets (SCRAM `authPassword`) can be imported without any plaintext.
 //!
-//! Parsing never stops at a bad entry: every problem is collected with its line number
+//! Parsing never stops at a bad entry: every problem is reported with its line number
 //! ([`Rejected`]), and callers decide (by default nothing is written when anything was
-//! rejected). [`apply`] then writes the entries into a [`Transaction`] with one of
-//! three [`Mode`]s.
+//! rejected). Input is read in chunks: a line or CSV record longer than [`MAX_LINE`]
+//! bytes, or a JSON element longer than [`MAX_ELEMENT`], is rejected without being
+//! held. A problem that leaves the rest unreadable (a CSV header that names unknown
+//! columns, JSON that is not an array) is the only rejection reported.
+//!
+//! # How an import runs
+//! 1. [`read_input`] parses the input and sorts the entries by user (`user NUL realm
+//!    NUL`, then line) through an [`ExternalSort`]: only its memory budget is held;
+//!    the rest goes to unnamed temporary files in the database's directory.
+//! 2. [`apply_input`] reads the sorted entries and the database's records in key
+//!    order side by side (a merge: a Berkeley DB or GDBM file is sorted the same way
+//!    first), so each user's existing secrets are at hand without one lookup per user;
+//!    a second entry for a user is rejected (the first line wins). Each user's new
+//!    records go into the transaction's stage (see `storage::stage`), which the commit
+//!    writes.
+//!
+//! [`parse`] and [`apply`] are the same steps for input held in memory.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt;
+use std::io::Read;
 
 use zeroize::Zeroizing;
 
-use crate::account::{self, NameProblem, Outcome, SecretPolicy, check_names, check_password};
+use crate::account::{
+    NameProblem, Outcome, SecretPolicy, UserProps, change_password, check_names, check_password,
+};
 use crate::database::Transaction;
-use crate::error::Result;
-use crate::record::{AUTH_PASSWORD, Key, OTP_SECRET, USER_PASSWORD, user_prefix};
+use crate::error::{Error, Result};
+use crate::record::{AUTH_PASSWORD, KeyRef, OTP_SECRET, USER_PASSWORD};
 use crate::record::{MAX_SECRET_LEN, Secret};
+use crate::storage::Stage;
+use crate::storage::sort::{ExternalSort, Sorted, SortedStream, SpillTo};
+
+/// The longest line (lines format) or CSV record accepted, in bytes. The longest valid
+/// entry is about 1.5 KiB (255-byte names, a 1023-byte password).
+pub const MAX_LINE: usize = 64 << 10;
+/// The longest JSON element (one user's object) accepted, in bytes.
+pub const MAX_ELEMENT: usize = 1 << 20;
+/// Bytes read from the input at a time.
+const CHUNK: usize = 64 << 10;
+/// Memory for rejections before they spill.
+const REJECT_BUDGET: usize = 1 << 20;
 
 /// The input formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +95,32 @@ impl fmt::Debug for Entry {
     }
 }
 
+/// An entry as the parser hands it over, borrowing the input's buffers.
+pub struct EntryRef<'a> {
+    /// 1-based line where the entry starts.
+    pub line: usize,
+    /// The user name.
+    pub user: &'a [u8],
+    /// The realm, when the input gives one.
+    pub realm: Option<&'a [u8]>,
+    /// The plaintext password, when given.
+    pub password: Option<&'a [u8]>,
+    /// Stored properties to write verbatim (JSON only).
+    pub properties: &'a [(Vec<u8>, Secret)],
+}
+
+impl EntryRef<'_> {
+    fn to_owned(&self) -> Entry {
+        Entry {
+            line: self.line,
+            user: self.user.to_vec(),
+            realm: self.realm.map(<[u8]>::to_vec),
+            password: self.password.map(|p| Zeroizing::new(p.to_vec())),
+            properties: self.properties.to_vec(),
+        }
+    }
+}
+
 /// An entry that was refused, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
@@ -88,25 +145,151 @@ pub struct Parsed {
     pub rejected: Vec<Rejected>,
 }
 
-/// Parses `input` in `format`. Every entry is checked: user and realm names (not empty,
-/// at most 255 bytes, no control characters, UTF-8), the password (not empty, no NUL,
-/// no trailing CR, at most 1023 bytes).
+/// Parses `input` in `format`, in memory. Every entry is checked: user and realm names
+/// (not empty, at most 255 bytes, no control characters, UTF-8), the password (not
+/// empty, no NUL, no trailing CR, at most 1023 bytes).
 pub fn parse(input: &[u8], format: InputFormat) -> Parsed {
+    let mut out = Parsed::default();
+    let mut entries = Vec::new();
+    let mut rejected = Vec::new();
+    let mut reader = input;
+    let fatal = parse_stream(
+        &mut reader,
+        format,
+        &mut |e| {
+            entries.push(e.to_owned());
+            Ok(())
+        },
+        &mut |r| {
+            rejected.push(r);
+            Ok(())
+        },
+    )
+    .expect("reading from memory cannot fail");
+    match fatal {
+        Some(r) => out.rejected.push(r),
+        None => {
+            out.entries = entries;
+            out.rejected = rejected;
+        }
+    }
+    out
+}
+
+/// Reads `input` in `format` a chunk at a time, handing every accepted entry to
+/// `entry` and every refused one to `reject`, in input order. Returns `Some` for a
+/// problem that makes the rest of the input unreadable: callers then discard what they
+/// were handed and report only that one. Errors are the input's read errors and the
+/// callbacks' own.
+pub fn parse_stream(
+    input: &mut dyn Read,
+    format: InputFormat,
+    entry: &mut dyn FnMut(&EntryRef<'_>) -> Result<()>,
+    reject: &mut dyn FnMut(Rejected) -> Result<()>,
+) -> Result<Option<Rejected>> {
+    let mut chunks = Chunks::new(input);
     match format {
-        InputFormat::Lines => parse_lines(input),
-        InputFormat::Csv => parse_csv(input),
-        InputFormat::Json => parse_json(input),
+        InputFormat::Lines => parse_lines(&mut chunks, entry, reject).map(|()| None),
+        InputFormat::Csv => parse_csv(&mut chunks, entry, reject),
+        InputFormat::Json => parse_json(&mut chunks, entry, reject),
     }
 }
 
-/// Builds an entry from its fields, or says what is wrong with it.
-fn entry(
-    line: usize,
-    user: &[u8],
-    realm: Option<&[u8]>,
+/// The input, read a chunk at a time into a buffer that is wiped when dropped.
+struct Chunks<'r> {
+    r: &'r mut dyn Read,
+    buf: Zeroizing<Vec<u8>>,
+    pos: usize,
+    eof: bool,
+}
+
+impl<'r> Chunks<'r> {
+    fn new(r: &'r mut dyn Read) -> Chunks<'r> {
+        Chunks {
+            r,
+            buf: Zeroizing::new(Vec::with_capacity(CHUNK)),
+            pos: 0,
+            eof: false,
+        }
+    }
+
+    /// The unread bytes of the current chunk, reading the next one when it is used up;
+    /// empty at the end of the input.
+    fn avail(&mut self) -> Result<&[u8]> {
+        if self.pos == self.buf.len() && !self.eof {
+            self.buf.iter_mut().for_each(|b| *b = 0);
+            self.buf.resize(CHUNK, 0);
+            let n = loop {
+                match self.r.read(&mut self.buf) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Error::io("<input>", e)),
+                }
+            };
+            self.buf.truncate(n);
+            self.pos = 0;
+            self.eof = n == 0;
+        }
+        Ok(&self.buf[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+    }
+}
+
+/// A buffer for one line, record or element, of a fixed capacity (it never moves, so
+/// no copy of a password is left in freed memory); past its capacity the rest is
+/// dropped and the item marked too long.
+struct Item {
+    buf: Zeroizing<Vec<u8>>,
+    max: usize,
+    too_long: bool,
+}
+
+impl Item {
+    fn new(max: usize) -> Item {
+        Item {
+            buf: Zeroizing::new(Vec::new()),
+            max,
+            too_long: false,
+        }
+    }
+
+    fn extend(&mut self, b: &[u8]) {
+        if self.too_long {
+            return;
+        }
+        if self.buf.len() + b.len() > self.max {
+            self.too_long = true;
+            self.buf.iter_mut().for_each(|x| *x = 0);
+            self.buf.clear();
+            return;
+        }
+        if self.buf.capacity() == 0 {
+            *self.buf = Vec::with_capacity(self.max);
+        }
+        self.buf.extend_from_slice(b);
+    }
+
+    fn push(&mut self, b: u8) {
+        self.extend(&[b]);
+    }
+
+    fn clear(&mut self) {
+        self.buf.iter_mut().for_each(|x| *x = 0);
+        self.buf.clear();
+        self.too_long = false;
+    }
+}
+
+/// Checks an entry's fields; returns the user and realm (a user `name@realm` without
+/// an explicit realm is split at its first `@`, like saslpasswd2).
+fn check_entry<'a>(
+    user: &'a [u8],
+    realm: Option<&'a [u8]>,
     password: Option<&[u8]>,
-) -> std::result::Result<Entry, String> {
-    // Without an explicit realm, user@realm is split at the first @ like saslpasswd2.
+) -> std::result::Result<(&'a [u8], Option<&'a [u8]>), String> {
     let (user, realm) = match realm {
         Some(r) => {
             if user.contains(&b'@') {
@@ -132,296 +315,587 @@ fn entry(
     if let Some(pw) = password {
         check_password(pw).map_err(|p| p.to_string())?;
     }
-    Ok(Entry {
-        line,
-        user: user.to_vec(),
-        realm: realm.map(<[u8]>::to_vec),
-        password: password.map(|p| Zeroizing::new(p.to_vec())),
-        properties: Vec::new(),
-    })
+    Ok((user, realm))
 }
 
-fn parse_lines(input: &[u8]) -> Parsed {
-    let mut out = Parsed::default();
-    for (i, raw) in input.split(|&b| b == b'\n').enumerate() {
-        let line = i + 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.is_empty() || raw.first() == Some(&b'#') {
-            continue;
+/// Checks and hands over one entry.
+fn deliver(
+    line: usize,
+    user: &[u8],
+    realm: Option<&[u8]>,
+    password: Option<&[u8]>,
+    properties: &[(Vec<u8>, Secret)],
+    entry: &mut dyn FnMut(&EntryRef<'_>) -> Result<()>,
+    reject: &mut dyn FnMut(Rejected) -> Result<()>,
+) -> Result<()> {
+    match check_entry(user, realm, password) {
+        Ok((user, realm)) => entry(&EntryRef {
+            line,
+            user,
+            realm,
+            password,
+            properties,
+        }),
+        Err(reason) => reject(Rejected { line, reason }),
+    }
+}
+
+fn parse_lines(
+    chunks: &mut Chunks<'_>,
+    entry: &mut dyn FnMut(&EntryRef<'_>) -> Result<()>,
+    reject: &mut dyn FnMut(Rejected) -> Result<()>,
+) -> Result<()> {
+    let mut item = Item::new(MAX_LINE);
+    let mut first: Option<u8> = None;
+    let mut line = 0usize;
+    let mut one = |line: usize, raw: &[u8], too_long: bool, first: Option<u8>| -> Result<()> {
+        if first == Some(b'#') {
+            return Ok(());
         }
-        let Some(colon) = raw.iter().position(|&b| b == b':') else {
-            out.rejected.push(Rejected {
+        if too_long {
+            return reject(Rejected {
+                line,
+                reason: format!("the line is longer than {MAX_LINE} bytes"),
+            });
+        }
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.is_empty() {
+            return Ok(());
+        }
+        let Some(colon) = memchr::memchr(b':', raw) else {
+            return reject(Rejected {
                 line,
                 reason: "no `:` between user and password".into(),
             });
-            continue;
         };
-        match entry(line, &raw[..colon], None, Some(&raw[colon + 1..])) {
-            Ok(e) => out.entries.push(e),
-            Err(reason) => out.rejected.push(Rejected { line, reason }),
+        deliver(
+            line,
+            &raw[..colon],
+            None,
+            Some(&raw[colon + 1..]),
+            &[],
+            entry,
+            reject,
+        )
+    };
+    loop {
+        let avail = chunks.avail()?;
+        if avail.is_empty() {
+            // The last line, without a line feed.
+            if !item.buf.is_empty() || item.too_long {
+                one(line + 1, &item.buf, item.too_long, first)?;
+            }
+            return Ok(());
+        }
+        match memchr::memchr(b'\n', avail) {
+            Some(i) => {
+                line += 1;
+                if item.buf.is_empty() && !item.too_long {
+                    // The whole line is in this chunk.
+                    let raw = &avail[..i];
+                    one(line, raw, i > MAX_LINE, raw.first().copied())?;
+                } else {
+                    item.extend(&avail[..i]);
+                    one(line, &item.buf, item.too_long, first)?;
+                    item.clear();
+                }
+                first = None;
+                chunks.consume(i + 1);
+            }
+            None => {
+                let n = avail.len();
+                if first.is_none() && item.buf.is_empty() && !item.too_long {
+                    first = avail.first().copied();
+                }
+                item.extend(avail);
+                chunks.consume(n);
+            }
         }
     }
-    out
 }
 
-/// One CSV record: its fields and the line it starts on.
+/// Where the CSV reader is within a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CsvState {
+    /// At the start of a record.
+    RecordStart,
+    /// At the start of a field after a comma.
+    FieldStart,
+    /// In an unquoted field.
+    Unquoted,
+    /// In a quoted field.
+    Quoted,
+    /// Just after a quote inside a quoted field.
+    QuoteSeen,
+    /// After a closing quote and a CR.
+    AfterQuoteCr,
+}
+
+/// One CSV record: its fields (in one buffer) and the line it starts on.
 struct CsvRecord {
+    item: Item,
+    ends: Vec<usize>,
     line: usize,
-    fields: Vec<Zeroizing<Vec<u8>>>,
 }
 
-/// An upper bound of the length of the CSV field starting at `i`, so that its buffer is
-/// allocated once: a buffer that grows leaves copies of a password in freed memory.
-fn field_len_bound(input: &[u8], i: usize) -> usize {
-    let rest = input.get(i..).unwrap_or_default();
-    if rest.first() == Some(&b'"') {
-        let mut j = 1;
-        while j < rest.len() {
-            if rest[j] == b'"' {
-                if rest.get(j + 1) != Some(&b'"') {
-                    return j;
-                }
-                j += 1;
-            }
-            j += 1;
+impl CsvRecord {
+    fn fields(&self) -> Vec<&[u8]> {
+        let mut start = 0;
+        self.ends
+            .iter()
+            .map(|&e| {
+                let f = &self.item.buf[start..e];
+                start = e;
+                f
+            })
+            .collect()
+    }
+
+    fn end_field(&mut self) {
+        self.ends.push(self.item.buf.len());
+    }
+}
+
+/// What to do with the records of a CSV input: the header first, then the rows.
+struct CsvRows<'c> {
+    /// Column of user, password, realm; None until the header was read.
+    cols: Option<(usize, usize, Option<usize>, usize)>,
+    entry: &'c mut dyn FnMut(&EntryRef<'_>) -> Result<()>,
+    reject: &'c mut dyn FnMut(Rejected) -> Result<()>,
+}
+
+impl CsvRows<'_> {
+    /// Handles one record; `Some` for a header that makes the input unreadable.
+    fn record(&mut self, rec: &CsvRecord) -> Result<Option<Rejected>> {
+        let Some((u, p, r, n)) = self.cols else {
+            return Ok(self.header(rec).err());
+        };
+        if rec.item.too_long {
+            (self.reject)(Rejected {
+                line: rec.line,
+                reason: format!("the record is longer than {MAX_LINE} bytes"),
+            })?;
+            return Ok(None);
         }
-        rest.len()
-    } else {
-        memchr::memchr2(b',', b'\n', rest).unwrap_or(rest.len())
+        let fields = rec.fields();
+        if fields.len() != n {
+            (self.reject)(Rejected {
+                line: rec.line,
+                reason: format!("{} fields, the header has {n}", fields.len()),
+            })?;
+            return Ok(None);
+        }
+        let realm = r.map(|r| fields[r]).filter(|r| !r.is_empty());
+        deliver(
+            rec.line,
+            fields[u],
+            realm,
+            Some(fields[p]),
+            &[],
+            self.entry,
+            self.reject,
+        )?;
+        Ok(None)
+    }
+
+    fn header(&mut self, rec: &CsvRecord) -> std::result::Result<(), Rejected> {
+        let bad = |reason: String| Rejected {
+            line: rec.line,
+            reason,
+        };
+        if rec.item.too_long {
+            return Err(bad(format!(
+                "the header is longer than {MAX_LINE} bytes (is the header line missing?)"
+            )));
+        }
+        let mut cols: HashMap<String, usize> = HashMap::new();
+        let fields = rec.fields();
+        for (i, f) in fields.iter().enumerate() {
+            let name = String::from_utf8_lossy(f).trim().to_ascii_lowercase();
+            let name = name.trim_start_matches('\u{feff}').to_string();
+            if !["user", "realm", "password"].contains(&name.as_str()) {
+                // The field is not echoed: without a header line it is a user's data,
+                // perhaps a password.
+                return Err(bad(format!(
+                    "unknown CSV column {} in the header (expected user, realm, password; \
+                     is the header line missing?)",
+                    i + 1
+                )));
+            }
+            if cols.insert(name.clone(), i).is_some() {
+                return Err(bad(format!("column `{}` appears twice", name.escape_debug())));
+            }
+        }
+        let (Some(&u), Some(&p)) = (cols.get("user"), cols.get("password")) else {
+            return Err(bad(
+                "the CSV header must name the columns user and password (and realm)".into(),
+            ));
+        };
+        self.cols = Some((u, p, cols.get("realm").copied(), fields.len()));
+        Ok(())
     }
 }
 
 /// An RFC 4180 reader: fields separated by `,`, records by LF or CRLF, fields in
-/// double quotes may hold commas, newlines and `""` for a quote.
-fn csv_records(input: &[u8]) -> std::result::Result<Vec<CsvRecord>, Rejected> {
-    let mut records = Vec::new();
-    let (mut i, mut line) = (0usize, 1usize);
-    while i < input.len() {
-        let start_line = line;
-        let mut fields = Vec::new();
-        loop {
-            let mut field = Zeroizing::new(Vec::with_capacity(field_len_bound(input, i)));
-            if input.get(i) == Some(&b'"') {
-                i += 1;
-                loop {
-                    match input.get(i) {
-                        None => {
-                            return Err(Rejected {
-                                line: start_line,
-                                reason: "unterminated quoted field".into(),
-                            });
+/// double quotes may hold commas, newlines and `""` for a quote. A malformed quote
+/// makes the rest unreadable.
+fn parse_csv(
+    chunks: &mut Chunks<'_>,
+    entry: &mut dyn FnMut(&EntryRef<'_>) -> Result<()>,
+    reject: &mut dyn FnMut(Rejected) -> Result<()>,
+) -> Result<Option<Rejected>> {
+    let mut rows = CsvRows {
+        cols: None,
+        entry,
+        reject,
+    };
+    let mut rec = CsvRecord {
+        item: Item::new(MAX_LINE),
+        ends: Vec::new(),
+        line: 1,
+    };
+    let mut state = CsvState::RecordStart;
+    let mut line = 1usize;
+    // Ends a record: a blank one (a single empty field) is skipped.
+    let finish = |rec: &mut CsvRecord, rows: &mut CsvRows<'_>| -> Result<Option<Rejected>> {
+        let blank = rec.ends.len() == 1 && rec.ends[0] == 0 && !rec.item.too_long;
+        let out = if blank { None } else { rows.record(rec)? };
+        rec.item.clear();
+        rec.ends.clear();
+        Ok(out)
+    };
+    loop {
+        let avail = chunks.avail()?;
+        if avail.is_empty() {
+            // The end of the input.
+            match state {
+                CsvState::RecordStart => {}
+                CsvState::Quoted => {
+                    return Ok(Some(Rejected {
+                        line: rec.line,
+                        reason: "unterminated quoted field".into(),
+                    }));
+                }
+                CsvState::Unquoted => {
+                    if rec.item.buf.last() == Some(&b'\r') {
+                        rec.item.buf.pop();
+                    }
+                    rec.end_field();
+                    if let Some(f) = finish(&mut rec, &mut rows)? {
+                        return Ok(Some(f));
+                    }
+                }
+                CsvState::FieldStart | CsvState::QuoteSeen | CsvState::AfterQuoteCr => {
+                    rec.end_field();
+                    if let Some(f) = finish(&mut rec, &mut rows)? {
+                        return Ok(Some(f));
+                    }
+                }
+            }
+            if rows.cols.is_none() {
+                return Ok(Some(Rejected {
+                    line: 1,
+                    reason: "empty input: no CSV header".into(),
+                }));
+            }
+            return Ok(None);
+        }
+        let n = avail.len();
+        let mut i = 0;
+        while i < n {
+            let c = avail[i];
+            i += 1;
+            match state {
+                CsvState::RecordStart | CsvState::FieldStart => {
+                    if state == CsvState::RecordStart {
+                        rec.line = line;
+                    }
+                    match c {
+                        b'"' => state = CsvState::Quoted,
+                        b',' => {
+                            rec.end_field();
+                            state = CsvState::FieldStart;
                         }
-                        Some(b'"') if input.get(i + 1) == Some(&b'"') => {
-                            field.push(b'"');
-                            i += 2;
-                        }
-                        Some(b'"') => {
-                            i += 1;
-                            break;
-                        }
-                        Some(&c) => {
-                            if c == b'\n' {
-                                line += 1;
+                        b'\n' => {
+                            rec.end_field();
+                            line += 1;
+                            state = CsvState::RecordStart;
+                            if let Some(f) = finish(&mut rec, &mut rows)? {
+                                return Ok(Some(f));
                             }
-                            field.push(c);
-                            i += 1;
+                        }
+                        _ => {
+                            rec.item.push(c);
+                            state = CsvState::Unquoted;
                         }
                     }
                 }
-                match input.get(i) {
-                    None | Some(b',') | Some(b'\n') => {}
-                    Some(b'\r') if matches!(input.get(i + 1), None | Some(b'\n')) => {}
-                    Some(_) => {
-                        return Err(Rejected {
-                            line,
-                            reason: "text after a closing quote".into(),
-                        });
+                CsvState::Unquoted => match c {
+                    b',' => {
+                        rec.end_field();
+                        state = CsvState::FieldStart;
                     }
-                }
-            } else {
-                while let Some(&c) = input.get(i) {
-                    if c == b',' || c == b'\n' {
-                        break;
+                    b'\n' => {
+                        if rec.item.buf.last() == Some(&b'\r') {
+                            rec.item.buf.pop();
+                        }
+                        rec.end_field();
+                        line += 1;
+                        state = CsvState::RecordStart;
+                        if let Some(f) = finish(&mut rec, &mut rows)? {
+                            return Ok(Some(f));
+                        }
                     }
-                    if c == b'"' {
-                        return Err(Rejected {
+                    b'"' => {
+                        return Ok(Some(Rejected {
                             line,
                             reason: "a quote inside an unquoted field".into(),
-                        });
+                        }));
                     }
-                    field.push(c);
-                    i += 1;
-                }
-                if field.last() == Some(&b'\r') && matches!(input.get(i), None | Some(b'\n')) {
-                    field.pop();
-                }
-            }
-            if input.get(i) == Some(&b'\r') {
-                i += 1;
-            }
-            fields.push(field);
-            match input.get(i) {
-                Some(b',') => i += 1,
-                Some(b'\n') => {
-                    i += 1;
-                    line += 1;
-                    break;
-                }
-                _ => break,
+                    _ => rec.item.push(c),
+                },
+                CsvState::Quoted => match c {
+                    b'"' => state = CsvState::QuoteSeen,
+                    _ => {
+                        if c == b'\n' {
+                            line += 1;
+                        }
+                        rec.item.push(c);
+                    }
+                },
+                CsvState::QuoteSeen => match c {
+                    b'"' => {
+                        rec.item.push(b'"');
+                        state = CsvState::Quoted;
+                    }
+                    b',' => {
+                        rec.end_field();
+                        state = CsvState::FieldStart;
+                    }
+                    b'\n' => {
+                        rec.end_field();
+                        line += 1;
+                        state = CsvState::RecordStart;
+                        if let Some(f) = finish(&mut rec, &mut rows)? {
+                            return Ok(Some(f));
+                        }
+                    }
+                    b'\r' => state = CsvState::AfterQuoteCr,
+                    _ => {
+                        return Ok(Some(Rejected {
+                            line,
+                            reason: "text after a closing quote".into(),
+                        }));
+                    }
+                },
+                CsvState::AfterQuoteCr => match c {
+                    b'\n' => {
+                        rec.end_field();
+                        line += 1;
+                        state = CsvState::RecordStart;
+                        if let Some(f) = finish(&mut rec, &mut rows)? {
+                            return Ok(Some(f));
+                        }
+                    }
+                    _ => {
+                        return Ok(Some(Rejected {
+                            line,
+                            reason: "text after a closing quote".into(),
+                        }));
+                    }
+                },
             }
         }
-        let blank = fields.len() == 1 && fields[0].is_empty();
-        if !blank {
-            records.push(CsvRecord {
-                line: start_line,
-                fields,
-            });
-        }
+        chunks.consume(n);
     }
-    Ok(records)
 }
 
-fn parse_csv(input: &[u8]) -> Parsed {
-    let mut out = Parsed::default();
-    let records = match csv_records(input) {
-        Ok(r) => r,
-        Err(rej) => {
-            out.rejected.push(rej);
-            return out;
-        }
-    };
-    let Some((header, rows)) = records.split_first() else {
-        out.rejected.push(Rejected {
+/// Where the JSON reader is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JsonState {
+    /// Before the `[` (a byte-order mark and white space may come first).
+    Start,
+    /// After `[` or `,`, before an element.
+    BeforeElement,
+    /// In an element.
+    Element,
+    /// After the closing `]`: only white space may follow.
+    After,
+    /// After an empty array's `]`: anything may follow (as before).
+    Done,
+}
+
+fn json_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// A JSON array read one element at a time: each top-level element (an object, up to
+/// [`MAX_ELEMENT`] bytes) is parsed on its own, so a bad element is one rejection.
+fn parse_json(
+    chunks: &mut Chunks<'_>,
+    entry: &mut dyn FnMut(&EntryRef<'_>) -> Result<()>,
+    reject: &mut dyn FnMut(Rejected) -> Result<()>,
+) -> Result<Option<Rejected>> {
+    let fatal = |reason: &str| {
+        Ok(Some(Rejected {
             line: 1,
-            reason: "empty input: no CSV header".into(),
-        });
-        return out;
+            reason: reason.into(),
+        }))
     };
-    let mut cols: HashMap<String, usize> = HashMap::new();
-    for (i, f) in header.fields.iter().enumerate() {
-        let name = String::from_utf8_lossy(f).trim().to_ascii_lowercase();
-        let name = name.trim_start_matches('\u{feff}').to_string();
-        if !["user", "realm", "password"].contains(&name.as_str()) {
-            // The field is not echoed: without a header line it is a user's data,
-            // perhaps a password.
-            out.rejected.push(Rejected {
-                line: header.line,
-                reason: format!(
-                    "unknown CSV column {} in the header (expected user, realm, password; \
-                     is the header line missing?)",
-                    i + 1
-                ),
-            });
-            return out;
-        }
-        if cols.insert(name.clone(), i).is_some() {
-            out.rejected.push(Rejected {
-                line: header.line,
-                reason: format!("column `{}` appears twice", name.escape_debug()),
-            });
-            return out;
-        }
-    }
-    let (Some(&u), Some(&p)) = (cols.get("user"), cols.get("password")) else {
-        out.rejected.push(Rejected {
-            line: header.line,
-            reason: "the CSV header must name the columns user and password (and realm)".into(),
-        });
-        return out;
-    };
-    let r = cols.get("realm").copied();
-    for rec in rows {
-        if rec.fields.len() != header.fields.len() {
-            out.rejected.push(Rejected {
-                line: rec.line,
-                reason: format!(
-                    "{} fields, the header has {}",
-                    rec.fields.len(),
-                    header.fields.len()
-                ),
-            });
-            continue;
-        }
-        let realm = r.map(|r| &rec.fields[r][..]).filter(|r| !r.is_empty());
-        match entry(rec.line, &rec.fields[u], realm, Some(&rec.fields[p])) {
-            Ok(e) => out.entries.push(e),
-            Err(reason) => out.rejected.push(Rejected {
-                line: rec.line,
-                reason,
-            }),
-        }
-    }
-    out
-}
-
-/// Byte offsets of each top-level element of a JSON array (the text must be a
-/// well-formed array; serde checks each element afterwards).
-fn json_elements(input: &[u8]) -> std::result::Result<Vec<(usize, usize)>, String> {
-    let ws = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
-    let mut i = 0;
-    if input.starts_with("\u{feff}".as_bytes()) {
-        i = 3;
-    }
-    while i < input.len() && ws(input[i]) {
-        i += 1;
-    }
-    if input.get(i) != Some(&b'[') {
-        return Err("the JSON input must be an array of objects".into());
-    }
-    i += 1;
-    let mut elems = Vec::new();
+    let mut state = JsonState::Start;
+    let mut elem = Item::new(MAX_ELEMENT);
+    let (mut elem_line, mut line) = (1usize, 1usize);
+    let (mut depth, mut in_str, mut esc) = (0i64, false, false);
+    let mut elements = 0usize;
+    let mut at_start = true;
+    let mut bom = 0usize;
     loop {
-        while i < input.len() && ws(input[i]) {
-            i += 1;
+        let avail = chunks.avail()?;
+        if avail.is_empty() {
+            return match state {
+                JsonState::After | JsonState::Done => Ok(None),
+                JsonState::Start => fatal("the JSON input must be an array of objects"),
+                _ => fatal("unexpected end of the JSON input"),
+            };
         }
-        match input.get(i) {
-            Some(b']') if elems.is_empty() => return Ok(elems),
-            None => return Err("unexpected end of the JSON input".into()),
-            _ => {}
-        }
-        let start = i;
-        let (mut depth, mut in_str, mut esc) = (0i64, false, false);
-        while let Some(&c) = input.get(i) {
-            if in_str {
-                if esc {
-                    esc = false;
-                } else if c == b'\\' {
-                    esc = true;
-                } else if c == b'"' {
-                    in_str = false;
-                }
-            } else {
-                match c {
-                    b'"' => in_str = true,
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' if depth > 0 => depth -= 1,
-                    b',' | b']' if depth == 0 => break,
-                    _ => {}
-                }
-            }
-            i += 1;
-        }
-        let end = i;
-        elems.push((start, end));
-        match input.get(i) {
-            Some(b',') => i += 1,
-            Some(b']') => {
-                i += 1;
-                while i < input.len() && ws(input[i]) {
+        let n = avail.len();
+        let mut i = 0;
+        // Bytes of the current element in this chunk start here.
+        let mut seg = 0usize;
+        while i < n {
+            let c = avail[i];
+            match state {
+                JsonState::Start => {
+                    // A UTF-8 byte-order mark at the very start.
+                    const BOM: &[u8] = "\u{feff}".as_bytes();
+                    if at_start {
+                        if c == BOM[bom] {
+                            bom += 1;
+                            at_start = bom < BOM.len();
+                            i += 1;
+                            continue;
+                        }
+                        if bom > 0 {
+                            return fatal("the JSON input must be an array of objects");
+                        }
+                        at_start = false;
+                    }
+                    if c == b'\n' {
+                        line += 1;
+                    }
+                    if json_ws(c) {
+                        i += 1;
+                        continue;
+                    }
+                    if c != b'[' {
+                        return fatal("the JSON input must be an array of objects");
+                    }
+                    state = JsonState::BeforeElement;
                     i += 1;
                 }
-                if i != input.len() {
-                    return Err("text after the JSON array".into());
+                JsonState::BeforeElement => {
+                    if json_ws(c) {
+                        if c == b'\n' {
+                            line += 1;
+                        }
+                        i += 1;
+                        continue;
+                    }
+                    if c == b']' && elements == 0 {
+                        state = JsonState::Done;
+                        i += 1;
+                        continue;
+                    }
+                    state = JsonState::Element;
+                    elem_line = line;
+                    (depth, in_str, esc) = (0, false, false);
+                    seg = i;
                 }
-                return Ok(elems);
+                JsonState::Element => {
+                    let mut end = false;
+                    if in_str {
+                        if esc {
+                            esc = false;
+                        } else if c == b'\\' {
+                            esc = true;
+                        } else if c == b'"' {
+                            in_str = false;
+                        }
+                    } else {
+                        match c {
+                            b'"' => in_str = true,
+                            b'{' | b'[' => depth += 1,
+                            b'}' | b']' if depth > 0 => depth -= 1,
+                            b',' | b']' if depth == 0 => end = true,
+                            _ => {}
+                        }
+                    }
+                    if c == b'\n' {
+                        line += 1;
+                    }
+                    if !end {
+                        i += 1;
+                        continue;
+                    }
+                    elem.extend(&avail[seg..i]);
+                    elements += 1;
+                    json_element(elem_line, &elem, entry, reject)?;
+                    elem.clear();
+                    state = if c == b',' {
+                        JsonState::BeforeElement
+                    } else {
+                        JsonState::After
+                    };
+                    i += 1;
+                }
+                JsonState::After => {
+                    if !json_ws(c) {
+                        return fatal("text after the JSON array");
+                    }
+                    i += 1;
+                }
+                JsonState::Done => i += 1,
             }
-            _ => return Err("unexpected end of the JSON input".into()),
         }
+        if state == JsonState::Element {
+            elem.extend(&avail[seg..n]);
+        }
+        chunks.consume(n);
     }
 }
 
-fn line_of(input: &[u8], offset: usize) -> usize {
-    1 + memchr::memchr_iter(b'\n', &input[..offset]).count()
+/// Parses and hands over one element.
+fn json_element(
+    line: usize,
+    elem: &Item,
+    entry: &mut dyn FnMut(&EntryRef<'_>) -> Result<()>,
+    reject: &mut dyn FnMut(Rejected) -> Result<()>,
+) -> Result<()> {
+    if elem.too_long {
+        return reject(Rejected {
+            line,
+            reason: format!("the element is longer than {MAX_ELEMENT} bytes"),
+        });
+    }
+    let value: serde_json::Value = match serde_json::from_slice(&elem.buf) {
+        Ok(v) => v,
+        Err(e) => {
+            return reject(Rejected {
+                line,
+                reason: format!("invalid JSON: {e}"),
+            });
+        }
+    };
+    match json_entry(line, value) {
+        Ok(e) => entry(&EntryRef {
+            line,
+            user: &e.user,
+            realm: e.realm.as_deref(),
+            password: e.password.as_deref().map(|p| &p[..]),
+            properties: &e.properties,
+        }),
+        Err(reason) => reject(Rejected { line, reason }),
+    }
 }
 
 /// A JSON string value, or `{"base64": "..."}` for bytes. Takes the value, so the
@@ -503,43 +977,208 @@ fn json_entry(line: usize, v: serde_json::Value) -> std::result::Result<Entry, S
     if password_bytes.is_none() && props.is_empty() {
         return Err("no `password` (and no stored properties)".into());
     }
-    let mut e = entry(
-        line,
+    let (u, r) = check_entry(
         user.as_bytes(),
         realm_ref,
         password_bytes.as_deref().map(|v| &v[..]),
     )?;
-    e.properties = props;
-    Ok(e)
+    Ok(Entry {
+        line,
+        user: u.to_vec(),
+        realm: r.map(<[u8]>::to_vec),
+        password: password_bytes,
+        properties: props,
+    })
 }
 
-fn parse_json(input: &[u8]) -> Parsed {
-    let mut out = Parsed::default();
-    let elems = match json_elements(input) {
-        Ok(e) => e,
-        Err(reason) => {
-            out.rejected.push(Rejected { line: 1, reason });
-            return out;
-        }
-    };
-    for (start, end) in elems {
-        let line = line_of(input, start);
-        let value: serde_json::Value = match serde_json::from_slice(&input[start..end]) {
-            Ok(v) => v,
-            Err(e) => {
-                out.rejected.push(Rejected {
-                    line,
-                    reason: format!("invalid JSON: {e}"),
-                });
-                continue;
-            }
-        };
-        match json_entry(line, value) {
-            Ok(e) => out.entries.push(e),
-            Err(reason) => out.rejected.push(Rejected { line, reason }),
+// ---------------------------------------------------------------------------------
+// Applying
+
+/// Rejected entries, in bounded memory (the rest spills), read back in line order.
+pub struct Rejections {
+    sort: ExternalSort,
+    seq: u64,
+}
+
+impl fmt::Debug for Rejections {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejections")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl Rejections {
+    /// None yet; spilling as `to` says.
+    pub fn new(to: &SpillTo) -> Rejections {
+        Rejections {
+            sort: ExternalSort::new(&to.with_budget(REJECT_BUDGET)),
+            seq: 0,
         }
     }
-    out
+
+    /// Adds one.
+    pub fn push(&mut self, r: Rejected) -> Result<()> {
+        self.seq += 1;
+        self.sort.push_parts(
+            &[&(r.line as u64).to_be_bytes(), &self.seq.to_be_bytes()],
+            &[r.reason.as_bytes()],
+        )
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> u64 {
+        self.sort.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.sort.is_empty()
+    }
+
+    /// Every rejection, by line (in the order found on the same line).
+    pub fn into_sorted(self) -> Result<impl Iterator<Item = Result<Rejected>>> {
+        let mut sorted = self.sort.finish()?;
+        let mut failed = false;
+        Ok(std::iter::from_fn(move || {
+            if failed {
+                return None;
+            }
+            match sorted.next() {
+                Ok(Some((k, v))) => Some(Ok(Rejected {
+                    line: u64::from_be_bytes(k[..8].try_into().expect("8")) as usize,
+                    reason: String::from_utf8_lossy(v).into_owned(),
+                })),
+                Ok(None) => None,
+                Err(e) => {
+                    failed = true;
+                    Some(Err(e))
+                }
+            }
+        }))
+    }
+}
+
+/// An import's entries, parsed and sorted by user and line, in bounded memory (see
+/// [`read_input`]).
+pub struct Input {
+    sort: ExternalSort,
+    rejected: Rejections,
+    fatal: Option<Rejected>,
+}
+
+impl fmt::Debug for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Input")
+            .field("entries", &self.entries())
+            .field("rejected", &self.rejected.len())
+            .field("fatal", &self.fatal)
+            .finish()
+    }
+}
+
+impl Input {
+    /// An empty input, sorting as `to` says.
+    pub fn new(to: &SpillTo) -> Input {
+        Input {
+            sort: ExternalSort::new(to),
+            rejected: Rejections::new(to),
+            fatal: None,
+        }
+    }
+
+    /// Entries accepted by the parser.
+    pub fn entries(&self) -> u64 {
+        self.sort.len()
+    }
+
+    /// Entries the parser refused.
+    pub fn rejected(&self) -> &Rejections {
+        &self.rejected
+    }
+
+    /// A problem that made the input unreadable: then it is the only one reported,
+    /// and nothing is imported.
+    pub fn fatal(&self) -> Option<&Rejected> {
+        self.fatal.as_ref()
+    }
+
+    /// Takes the parser's rejections (leaving none).
+    pub fn take_rejected(&mut self) -> Rejections {
+        let to = SpillTo::memory_only();
+        std::mem::replace(&mut self.rejected, Rejections::new(&to))
+    }
+
+    /// Adds an entry whose realm is resolved (`realm`).
+    fn push(&mut self, e: &EntryRef<'_>, realm: &[u8]) -> Result<()> {
+        let line = (e.line as u64).to_be_bytes();
+        let key: [&[u8]; 5] = [e.user, b"\0", realm, b"\0", &line];
+        let (flag, pw): (&[u8], &[u8]) = match e.password {
+            Some(p) => (&[1], p),
+            None => (&[0], &[]),
+        };
+        let pw_len = (pw.len() as u32).to_le_bytes();
+        let n_props = (e.properties.len() as u32).to_le_bytes();
+        if e.properties.is_empty() {
+            return self.sort.push_parts(&key, &[flag, &pw_len, pw, &n_props]);
+        }
+        let lens: Vec<[u8; 8]> = e
+            .properties
+            .iter()
+            .map(|(n, v)| {
+                let mut b = [0u8; 8];
+                b[..4].copy_from_slice(&(n.len() as u32).to_le_bytes());
+                b[4..].copy_from_slice(&(v.len() as u32).to_le_bytes());
+                b
+            })
+            .collect();
+        let mut value: Vec<&[u8]> = vec![flag, &pw_len, pw, &n_props];
+        for ((n, v), l) in e.properties.iter().zip(&lens) {
+            value.extend([&l[..], n, v]);
+        }
+        self.sort.push_parts(&key, &value)
+    }
+}
+
+/// Parses `input` in `format` and sorts the accepted entries by user, spilling as
+/// `to` says. `default_realm` gives the realm of entries without one; it is asked
+/// once, at the first such entry.
+pub fn read_input(
+    input: &mut dyn Read,
+    format: InputFormat,
+    default_realm: &mut dyn FnMut() -> Result<Vec<u8>>,
+    to: &SpillTo,
+) -> Result<Input> {
+    let mut out = Input::new(to);
+    let mut realm: Option<Vec<u8>> = None;
+    let mut rejected = Rejections::new(to);
+    let fatal = {
+        let out = &mut out;
+        parse_stream(
+            input,
+            format,
+            &mut |e| {
+                let r = match e.realm {
+                    Some(r) => r,
+                    None => {
+                        if realm.is_none() {
+                            realm = Some(default_realm()?);
+                        }
+                        realm.as_deref().expect("just set")
+                    }
+                };
+                out.push(e, r)
+            },
+            &mut |r| rejected.push(r),
+        )?
+    };
+    out.rejected = rejected;
+    if let Some(f) = fatal {
+        // Nothing else counts: the entries read so far are dropped.
+        out = Input::new(to);
+        out.fatal = Some(f);
+    }
+    Ok(out)
 }
 
 /// How an import treats the existing users.
@@ -574,9 +1213,21 @@ pub struct Summary {
 /// an imported user, so the database holds exactly the input.
 const MANAGED: [&str; 3] = [USER_PASSWORD, AUTH_PASSWORD, OTP_SECRET];
 
+/// How to apply an import.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyOptions<'p> {
+    /// What happens to existing users.
+    pub mode: Mode,
+    /// Which secrets a password writes.
+    pub policy: &'p SecretPolicy,
+    /// Work everything out (the summary, the rejections) but stage nothing.
+    pub dry_run: bool,
+}
+
 /// Applies parsed entries to `txn`. Entries without a realm get `default_realm`. A
 /// second entry for the same user@realm is rejected (the first one wins). `progress`
-/// is called with the number of entries done so far.
+/// is called with the number of entries done so far. The entries are sorted in the
+/// transaction's spill directory first; see [`apply_input`].
 pub fn apply(
     txn: &mut Transaction,
     entries: Vec<Entry>,
@@ -585,90 +1236,387 @@ pub fn apply(
     default_realm: &[u8],
     progress: &mut dyn FnMut(usize),
 ) -> Result<(Summary, Vec<Rejected>)> {
-    let mut summary = Summary::default();
-    let mut rejected = Vec::new();
-    let mut seen: HashMap<Vec<u8>, usize> = HashMap::with_capacity(entries.len());
-    let mut wanted = Vec::with_capacity(entries.len());
-    for e in entries {
-        let realm = e.realm.clone().unwrap_or_else(|| default_realm.to_vec());
-        let prefix = user_prefix(&e.user, &realm);
-        if let Some(first) = seen.get(&prefix) {
-            rejected.push(Rejected {
-                line: e.line,
-                reason: format!(
-                    "{}@{} appears again (first on line {first})",
-                    String::from_utf8_lossy(&e.user),
-                    String::from_utf8_lossy(&realm)
-                ),
-            });
-            continue;
+    let mut input = Input::new(&txn.spill_to());
+    for e in &entries {
+        let r = EntryRef {
+            line: e.line,
+            user: &e.user,
+            realm: e.realm.as_deref(),
+            password: e.password.as_deref().map(|p| &p[..]),
+            properties: &e.properties,
+        };
+        input.push(&r, e.realm.as_deref().unwrap_or(default_realm))?;
+    }
+    drop(entries);
+    let opts = ApplyOptions {
+        mode,
+        policy,
+        dry_run: false,
+    };
+    let (summary, rejected) = apply_input(txn, input, &opts, progress)?;
+    let rejected = rejected.into_sorted()?.collect::<Result<Vec<_>>>()?;
+    Ok((summary, rejected))
+}
+
+/// A record copied out of a lending stream, in a buffer that is reused (and wiped).
+struct Held {
+    buf: Zeroizing<Vec<u8>>,
+    klen: usize,
+    some: bool,
+}
+
+impl Held {
+    fn new() -> Held {
+        Held {
+            buf: Zeroizing::new(Vec::with_capacity(512)),
+            klen: 0,
+            some: false,
         }
-        seen.insert(prefix, e.line);
-        wanted.push((e, realm));
     }
 
-    if mode == Mode::ReplaceAll {
-        // Every user (and malformed key) not in the input goes away.
-        let mut gone: BTreeSet<Vec<u8>> = BTreeSet::new();
-        let mut stray = Vec::new();
-        for k in txn.base_keys_sorted()? {
-            match crate::record::KeyRef::parse(k) {
-                Ok(kr) => {
-                    let prefix = user_prefix(kr.user, kr.realm);
-                    if !seen.contains_key(&prefix) {
-                        gone.insert(prefix);
-                        stray.push(k.clone());
-                    } else if !MANAGED.iter().any(|m| m.as_bytes() == kr.property) {
-                        stray.push(k.clone());
-                    }
+    fn set(&mut self, rec: Option<(&[u8], &[u8])>) {
+        self.buf.iter_mut().for_each(|b| *b = 0);
+        self.buf.clear();
+        self.some = rec.is_some();
+        if let Some((k, v)) = rec {
+            let need = k.len() + v.len();
+            if need > self.buf.capacity() {
+                self.buf = Zeroizing::new(Vec::with_capacity(need.max(2 * self.buf.capacity())));
+            }
+            self.buf.extend_from_slice(k);
+            self.buf.extend_from_slice(v);
+            self.klen = k.len();
+        }
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.buf[..self.klen]
+    }
+
+    fn value(&self) -> &[u8] {
+        &self.buf[self.klen..]
+    }
+}
+
+/// One property of a user during an import: its value in the database and now.
+struct Prop {
+    name: Vec<u8>,
+    base: Option<Secret>,
+    now: Option<Secret>,
+}
+
+/// A user's properties during an import.
+#[derive(Default)]
+struct PropSet(Vec<Prop>);
+
+impl PropSet {
+    fn set(&mut self, name: &[u8], value: Option<Secret>) {
+        match self.0.iter_mut().find(|p| p.name == name) {
+            Some(p) => p.now = value,
+            None => self.0.push(Prop {
+                name: name.to_vec(),
+                base: None,
+                now: value,
+            }),
+        }
+    }
+
+    fn get(&self, name: &[u8]) -> Option<&Secret> {
+        self.0
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.now.as_ref())
+    }
+}
+
+impl UserProps for PropSet {
+    fn get(&self, prop: &str) -> Result<Option<Secret>> {
+        Ok(PropSet::get(self, prop.as_bytes()).cloned())
+    }
+
+    fn put(&mut self, prop: &str, value: Secret) -> Result<()> {
+        self.set(prop.as_bytes(), Some(value));
+        Ok(())
+    }
+
+    fn delete(&mut self, prop: &str) -> Result<()> {
+        self.set(prop.as_bytes(), None);
+        Ok(())
+    }
+}
+
+/// The state of an import's merge of its sorted entries with the database.
+struct Merge<'s> {
+    opts: ApplyOptions<'s>,
+    stage: Option<Stage>,
+    summary: Summary,
+    rejected: Rejections,
+    key: Vec<u8>,
+}
+
+impl Merge<'_> {
+    fn put(&mut self, prefix: &[u8], name: &[u8], value: &[u8]) -> Result<()> {
+        if let Some(st) = &mut self.stage {
+            self.key.clear();
+            self.key.extend_from_slice(prefix);
+            self.key.extend_from_slice(name);
+            st.put(&self.key, value)?;
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<()> {
+        if let Some(st) = &mut self.stage {
+            st.delete(key)?;
+        }
+        Ok(())
+    }
+
+    /// A key that is not `user NUL realm NUL property`: kept, except by replace-all.
+    fn malformed(&mut self, key: &[u8]) -> Result<()> {
+        if self.opts.mode == Mode::ReplaceAll {
+            self.delete(key)?;
+        }
+        Ok(())
+    }
+
+    /// A user of the database that the input does not name.
+    fn base_only(&mut self, prefix: &[u8], props: &PropSet) -> Result<()> {
+        if self.opts.mode == Mode::ReplaceAll {
+            self.summary.removed += 1;
+            for p in &props.0 {
+                self.key.clear();
+                self.key.extend_from_slice(prefix);
+                self.key.extend_from_slice(&p.name);
+                if let Some(st) = &mut self.stage {
+                    st.delete(&self.key)?;
                 }
-                Err(_) => stray.push(k.clone()),
             }
         }
-        summary.removed = gone.len();
-        for k in stray {
-            txn.delete_raw(k);
-        }
+        Ok(())
     }
 
-    let fresh = !txn.existed() && txn.is_empty();
-    for (n, (e, realm)) in wanted.into_iter().enumerate() {
-        if n % 1024 == 0 {
-            progress(n);
+    /// A user of the input (`entry`, encoded as [`Input::push`] does), with the
+    /// properties the database holds for them.
+    fn user(&mut self, prefix: &[u8], entry: &[u8], mut props: PropSet) -> Result<()> {
+        let (password, entry_props) = decode_entry(entry)?;
+        let policy = self.opts.policy;
+        if props.0.is_empty()
+            && entry_props.is_empty()
+            && policy.plaintext
+            && !policy.scram
+            && !policy.otp
+            && let Some(pw) = password
+        {
+            // A new user with a plaintext password only: exactly what a password change
+            // writes for a user without secrets.
+            self.summary.added += 1;
+            return self.put(prefix, USER_PASSWORD.as_bytes(), pw);
         }
-        // Into a new database with nothing else pending, every (unique) user is new.
-        let props = if fresh {
-            Vec::new()
-        } else {
-            txn.properties(&e.user, &realm)?
-        };
-        let exists = !props.is_empty();
-        if exists && mode == Mode::CreateOnly {
-            summary.kept += 1;
-            continue;
+        if self.opts.mode == Mode::ReplaceAll {
+            for p in &mut props.0 {
+                if !MANAGED.iter().any(|m| m.as_bytes() == p.name) {
+                    p.now = None;
+                }
+            }
         }
-        let mut outcome = match &e.password {
-            Some(pw) => account::set_password_with_props(txn, &e.user, &realm, pw, policy, &props)?,
+        let names: Vec<Vec<u8>> = props
+            .0
+            .iter()
+            .filter(|p| p.now.is_some())
+            .map(|p| p.name.clone())
+            .collect();
+        let exists = !names.is_empty();
+        if exists && self.opts.mode == Mode::CreateOnly {
+            self.summary.kept += 1;
+            return Ok(());
+        }
+        let mut outcome = match password {
+            Some(pw) => change_password(&mut props, pw, policy, &names)?,
             None if exists => Outcome::Unchanged,
             None => Outcome::Added,
         };
-        for (name, value) in &e.properties {
-            let key = Key::new(&e.user, &realm, name)?;
-            if txn.get(&key)?.as_deref() != Some(value) {
-                txn.put(&key, value.clone());
+        for (name, value) in &entry_props {
+            if props.get(name).map(|v| &v[..]) != Some(*value) {
+                props.set(name, Some(Secret::new(value.to_vec())));
                 if outcome == Outcome::Unchanged {
                     outcome = Outcome::Updated;
                 }
             }
         }
         match outcome {
-            Outcome::Added => summary.added += 1,
-            Outcome::Updated => summary.updated += 1,
-            Outcome::Unchanged => summary.unchanged += 1,
+            Outcome::Added => self.summary.added += 1,
+            Outcome::Updated => self.summary.updated += 1,
+            Outcome::Unchanged => self.summary.unchanged += 1,
         }
+        for p in &props.0 {
+            let same = match (&p.base, &p.now) {
+                (Some(a), Some(b)) => a[..] == b[..],
+                (None, None) => true,
+                _ => false,
+            };
+            if same {
+                continue;
+            }
+            self.key.clear();
+            self.key.extend_from_slice(prefix);
+            self.key.extend_from_slice(&p.name);
+            if let Some(st) = &mut self.stage {
+                match &p.now {
+                    Some(v) => st.put(&self.key, v)?,
+                    None => st.delete(&self.key)?,
+                }
+            }
+        }
+        Ok(())
     }
-    summary.rejected = rejected.len();
-    Ok((summary, rejected))
+}
+
+/// The password and properties of an entry encoded by [`Input::push`].
+#[allow(clippy::type_complexity)]
+fn decode_entry(v: &[u8]) -> Result<(Option<&[u8]>, Vec<(&[u8], &[u8])>)> {
+    let bad = || Error::Invalid("internal: a sorted import entry is damaged".into());
+    let mut at = 0usize;
+    let mut take = |n: usize| -> Result<&[u8]> {
+        let s = v.get(at..at + n).ok_or_else(bad)?;
+        at += n;
+        Ok(s)
+    };
+    let u32_of = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4")) as usize;
+    let has_pw = take(1)?[0] == 1;
+    let pw_len = u32_of(take(4)?);
+    let pw = take(pw_len)?;
+    let n = u32_of(take(4)?);
+    let mut props = Vec::with_capacity(n);
+    for _ in 0..n {
+        let lens = take(8)?;
+        let (nl, vl) = (u32_of(&lens[..4]), u32_of(&lens[4..]));
+        let name = take(nl)?;
+        let value = take(vl)?;
+        props.push((name, value));
+    }
+    Ok((has_pw.then_some(pw), props))
+}
+
+/// Applies sorted entries to `txn`: a merge of the entries with the database's
+/// records in key order (see the module docs), staging each user's changes in the
+/// transaction for its commit (unless `dry_run`). Returns what was (or would be) done
+/// and every rejection, the parser's included.
+pub fn apply_input(
+    txn: &mut Transaction,
+    mut input: Input,
+    opts: &ApplyOptions<'_>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<(Summary, Rejections)> {
+    let mut m = Merge {
+        opts: *opts,
+        stage: if opts.dry_run {
+            None
+        } else {
+            Some(txn.new_stage(false)?)
+        },
+        summary: Summary::default(),
+        rejected: input.take_rejected(),
+        key: Vec::with_capacity(512),
+    };
+    let mut entries: Sorted = input.sort.finish()?;
+    {
+        let mut base: SortedStream<'_> = txn.base_sorted(true)?;
+        let mut b = Held::new();
+        b.set(base.next()?);
+        let mut e = Held::new();
+        e.set(entries.next()?);
+        let mut done = 0usize;
+        let mut next_report = 0usize;
+        loop {
+            // A malformed key of the database stands alone.
+            if b.some && KeyRef::parse(b.key()).is_err() {
+                m.malformed(b.key())?;
+                b.set(base.next()?);
+                continue;
+            }
+            if !b.some && !e.some {
+                break;
+            }
+            let b_prefix = b.some.then(|| prefix_len(b.key()));
+            let e_prefix = e.some.then(|| e.key().len() - 8);
+            let order = match (b_prefix, e_prefix) {
+                (Some(bp), Some(ep)) => b.key()[..bp].cmp(&e.key()[..ep]),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            // The database's records of the next user (when it is the database's).
+            let mut props = PropSet::default();
+            let prefix: Vec<u8> = if order != std::cmp::Ordering::Greater {
+                let bp = b_prefix.expect("a base record");
+                let prefix = b.key()[..bp].to_vec();
+                while b.some {
+                    match KeyRef::parse(b.key()) {
+                        Err(_) if b.key().starts_with(&prefix) => m.malformed(b.key())?,
+                        Ok(_) if b.key().starts_with(&prefix) => {
+                            props.0.push(Prop {
+                                name: b.key()[bp..].to_vec(),
+                                base: Some(Secret::new(b.value().to_vec())),
+                                now: Some(Secret::new(b.value().to_vec())),
+                            });
+                        }
+                        _ => break,
+                    }
+                    b.set(base.next()?);
+                }
+                prefix
+            } else {
+                e.key()[..e_prefix.expect("an entry")].to_vec()
+            };
+            if order == std::cmp::Ordering::Less {
+                m.base_only(&prefix, &props)?;
+                continue;
+            }
+            // The input's entries for this user: the first wins.
+            let first_line = line_of_key(e.key());
+            m.user(&prefix, e.value(), props)?;
+            done += 1;
+            loop {
+                e.set(entries.next()?);
+                if !e.some || e.key()[..e.key().len() - 8] != prefix[..] {
+                    break;
+                }
+                let at = memchr::memchr(0, &prefix).unwrap_or(0);
+                let (user, realm) = (&prefix[..at], &prefix[at + 1..prefix.len() - 1]);
+                m.rejected.push(Rejected {
+                    line: line_of_key(e.key()),
+                    reason: format!(
+                        "{}@{} appears again (first on line {first_line})",
+                        String::from_utf8_lossy(user),
+                        String::from_utf8_lossy(realm)
+                    ),
+                })?;
+                done += 1;
+            }
+            if done >= next_report {
+                progress(done);
+                next_report = done + 1024;
+            }
+        }
+        progress(done);
+    }
+    if let Some(stage) = m.stage.take() {
+        txn.set_stage(stage)?;
+    }
+    m.summary.rejected = m.rejected.len() as usize;
+    Ok((m.summary, m.rejected))
+}
+
+/// The length of `user NUL realm NUL` at the start of a well-formed key.
+fn prefix_len(key: &[u8]) -> usize {
+    let mut nuls = memchr::memchr_iter(0, key);
+    let _ = nuls.next();
+    nuls.next().map_or(key.len(), |i| i + 1)
+}
+
+/// The line an input sort key ends with.
+fn line_of_key(key: &[u8]) -> usize {
+    u64::from_be_bytes(key[key.len() - 8..].try_into().expect("8")) as usize
 }
 
 #[cfg(test)]

@@ -34,15 +34,18 @@ mod fault_tests;
 use crate::error::{Error, Result};
 use crate::location::{Format, Location};
 use crate::record::{Key, Record, Secret, user_prefix};
+use crate::storage::sort::{SortedStream, SpillTo};
 use crate::storage::{Records, Store};
 
 pub use transaction::{CommitReport, Transaction};
+pub(crate) use users::{Grouped, UserGroup};
 pub use users::{User, Users};
 
 /// A database opened for reading.
 pub struct Database {
     location: Location,
     store: Store,
+    spill: SpillOptions,
 }
 
 impl std::fmt::Debug for Database {
@@ -61,7 +64,29 @@ impl Database {
         Ok(Database {
             location: location.clone(),
             store: Store::open(location)?,
+            spill: SpillOptions::default(),
         })
+    }
+
+    /// Where listings, exports and counts that need an order the database does not
+    /// keep (Berkeley DB and GDBM files are in hash order) sort through temporary
+    /// files, and how much they hold in memory (by default: the database's directory,
+    /// falling back to the system's temporary directory for a sort of names only when
+    /// that one refuses us, and 16 MiB).
+    pub fn with_spill(mut self, spill: SpillOptions) -> Database {
+        self.spill = spill;
+        self
+    }
+
+    /// Where a sort of this database's records spills.
+    pub(crate) fn spill_to(&self) -> SpillTo {
+        spill_to_for(&self.location, &self.spill)
+    }
+
+    /// Every record (or only every key, without `values`) in key order, in bounded
+    /// memory: see [`Database::with_spill`].
+    pub(crate) fn sorted_stream(&self, values: bool) -> Result<SortedStream<'_>> {
+        self.store.scan_sorted(&self.spill_to(), values)
     }
 
     /// Where the database lives.
@@ -96,7 +121,8 @@ impl Database {
         self.store.sorted()
     }
 
-    /// Every record, sorted bytewise by key (held in memory).
+    /// Every record, sorted bytewise by key, held in memory (bulk paths use a bounded
+    /// stream instead).
     pub fn sorted_records(&self) -> Result<Vec<Record>> {
         let mut v: Vec<Record> = self.store.scan()?.collect::<Result<_>>()?;
         if !self.store.sorted() {
@@ -122,8 +148,8 @@ impl Database {
         Ok(props)
     }
 
-    /// Every key, sorted bytewise, held compactly (one arena, no values): what
-    /// listings and exports iterate, so a million keys fit in a few tens of MiB.
+    /// Every key, sorted bytewise, held compactly in memory (one arena, no values).
+    /// [`Database::users`] streams in bounded memory instead.
     pub fn sorted_keys(&self) -> Result<KeyList> {
         let mut list = KeyList::default();
         for rec in self.store.scan()? {
@@ -137,9 +163,10 @@ impl Database {
 
     /// Every user with their property names, in bytewise order of `user`, then
     /// `realm`; keys that are not `user NUL realm NUL property` come separately (see
-    /// [`Users`]).
-    pub fn users(&self) -> Result<Users> {
-        Ok(Users::new(self.sorted_keys()?))
+    /// [`Users`]). Memory stays bounded whatever the number of users: a Berkeley DB or
+    /// GDBM file's keys are sorted through temporary files ([`Database::with_spill`]).
+    pub fn users(&self) -> Result<Users<'_>> {
+        Ok(Users::new(Grouped::new(self.sorted_stream(false)?)))
     }
 
     /// The storage this database reads from.
@@ -198,7 +225,27 @@ impl KeyList {
     }
 }
 
-pub use crate::storage::options::{LmdbOptions, OwnershipPolicy, WriteOptions};
+pub use crate::storage::options::{LmdbOptions, OwnershipPolicy, SpillOptions, WriteOptions};
+
+/// Where bulk work on the database at `location` spills: the option's directory, else
+/// the directory of the database's real file (symlinks followed; the file need not
+/// exist), else, for PostgreSQL, the system's temporary directory.
+pub(crate) fn spill_to_for(location: &Location, spill: &SpillOptions) -> SpillTo {
+    if location.postgres().is_some() {
+        return spill.to_for(&std::env::temp_dir(), None);
+    }
+    match crate::storage::persist::Target::resolve(location.path()) {
+        Ok(t) => spill.to_for(&t.dir, Some(&t.name)),
+        Err(_) => {
+            let p = location.path();
+            let dir = match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => std::path::PathBuf::from("."),
+            };
+            spill.to_for(&dir, p.file_name())
+        }
+    }
+}
 
 /// Resolves a database path the way writers do (symlinks followed), for tools that
 /// report on the real file.

@@ -432,6 +432,7 @@ fn check_content(r: &mut Report, db: &Database) -> crate::Result<Realms> {
     let mut unusable_count = 0usize;
     let mut users = db.users()?;
     for u in users.by_ref() {
+        let u = u?;
         r.records += u.properties.len() as u64;
         if u.user.is_empty() {
             // No user: as malformed as a key without its NULs.

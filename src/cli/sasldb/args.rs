@@ -57,6 +57,15 @@ pub struct Global {
     /// Group owning the database when run as root (default: $SASLDB_GROUP, else postfix).
     #[arg(long, value_name = "GROUP", global = true)]
     pub group: Option<String>,
+    /// Directory for the temporary files large imports, listings, exports and realm
+    /// changes sort through (default: the database's directory). They hold secrets:
+    /// they have no name (or lose it at once), mode 0600, and vanish when the command
+    /// ends, even if it is killed.
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath, global = true)]
+    pub temp_dir: Option<PathBuf>,
+    /// Bytes one sort holds in memory before it spills (for tests).
+    #[arg(long, value_name = "BYTES", global = true, hide = true)]
+    pub sort_memory: Option<usize>,
 }
 
 /// The commands.

@@ -9,9 +9,8 @@ use std::path::PathBuf;
 use crate::account::{PolicyRequest, SecretPolicy};
 use crate::cli::password::{check_password, read_password};
 use crate::cyrus_conf::{self, SaslConf};
-use crate::{CommitReport, Location, Secret, WriteOptions};
+use crate::{CommitReport, Database, Location, Secret, SpillOptions, WriteOptions};
 use anyhow::{Context, Result, bail};
-use zeroize::Zeroizing;
 
 use super::args::Global;
 
@@ -55,38 +54,50 @@ pub fn default_realm(g: &Global) -> Result<Vec<u8>> {
 
 /// Write options from the global flags.
 pub fn write_options(g: &Global) -> WriteOptions {
-    crate::cli::write_options(g.group.as_deref())
+    WriteOptions {
+        spill: spill_options(g),
+        ..crate::cli::write_options(g.group.as_deref())
+    }
+}
+
+/// Where bulk work spills, from the global flags.
+pub fn spill_options(g: &Global) -> SpillOptions {
+    let mut s = SpillOptions {
+        dir: g.temp_dir.clone(),
+        ..SpillOptions::default()
+    };
+    if let Some(m) = g.sort_memory {
+        s.memory = m;
+    }
+    s
+}
+
+/// Opens the database for reading, its bulk reads spilling as the flags say.
+pub fn open_db(g: &Global, loc: &Location) -> Result<Database> {
+    Ok(Database::open(loc)?.with_spill(spill_options(g)))
+}
+
+/// Opens an import's input: a file, or standard input for `-` or none.
+pub fn open_input(path: Option<&OsString>) -> Result<Box<dyn Read>> {
+    match path.filter(|p| p.as_bytes() != b"-") {
+        Some(p) => {
+            let f = std::fs::File::open(p)
+                .with_context(|| format!("{}", PathBuf::from(p).display()))?;
+            Ok(Box::new(f))
+        }
+        None => {
+            // Descriptor 0 itself (a duplicate): std's standard input would keep the
+            // last bytes it buffered, passwords among them, until the process exits.
+            use std::os::fd::AsFd;
+            let fd = std::io::stdin().as_fd().try_clone_to_owned()?;
+            Ok(Box::new(std::fs::File::from(fd)))
+        }
+    }
 }
 
 /// The secret policy from the flags and the config file.
 pub fn secret_policy(conf: Option<&SaslConf>, req: &PolicyRequest) -> Result<SecretPolicy> {
     Ok(SecretPolicy::from_config(req, conf)?)
-}
-
-/// Reads a whole input (a file, or standard input for `-` or none) into a buffer
-/// that is wiped when dropped.
-pub fn read_input(path: Option<&OsString>) -> Result<Zeroizing<Vec<u8>>> {
-    let mut buf = Zeroizing::new(Vec::new());
-    match path.filter(|p| p.as_bytes() != b"-") {
-        Some(p) => {
-            let mut f = std::fs::File::open(p)
-                .with_context(|| format!("{}", PathBuf::from(p).display()))?;
-            let len = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
-            // Reserve first so the secret-holding buffer does not reallocate.
-            buf.reserve_exact(len + 1);
-            f.read_to_end(&mut buf)
-                .with_context(|| format!("{}", PathBuf::from(p).display()))?;
-        }
-        None => {
-            let mut tmp = Zeroizing::new(Vec::new());
-            std::io::stdin()
-                .lock()
-                .read_to_end(&mut tmp)
-                .context("standard input")?;
-            buf = tmp;
-        }
-    }
-    Ok(buf)
 }
 
 /// Reads a password for checking: a prompt without echo on a terminal, else one line

@@ -15,8 +15,8 @@ use anyhow::{Context, Result, bail};
 use super::args::Global;
 
 use super::io::{
-    config, default_realm, location, print_commit, read_check_password, read_input, secret_policy,
-    who, write_options,
+    config, default_realm, location, open_db, open_input, print_commit, read_check_password,
+    secret_policy, spill_options, who, write_options,
 };
 
 pub fn import(g: &Global, a: &ImportArgs) -> Result<Exit> {
@@ -37,18 +37,31 @@ pub fn import(g: &Global, a: &ImportArgs) -> Result<Exit> {
             _ => InputFormat::Lines,
         }
     };
-    let input = read_input(a.file.as_ref())?;
-    let parsed = import::parse(&input, format);
-    drop(input);
-    let mut rejected = parsed.rejected;
-    if !rejected.is_empty() && !a.skip_bad {
-        return refuse(&rejected);
-    }
-    let realm = if parsed.entries.iter().any(|e| e.realm.is_none()) {
-        default_realm(g)?
-    } else {
-        Vec::new()
+    // The input is parsed and sorted by user before the writer lock is taken, spilling
+    // next to the database (or to --temp-dir).
+    let to = crate::database::spill_to_for(&loc, &spill_options(g));
+    let mut reader = open_input(a.file.as_ref())?;
+    let mut realm_error = None;
+    let mut realm = || {
+        default_realm(g).map_err(|e| {
+            let msg = format!("{e:#}");
+            realm_error = Some(e);
+            crate::Error::Invalid(msg)
+        })
     };
+    let input = match import::read_input(&mut reader, format, &mut realm, &to) {
+        Ok(i) => i,
+        Err(e) => return Err(realm_error.unwrap_or_else(|| e.into())),
+    };
+    drop(reader);
+    if let Some(f) = input.fatal() {
+        return refuse(1, std::iter::once(Ok(f.clone())));
+    }
+    if !input.rejected().is_empty() && !a.skip_bad {
+        let n = input.rejected().len();
+        let mut input = input;
+        return refuse(n, input.take_rejected().into_sorted()?);
+    }
     let req = PolicyRequest {
         hashed_only: a.hashed_only,
         scram: a.scram,
@@ -61,9 +74,9 @@ pub fn import(g: &Global, a: &ImportArgs) -> Result<Exit> {
         ModeArg::CreateOnly => Mode::CreateOnly,
         ModeArg::ReplaceAll => Mode::ReplaceAll,
     };
-    let total = parsed.entries.len();
+    let total = input.entries();
     let bar = (!a.quiet && total >= 5_000 && std::io::stderr().is_terminal()).then(|| {
-        let b = indicatif::ProgressBar::new(total as u64);
+        let b = indicatif::ProgressBar::new(total);
         b.set_style(
             indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta})")
                 .expect("template")
@@ -73,25 +86,29 @@ pub fn import(g: &Global, a: &ImportArgs) -> Result<Exit> {
         b
     });
     let mut txn = Transaction::begin(&loc, &write_options(g))?;
-    let (summary, more) =
-        import::apply(&mut txn, parsed.entries, mode, &policy, &realm, &mut |n| {
-            if let Some(b) = &bar {
-                b.set_position(n as u64);
-            }
-        })?;
-    rejected.extend(more);
-    if !rejected.is_empty() && !a.skip_bad {
+    let opts = import::ApplyOptions {
+        mode,
+        policy: &policy,
+        dry_run: a.dry_run,
+    };
+    let (summary, rejected) = import::apply_input(&mut txn, input, &opts, &mut |n| {
+        if let Some(b) = &bar {
+            b.set_position(n as u64);
+        }
+    })?;
+    let n_rejected = rejected.len();
+    if n_rejected > 0 && !a.skip_bad {
         if let Some(b) = bar {
             b.finish_and_clear();
         }
-        return refuse(&rejected);
+        return refuse(n_rejected, rejected.into_sorted()?);
     }
-    for r in &rejected {
-        eprintln!("sasldb: skipped {r}");
+    for r in rejected.into_sorted()? {
+        eprintln!("sasldb: skipped {}", r?);
     }
     if let Some(b) = &bar {
         b.set_message("writing");
-        b.set_position(total as u64);
+        b.set_position(total);
     }
     let written = if a.dry_run {
         drop(txn);
@@ -108,10 +125,7 @@ pub fn import(g: &Global, a: &ImportArgs) -> Result<Exit> {
     if !a.quiet {
         let mut line = format!(
             "{} added, {} updated, {} unchanged, {} rejected",
-            summary.added,
-            summary.updated,
-            summary.unchanged,
-            rejected.len()
+            summary.added, summary.updated, summary.unchanged, n_rejected
         );
         if summary.kept > 0 {
             line.push_str(&format!(", {} existing kept", summary.kept));
@@ -127,24 +141,25 @@ pub fn import(g: &Global, a: &ImportArgs) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// Reports rejected entries and fails with nothing written.
-fn refuse(rejected: &[Rejected]) -> Result<Exit> {
-    for r in rejected.iter().take(100) {
-        eprintln!("sasldb: {r}");
+/// Reports rejected entries (`n` of them, in line order) and fails with nothing
+/// written.
+fn refuse(n: u64, rejected: impl Iterator<Item = crate::Result<Rejected>>) -> Result<Exit> {
+    for r in rejected.take(100) {
+        eprintln!("sasldb: {}", r?);
     }
-    if rejected.len() > 100 {
-        eprintln!("sasldb: ... and {} more", rejected.len() - 100);
+    if n > 100 {
+        eprintln!("sasldb: ... and {} more", n - 100);
     }
     bail!(
         "{} bad entr{}: nothing written (--skip-bad imports the rest)",
-        rejected.len(),
-        if rejected.len() == 1 { "y" } else { "ies" }
+        n,
+        if n == 1 { "y" } else { "ies" }
     )
 }
 
 pub fn export(g: &Global, a: &ExportArgs) -> Result<Exit> {
     let conf = config(g)?;
-    let db = Database::open(&location(g, conf.as_ref())?)?;
+    let db = open_db(g, &location(g, conf.as_ref())?)?;
     let format = if a.csv {
         ExportFormat::Csv
     } else if a.dovecot {
@@ -206,7 +221,7 @@ fn libc_nofollow() -> i32 {
 
 pub fn list(g: &Global, a: &ListArgs) -> Result<Exit> {
     let conf = config(g)?;
-    let db = Database::open(&location(g, conf.as_ref())?)?;
+    let db = open_db(g, &location(g, conf.as_ref())?)?;
     let realm = a.only_realm.as_ref().map(|r| r.as_bytes().to_vec());
     let out = std::io::stdout();
     let mut w = std::io::BufWriter::new(out.lock());
@@ -221,6 +236,7 @@ pub fn list(g: &Global, a: &ListArgs) -> Result<Exit> {
     }
     let mut users = db.users()?;
     for u in users.by_ref() {
+        let u = u?;
         if realm.as_deref().is_some_and(|r| r != u.realm) {
             continue;
         }
@@ -273,7 +289,7 @@ pub fn verify(g: &Global, a: &VerifyArgs) -> Result<Exit> {
 
 pub fn realms(g: &Global, a: &RealmsArgs) -> Result<Exit> {
     let conf = config(g)?;
-    let db = Database::open(&location(g, conf.as_ref())?)?;
+    let db = open_db(g, &location(g, conf.as_ref())?)?;
     let realms = crate::bulk::realms::count(&db)?;
     let out = std::io::stdout();
     let mut w = std::io::BufWriter::new(out.lock());
