@@ -11,19 +11,19 @@ use std::{fs, io};
 use crate::error::IoContext;
 use crate::error::{Error, Result};
 use crate::location::Format;
+#[cfg(feature = "sqlite")]
+use crate::storage::RecordOps;
 #[cfg(feature = "lmdb")]
 use crate::storage::lmdb;
 use crate::storage::options::WriteOptions;
 use crate::storage::persist::{self, Ownership, Target, companion_lock};
+#[cfg(feature = "lmdb")]
+use crate::storage::sort::sort_records;
 #[cfg(feature = "sqlite")]
 use crate::storage::sql::sqlite;
 use crate::storage::store::not_built;
-#[cfg(feature = "lmdb")]
-use crate::storage::sort::sort_records;
 use crate::storage::writer::{bdb_options, gdbm_options};
 use crate::storage::{Changes, Store, bdb, gdbm};
-#[cfg(feature = "sqlite")]
-use crate::storage::RecordOps;
 
 /// Whether readers keep a database file of `format` open for their whole life
 /// (Postfix's smtpd keeps its LMDB environment), so that a file renamed over it would
@@ -96,21 +96,17 @@ pub(crate) fn rebuild_file(
     match format {
         Format::Bdb => {
             let o = bdb_options(&hint, opts)?;
-            Ok(
-                persist::replace_file(target, own, |f| {
-                    bdb::write_records_spilling(source.scan()?, &o, f, &to)
-                })?
-                .records,
-            )
+            Ok(persist::replace_file(target, own, |f| {
+                bdb::write_records_spilling(source.scan()?, &o, f, &to)
+            })?
+            .records)
         }
         Format::Gdbm => {
             let o = gdbm_options(&hint, &target.dir);
-            Ok(
-                persist::replace_file(target, own, |f| {
-                    gdbm::write_records_spilling(source.scan()?, &o, f, &to)
-                })?
-                .records,
-            )
+            Ok(persist::replace_file(target, own, |f| {
+                gdbm::write_records_spilling(source.scan()?, &o, f, &to)
+            })?
+            .records)
         }
         #[cfg(feature = "sqlite")]
         Format::Sqlite => {

@@ -164,7 +164,8 @@ impl BucketSort {
         self.head.clear();
         self.head
             .extend_from_slice(&func5(key).reverse_bits().to_be_bytes());
-        self.head.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        self.head
+            .extend_from_slice(&(key.len() as u32).to_be_bytes());
         let head = std::mem::take(&mut self.head);
         let r = self.sort.push_parts(&[&head, key, &[tag]], &[value]);
         self.head = head;
@@ -314,7 +315,9 @@ where
 
 fn check_page_size(ps: u32) -> Result<()> {
     if !(512..=65536).contains(&ps) || !ps.is_power_of_two() {
-        return Err(Error::Invalid(format!("invalid Berkeley DB page size {ps}")));
+        return Err(Error::Invalid(format!(
+            "invalid Berkeley DB page size {ps}"
+        )));
     }
     Ok(())
 }
@@ -439,7 +442,9 @@ impl BucketBuf {
     fn push(&mut self, key: &[u8], value: &[u8]) {
         let need = self.bytes.len() + key.len() + value.len();
         if need > self.bytes.capacity() {
-            let mut grown = Zeroizing::new(Vec::with_capacity(need.max(2 * self.bytes.capacity()).max(8192)));
+            let mut grown = Zeroizing::new(Vec::with_capacity(
+                need.max(2 * self.bytes.capacity()).max(8192),
+            ));
             grown.extend_from_slice(&self.bytes);
             self.bytes = grown;
         }
@@ -557,7 +562,10 @@ impl Writer {
         let mut groups = Vec::new();
         let (mut start, mut used, mut big_key_on_page) = (0, 0, false);
         for (i, (key, value)) in entries.iter().enumerate() {
-            let need = pair_space(item_space(key.len(), self.ps), item_space(value.len(), self.ps));
+            let need = pair_space(
+                item_space(key.len(), self.ps),
+                item_space(value.len(), self.ps),
+            );
             let big_key = is_big(key.len(), self.ps);
             let conflict = (big_key || big_key_on_page)
                 && entries[start..i].iter().any(|(x, _)| {

@@ -131,7 +131,8 @@ impl HashSort {
         self.head.clear();
         self.head
             .extend_from_slice(&hash(key, self.signed_char).to_be_bytes());
-        self.head.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        self.head
+            .extend_from_slice(&(key.len() as u32).to_be_bytes());
         let head = std::mem::take(&mut self.head);
         let r = self.sort.push_parts(&[&head, key, &[tag]], &[value]);
         self.head = head;
@@ -309,7 +310,11 @@ impl HashFeed<'_> {
 
 /// The top `bits` bits of a hash.
 fn top(h: u32, bits: u32) -> u32 {
-    if bits == 0 { 0 } else { h >> (HASH_BITS - bits) }
+    if bits == 0 {
+        0
+    } else {
+        h >> (HASH_BITS - bits)
+    }
 }
 
 /// Plans the buckets of the hash range `prefix` (top `bits` bits): one bucket if it
