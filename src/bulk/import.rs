@@ -57,6 +57,8 @@ pub const MAX_ELEMENT: usize = 1 << 20;
 const CHUNK: usize = 64 << 10;
 /// Memory for rejections before they spill.
 const REJECT_BUDGET: usize = 1 << 20;
+/// Imports of more entries than this hand the records that stay to the stage.
+const COMPLETE_FROM: u64 = 4096;
 
 /// The input formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +69,63 @@ pub enum InputFormat {
     Csv,
     /// A JSON array of objects.
     Json,
+}
+
+/// The order an import's entries are sorted in, which must be the order the database
+/// is read in: key order for a database that keeps its keys sorted (LMDB, SQLite,
+/// PostgreSQL), else an order of users by a hash of `user NUL realm NUL` (then the
+/// name), in which both sides sort fastest (a hash decides almost every comparison,
+/// where names share long prefixes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Bytewise key order.
+    Key,
+    /// By the hash of the user's key prefix.
+    Hashed,
+}
+
+impl Order {
+    /// The order for the database at `location`, from its format as detected now (a
+    /// missing or Berkeley DB/GDBM file: [`Order::Hashed`]). Should the database turn
+    /// out otherwise when the import runs, the entries are sorted again.
+    pub fn for_location(location: &crate::location::Location) -> Order {
+        use crate::location::{Detected, Format};
+        if location.postgres().is_some() {
+            return Order::Key;
+        }
+        // Only a regular file is opened (a FIFO would block the open).
+        if !std::fs::metadata(location.path()).is_ok_and(|m| m.is_file()) {
+            return Order::Hashed;
+        }
+        match crate::location::detect(location.path()) {
+            Ok(Detected::Format(Format::Lmdb | Format::Sqlite)) => Order::Key,
+            _ => Order::Hashed,
+        }
+    }
+
+    /// Bytes of sort key before the record's own key.
+    fn offset(self) -> usize {
+        match self {
+            Order::Key => 0,
+            Order::Hashed => 8,
+        }
+    }
+}
+
+/// FNV-1a, 64 bits: the hash of [`Order::Hashed`].
+fn user_hash(b: &[u8]) -> [u8; 8] {
+    user_hash_parts(&[b])
+}
+
+/// [`user_hash`] of the concatenation of `parts`.
+fn user_hash_parts(parts: &[&[u8]]) -> [u8; 8] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &c in *part {
+            h = (h ^ u64::from(c)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h.to_be_bytes()
 }
 
 /// One user to import.
@@ -523,7 +582,10 @@ impl CsvRows<'_> {
                 )));
             }
             if cols.insert(name.clone(), i).is_some() {
-                return Err(bad(format!("column `{}` appears twice", name.escape_debug())));
+                return Err(bad(format!(
+                    "column `{}` appears twice",
+                    name.escape_debug()
+                )));
             }
         }
         let (Some(&u), Some(&p)) = (cols.get("user"), cols.get("password")) else {
@@ -1063,6 +1125,8 @@ impl Rejections {
 /// [`read_input`]).
 pub struct Input {
     sort: ExternalSort,
+    order: Order,
+    to: SpillTo,
     rejected: Rejections,
     fatal: Option<Rejected>,
 }
@@ -1078,10 +1142,12 @@ impl fmt::Debug for Input {
 }
 
 impl Input {
-    /// An empty input, sorting as `to` says.
-    pub fn new(to: &SpillTo) -> Input {
+    /// An empty input, sorting in `order` as `to` says.
+    pub fn new(to: &SpillTo, order: Order) -> Input {
         Input {
             sort: ExternalSort::new(to),
+            order,
+            to: to.clone(),
             rejected: Rejections::new(to),
             fatal: None,
         }
@@ -1112,7 +1178,12 @@ impl Input {
     /// Adds an entry whose realm is resolved (`realm`).
     fn push(&mut self, e: &EntryRef<'_>, realm: &[u8]) -> Result<()> {
         let line = (e.line as u64).to_be_bytes();
-        let key: [&[u8]; 5] = [e.user, b"\0", realm, b"\0", &line];
+        let hash = match self.order {
+            Order::Key => [0u8; 8],
+            Order::Hashed => user_hash_parts(&[e.user, b"\0", realm, b"\0"]),
+        };
+        let head: &[u8] = &hash[..self.order.offset()];
+        let key: [&[u8]; 6] = [head, e.user, b"\0", realm, b"\0", &line];
         let (flag, pw): (&[u8], &[u8]) = match e.password {
             Some(p) => (&[1], p),
             None => (&[0], &[]),
@@ -1140,16 +1211,17 @@ impl Input {
     }
 }
 
-/// Parses `input` in `format` and sorts the accepted entries by user, spilling as
-/// `to` says. `default_realm` gives the realm of entries without one; it is asked
-/// once, at the first such entry.
+/// Parses `input` in `format` and sorts the accepted entries by user in `order`,
+/// spilling as `to` says. `default_realm` gives the realm of entries without one; it
+/// is asked once, at the first such entry.
 pub fn read_input(
     input: &mut dyn Read,
     format: InputFormat,
     default_realm: &mut dyn FnMut() -> Result<Vec<u8>>,
+    order: Order,
     to: &SpillTo,
 ) -> Result<Input> {
-    let mut out = Input::new(to);
+    let mut out = Input::new(to, order);
     let mut realm: Option<Vec<u8>> = None;
     let mut rejected = Rejections::new(to);
     let fatal = {
@@ -1175,7 +1247,7 @@ pub fn read_input(
     out.rejected = rejected;
     if let Some(f) = fatal {
         // Nothing else counts: the entries read so far are dropped.
-        out = Input::new(to);
+        out = Input::new(to, order);
         out.fatal = Some(f);
     }
     Ok(out)
@@ -1236,7 +1308,11 @@ pub fn apply(
     default_realm: &[u8],
     progress: &mut dyn FnMut(usize),
 ) -> Result<(Summary, Vec<Rejected>)> {
-    let mut input = Input::new(&txn.spill_to());
+    let order = match txn.base_in_key_order() {
+        Some(true) => Order::Key,
+        _ => Order::Hashed,
+    };
+    let mut input = Input::new(&txn.spill_to(), order);
     for e in &entries {
         let r = EntryRef {
             line: e.line,
@@ -1298,11 +1374,23 @@ impl Held {
     }
 }
 
-/// One property of a user during an import: its value in the database and now.
+/// One property of a user during an import: its value in the database and, once
+/// changed, its new value.
 struct Prop {
     name: Vec<u8>,
     base: Option<Secret>,
     now: Option<Secret>,
+    changed: bool,
+}
+
+impl Prop {
+    fn current(&self) -> Option<&Secret> {
+        if self.changed {
+            self.now.as_ref()
+        } else {
+            self.base.as_ref()
+        }
+    }
 }
 
 /// A user's properties during an import.
@@ -1312,11 +1400,15 @@ struct PropSet(Vec<Prop>);
 impl PropSet {
     fn set(&mut self, name: &[u8], value: Option<Secret>) {
         match self.0.iter_mut().find(|p| p.name == name) {
-            Some(p) => p.now = value,
+            Some(p) => {
+                p.now = value;
+                p.changed = true;
+            }
             None => self.0.push(Prop {
                 name: name.to_vec(),
                 base: None,
                 now: value,
+                changed: true,
             }),
         }
     }
@@ -1325,7 +1417,7 @@ impl PropSet {
         self.0
             .iter()
             .find(|p| p.name == name)
-            .and_then(|p| p.now.as_ref())
+            .and_then(Prop::current)
     }
 }
 
@@ -1372,28 +1464,54 @@ impl Merge<'_> {
         Ok(())
     }
 
+    /// A record of the database that stays.
+    fn keep(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        if let Some(st) = &mut self.stage {
+            st.keep(key, value)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the stage wants the records that stay.
+    fn wants_kept(&self) -> bool {
+        self.stage.as_ref().is_some_and(Stage::wants_kept)
+    }
+
     /// A key that is not `user NUL realm NUL property`: kept, except by replace-all.
-    fn malformed(&mut self, key: &[u8]) -> Result<()> {
+    fn malformed(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         if self.opts.mode == Mode::ReplaceAll {
-            self.delete(key)?;
+            self.delete(key)
+        } else {
+            self.keep(key, value)
+        }
+    }
+
+    /// The records of a user, each kept or deleted.
+    fn keep_or_delete_all(&mut self, prefix: &[u8], props: &PropSet, keep: bool) -> Result<()> {
+        if keep && !self.wants_kept() {
+            return Ok(());
+        }
+        for p in &props.0 {
+            self.key.clear();
+            self.key.extend_from_slice(prefix);
+            self.key.extend_from_slice(&p.name);
+            if let Some(st) = &mut self.stage {
+                match (&p.base, keep) {
+                    (Some(v), true) => st.keep(&self.key, v)?,
+                    _ => st.delete(&self.key)?,
+                }
+            }
         }
         Ok(())
     }
 
     /// A user of the database that the input does not name.
     fn base_only(&mut self, prefix: &[u8], props: &PropSet) -> Result<()> {
-        if self.opts.mode == Mode::ReplaceAll {
+        let replace = self.opts.mode == Mode::ReplaceAll;
+        if replace {
             self.summary.removed += 1;
-            for p in &props.0 {
-                self.key.clear();
-                self.key.extend_from_slice(prefix);
-                self.key.extend_from_slice(&p.name);
-                if let Some(st) = &mut self.stage {
-                    st.delete(&self.key)?;
-                }
-            }
         }
-        Ok(())
+        self.keep_or_delete_all(prefix, props, !replace)
     }
 
     /// A user of the input (`entry`, encoded as [`Input::push`] does), with the
@@ -1401,35 +1519,52 @@ impl Merge<'_> {
     fn user(&mut self, prefix: &[u8], entry: &[u8], mut props: PropSet) -> Result<()> {
         let (password, entry_props) = decode_entry(entry)?;
         let policy = self.opts.policy;
-        if props.0.is_empty()
+        let plain_only = policy.plaintext && !policy.scram && !policy.otp;
+        if let Some(pw) = password
+            && plain_only
             && entry_props.is_empty()
-            && policy.plaintext
-            && !policy.scram
-            && !policy.otp
-            && let Some(pw) = password
         {
-            // A new user with a plaintext password only: exactly what a password change
-            // writes for a user without secrets.
-            self.summary.added += 1;
-            return self.put(prefix, USER_PASSWORD.as_bytes(), pw);
+            // A plaintext password and at most a plaintext password stored: what a
+            // password change does then, without its general machinery.
+            match &props.0[..] {
+                [] => {
+                    self.summary.added += 1;
+                    return self.put(prefix, USER_PASSWORD.as_bytes(), pw);
+                }
+                [p] if p.name == USER_PASSWORD.as_bytes() => {
+                    if self.opts.mode == Mode::CreateOnly {
+                        self.summary.kept += 1;
+                        return self.keep_or_delete_all(prefix, &props, true);
+                    }
+                    let old = p.base.as_deref().map(|v| &v[..]).unwrap_or_default();
+                    if bool::from(subtle::ConstantTimeEq::ct_eq(old, pw)) {
+                        self.summary.unchanged += 1;
+                        return self.keep_or_delete_all(prefix, &props, true);
+                    }
+                    self.summary.updated += 1;
+                    return self.put(prefix, USER_PASSWORD.as_bytes(), pw);
+                }
+                _ => {}
+            }
         }
         if self.opts.mode == Mode::ReplaceAll {
             for p in &mut props.0 {
                 if !MANAGED.iter().any(|m| m.as_bytes() == p.name) {
                     p.now = None;
+                    p.changed = true;
                 }
             }
         }
         let names: Vec<Vec<u8>> = props
             .0
             .iter()
-            .filter(|p| p.now.is_some())
+            .filter(|p| p.current().is_some())
             .map(|p| p.name.clone())
             .collect();
         let exists = !names.is_empty();
         if exists && self.opts.mode == Mode::CreateOnly {
             self.summary.kept += 1;
-            return Ok(());
+            return self.keep_or_delete_all(prefix, &props, true);
         }
         let mut outcome = match password {
             Some(pw) => change_password(&mut props, pw, policy, &names)?,
@@ -1450,21 +1585,21 @@ impl Merge<'_> {
             Outcome::Unchanged => self.summary.unchanged += 1,
         }
         for p in &props.0 {
-            let same = match (&p.base, &p.now) {
-                (Some(a), Some(b)) => a[..] == b[..],
-                (None, None) => true,
-                _ => false,
-            };
-            if same {
-                continue;
-            }
+            let same = !p.changed
+                || match (&p.base, &p.now) {
+                    (Some(a), Some(b)) => a[..] == b[..],
+                    (None, None) => true,
+                    _ => false,
+                };
             self.key.clear();
             self.key.extend_from_slice(prefix);
             self.key.extend_from_slice(&p.name);
             if let Some(st) = &mut self.stage {
-                match &p.now {
+                match p.current() {
+                    Some(v) if same => st.keep(&self.key, v)?,
                     Some(v) => st.put(&self.key, v)?,
-                    None => st.delete(&self.key)?,
+                    None if p.base.is_some() => st.delete(&self.key)?,
+                    None => {}
                 }
             }
         }
@@ -1513,15 +1648,43 @@ pub fn apply_input(
         stage: if opts.dry_run {
             None
         } else {
-            Some(txn.new_stage(false)?)
+            // A large import rebuilds a whole file anyway: it hands over the records
+            // that stay, so the commit does not read and merge the old file again.
+            Some(txn.new_stage(false, input.entries() > COMPLETE_FROM)?)
         },
         summary: Summary::default(),
         rejected: input.take_rejected(),
         key: Vec::with_capacity(512),
     };
+    // Both sides in one order: the database's key order when it keeps one, else the
+    // hashed order (the entries are sorted again in the rare case they were sorted
+    // for another kind of database than the one found).
+    let order = match txn.base_in_key_order() {
+        Some(true) => Order::Key,
+        Some(false) => Order::Hashed,
+        None => input.order,
+    };
     let mut entries: Sorted = input.sort.finish()?;
+    if order != input.order {
+        entries = resort(entries, input.order, order, &input.to)?;
+    }
+    let off = order.offset();
     {
-        let mut base: SortedStream<'_> = txn.base_sorted(true)?;
+        let mut base: SortedStream<'_> = match order {
+            Order::Key => txn.base_sorted(true)?,
+            Order::Hashed => {
+                let mut sort = ExternalSort::new(&txn.spill_to());
+                for r in txn.base_records()? {
+                    let r = r?;
+                    let hash = match KeyRef::parse(&r.key) {
+                        Ok(_) => user_hash(&r.key[..prefix_len(&r.key)]),
+                        Err(_) => user_hash(&r.key),
+                    };
+                    sort.push_parts(&[&hash, &r.key], &[&r.value])?;
+                }
+                SortedStream::Sorted(sort.finish()?)
+            }
+        };
         let mut b = Held::new();
         b.set(base.next()?);
         let mut e = Held::new();
@@ -1530,58 +1693,59 @@ pub fn apply_input(
         let mut next_report = 0usize;
         loop {
             // A malformed key of the database stands alone.
-            if b.some && KeyRef::parse(b.key()).is_err() {
-                m.malformed(b.key())?;
+            if b.some && KeyRef::parse(&b.key()[off..]).is_err() {
+                m.malformed(&b.key()[off..], b.value())?;
                 b.set(base.next()?);
                 continue;
             }
             if !b.some && !e.some {
                 break;
             }
-            let b_prefix = b.some.then(|| prefix_len(b.key()));
-            let e_prefix = e.some.then(|| e.key().len() - 8);
-            let order = match (b_prefix, e_prefix) {
-                (Some(bp), Some(ep)) => b.key()[..bp].cmp(&e.key()[..ep]),
+            // The users' sort keys: [hash] user NUL realm NUL.
+            let b_group = b.some.then(|| off + prefix_len(&b.key()[off..]));
+            let e_group = e.some.then(|| e.key().len() - 8);
+            let cmp = match (b_group, e_group) {
+                (Some(bg), Some(eg)) => b.key()[..bg].cmp(&e.key()[..eg]),
                 (Some(_), None) => std::cmp::Ordering::Less,
                 _ => std::cmp::Ordering::Greater,
             };
             // The database's records of the next user (when it is the database's).
             let mut props = PropSet::default();
-            let prefix: Vec<u8> = if order != std::cmp::Ordering::Greater {
-                let bp = b_prefix.expect("a base record");
-                let prefix = b.key()[..bp].to_vec();
-                while b.some {
-                    match KeyRef::parse(b.key()) {
-                        Err(_) if b.key().starts_with(&prefix) => m.malformed(b.key())?,
-                        Ok(_) if b.key().starts_with(&prefix) => {
-                            props.0.push(Prop {
-                                name: b.key()[bp..].to_vec(),
-                                base: Some(Secret::new(b.value().to_vec())),
-                                now: Some(Secret::new(b.value().to_vec())),
-                            });
-                        }
-                        _ => break,
+            let group: Vec<u8> = if cmp != std::cmp::Ordering::Greater {
+                let bg = b_group.expect("a base record");
+                let group = b.key()[..bg].to_vec();
+                while b.some && b.key().starts_with(&group) {
+                    if KeyRef::parse(&b.key()[off..]).is_ok() {
+                        props.0.push(Prop {
+                            name: b.key()[bg..].to_vec(),
+                            base: Some(Secret::new(b.value().to_vec())),
+                            now: None,
+                            changed: false,
+                        });
+                    } else {
+                        m.malformed(&b.key()[off..], b.value())?;
                     }
                     b.set(base.next()?);
                 }
-                prefix
+                group
             } else {
-                e.key()[..e_prefix.expect("an entry")].to_vec()
+                e.key()[..e_group.expect("an entry")].to_vec()
             };
-            if order == std::cmp::Ordering::Less {
-                m.base_only(&prefix, &props)?;
+            let prefix = &group[off..];
+            if cmp == std::cmp::Ordering::Less {
+                m.base_only(prefix, &props)?;
                 continue;
             }
             // The input's entries for this user: the first wins.
             let first_line = line_of_key(e.key());
-            m.user(&prefix, e.value(), props)?;
+            m.user(prefix, e.value(), props)?;
             done += 1;
             loop {
                 e.set(entries.next()?);
-                if !e.some || e.key()[..e.key().len() - 8] != prefix[..] {
+                if !e.some || e.key()[..e.key().len() - 8] != group[..] {
                     break;
                 }
-                let at = memchr::memchr(0, &prefix).unwrap_or(0);
+                let at = memchr::memchr(0, prefix).unwrap_or(0);
                 let (user, realm) = (&prefix[..at], &prefix[at + 1..prefix.len() - 1]);
                 m.rejected.push(Rejected {
                     line: line_of_key(e.key()),
@@ -1605,6 +1769,20 @@ pub fn apply_input(
     }
     m.summary.rejected = m.rejected.len() as usize;
     Ok((m.summary, m.rejected))
+}
+
+/// Sorts sorted entries again, from one order into another.
+fn resort(mut entries: Sorted, from: Order, to_order: Order, to: &SpillTo) -> Result<Sorted> {
+    let mut sort = ExternalSort::new(to);
+    while let Some((k, v)) = entries.next()? {
+        let key = &k[from.offset()..];
+        let hash = match to_order {
+            Order::Key => [0u8; 8],
+            Order::Hashed => user_hash(&key[..key.len() - 8]),
+        };
+        sort.push_parts(&[&hash[..to_order.offset()], key], &[v])?;
+    }
+    sort.finish()
 }
 
 /// The length of `user NUL realm NUL` at the start of a well-formed key.

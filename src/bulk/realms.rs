@@ -87,7 +87,7 @@ pub fn rename(txn: &mut Transaction, old: &[u8], new: &[u8]) -> Result<Staged> {
     if old == new {
         return Err(Error::Invalid("the old and new realm are the same".into()));
     }
-    let mut stage = txn.new_stage(false)?;
+    let mut stage = txn.new_stage(false, false)?;
     let mut staged = Staged::default();
     let mut conflicts = 0usize;
     let mut shown: BTreeSet<String> = BTreeSet::new();
@@ -162,7 +162,7 @@ pub fn rename(txn: &mut Transaction, old: &[u8], new: &[u8]) -> Result<Staged> {
 
 /// Stages deleting every record of realm `realm` in `txn`.
 pub fn delete(txn: &mut Transaction, realm: &[u8]) -> Result<Staged> {
-    let mut stage = txn.new_stage(false)?;
+    let mut stage = txn.new_stage(false, false)?;
     let mut staged = Staged::default();
     {
         let mut base = txn.base_sorted(false)?;

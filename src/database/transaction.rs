@@ -6,10 +6,10 @@ use std::cell::{Cell, OnceCell};
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use crate::error::Error;
 use crate::error::Result;
 use crate::location::{Format, Location};
 use crate::record::{Key, Secret, user_prefix};
-use crate::error::Error;
 use crate::storage::options::WriteOptions;
 use crate::storage::sort::{SortedStream, SpillTo};
 use crate::storage::{Changes, Records, Stage, Writer};
@@ -84,10 +84,22 @@ impl Transaction {
         }
     }
 
+    /// Whether the database as it was when the transaction began is read in key order
+    /// without a sort (LMDB, our SQLite table, PostgreSQL); None when there is none.
+    pub(crate) fn base_in_key_order(&self) -> Option<bool> {
+        match self.writer.base() {
+            Some(b) if !self.changes.replace_all => Some(b.sorted()),
+            _ => None,
+        }
+    }
+
     /// An empty bulk change set for this database; [`Transaction::set_stage`] hands it
     /// back for the commit. `replace_all`: the commit empties the database first.
-    pub(crate) fn new_stage(&self, replace_all: bool) -> Result<Stage> {
-        self.writer.stage(replace_all)
+    /// `complete`: the caller reads every record of the database and will hand over
+    /// those that stay ([`Stage::keep`]); worth it for large change sets, whose commit
+    /// then rebuilds a file without reading the old one again.
+    pub(crate) fn new_stage(&self, replace_all: bool, complete: bool) -> Result<Stage> {
+        self.writer.stage(replace_all, complete)
     }
 
     /// Makes `stage` what the commit applies. A transaction holds either ordinary

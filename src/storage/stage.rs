@@ -25,10 +25,13 @@ use crate::storage::{Changes, OpSource, bdb, gdbm};
 /// changes.
 const SMALL: u64 = 4096;
 
-/// A bulk change set. Each key is staged at most once (a put or a delete).
+/// A bulk change set. Each key is staged at most once (a put, a delete or a keep).
 pub(crate) struct Stage {
     pub(super) kind: Kind,
     pub(super) replace_all: bool,
+    /// The producer hands over every record the database keeps ([`Stage::keep`]), so
+    /// a file rebuilt on commit needs nothing from the old one.
+    pub(super) complete: bool,
 }
 
 pub(super) enum Kind {
@@ -56,15 +59,31 @@ impl Stage {
             Kind::Gdbm(s) => s.put(key, value),
             Kind::Ops(s) => s.push_parts(&[key], &[&[1u8], value]),
             Kind::Map(c) => {
-                c.ops.insert(key.to_vec(), Some(Secret::new(value.to_vec())));
+                c.ops
+                    .insert(key.to_vec(), Some(Secret::new(value.to_vec())));
                 Ok(())
             }
         }
     }
 
+    /// A record of the database that stays as it is. Only a complete stage of a file
+    /// rebuilt on commit takes it (as a put); elsewhere this is a no-op.
+    pub(crate) fn keep(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        match &mut self.kind {
+            Kind::Bdb(s) if self.complete => s.put(key, value),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the producer must hand over the records that stay ([`Stage::keep`]).
+    pub(crate) fn wants_kept(&self) -> bool {
+        self.complete && matches!(self.kind, Kind::Bdb(_))
+    }
+
     /// Deletes `key` (absent keys are fine).
     pub(crate) fn delete(&mut self, key: &[u8]) -> Result<()> {
-        if self.replace_all {
+        if self.replace_all || self.wants_kept() {
+            // Absent from the new content anyway.
             return Ok(());
         }
         match &mut self.kind {
@@ -108,7 +127,8 @@ impl Stage {
     /// The staged changes as ordinary changes.
     pub(super) fn into_changes(self) -> Result<Changes> {
         let mut changes = Changes {
-            replace_all: self.replace_all,
+            // A complete stage holds the whole new content.
+            replace_all: self.replace_all || self.wants_kept(),
             ..Changes::default()
         };
         let ops = match self.kind {
@@ -225,8 +245,12 @@ impl OpSource for SortedOps {
 }
 
 /// A new stage of the given kind.
-pub(super) fn new(kind: Kind, replace_all: bool) -> Stage {
-    Stage { kind, replace_all }
+pub(super) fn new(kind: Kind, replace_all: bool, complete: bool) -> Stage {
+    Stage {
+        kind,
+        replace_all,
+        complete,
+    }
 }
 
 /// An empty sort of changes by key.

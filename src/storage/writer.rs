@@ -28,11 +28,11 @@ use crate::storage::gdbm;
 use crate::storage::lmdb;
 use crate::storage::options::WriteOptions;
 use crate::storage::persist::{self, Ownership, Target, WriteLock};
+use crate::storage::sort::{SpillTo, sort_records};
 #[cfg(feature = "postgres")]
 use crate::storage::sql::pgsql;
 #[cfg(feature = "sqlite")]
 use crate::storage::sql::sqlite;
-use crate::storage::sort::{SpillTo, sort_records};
 use crate::storage::stage::{self, Kind, SortedOps};
 use crate::storage::store::{check_file_location, check_forced, not_built};
 use crate::storage::{Changes, LayoutHint, MapOps, OpSource, Records, Stage, Store};
@@ -209,8 +209,10 @@ impl Writer {
 
     /// An empty bulk change set in the form this database's commit consumes.
     /// `replace_all`: the database is emptied first (the stage then holds the whole
-    /// new content, and deletes are ignored).
-    pub(crate) fn stage(&self, replace_all: bool) -> Result<Stage> {
+    /// new content, and deletes are ignored). `complete`: the producer will also hand
+    /// over every record that stays (see [`Stage::keep`]), which spares a rebuilt
+    /// file a second read and merge of the old one.
+    pub(crate) fn stage(&self, replace_all: bool, complete: bool) -> Result<Stage> {
         let to = self.spill_to();
         let kind = match self.format {
             Format::Bdb => {
@@ -224,7 +226,7 @@ impl Writer {
             Format::Postgres => Kind::Map(Changes::default()),
             _ => Kind::Ops(stage::ops_sort(&to)),
         };
-        Ok(stage::new(kind, replace_all))
+        Ok(stage::new(kind, replace_all, complete))
     }
 
     /// Applies a stage atomically; returns the number of records afterwards.
@@ -234,12 +236,13 @@ impl Writer {
             return self.commit(changes);
         }
         let replace_all = st.replace_all;
+        let complete = st.wants_kept();
         match st.kind {
             Kind::Map(changes) => self.commit(changes),
             Kind::Bdb(mut sort) => {
                 let (target, own) = self.file()?;
                 let opts = bdb_options(&self.layout_hint(), &self.opts)?;
-                if let Some(b) = self.base.as_ref().filter(|_| !replace_all) {
+                if let Some(b) = self.base.as_ref().filter(|_| !replace_all && !complete) {
                     for r in b.scan()? {
                         let r = r?;
                         sort.base(&r.key, &r.value)?;
@@ -350,7 +353,12 @@ impl Writer {
                 // Our own read handle must end first: it would keep the environment
                 // open read-only in this process.
                 self.base = None;
-                lmdb::commit_ops(&target.path, &own, &mut MapOps::new(&changes), &self.opts.lmdb)
+                lmdb::commit_ops(
+                    &target.path,
+                    &own,
+                    &mut MapOps::new(&changes),
+                    &self.opts.lmdb,
+                )
             }
             #[cfg(feature = "sqlite")]
             Format::Sqlite => {
@@ -428,7 +436,7 @@ impl Writer {
             }
             // In place: a replace-all stage.
             _ => {
-                let mut st = self.stage(true)?;
+                let mut st = self.stage(true, false)?;
                 for r in records {
                     let r = r?;
                     st.put(&r.key, &r.value)?;

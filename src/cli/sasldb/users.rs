@@ -49,7 +49,8 @@ pub fn import(g: &Global, a: &ImportArgs) -> Result<Exit> {
             crate::Error::Invalid(msg)
         })
     };
-    let input = match import::read_input(&mut reader, format, &mut realm, &to) {
+    let order = import::Order::for_location(&loc);
+    let input = match import::read_input(&mut reader, format, &mut realm, order, &to) {
         Ok(i) => i,
         Err(e) => return Err(realm_error.unwrap_or_else(|| e.into())),
     };
