@@ -223,7 +223,10 @@ impl Writer {
                 let o = gdbm_options(&self.layout_hint(), self.dir());
                 Kind::Gdbm(gdbm::HashSort::new(&to, o.signed_char))
             }
-            Format::Postgres => Kind::Map(Changes::default()),
+            Format::Postgres => Kind::Map(Changes {
+                replace_all,
+                ..Changes::default()
+            }),
             _ => Kind::Ops(stage::ops_sort(&to)),
         };
         Ok(stage::new(kind, replace_all, complete))
