@@ -39,12 +39,13 @@ use std::io::Read;
 use zeroize::Zeroizing;
 
 use crate::account::{
-    NameProblem, Outcome, SecretPolicy, UserProps, change_password, check_names, check_password,
+    NameProblem, Outcome, PasswordProblem, SecretPolicy, UserProps, change_password, check_names,
+    check_password,
 };
 use crate::database::Transaction;
 use crate::error::{Error, Result};
 use crate::record::{AUTH_PASSWORD, KeyRef, OTP_SECRET, USER_PASSWORD};
-use crate::record::{MAX_SECRET_LEN, Secret};
+use crate::record::{MAX_NAME_LEN, MAX_SECRET_LEN, Secret};
 use crate::storage::Stage;
 use crate::storage::sort::{ExternalSort, Sorted, SortedStream, SpillTo};
 
@@ -304,6 +305,69 @@ struct Item {
     buf: Zeroizing<Vec<u8>>,
     max: usize,
     too_long: bool,
+    shape: Shape,
+}
+
+/// A line's length and where its first `:` (and before it its first `@`) are: enough
+/// to say which field makes a line too long to hold, without holding it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Shape {
+    len: usize,
+    colon: Option<usize>,
+    at: Option<usize>,
+    cr: bool,
+}
+
+impl Shape {
+    fn of(b: &[u8]) -> Shape {
+        let mut s = Shape::default();
+        s.feed(b);
+        s
+    }
+
+    fn feed(&mut self, b: &[u8]) {
+        if b.is_empty() {
+            return;
+        }
+        if self.colon.is_none() {
+            let upto = match memchr::memchr(b':', b) {
+                Some(i) => {
+                    self.colon = Some(self.len + i);
+                    i
+                }
+                None => b.len(),
+            };
+            if self.at.is_none()
+                && let Some(i) = memchr::memchr(b'@', &b[..upto])
+            {
+                self.at = Some(self.len + i);
+            }
+        }
+        self.cr = b.last() == Some(&b'\r');
+        self.len += b.len();
+    }
+
+    /// Why a line of this shape is rejected as too long: the field that is.
+    fn reason(&self) -> String {
+        if let Some(c) = self.colon {
+            let user = self.at.unwrap_or(c);
+            if user > MAX_NAME_LEN {
+                let what = "user name";
+                return NameProblem::TooLong { what, len: user }.to_string();
+            }
+            if let Some(a) = self.at
+                && c - a - 1 > MAX_NAME_LEN
+            {
+                let len = c - a - 1;
+                return NameProblem::TooLong { what: "realm", len }.to_string();
+            }
+            let pw = self.len - usize::from(self.cr) - c - 1;
+            if pw > MAX_SECRET_LEN {
+                return PasswordProblem::TooLong(pw).to_string();
+            }
+        }
+        format!("the line is longer than {MAX_LINE} bytes")
+    }
 }
 
 impl Item {
@@ -312,10 +376,12 @@ impl Item {
             buf: Zeroizing::new(Vec::new()),
             max,
             too_long: false,
+            shape: Shape::default(),
         }
     }
 
     fn extend(&mut self, b: &[u8]) {
+        self.shape.feed(b);
         if self.too_long {
             return;
         }
@@ -339,6 +405,7 @@ impl Item {
         self.buf.iter_mut().for_each(|x| *x = 0);
         self.buf.clear();
         self.too_long = false;
+        self.shape = Shape::default();
     }
 }
 
@@ -407,14 +474,14 @@ fn parse_lines(
     let mut item = Item::new(MAX_LINE);
     let mut first: Option<u8> = None;
     let mut line = 0usize;
-    let mut one = |line: usize, raw: &[u8], too_long: bool, first: Option<u8>| -> Result<()> {
+    let mut one = |line: usize, raw: &[u8], long: Option<Shape>, first: Option<u8>| -> Result<()> {
         if first == Some(b'#') {
             return Ok(());
         }
-        if too_long {
+        if let Some(shape) = long {
             return reject(Rejected {
                 line,
-                reason: format!("the line is longer than {MAX_LINE} bytes"),
+                reason: shape.reason(),
             });
         }
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -442,7 +509,8 @@ fn parse_lines(
         if avail.is_empty() {
             // The last line, without a line feed.
             if !item.buf.is_empty() || item.too_long {
-                one(line + 1, &item.buf, item.too_long, first)?;
+                let long = item.too_long.then_some(item.shape);
+                one(line + 1, &item.buf, long, first)?;
             }
             return Ok(());
         }
@@ -452,10 +520,12 @@ fn parse_lines(
                 if item.buf.is_empty() && !item.too_long {
                     // The whole line is in this chunk.
                     let raw = &avail[..i];
-                    one(line, raw, i > MAX_LINE, raw.first().copied())?;
+                    let long = (i > MAX_LINE).then(|| Shape::of(raw));
+                    one(line, raw, long, raw.first().copied())?;
                 } else {
                     item.extend(&avail[..i]);
-                    one(line, &item.buf, item.too_long, first)?;
+                    let long = item.too_long.then_some(item.shape);
+                    one(line, &item.buf, long, first)?;
                     item.clear();
                 }
                 first = None;
