@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_sasldb_global_optspecs
-    string join \n f/file= u/realm= a/appname= group= h/help V/version
+    string join \n f/file= u/realm= a/appname= group= temp-dir= sort-memory= h/help V/version
 end
 
 function __fish_sasldb_needs_command
@@ -28,6 +28,8 @@ complete -c sasldb -n "__fish_sasldb_needs_command" -s f -l file -d 'Database: P
 complete -c sasldb -n "__fish_sasldb_needs_command" -s u -l realm -d 'Realm for user names without @ (default: the realm Postfix looks up for a bare login: smtpd_sasl_local_domain, else myhostname)' -r
 complete -c sasldb -n "__fish_sasldb_needs_command" -s a -l appname -d 'Cyrus SASL application name whose <appname>.conf supplies sasldb_path and the SCRAM/OTP settings (searched along SASL_CONF_PATH, like saslpasswd2 -a)' -r
 complete -c sasldb -n "__fish_sasldb_needs_command" -l group -d 'Group owning the database when run as root (default: $SASLDB_GROUP, else postfix)' -r
+complete -c sasldb -n "__fish_sasldb_needs_command" -l temp-dir -d 'Directory for the temporary files large imports, listings, exports and realm changes sort through (default: the database\'s directory). They hold secrets: they have no name (or lose it at once), mode 0600, and vanish when the command ends, even if it is killed' -r -f -a "(__fish_complete_directories)"
+complete -c sasldb -n "__fish_sasldb_needs_command" -l sort-memory -d 'Bytes one sort holds in memory before it spills (for tests)' -r
 complete -c sasldb -n "__fish_sasldb_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c sasldb -n "__fish_sasldb_needs_command" -s V -l version -d 'Print version'
 complete -c sasldb -n "__fish_sasldb_needs_command" -f -a "import" -d 'Import users from a file or standard input, in one transaction'
@@ -51,6 +53,8 @@ complete -c sasldb -n "__fish_sasldb_using_subcommand import" -s f -l file -d 'D
 complete -c sasldb -n "__fish_sasldb_using_subcommand import" -s u -l realm -d 'Realm for user names without @ (default: the realm Postfix looks up for a bare login: smtpd_sasl_local_domain, else myhostname)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand import" -s a -l appname -d 'Cyrus SASL application name whose <appname>.conf supplies sasldb_path and the SCRAM/OTP settings (searched along SASL_CONF_PATH, like saslpasswd2 -a)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand import" -l group -d 'Group owning the database when run as root (default: $SASLDB_GROUP, else postfix)' -r
+complete -c sasldb -n "__fish_sasldb_using_subcommand import" -l temp-dir -d 'Directory for the temporary files large imports, listings, exports and realm changes sort through (default: the database\'s directory). They hold secrets: they have no name (or lose it at once), mode 0600, and vanish when the command ends, even if it is killed' -r -f -a "(__fish_complete_directories)"
+complete -c sasldb -n "__fish_sasldb_using_subcommand import" -l sort-memory -d 'Bytes one sort holds in memory before it spills (for tests)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand import" -l csv -d 'CSV input with a header naming the columns user, realm, password'
 complete -c sasldb -n "__fish_sasldb_using_subcommand import" -l json -d 'JSON input: an array of {"user", "realm", "password"} objects (the shape `sasldb export --json --with-secrets` writes)'
 complete -c sasldb -n "__fish_sasldb_using_subcommand import" -l dry-run -d 'Check everything and print the summary, but write nothing'
@@ -70,6 +74,8 @@ complete -c sasldb -n "__fish_sasldb_using_subcommand export" -s f -l file -d 'D
 complete -c sasldb -n "__fish_sasldb_using_subcommand export" -s u -l realm -d 'Realm for user names without @ (default: the realm Postfix looks up for a bare login: smtpd_sasl_local_domain, else myhostname)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand export" -s a -l appname -d 'Cyrus SASL application name whose <appname>.conf supplies sasldb_path and the SCRAM/OTP settings (searched along SASL_CONF_PATH, like saslpasswd2 -a)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand export" -l group -d 'Group owning the database when run as root (default: $SASLDB_GROUP, else postfix)' -r
+complete -c sasldb -n "__fish_sasldb_using_subcommand export" -l temp-dir -d 'Directory for the temporary files large imports, listings, exports and realm changes sort through (default: the database\'s directory). They hold secrets: they have no name (or lose it at once), mode 0600, and vanish when the command ends, even if it is killed' -r -f -a "(__fish_complete_directories)"
+complete -c sasldb -n "__fish_sasldb_using_subcommand export" -l sort-memory -d 'Bytes one sort holds in memory before it spills (for tests)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand export" -l json -d 'JSON (the default): one object per user'
 complete -c sasldb -n "__fish_sasldb_using_subcommand export" -l csv -d 'CSV: user,realm,password (with secrets) or user,realm,properties'
 complete -c sasldb -n "__fish_sasldb_using_subcommand export" -l dovecot -d 'Dovecot passwd-file lines `user@realm:{SCHEME}hash` (needs --with-secrets)'
@@ -80,33 +86,45 @@ complete -c sasldb -n "__fish_sasldb_using_subcommand list" -s f -l file -d 'Dat
 complete -c sasldb -n "__fish_sasldb_using_subcommand list" -s u -l realm -d 'Realm for user names without @ (default: the realm Postfix looks up for a bare login: smtpd_sasl_local_domain, else myhostname)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand list" -s a -l appname -d 'Cyrus SASL application name whose <appname>.conf supplies sasldb_path and the SCRAM/OTP settings (searched along SASL_CONF_PATH, like saslpasswd2 -a)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand list" -l group -d 'Group owning the database when run as root (default: $SASLDB_GROUP, else postfix)' -r
+complete -c sasldb -n "__fish_sasldb_using_subcommand list" -l temp-dir -d 'Directory for the temporary files large imports, listings, exports and realm changes sort through (default: the database\'s directory). They hold secrets: they have no name (or lose it at once), mode 0600, and vanish when the command ends, even if it is killed' -r -f -a "(__fish_complete_directories)"
+complete -c sasldb -n "__fish_sasldb_using_subcommand list" -l sort-memory -d 'Bytes one sort holds in memory before it spills (for tests)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand list" -l json -d 'JSON output'
 complete -c sasldb -n "__fish_sasldb_using_subcommand list" -s h -l help -d 'Print help'
 complete -c sasldb -n "__fish_sasldb_using_subcommand verify" -s f -l file -d 'Database: PATH, FORMAT:PATH (bdb, lmdb, gdbm, sqlite), or postgresql://[USER@]HOST[:PORT]/DB (password from PGPASSWORD or ~/.pgpass, never in the URL); default: sasldb_path from the -a application\'s config file, else /etc/sasldb2' -r -F
 complete -c sasldb -n "__fish_sasldb_using_subcommand verify" -s u -l realm -d 'Realm for user names without @ (default: the realm Postfix looks up for a bare login: smtpd_sasl_local_domain, else myhostname)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand verify" -s a -l appname -d 'Cyrus SASL application name whose <appname>.conf supplies sasldb_path and the SCRAM/OTP settings (searched along SASL_CONF_PATH, like saslpasswd2 -a)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand verify" -l group -d 'Group owning the database when run as root (default: $SASLDB_GROUP, else postfix)' -r
+complete -c sasldb -n "__fish_sasldb_using_subcommand verify" -l temp-dir -d 'Directory for the temporary files large imports, listings, exports and realm changes sort through (default: the database\'s directory). They hold secrets: they have no name (or lose it at once), mode 0600, and vanish when the command ends, even if it is killed' -r -f -a "(__fish_complete_directories)"
+complete -c sasldb -n "__fish_sasldb_using_subcommand verify" -l sort-memory -d 'Bytes one sort holds in memory before it spills (for tests)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand verify" -s h -l help -d 'Print help'
 complete -c sasldb -n "__fish_sasldb_using_subcommand realms" -s f -l file -d 'Database: PATH, FORMAT:PATH (bdb, lmdb, gdbm, sqlite), or postgresql://[USER@]HOST[:PORT]/DB (password from PGPASSWORD or ~/.pgpass, never in the URL); default: sasldb_path from the -a application\'s config file, else /etc/sasldb2' -r -F
 complete -c sasldb -n "__fish_sasldb_using_subcommand realms" -s u -l realm -d 'Realm for user names without @ (default: the realm Postfix looks up for a bare login: smtpd_sasl_local_domain, else myhostname)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand realms" -s a -l appname -d 'Cyrus SASL application name whose <appname>.conf supplies sasldb_path and the SCRAM/OTP settings (searched along SASL_CONF_PATH, like saslpasswd2 -a)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand realms" -l group -d 'Group owning the database when run as root (default: $SASLDB_GROUP, else postfix)' -r
+complete -c sasldb -n "__fish_sasldb_using_subcommand realms" -l temp-dir -d 'Directory for the temporary files large imports, listings, exports and realm changes sort through (default: the database\'s directory). They hold secrets: they have no name (or lose it at once), mode 0600, and vanish when the command ends, even if it is killed' -r -f -a "(__fish_complete_directories)"
+complete -c sasldb -n "__fish_sasldb_using_subcommand realms" -l sort-memory -d 'Bytes one sort holds in memory before it spills (for tests)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand realms" -l json -d 'JSON output'
 complete -c sasldb -n "__fish_sasldb_using_subcommand realms" -s h -l help -d 'Print help'
 complete -c sasldb -n "__fish_sasldb_using_subcommand rename-realm" -s f -l file -d 'Database: PATH, FORMAT:PATH (bdb, lmdb, gdbm, sqlite), or postgresql://[USER@]HOST[:PORT]/DB (password from PGPASSWORD or ~/.pgpass, never in the URL); default: sasldb_path from the -a application\'s config file, else /etc/sasldb2' -r -F
 complete -c sasldb -n "__fish_sasldb_using_subcommand rename-realm" -s u -l realm -d 'Realm for user names without @ (default: the realm Postfix looks up for a bare login: smtpd_sasl_local_domain, else myhostname)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand rename-realm" -s a -l appname -d 'Cyrus SASL application name whose <appname>.conf supplies sasldb_path and the SCRAM/OTP settings (searched along SASL_CONF_PATH, like saslpasswd2 -a)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand rename-realm" -l group -d 'Group owning the database when run as root (default: $SASLDB_GROUP, else postfix)' -r
+complete -c sasldb -n "__fish_sasldb_using_subcommand rename-realm" -l temp-dir -d 'Directory for the temporary files large imports, listings, exports and realm changes sort through (default: the database\'s directory). They hold secrets: they have no name (or lose it at once), mode 0600, and vanish when the command ends, even if it is killed' -r -f -a "(__fish_complete_directories)"
+complete -c sasldb -n "__fish_sasldb_using_subcommand rename-realm" -l sort-memory -d 'Bytes one sort holds in memory before it spills (for tests)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand rename-realm" -s h -l help -d 'Print help'
 complete -c sasldb -n "__fish_sasldb_using_subcommand delete-realm" -s f -l file -d 'Database: PATH, FORMAT:PATH (bdb, lmdb, gdbm, sqlite), or postgresql://[USER@]HOST[:PORT]/DB (password from PGPASSWORD or ~/.pgpass, never in the URL); default: sasldb_path from the -a application\'s config file, else /etc/sasldb2' -r -F
 complete -c sasldb -n "__fish_sasldb_using_subcommand delete-realm" -s a -l appname -d 'Cyrus SASL application name whose <appname>.conf supplies sasldb_path and the SCRAM/OTP settings (searched along SASL_CONF_PATH, like saslpasswd2 -a)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand delete-realm" -l group -d 'Group owning the database when run as root (default: $SASLDB_GROUP, else postfix)' -r
+complete -c sasldb -n "__fish_sasldb_using_subcommand delete-realm" -l temp-dir -d 'Directory for the temporary files large imports, listings, exports and realm changes sort through (default: the database\'s directory). They hold secrets: they have no name (or lose it at once), mode 0600, and vanish when the command ends, even if it is killed' -r -f -a "(__fish_complete_directories)"
+complete -c sasldb -n "__fish_sasldb_using_subcommand delete-realm" -l sort-memory -d 'Bytes one sort holds in memory before it spills (for tests)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand delete-realm" -l yes -d 'Do not ask for confirmation (needed when standard input is not a terminal)'
 complete -c sasldb -n "__fish_sasldb_using_subcommand delete-realm" -s h -l help -d 'Print help'
 complete -c sasldb -n "__fish_sasldb_using_subcommand convert" -s f -l file -d 'Database: PATH, FORMAT:PATH (bdb, lmdb, gdbm, sqlite), or postgresql://[USER@]HOST[:PORT]/DB (password from PGPASSWORD or ~/.pgpass, never in the URL); default: sasldb_path from the -a application\'s config file, else /etc/sasldb2' -r -F
 complete -c sasldb -n "__fish_sasldb_using_subcommand convert" -s u -l realm -d 'Realm for user names without @ (default: the realm Postfix looks up for a bare login: smtpd_sasl_local_domain, else myhostname)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand convert" -s a -l appname -d 'Cyrus SASL application name whose <appname>.conf supplies sasldb_path and the SCRAM/OTP settings (searched along SASL_CONF_PATH, like saslpasswd2 -a)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand convert" -l group -d 'Group owning the database when run as root (default: $SASLDB_GROUP, else postfix)' -r
+complete -c sasldb -n "__fish_sasldb_using_subcommand convert" -l temp-dir -d 'Directory for the temporary files large imports, listings, exports and realm changes sort through (default: the database\'s directory). They hold secrets: they have no name (or lose it at once), mode 0600, and vanish when the command ends, even if it is killed' -r -f -a "(__fish_complete_directories)"
+complete -c sasldb -n "__fish_sasldb_using_subcommand convert" -l sort-memory -d 'Bytes one sort holds in memory before it spills (for tests)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand convert" -l force -d 'Replace a destination that already holds a database'
 complete -c sasldb -n "__fish_sasldb_using_subcommand convert" -l skip-malformed -d 'Skip (and report) malformed keys of the source instead of failing'
 complete -c sasldb -n "__fish_sasldb_using_subcommand convert" -s h -l help -d 'Print help'
@@ -114,17 +132,23 @@ complete -c sasldb -n "__fish_sasldb_using_subcommand realm" -s f -l file -d 'Da
 complete -c sasldb -n "__fish_sasldb_using_subcommand realm" -s u -l realm -d 'Realm for user names without @ (default: the realm Postfix looks up for a bare login: smtpd_sasl_local_domain, else myhostname)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand realm" -s a -l appname -d 'Cyrus SASL application name whose <appname>.conf supplies sasldb_path and the SCRAM/OTP settings (searched along SASL_CONF_PATH, like saslpasswd2 -a)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand realm" -l group -d 'Group owning the database when run as root (default: $SASLDB_GROUP, else postfix)' -r
+complete -c sasldb -n "__fish_sasldb_using_subcommand realm" -l temp-dir -d 'Directory for the temporary files large imports, listings, exports and realm changes sort through (default: the database\'s directory). They hold secrets: they have no name (or lose it at once), mode 0600, and vanish when the command ends, even if it is killed' -r -f -a "(__fish_complete_directories)"
+complete -c sasldb -n "__fish_sasldb_using_subcommand realm" -l sort-memory -d 'Bytes one sort holds in memory before it spills (for tests)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand realm" -s h -l help -d 'Print help'
 complete -c sasldb -n "__fish_sasldb_using_subcommand init" -s f -l file -d 'Database: PATH, FORMAT:PATH (bdb, lmdb, gdbm, sqlite), or postgresql://[USER@]HOST[:PORT]/DB (password from PGPASSWORD or ~/.pgpass, never in the URL); default: sasldb_path from the -a application\'s config file, else /etc/sasldb2' -r -F
 complete -c sasldb -n "__fish_sasldb_using_subcommand init" -s u -l realm -d 'Realm for user names without @ (default: the realm Postfix looks up for a bare login: smtpd_sasl_local_domain, else myhostname)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand init" -s a -l appname -d 'Cyrus SASL application name whose <appname>.conf supplies sasldb_path and the SCRAM/OTP settings (searched along SASL_CONF_PATH, like saslpasswd2 -a)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand init" -l group -d 'Group owning the database when run as root (default: $SASLDB_GROUP, else postfix)' -r
+complete -c sasldb -n "__fish_sasldb_using_subcommand init" -l temp-dir -d 'Directory for the temporary files large imports, listings, exports and realm changes sort through (default: the database\'s directory). They hold secrets: they have no name (or lose it at once), mode 0600, and vanish when the command ends, even if it is killed' -r -f -a "(__fish_complete_directories)"
+complete -c sasldb -n "__fish_sasldb_using_subcommand init" -l sort-memory -d 'Bytes one sort holds in memory before it spills (for tests)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand init" -s h -l help -d 'Print help'
 complete -c sasldb -n "__fish_sasldb_using_subcommand check" -l queue-directory -d 'Postfix\'s queue directory (the smtpd chroot), instead of main.cf\'s queue_directory' -r -f -a "(__fish_complete_directories)"
 complete -c sasldb -n "__fish_sasldb_using_subcommand check" -s f -l file -d 'Database: PATH, FORMAT:PATH (bdb, lmdb, gdbm, sqlite), or postgresql://[USER@]HOST[:PORT]/DB (password from PGPASSWORD or ~/.pgpass, never in the URL); default: sasldb_path from the -a application\'s config file, else /etc/sasldb2' -r -F
 complete -c sasldb -n "__fish_sasldb_using_subcommand check" -s u -l realm -d 'Realm for user names without @ (default: the realm Postfix looks up for a bare login: smtpd_sasl_local_domain, else myhostname)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand check" -s a -l appname -d 'Cyrus SASL application name whose <appname>.conf supplies sasldb_path and the SCRAM/OTP settings (searched along SASL_CONF_PATH, like saslpasswd2 -a)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand check" -l group -d 'Group owning the database when run as root (default: $SASLDB_GROUP, else postfix)' -r
+complete -c sasldb -n "__fish_sasldb_using_subcommand check" -l temp-dir -d 'Directory for the temporary files large imports, listings, exports and realm changes sort through (default: the database\'s directory). They hold secrets: they have no name (or lose it at once), mode 0600, and vanish when the command ends, even if it is killed' -r -f -a "(__fish_complete_directories)"
+complete -c sasldb -n "__fish_sasldb_using_subcommand check" -l sort-memory -d 'Bytes one sort holds in memory before it spills (for tests)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand check" -l fix -d 'Repair what is safe to repair: owner, group and mode (root:postfix 0640, never wider), a missing LMDB lock file, leftover temporary files, and the Postfix chroot copy (refreshed as by sync-chroot). User data is never deleted'
 complete -c sasldb -n "__fish_sasldb_using_subcommand check" -l json -d 'Print the findings as JSON'
 complete -c sasldb -n "__fish_sasldb_using_subcommand check" -s h -l help -d 'Print help'
@@ -134,6 +158,8 @@ complete -c sasldb -n "__fish_sasldb_using_subcommand sync-chroot" -s f -l file 
 complete -c sasldb -n "__fish_sasldb_using_subcommand sync-chroot" -s u -l realm -d 'Realm for user names without @ (default: the realm Postfix looks up for a bare login: smtpd_sasl_local_domain, else myhostname)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand sync-chroot" -s a -l appname -d 'Cyrus SASL application name whose <appname>.conf supplies sasldb_path and the SCRAM/OTP settings (searched along SASL_CONF_PATH, like saslpasswd2 -a)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand sync-chroot" -l group -d 'Group owning the database when run as root (default: $SASLDB_GROUP, else postfix)' -r
+complete -c sasldb -n "__fish_sasldb_using_subcommand sync-chroot" -l temp-dir -d 'Directory for the temporary files large imports, listings, exports and realm changes sort through (default: the database\'s directory). They hold secrets: they have no name (or lose it at once), mode 0600, and vanish when the command ends, even if it is killed' -r -f -a "(__fish_complete_directories)"
+complete -c sasldb -n "__fish_sasldb_using_subcommand sync-chroot" -l sort-memory -d 'Bytes one sort holds in memory before it spills (for tests)' -r
 complete -c sasldb -n "__fish_sasldb_using_subcommand sync-chroot" -l force -d 'Replace a copy that holds records the database lacks, or that cannot be read'
 complete -c sasldb -n "__fish_sasldb_using_subcommand sync-chroot" -s h -l help -d 'Print help'
 complete -c sasldb -n "__fish_sasldb_using_subcommand help; and not __fish_seen_subcommand_from import export list verify realms rename-realm delete-realm convert realm init check sync-chroot help" -f -a "import" -d 'Import users from a file or standard input, in one transaction'
