@@ -133,6 +133,33 @@ impl GdbmFile {
         Ok((buf[..k].to_vec(), Zeroizing::new(buf[k..].to_vec())))
     }
 
+    /// [`GdbmFile::record`] through `window`, a read-ahead buffer over the file: a scan
+    /// reads records that mostly lie one after another, so one `pread` serves many.
+    fn record_via(&self, e: &Element, window: &mut Window) -> Result<(Vec<u8>, Secret)> {
+        let (at, k, d) = e.record(self.len).map_err(|f| self.fault(f))?;
+        let n = k + d;
+        let hit = at >= window.at && at + n as u64 <= window.at + window.len as u64;
+        if !hit {
+            if n > WINDOW {
+                return self.record(e);
+            }
+            let want = (self.len - at).min(WINDOW as u64) as usize;
+            window.len = 0;
+            let got = read_full_at(&self.file, &mut window.buf[..want], at).at(&self.path)?;
+            if got < n {
+                return Err(Fault::corrupt(format!(
+                    "{n} bytes at {at} are past the end of the file"
+                ))
+                .into_error(&self.path));
+            }
+            window.at = at;
+            window.len = got;
+        }
+        let off = (at - window.at) as usize;
+        let rec = &window.buf[off..off + n];
+        Ok((rec[..k].to_vec(), Zeroizing::new(rec[k..].to_vec())))
+    }
+
     /// Looks one key up: hash, directory entry, bucket, linear probe. Keys are tried
     /// with this machine's `char` signedness first, then (if they have bytes ≥ 0x80)
     /// with the other, so files written on x86 and on arm64 both work.
@@ -169,6 +196,11 @@ impl GdbmFile {
             current: None,
             slot: 0,
             seen: HashSet::new(),
+            window: Window {
+                buf: Zeroizing::new(vec![0u8; WINDOW]),
+                at: 0,
+                len: 0,
+            },
             report: VerifyReport {
                 avail_blocks: self.stack.len() as u64,
                 free_extents: (self.header.avail.elems.len()
@@ -275,6 +307,17 @@ fn read_avail_stack(
     Ok(out)
 }
 
+/// Bytes a scan reads ahead at once (records are usually written one after another).
+const WINDOW: usize = 64 << 10;
+
+/// A scan's read-ahead buffer: `len` bytes of the file from offset `at` (wiped when
+/// dropped: records hold secrets).
+struct Window {
+    buf: Zeroizing<Vec<u8>>,
+    at: u64,
+    len: usize,
+}
+
 /// Iterator over every record of a [`GdbmFile`]; see [`GdbmFile::scan`]. It checks the
 /// structure as it goes and, after an error, yields nothing more.
 pub struct Scan<'a> {
@@ -283,6 +326,7 @@ pub struct Scan<'a> {
     current: Option<(Bucket, u64, usize, usize)>,
     slot: usize,
     seen: HashSet<u64>,
+    window: Window,
     report: VerifyReport,
     done: bool,
 }
@@ -340,7 +384,7 @@ impl Scan<'_> {
     /// Reads one element's record and checks that its key belongs there.
     fn read(&mut self, e: &Element, addr: u64, first: usize, run: usize) -> Result<Record> {
         let db = self.db;
-        let (key, value) = db.record(e)?;
+        let (key, value) = db.record_via(e, &mut self.window)?;
         let n = key.len().min(SMALL);
         let h = e.hash as u32;
         let host = hash(&key, HOST_SIGNED_CHAR);
