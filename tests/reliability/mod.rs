@@ -28,6 +28,10 @@ mod permissions;
 /// No password in argv of spawned processes, in messages, or left in freed memory.
 mod secrets_leak;
 
+/// Bulk work with a tiny sort budget gives the same results; a killed import leaves no
+/// spill file.
+mod spill;
+
 /// The formats, with the `-f` prefix our tools take.
 pub const FORMATS: [(&str, sasldb::Format); 4] = [
     ("bdb", sasldb::Format::Bdb),
