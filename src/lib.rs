@@ -30,6 +30,8 @@
 //! - [`sort`]: bounded-memory external sort (for bulk loads that need key order);
 //! - [`lmdb`]: LMDB 0.9 files (in-place transactional writes, bulk load);
 //! - [`gdbm`]: the pure-Rust GNU dbm reader and writer;
+//! - [`serve`]: `sasldb serve` (the Dovecot auth and saslauthd protocols) and
+//!   `sasldb checkpassword` (feature `serve`, on by default);
 //! - `cli`: the binaries' front ends (not a stable API).
 
 pub mod account;
@@ -52,6 +54,8 @@ pub mod pgsql;
 pub mod postfix;
 pub mod record;
 pub mod secrets;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod sort;
 pub mod sqlite;
 pub mod store;
