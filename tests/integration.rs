@@ -66,3 +66,7 @@ mod reliability;
 
 /// Fuzz findings and seed corpora replayed through the fuzz targets' code (scripts/fuzz).
 mod fuzz_regressions;
+
+/// sasldb serve (Dovecot and saslauthd protocols) and sasldb checkpassword against
+/// Postfix, Dovecot, doveadm and testsaslauthd.
+mod serve;

@@ -1,0 +1,448 @@
+//! `sasldb serve` and `sasldb checkpassword` against their real peers.
+//!
+//! Every test starts its own server (the `sasldb` binary, in a scratch directory,
+//! on private sockets) and, where it needs them, its own Postfix instance
+//! ([`crate::postfix`]), Dovecot instance (below: `dovecot -c` with a private
+//! `base_dir`) or PostgreSQL database ([`crate::pg`]). Nothing under /etc is read
+//! or written except Postfix's `postfix-files` and Dovecot's built-in defaults.
+//!
+//! What the tests prove:
+//! - Postfix (`smtpd_sasl_type = dovecot`) accepts PLAIN, LOGIN, CRAM-MD5 (swaks)
+//!   and SCRAM-SHA-1/256 (gsasl, which checks the server signature) from our socket,
+//!   and refuses wrong passwords and unknown users with 535, for every store;
+//! - `doveadm auth test -a` accepts and refuses;
+//! - Postfix with Cyrus libsasl `pwcheck_method: saslauthd` on our mux socket
+//!   authenticates PLAIN and LOGIN; `testsaslauthd` prints what it prints for
+//!   Cyrus's saslauthd;
+//! - Dovecot's `passdb checkpassword` running `sasldb checkpassword` accepts PLAIN,
+//!   and does CRAM-MD5 itself from the lookup mode's `{PLAIN}` answer;
+//! - a running server sees password changes (ours: replaced file; Cyrus's: in-place
+//!   libdb write), deletions and format conversions at the next request;
+//! - hostile clients get the protocol's error and the server keeps serving, 1,000
+//!   idle connections do not delay a login, failures wait without blocking others,
+//!   penalties hit only the address or user that failed;
+//! - stale sockets are replaced, live ones refused, socket activation, privilege
+//!   drop, SIGHUP and SIGTERM work, and no password reaches the log.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Gid, Group, Pid, Uid, chown};
+use sasldb::secrets::ScramHash;
+use sasldb::serve::mech::scram;
+use sasldb::serve::saslauthd::encode_request;
+
+use crate::pg::server as pg_server;
+use crate::postfix::{Mech, Options, PostfixInstance};
+use crate::util::{peer, run_ok_with_stdin, run_with_stdin};
+
+/// The realm of bare logins in these tests.
+const REALM: &str = "example.org";
+
+fn sasldb_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sasldb")
+}
+
+/// `sasldb -f DB ARGS` with `stdin`, as root with the database group root.
+fn sasldb(db: &str, args: &[&str], stdin: &[u8], env: &[(&str, OsString)]) -> Output {
+    let mut cmd = Command::new(sasldb_bin());
+    cmd.arg("-f").arg(db).args(args).env("SASLDB_GROUP", "root");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run_with_stdin(&mut cmd, stdin)
+}
+
+fn sasldb_ok(db: &str, args: &[&str], stdin: &[u8], env: &[(&str, OsString)]) {
+    let out = sasldb(db, args, stdin, env);
+    assert!(
+        out.status.success(),
+        "sasldb {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Imports `user@realm:password` lines; `hashed`: with `--hashed-only` (SCRAM-SHA-1
+/// authPassword, no plaintext).
+fn import(db: &str, lines: &str, hashed: bool, env: &[(&str, OsString)]) {
+    let mut args = vec!["import", "-q"];
+    if hashed {
+        args.push("--hashed-only");
+    }
+    args.push("-");
+    sasldb_ok(db, &args, lines.as_bytes(), env);
+}
+
+// ---------------------------------------------------------------------------------
+// The server under test
+
+/// How to start a server.
+#[derive(Default)]
+struct Opts {
+    /// The database (`-f`).
+    db: String,
+    /// `-u`; `None`: none given.
+    realm: Option<String>,
+    dovecot: Option<PathBuf>,
+    mux: Option<PathBuf>,
+    /// More `serve` arguments.
+    args: Vec<String>,
+    env: Vec<(String, OsString)>,
+}
+
+/// A running `sasldb serve`; stopped on drop.
+struct Server {
+    child: Option<Child>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn command(o: &Opts) -> (Command, tempfile::TempDir, PathBuf) {
+        let dir = tempfile::Builder::new().prefix("sasldb-serve-").tempdir().unwrap();
+        let log = dir.path().join("log");
+        let mut cmd = Command::new(sasldb_bin());
+        cmd.arg("-f").arg(&o.db);
+        if let Some(r) = &o.realm {
+            cmd.args(["-u", r]);
+        }
+        cmd.arg("serve");
+        if let Some(p) = &o.dovecot {
+            cmd.arg("--dovecot").arg(p);
+        }
+        if let Some(p) = &o.mux {
+            cmd.arg("--saslauthd").arg(p);
+        }
+        cmd.args(&o.args)
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDS")
+            .env_remove("MAIL_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&log).unwrap())
+            .stderr(fs::File::create(&log).unwrap().try_clone().unwrap());
+        // Both handles append to one file.
+        let f = fs::OpenOptions::new().append(true).open(&log).unwrap();
+        cmd.stdout(f.try_clone().unwrap()).stderr(f);
+        for (k, v) in &o.env {
+            cmd.env(k, v);
+        }
+        (cmd, dir, log)
+    }
+
+    /// Starts a server and waits until every socket accepts connections.
+    fn start(o: &Opts) -> Server {
+        let (mut cmd, dir, log) = Self::command(o);
+        let child = cmd.spawn().unwrap();
+        let mut s = Server {
+            child: Some(child),
+            log,
+            _dir: dir,
+        };
+        let sockets: Vec<&PathBuf> = o.dovecot.iter().chain(o.mux.iter()).collect();
+        s.wait_ready(&sockets);
+        s
+    }
+
+    fn wait_ready(&mut self, sockets: &[&PathBuf]) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if sockets.iter().all(|p| UnixStream::connect(p).is_ok())
+                && self.log().contains("serving ")
+            {
+                return;
+            }
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("sasldb serve exited ({st}) at start:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sasldb serve did not come up:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, s: Signal) {
+        kill(Pid::from_raw(self.pid()), s).unwrap();
+    }
+
+    /// SIGTERM, then waits (at most 10 s) for the exit status.
+    fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("sasldb serve ignored SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A scratch directory for sockets that smtpd (user postfix) can reach: the
+/// directory is root:postfix 0750 inside a 0711 temporary directory.
+struct SocketDir {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl SocketDir {
+    fn new() -> SocketDir {
+        let tmp = tempfile::Builder::new().prefix("sasldb-sock-").tempdir().unwrap();
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o711)).unwrap();
+        let dir = tmp.path().join("s");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o750)).unwrap();
+        let gid = Group::from_name("postfix").unwrap().expect("group postfix").gid;
+        chown(&dir, Some(Uid::from_raw(0)), Some(gid)).unwrap();
+        SocketDir { _tmp: tmp, dir }
+    }
+
+    fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Clients
+
+/// A Dovecot auth-client protocol client.
+struct Dovecot {
+    r: BufReader<UnixStream>,
+    w: UnixStream,
+    /// The MECH lines' names and flags.
+    mechs: Vec<String>,
+}
+
+impl Dovecot {
+    /// Connects, reads the handshake and answers it (`VERSION 1 minor`, `CPID`).
+    fn connect(path: &Path, minor: u32) -> Dovecot {
+        let s = UnixStream::connect(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut d = Dovecot {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+            mechs: Vec::new(),
+        };
+        let first = d.line().expect("handshake");
+        assert_eq!(first, "VERSION\t1\t2");
+        loop {
+            let l = d.line().expect("handshake");
+            if l == "DONE" {
+                break;
+            }
+            if let Some(m) = l.strip_prefix("MECH\t") {
+                d.mechs.push(m.to_string());
+            }
+        }
+        d.send(&format!("VERSION\t1\t{minor}\nCPID\t{}", std::process::id()));
+        d
+    }
+
+    fn send(&mut self, line: &str) {
+        self.w.write_all(line.as_bytes()).unwrap();
+        self.w.write_all(b"\n").unwrap();
+    }
+
+    /// The next line, `None` at end of file.
+    fn line(&mut self) -> Option<String> {
+        let mut l = String::new();
+        match self.r.read_line(&mut l) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(l.trim_end_matches('\n').to_string()),
+        }
+    }
+
+    /// `AUTH id PLAIN ... resp=`; returns the reply line.
+    fn plain(&mut self, id: u32, user: &str, pw: &str, extra: &str) -> String {
+        let resp = B64.encode(format!("\0{user}\0{pw}"));
+        self.send(&format!("AUTH\t{id}\tPLAIN\tservice=smtp\t{extra}resp={resp}"));
+        self.line().expect("reply")
+    }
+
+    fn closed(&mut self) -> bool {
+        self.line().is_none()
+    }
+}
+
+/// A CRAM-MD5 exchange over a Dovecot protocol connection: the reply line.
+fn dovecot_cram(d: &mut Dovecot, id: u32, user: &str, pw: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    d.send(&format!("AUTH\t{id}\tCRAM-MD5\tservice=smtp"));
+    let l = d.line().unwrap();
+    let ch = l
+        .strip_prefix(&format!("CONT\t{id}\t"))
+        .unwrap_or_else(|| panic!("{l}"));
+    let ch = B64.decode(ch).unwrap();
+    let mut mac = <Hmac<md5::Md5> as KeyInit>::new_from_slice(pw.as_bytes()).unwrap();
+    mac.update(&ch);
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    d.send(&format!("CONT\t{id}\t{}", B64.encode(format!("{user} {hex}"))));
+    d.line().unwrap()
+}
+
+/// A SCRAM exchange over a Dovecot protocol connection (checks the server
+/// signature): the final reply line.
+fn dovecot_scram(d: &mut Dovecot, id: u32, hash: ScramHash, user: &str, pw: &str) -> String {
+    let bare = format!("n={user},r=fyko+d2lbbFgONRv9qkxdawL");
+    d.send(&format!(
+        "AUTH\t{id}\t{}\tservice=smtp\tresp={}",
+        hash.mechanism(),
+        B64.encode(format!("n,,{bare}"))
+    ));
+    let l = d.line().unwrap();
+    let Some(sf) = l.strip_prefix(&format!("CONT\t{id}\t")) else {
+        return l;
+    };
+    let sf = B64.decode(sf).unwrap();
+    let (msg, want) = scram::client_final(hash, pw.as_bytes(), b"n,,", bare.as_bytes(), &sf).unwrap();
+    d.send(&format!("CONT\t{id}\t{}", B64.encode(msg)));
+    let l = d.line().unwrap();
+    let Some(v) = l.strip_prefix(&format!("CONT\t{id}\t")) else {
+        return l;
+    };
+    assert_eq!(B64.decode(v).unwrap(), want, "server signature");
+    d.send(&format!("CONT\t{id}\t"));
+    d.line().unwrap()
+}
+
+/// One saslauthd mux request; the answer, `None` if the server closed without one.
+fn mux(path: &Path, login: &str, pw: &str, service: &str, realm: &str) -> Option<String> {
+    mux_raw(path, &encode_request(login.as_bytes(), pw.as_bytes(), service.as_bytes(), realm.as_bytes()))
+}
+
+fn mux_raw(path: &Path, req: &[u8]) -> Option<String> {
+    let mut s = UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = s.write_all(req);
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).ok()?;
+    let mut v = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut v).ok()?;
+    Some(String::from_utf8_lossy(&v).into_owned())
+}
+
+// ---------------------------------------------------------------------------------
+// Postfix with smtpd_sasl_type = dovecot, every store
+
+/// The logins every store must get right through Postfix: alice has a plaintext
+/// password, bob only a SCRAM-SHA-1 authPassword (hashed-only).
+fn dovecot_cases() -> Vec<(&'static str, &'static str, Mech, u16)> {
+    let mut cases = Vec::new();
+    for mech in [Mech::Plain, Mech::Login, Mech::CramMd5, Mech::ScramSha1, Mech::ScramSha256] {
+        cases.extend([
+            ("alice", "Alice pw 1", mech, 235),
+            ("alice@example.org", "Alice pw 1", mech, 235),
+            ("alice", "Alice pw 2", mech, 535),
+            ("nobody", "Alice pw 1", mech, 535),
+        ]);
+    }
+    cases.extend([
+        ("bob", "Bob pw", Mech::ScramSha1, 235),
+        ("bob", "Bob pw", Mech::Plain, 235),
+        ("bob", "Bob pw", Mech::Login, 235),
+        ("bob", "Bob pw", Mech::CramMd5, 535),
+        ("bob", "Bob pw", Mech::ScramSha256, 535),
+        ("bob", "Bob px", Mech::ScramSha1, 535),
+    ]);
+    cases
+}
+
+/// Fills `db` with alice and bob, serves it, and runs [`dovecot_cases`] through a
+/// private Postfix.
+fn postfix_dovecot(db: &str, env: &[(&str, OsString)]) {
+    import(db, "alice@example.org:Alice pw 1\n", false, env);
+    import(db, "bob@example.org:Bob pw\n", true, env);
+    let sockets = SocketDir::new();
+    let sock = sockets.path().join("dovecot");
+    let server = Server::start(&Opts {
+        db: db.into(),
+        realm: Some(REALM.into()),
+        dovecot: Some(sock.clone()),
+        args: vec!["--failure-delay=0".into(), "--max-failures=0".into()],
+        env: env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        ..Opts::default()
+    });
+    // The last setting of a main.cf parameter wins: Dovecot SASL on our socket.
+    let inst = PostfixInstance::start(Options {
+        main_cf_extra: vec![
+            "smtpd_sasl_type = dovecot".into(),
+            format!("smtpd_sasl_path = {}", sock.display()),
+        ],
+        ..Options::default()
+    });
+    inst.check_logins(&dovecot_cases());
+    let log = server.log();
+    for pw in ["Alice pw 1", "Alice pw 2", "Bob pw"] {
+        assert!(!log.contains(pw), "a password in the log:\n{log}");
+    }
+    assert!(log.contains("mech=CRAM-MD5 user=\"bob\""), "{log}");
+}
+
+#[test]
+fn postfix_dovecot_bdb() {
+    let dir = tempfile::tempdir().unwrap();
+    postfix_dovecot(&format!("bdb:{}", dir.path().join("sasldb2").display()), &[]);
+}
+
+#[test]
+fn postfix_dovecot_gdbm() {
+    let dir = tempfile::tempdir().unwrap();
+    postfix_dovecot(&format!("gdbm:{}", dir.path().join("sasldb2").display()), &[]);
+}
+
+#[test]
+fn postfix_dovecot_lmdb() {
+    let dir = tempfile::tempdir().unwrap();
+    postfix_dovecot(&format!("lmdb:{}", dir.path().join("sasldb2").display()), &[]);
+}
+
+#[test]
+fn postfix_dovecot_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    postfix_dovecot(&format!("sqlite:{}", dir.path().join("sasldb2").display()), &[]);
+}
+
+#[test]
+fn postfix_dovecot_postgresql() {
+    let srv = pg_server();
+    let db = srv.database("serve", "");
+    let url = srv.url(&db);
+    let env = [("PGPASSFILE", OsString::from(srv.pgpass()))];
+    sasldb_ok(&url, &["init"], b"", &env);
+    postfix_dovecot(&url, &env);
+}
