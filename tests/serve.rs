@@ -446,3 +446,309 @@ fn postfix_dovecot_postgresql() {
     sasldb_ok(&url, &["init"], b"", &env);
     postfix_dovecot(&url, &env);
 }
+
+// ---------------------------------------------------------------------------------
+// doveadm, testsaslauthd, Postfix with Cyrus's saslauthd client
+
+/// A private Dovecot configuration directory for doveadm and dovecot.
+struct DovecotConf {
+    dir: tempfile::TempDir,
+}
+
+impl DovecotConf {
+    /// `dovecot.conf` with a private base_dir, state_dir and log, plus `body`.
+    fn new(body: &str) -> DovecotConf {
+        let dir = tempfile::Builder::new().prefix("sasldb-dovecot-").tempdir().unwrap();
+        for d in ["run", "state"] {
+            fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        let d = dir.path().display();
+        fs::write(
+            dir.path().join("dovecot.conf"),
+            format!(
+                "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\n\
+                 protocols =\nssl = no\n{body}"
+            ),
+        )
+        .unwrap();
+        DovecotConf { dir }
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.dir.path().join("dovecot.conf")
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+
+    /// `doveadm -c CONF auth test [-a SOCKET] -x service=smtp USER PASSWORD`: the
+    /// exit status and output.
+    fn auth_test(&self, socket: Option<&Path>, user: &str, pw: &str) -> Output {
+        let mut cmd = Command::new(peer("doveadm"));
+        cmd.arg("-c").arg(self.conf()).args(["auth", "test"]);
+        if let Some(s) = socket {
+            cmd.arg("-a").arg(s);
+        }
+        cmd.args(["-x", "service=smtp", user, pw])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+#[test]
+fn doveadm_auth_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sasldb2").display().to_string();
+    import(&db, "alice@example.org:Alice pw 1\n", false, &[]);
+    let sock = dir.path().join("auth");
+    let _server = Server::start(&Opts {
+        db: db.clone(),
+        realm: Some(REALM.into()),
+        dovecot: Some(sock.clone()),
+        args: vec!["--failure-delay=0".into()],
+        ..Opts::default()
+    });
+    let conf = DovecotConf::new("");
+    for (user, pw, code) in [
+        ("alice@example.org", "Alice pw 1", 0),
+        ("alice", "Alice pw 1", 0),
+        ("alice", "Alice pw 2", 77),
+        ("nobody", "Alice pw 1", 77),
+    ] {
+        let out = conf.auth_test(Some(&sock), user, pw);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(code), "{user}/{pw}:\n{text}");
+        if code == 0 {
+            assert!(text.contains(&format!("user={user}")), "{text}");
+        }
+    }
+}
+
+#[test]
+fn testsaslauthd_and_postfix_with_the_saslauthd_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sasldb2").display().to_string();
+    import(
+        &db,
+        "alice@mail.example.test:Alice pw 1\ncarol@other.test:Carol pw\n",
+        false,
+        &[],
+    );
+    let sockets = SocketDir::new();
+    let mux_path = sockets.path().join("mux");
+    let inst = PostfixInstance::start(Options {
+        sasl_conf: Some(format!(
+            "pwcheck_method: saslauthd\nsaslauthd_path: {}\nmech_list: PLAIN LOGIN\n",
+            mux_path.display()
+        )),
+        ..Options::default()
+    });
+    // No -u: the realm of a bare login is Postfix's (this instance's myhostname,
+    // lowercased), read through MAIL_CONFIG as every sasldb command reads it.
+    let server = Server::start(&Opts {
+        db,
+        mux: Some(mux_path.clone()),
+        args: vec!["--failure-delay=0".into(), "--max-failures=0".into()],
+        env: vec![("MAIL_CONFIG".into(), inst.conf_dir().into())],
+        ..Opts::default()
+    });
+
+    let testsaslauthd = |args: &[&str]| {
+        let out = Command::new(peer("testsaslauthd"))
+            .arg("-f")
+            .arg(&mux_path)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let ok = (Some(0), "0: OK \"Success.\"\n".to_string());
+    let no = (Some(255), "0: NO \"authentication failed\"\n".to_string());
+    assert_eq!(testsaslauthd(&["-u", "alice", "-p", "Alice pw 1", "-s", "smtp"]), ok);
+    assert_eq!(
+        testsaslauthd(&["-u", "alice", "-r", "mail.example.test", "-p", "Alice pw 1"]),
+        ok
+    );
+    assert_eq!(testsaslauthd(&["-u", "alice", "-p", "Alice pw 2"]), no);
+    assert_eq!(testsaslauthd(&["-u", "carol", "-p", "Carol pw"]), no);
+    assert_eq!(testsaslauthd(&["-u", "carol", "-r", "other.test", "-p", "Carol pw"]), ok);
+    assert_eq!(testsaslauthd(&["-u", "nobody", "-p", "x"]), no);
+
+    let mut cases = Vec::new();
+    for mech in [Mech::Plain, Mech::Login] {
+        cases.extend([
+            ("alice", "Alice pw 1", mech, 235),
+            ("alice@mail.example.test", "Alice pw 1", mech, 235),
+            ("alice", "Alice pw 2", mech, 535),
+            ("carol@other.test", "Carol pw", mech, 235),
+            ("carol", "Carol pw", mech, 535),
+            ("nobody", "x", mech, 535),
+        ]);
+    }
+    inst.check_logins(&cases);
+    assert!(!server.log().contains("Alice pw"), "{}", server.log());
+}
+
+// ---------------------------------------------------------------------------------
+// checkpassword
+
+/// `sasldb -f DB -u REALM checkpassword PROG...` with `input` on descriptor 3.
+fn checkpassword(db: &str, input: &[u8], prog: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(sasldb_bin());
+    cmd.args(["-f", db, "-u", REALM, "checkpassword"]).args(prog);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // Descriptor 3 is the child's stdin, duplicated.
+    // SAFETY: dup2 is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::dup2(0, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    run_with_stdin(&mut cmd, input)
+}
+
+#[test]
+fn checkpassword_exit_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sasldb2").display().to_string();
+    import(&db, "alice@example.org:Alice pw 1\n", false, &[]);
+    let code = |input: &[u8], prog: &[&str]| checkpassword(&db, input, prog, &[]).status.code();
+    assert_eq!(code(b"alice@example.org\0Alice pw 1\0\0", &["/bin/true"]), Some(0));
+    assert_eq!(code(b"alice\0Alice pw 1\0\0", &["/bin/true"]), Some(0));
+    // PROG runs with USER set to the login, and its status is ours.
+    let out = checkpassword(
+        &db,
+        b"alice\0Alice pw 1\0\0",
+        &["/bin/sh", "-c", "test \"$USER\" = alice && exit 7"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(code(b"alice\0Alice pw 2\0\0", &["/bin/true"]), Some(1));
+    assert_eq!(code(b"nobody\0Alice pw 1\0\0", &["/bin/true"]), Some(1));
+    assert_eq!(code(b"alice\0\0\0", &["/bin/true"]), Some(1));
+    assert_eq!(code(b"alice", &["/bin/true"]), Some(2));
+    assert_eq!(code(&[b'a'; 600], &["/bin/true"]), Some(2));
+    // Internal failures are 111, never 1.
+    let missing = dir.path().join("missing").display().to_string();
+    assert_eq!(
+        checkpassword(&missing, b"alice\0Alice pw 1\0\0", &["/bin/true"], &[]).status.code(),
+        Some(111)
+    );
+    assert_eq!(
+        code(b"alice\0Alice pw 1\0\0", &["/nonexistent/program"]),
+        Some(111)
+    );
+    // Lookup mode without Dovecot's reply pipe cannot answer: 111; an unknown user: 3.
+    let look = [("AUTHORIZED", "1"), ("CREDENTIALS_LOOKUP", "1")];
+    assert_eq!(
+        checkpassword(&db, b"alice\0\0\0", &["/bin/true"], &look).status.code(),
+        Some(111)
+    );
+    assert_eq!(
+        checkpassword(&db, b"nobody\0\0\0", &["/bin/true"], &look).status.code(),
+        Some(3)
+    );
+}
+
+#[test]
+fn dovecot_passdb_checkpassword() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sasldb2").display().to_string();
+    // carol's password holds a TAB, which Dovecot refuses in a PLAIN login ("password
+    // having illegal chars") but takes from the lookup's escaped {PLAIN} answer.
+    import(&db, "alice@example.org:Alice pw 1\ncarol@example.org:Carol\tpw\n", false, &[]);
+    import(&db, "bob@example.org:Bob pw\n", true, &[]);
+    let conf = DovecotConf::new(&format!(
+        "disable_plaintext_auth = no\n\
+         auth_mechanisms = plain login cram-md5 scram-sha-1 scram-sha-256\n\
+         auth_failure_delay = 0\n\
+         passdb {{\n  driver = checkpassword\n  args = {} -f {db} -u {REALM} checkpassword\n}}\n\
+         userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home=/nonexistent\n}}\n\
+         # The test database is root's: run the auth process (and so checkpassword) as root.\n\
+         service auth {{\n  user = root\n}}\n",
+        sasldb_bin()
+    ));
+    // Output to a file, not a pipe: the daemon it leaves behind would hold a pipe open.
+    let out = tempfile::tempfile().unwrap();
+    let st = Command::new(peer("dovecot"))
+        .arg("-c")
+        .arg(conf.conf())
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .status()
+        .unwrap();
+    assert!(st.success(), "dovecot: {st}\n{}", conf.log());
+    struct Stop(PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            if let Ok(pid) = fs::read_to_string(&self.0) {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while kill(Pid::from_raw(pid), None).is_ok() && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            }
+        }
+    }
+    let _stop = Stop(conf.dir.path().join("run/master.pid"));
+    let client_socket = conf.dir.path().join("run/auth-client");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while UnixStream::connect(&client_socket).is_err() {
+        assert!(Instant::now() < deadline, "dovecot did not start:\n{}", conf.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    for (user, pw, code) in [
+        ("alice@example.org", "Alice pw 1", 0),
+        ("alice", "Alice pw 1", 0),
+        ("alice", "Alice pw 2", 77),
+        ("nobody", "x", 77),
+        ("bob", "Bob pw", 0),
+    ] {
+        let out = conf.auth_test(None, user, pw);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{user}/{pw:?}: {out:?}\n{}",
+            conf.log()
+        );
+    }
+    // Mechanisms Dovecot computes itself, from the lookup mode's {PLAIN} answer.
+    let mut d = Dovecot::connect(&client_socket, 2);
+    assert!(
+        dovecot_cram(&mut d, 1, "alice@example.org", "Alice pw 1").starts_with("OK\t1\tuser=alice@example.org"),
+        "{}",
+        conf.log()
+    );
+    assert!(dovecot_cram(&mut d, 2, "alice@example.org", "wrong").starts_with("FAIL\t2"));
+    assert!(
+        dovecot_scram(&mut d, 3, ScramHash::Sha256, "alice@example.org", "Alice pw 1").starts_with("OK\t3"),
+        "{}",
+        conf.log()
+    );
+    assert!(
+        dovecot_cram(&mut d, 5, "carol@example.org", "Carol\tpw").starts_with("OK\t5"),
+        "{}",
+        conf.log()
+    );
+    // bob's SCRAM-SHA-1 secret, handed over in Dovecot's {SCRAM-SHA-1} format.
+    assert!(
+        dovecot_scram(&mut d, 4, ScramHash::Sha1, "bob@example.org", "Bob pw").starts_with("OK\t4"),
+        "{}",
+        conf.log()
+    );
+}
