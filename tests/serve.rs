@@ -110,7 +110,10 @@ struct Server {
 
 impl Server {
     fn command(o: &Opts) -> (Command, tempfile::TempDir, PathBuf) {
-        let dir = tempfile::Builder::new().prefix("sasldb-serve-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("sasldb-serve-")
+            .tempdir()
+            .unwrap();
         let log = dir.path().join("log");
         let mut cmd = Command::new(sasldb_bin());
         cmd.arg("-f").arg(&o.db);
@@ -222,12 +225,18 @@ struct SocketDir {
 
 impl SocketDir {
     fn new() -> SocketDir {
-        let tmp = tempfile::Builder::new().prefix("sasldb-sock-").tempdir().unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("sasldb-sock-")
+            .tempdir()
+            .unwrap();
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o711)).unwrap();
         let dir = tmp.path().join("s");
         fs::create_dir(&dir).unwrap();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o750)).unwrap();
-        let gid = Group::from_name("postfix").unwrap().expect("group postfix").gid;
+        let gid = Group::from_name("postfix")
+            .unwrap()
+            .expect("group postfix")
+            .gid;
         chown(&dir, Some(Uid::from_raw(0)), Some(gid)).unwrap();
         SocketDir { _tmp: tmp, dir }
     }
@@ -269,7 +278,10 @@ impl Dovecot {
                 d.mechs.push(m.to_string());
             }
         }
-        d.send(&format!("VERSION\t1\t{minor}\nCPID\t{}", std::process::id()));
+        d.send(&format!(
+            "VERSION\t1\t{minor}\nCPID\t{}",
+            std::process::id()
+        ));
         d
     }
 
@@ -290,7 +302,9 @@ impl Dovecot {
     /// `AUTH id PLAIN ... resp=`; returns the reply line.
     fn plain(&mut self, id: u32, user: &str, pw: &str, extra: &str) -> String {
         let resp = B64.encode(format!("\0{user}\0{pw}"));
-        self.send(&format!("AUTH\t{id}\tPLAIN\tservice=smtp\t{extra}resp={resp}"));
+        self.send(&format!(
+            "AUTH\t{id}\tPLAIN\tservice=smtp\t{extra}resp={resp}"
+        ));
         self.line().expect("reply")
     }
 
@@ -310,8 +324,16 @@ fn dovecot_cram(d: &mut Dovecot, id: u32, user: &str, pw: &str) -> String {
     let ch = B64.decode(ch).unwrap();
     let mut mac = <Hmac<md5::Md5> as KeyInit>::new_from_slice(pw.as_bytes()).unwrap();
     mac.update(&ch);
-    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    d.send(&format!("CONT\t{id}\t{}", B64.encode(format!("{user} {hex}"))));
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    d.send(&format!(
+        "CONT\t{id}\t{}",
+        B64.encode(format!("{user} {hex}"))
+    ));
     d.line().unwrap()
 }
 
@@ -329,7 +351,8 @@ fn dovecot_scram(d: &mut Dovecot, id: u32, hash: ScramHash, user: &str, pw: &str
         return l;
     };
     let sf = B64.decode(sf).unwrap();
-    let (msg, want) = scram::client_final(hash, pw.as_bytes(), b"n,,", bare.as_bytes(), &sf).unwrap();
+    let (msg, want) =
+        scram::client_final(hash, pw.as_bytes(), b"n,,", bare.as_bytes(), &sf).unwrap();
     d.send(&format!("CONT\t{id}\t{}", B64.encode(msg)));
     let l = d.line().unwrap();
     let Some(v) = l.strip_prefix(&format!("CONT\t{id}\t")) else {
@@ -342,7 +365,15 @@ fn dovecot_scram(d: &mut Dovecot, id: u32, hash: ScramHash, user: &str, pw: &str
 
 /// One saslauthd mux request; the answer, `None` if the server closed without one.
 fn mux(path: &Path, login: &str, pw: &str, service: &str, realm: &str) -> Option<String> {
-    mux_raw(path, &encode_request(login.as_bytes(), pw.as_bytes(), service.as_bytes(), realm.as_bytes()))
+    mux_raw(
+        path,
+        &encode_request(
+            login.as_bytes(),
+            pw.as_bytes(),
+            service.as_bytes(),
+            realm.as_bytes(),
+        ),
+    )
 }
 
 fn mux_raw(path: &Path, req: &[u8]) -> Option<String> {
@@ -363,7 +394,13 @@ fn mux_raw(path: &Path, req: &[u8]) -> Option<String> {
 /// password, bob only a SCRAM-SHA-1 authPassword (hashed-only).
 fn dovecot_cases() -> Vec<(&'static str, &'static str, Mech, u16)> {
     let mut cases = Vec::new();
-    for mech in [Mech::Plain, Mech::Login, Mech::CramMd5, Mech::ScramSha1, Mech::ScramSha256] {
+    for mech in [
+        Mech::Plain,
+        Mech::Login,
+        Mech::CramMd5,
+        Mech::ScramSha1,
+        Mech::ScramSha256,
+    ] {
         cases.extend([
             ("alice", "Alice pw 1", mech, 235),
             ("alice@example.org", "Alice pw 1", mech, 235),
@@ -394,7 +431,10 @@ fn postfix_dovecot(db: &str, env: &[(&str, OsString)]) {
         realm: Some(REALM.into()),
         dovecot: Some(sock.clone()),
         args: vec!["--failure-delay=0".into(), "--max-failures=0".into()],
-        env: env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
         ..Opts::default()
     });
     // The last setting of a main.cf parameter wins: Dovecot SASL on our socket.
@@ -416,25 +456,37 @@ fn postfix_dovecot(db: &str, env: &[(&str, OsString)]) {
 #[test]
 fn postfix_dovecot_bdb() {
     let dir = tempfile::tempdir().unwrap();
-    postfix_dovecot(&format!("bdb:{}", dir.path().join("sasldb2").display()), &[]);
+    postfix_dovecot(
+        &format!("bdb:{}", dir.path().join("sasldb2").display()),
+        &[],
+    );
 }
 
 #[test]
 fn postfix_dovecot_gdbm() {
     let dir = tempfile::tempdir().unwrap();
-    postfix_dovecot(&format!("gdbm:{}", dir.path().join("sasldb2").display()), &[]);
+    postfix_dovecot(
+        &format!("gdbm:{}", dir.path().join("sasldb2").display()),
+        &[],
+    );
 }
 
 #[test]
 fn postfix_dovecot_lmdb() {
     let dir = tempfile::tempdir().unwrap();
-    postfix_dovecot(&format!("lmdb:{}", dir.path().join("sasldb2").display()), &[]);
+    postfix_dovecot(
+        &format!("lmdb:{}", dir.path().join("sasldb2").display()),
+        &[],
+    );
 }
 
 #[test]
 fn postfix_dovecot_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    postfix_dovecot(&format!("sqlite:{}", dir.path().join("sasldb2").display()), &[]);
+    postfix_dovecot(
+        &format!("sqlite:{}", dir.path().join("sasldb2").display()),
+        &[],
+    );
 }
 
 #[test]
@@ -458,7 +510,10 @@ struct DovecotConf {
 impl DovecotConf {
     /// `dovecot.conf` with a private base_dir, state_dir and log, plus `body`.
     fn new(body: &str) -> DovecotConf {
-        let dir = tempfile::Builder::new().prefix("sasldb-dovecot-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("sasldb-dovecot-")
+            .tempdir()
+            .unwrap();
         for d in ["run", "state"] {
             fs::create_dir(dir.path().join(d)).unwrap();
         }
@@ -566,18 +621,27 @@ fn testsaslauthd_and_postfix_with_the_saslauthd_client() {
             .args(args)
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let ok = (Some(0), "0: OK \"Success.\"\n".to_string());
     let no = (Some(255), "0: NO \"authentication failed\"\n".to_string());
-    assert_eq!(testsaslauthd(&["-u", "alice", "-p", "Alice pw 1", "-s", "smtp"]), ok);
+    assert_eq!(
+        testsaslauthd(&["-u", "alice", "-p", "Alice pw 1", "-s", "smtp"]),
+        ok
+    );
     assert_eq!(
         testsaslauthd(&["-u", "alice", "-r", "mail.example.test", "-p", "Alice pw 1"]),
         ok
     );
     assert_eq!(testsaslauthd(&["-u", "alice", "-p", "Alice pw 2"]), no);
     assert_eq!(testsaslauthd(&["-u", "carol", "-p", "Carol pw"]), no);
-    assert_eq!(testsaslauthd(&["-u", "carol", "-r", "other.test", "-p", "Carol pw"]), ok);
+    assert_eq!(
+        testsaslauthd(&["-u", "carol", "-r", "other.test", "-p", "Carol pw"]),
+        ok
+    );
     assert_eq!(testsaslauthd(&["-u", "nobody", "-p", "x"]), no);
 
     let mut cases = Vec::new();
@@ -601,7 +665,8 @@ fn testsaslauthd_and_postfix_with_the_saslauthd_client() {
 /// `sasldb -f DB -u REALM checkpassword PROG...` with `input` on descriptor 3.
 fn checkpassword(db: &str, input: &[u8], prog: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(sasldb_bin());
-    cmd.args(["-f", db, "-u", REALM, "checkpassword"]).args(prog);
+    cmd.args(["-f", db, "-u", REALM, "checkpassword"])
+        .args(prog);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -624,7 +689,10 @@ fn checkpassword_exit_statuses() {
     let db = dir.path().join("sasldb2").display().to_string();
     import(&db, "alice@example.org:Alice pw 1\n", false, &[]);
     let code = |input: &[u8], prog: &[&str]| checkpassword(&db, input, prog, &[]).status.code();
-    assert_eq!(code(b"alice@example.org\0Alice pw 1\0\0", &["/bin/true"]), Some(0));
+    assert_eq!(
+        code(b"alice@example.org\0Alice pw 1\0\0", &["/bin/true"]),
+        Some(0)
+    );
     assert_eq!(code(b"alice\0Alice pw 1\0\0", &["/bin/true"]), Some(0));
     // PROG runs with USER set to the login, and its status is ours.
     let out = checkpassword(
@@ -642,7 +710,9 @@ fn checkpassword_exit_statuses() {
     // Internal failures are 111, never 1.
     let missing = dir.path().join("missing").display().to_string();
     assert_eq!(
-        checkpassword(&missing, b"alice\0Alice pw 1\0\0", &["/bin/true"], &[]).status.code(),
+        checkpassword(&missing, b"alice\0Alice pw 1\0\0", &["/bin/true"], &[])
+            .status
+            .code(),
         Some(111)
     );
     assert_eq!(
@@ -652,11 +722,15 @@ fn checkpassword_exit_statuses() {
     // Lookup mode without Dovecot's reply pipe cannot answer: 111; an unknown user: 3.
     let look = [("AUTHORIZED", "1"), ("CREDENTIALS_LOOKUP", "1")];
     assert_eq!(
-        checkpassword(&db, b"alice\0\0\0", &["/bin/true"], &look).status.code(),
+        checkpassword(&db, b"alice\0\0\0", &["/bin/true"], &look)
+            .status
+            .code(),
         Some(111)
     );
     assert_eq!(
-        checkpassword(&db, b"nobody\0\0\0", &["/bin/true"], &look).status.code(),
+        checkpassword(&db, b"nobody\0\0\0", &["/bin/true"], &look)
+            .status
+            .code(),
         Some(3)
     );
 }
@@ -667,7 +741,12 @@ fn dovecot_passdb_checkpassword() {
     let db = dir.path().join("sasldb2").display().to_string();
     // carol's password holds a TAB, which Dovecot refuses in a PLAIN login ("password
     // having illegal chars") but takes from the lookup's escaped {PLAIN} answer.
-    import(&db, "alice@example.org:Alice pw 1\ncarol@example.org:Carol\tpw\n", false, &[]);
+    import(
+        &db,
+        "alice@example.org:Alice pw 1\ncarol@example.org:Carol\tpw\n",
+        false,
+        &[],
+    );
     import(&db, "bob@example.org:Bob pw\n", true, &[]);
     let conf = DovecotConf::new(&format!(
         "disable_plaintext_auth = no\n\
@@ -708,7 +787,11 @@ fn dovecot_passdb_checkpassword() {
     let client_socket = conf.dir.path().join("run/auth-client");
     let deadline = Instant::now() + Duration::from_secs(20);
     while UnixStream::connect(&client_socket).is_err() {
-        assert!(Instant::now() < deadline, "dovecot did not start:\n{}", conf.log());
+        assert!(
+            Instant::now() < deadline,
+            "dovecot did not start:\n{}",
+            conf.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -730,13 +813,21 @@ fn dovecot_passdb_checkpassword() {
     // Mechanisms Dovecot computes itself, from the lookup mode's {PLAIN} answer.
     let mut d = Dovecot::connect(&client_socket, 2);
     assert!(
-        dovecot_cram(&mut d, 1, "alice@example.org", "Alice pw 1").starts_with("OK\t1\tuser=alice@example.org"),
+        dovecot_cram(&mut d, 1, "alice@example.org", "Alice pw 1")
+            .starts_with("OK\t1\tuser=alice@example.org"),
         "{}",
         conf.log()
     );
     assert!(dovecot_cram(&mut d, 2, "alice@example.org", "wrong").starts_with("FAIL\t2"));
     assert!(
-        dovecot_scram(&mut d, 3, ScramHash::Sha256, "alice@example.org", "Alice pw 1").starts_with("OK\t3"),
+        dovecot_scram(
+            &mut d,
+            3,
+            ScramHash::Sha256,
+            "alice@example.org",
+            "Alice pw 1"
+        )
+        .starts_with("OK\t3"),
         "{}",
         conf.log()
     );
@@ -750,5 +841,491 @@ fn dovecot_passdb_checkpassword() {
         dovecot_scram(&mut d, 4, ScramHash::Sha1, "bob@example.org", "Bob pw").starts_with("OK\t4"),
         "{}",
         conf.log()
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// A running server and a changing database
+
+/// `user@example.org`'s password through the mux socket.
+fn mux_ok(path: &Path, user: &str, pw: &str) -> bool {
+    mux(path, user, pw, "smtp", "").as_deref() == Some("OK")
+}
+
+#[test]
+fn changes_take_effect_at_the_next_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("sasldb2");
+    let db = db_path.display().to_string();
+    import(
+        &db,
+        "alice@example.org:pw 0\nbob@example.org:Bob pw\n",
+        false,
+        &[],
+    );
+    let sock = dir.path().join("mux");
+    let dsock = dir.path().join("auth");
+    let server = Server::start(&Opts {
+        db: db.clone(),
+        realm: Some(REALM.into()),
+        mux: Some(sock.clone()),
+        dovecot: Some(dsock.clone()),
+        args: vec!["--failure-delay=0".into(), "--max-failures=0".into()],
+        ..Opts::default()
+    });
+    // A persistent Dovecot connection (as Postfix keeps one) across every change.
+    let mut d = Dovecot::connect(&dsock, 0);
+    let mut id = 0;
+    let mut dovecot_ok = |user: &str, pw: &str| {
+        id += 1;
+        d.plain(id, user, pw, "").starts_with("OK")
+    };
+    assert!(mux_ok(&sock, "alice", "pw 0"));
+
+    // Our saslpasswd2 replaces the file; Cyrus's (libdb) writes into it in place, in
+    // the same second as the previous change: both are seen at once.
+    let cyrus_conf = tempfile::tempdir().unwrap();
+    fs::write(cyrus_conf.path().join("saslpasswd.conf"), "").unwrap();
+    for i in 1..=6 {
+        let pw = format!("pw {i}");
+        let mut cmd = if i % 2 == 1 {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_saslpasswd2"));
+            c.env("SASLDB_GROUP", "root");
+            c
+        } else {
+            let mut c = Command::new(peer("saslpasswd2"));
+            c.env("SASL_CONF_PATH", cyrus_conf.path());
+            c
+        };
+        cmd.args(["-p", "-f", &db, "-u", REALM, "alice"]);
+        run_ok_with_stdin(&mut cmd, pw.as_bytes());
+        assert!(
+            mux_ok(&sock, "alice", &pw),
+            "change {i} not seen\n{}",
+            server.log()
+        );
+        assert!(
+            !mux_ok(&sock, "alice", &format!("pw {}", i - 1)),
+            "old password {i} still works"
+        );
+        assert!(dovecot_ok("alice", &pw), "change {i} not seen over Dovecot");
+    }
+
+    // Deleted: refused at once.
+    let mut del = Command::new(env!("CARGO_BIN_EXE_saslpasswd2"));
+    del.env("SASLDB_GROUP", "root")
+        .args(["-d", "-f", &db, "-u", REALM, "alice"]);
+    run_ok_with_stdin(&mut del, b"");
+    assert!(!mux_ok(&sock, "alice", "pw 6"));
+    assert!(!dovecot_ok("alice", "pw 6"));
+    assert!(mux_ok(&sock, "bob", "Bob pw"));
+
+    // Converted to another format and renamed over the database (an atomic
+    // replace, as our writers make), then back: still served, and still seeing
+    // changes.
+    for (i, to) in ["lmdb", "gdbm", "sqlite", "bdb"].into_iter().enumerate() {
+        let tmp = dir.path().join(format!("new-{i}"));
+        sasldb_ok(
+            &db,
+            &["convert", &db, &format!("{to}:{}", tmp.display())],
+            b"",
+            &[],
+        );
+        fs::rename(&tmp, &db_path).unwrap();
+        assert!(
+            mux_ok(&sock, "bob", "Bob pw"),
+            "after conversion to {to}\n{}",
+            server.log()
+        );
+        assert!(dovecot_ok("bob", "Bob pw"), "after conversion to {to}");
+        import(&db, &format!("bob@example.org:Bob {to}\n"), false, &[]);
+        assert!(
+            mux_ok(&sock, "bob", &format!("Bob {to}")),
+            "{to}\n{}",
+            server.log()
+        );
+        assert!(!mux_ok(&sock, "bob", "Bob pw"), "{to}");
+        assert!(dovecot_ok("bob", &format!("Bob {to}")), "{to}");
+        import(&db, "bob@example.org:Bob pw\n", false, &[]);
+    }
+    let mut server = server;
+    assert!(server.stop().success(), "{}", server.log());
+}
+
+// ---------------------------------------------------------------------------------
+// Hostile clients
+
+/// Raises this process's open-file limit (for a thousand client sockets).
+fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max.min(8192);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
+
+#[test]
+fn hostile_clients_get_errors_and_others_are_served() {
+    raise_nofile();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sasldb2").display().to_string();
+    import(&db, "alice@example.org:Alice pw 1\n", false, &[]);
+    let dsock = dir.path().join("auth");
+    let msock = dir.path().join("mux");
+    let server = Server::start(&Opts {
+        db,
+        realm: Some(REALM.into()),
+        dovecot: Some(dsock.clone()),
+        mux: Some(msock.clone()),
+        args: vec!["--failure-delay=0".into(), "--max-failures=0".into()],
+        ..Opts::default()
+    });
+    let login = |what: &str| {
+        let t = Instant::now();
+        let mut d = Dovecot::connect(&dsock, 0);
+        let r = d.plain(1, "alice", "Alice pw 1", "");
+        assert!(r.starts_with("OK\t1\tuser=alice"), "{what}: {r}");
+        assert_eq!(
+            mux(&msock, "alice", "Alice pw 1", "smtp", "").as_deref(),
+            Some("OK")
+        );
+        t.elapsed()
+    };
+    let quiet = (0..5).map(|_| login("baseline")).min().unwrap();
+
+    // 1,000 idle connections: silent, mid-handshake, mid-line, and idle after the
+    // handshake; half on each socket.
+    let mut idle = Vec::new();
+    for i in 0..1000 {
+        let path = if i % 2 == 0 { &dsock } else { &msock };
+        let mut s = UnixStream::connect(path).unwrap();
+        match i % 8 {
+            0 => s.write_all(b"VERSION\t1\t0\n").unwrap(),
+            2 => s
+                .write_all(b"VERSION\t1\t0\nCPID\t1\nAUTH\t1\tPLA")
+                .unwrap(),
+            4 => s.write_all(b"VERSION\t1\t0\nCPID\t1\n").unwrap(),
+            1 => s.write_all(b"\x00\x05ali").unwrap(),
+            _ => {}
+        }
+        idle.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let busy = (0..5)
+        .map(|_| login("with 1,000 idle connections"))
+        .max()
+        .unwrap();
+    assert!(
+        busy < quiet + Duration::from_millis(500),
+        "a login took {busy:?} with 1,000 idle connections (alone: {quiet:?})"
+    );
+
+    // Dovecot protocol errors.
+    let mut d = Dovecot::connect(&dsock, 0);
+    d.send("AUTH\t1\tPLAIN\tservice=smtp\tresp=not*base64");
+    assert_eq!(
+        d.line().unwrap(),
+        "FAIL\t1\tcode=invalid_base64\treason=Invalid base64 data in initial response"
+    );
+    d.send("CONT\t9\tAAAA");
+    assert_eq!(
+        d.line().unwrap(),
+        "FAIL\t9\treason=Authentication request timed out"
+    );
+    d.send("AUTH\t2\tLOGIN\tservice=smtp");
+    assert_eq!(
+        d.line().unwrap(),
+        format!("CONT\t2\t{}", B64.encode("Username:"))
+    );
+    d.send(&format!("CONT\t2\t{}", B64.encode("x".repeat(600))));
+    assert_eq!(d.line().unwrap(), "FAIL\t2\treason=Authentication failed");
+    let long_user = "u".repeat(600);
+    assert!(d.plain(3, &long_user, "pw", "").starts_with("FAIL\t3\t"));
+    d.send("AUTH\t4\tLOGIN\tservice=smtp\tresp=");
+    assert!(d.line().unwrap().starts_with("CONT\t4\t"));
+    d.send("AUTH\t4\tLOGIN\tservice=smtp");
+    assert!(d.closed(), "a duplicate id must close the connection");
+    for (bad, what) in [
+        ("AUTH\t1\tNTLM\tservice=smtp", "unknown mechanism"),
+        ("AUTH\t1\tPLAIN", "no service"),
+        ("AUTH\t0\tPLAIN\tservice=smtp", "id 0"),
+        ("BOGUS", "unknown command"),
+    ] {
+        let mut d = Dovecot::connect(&dsock, 0);
+        d.send(bad);
+        assert!(d.closed(), "{what}: not closed");
+    }
+    let mut d = Dovecot::connect(&dsock, 0);
+    let _ = d.w.write_all(&vec![b'A'; 20_000]);
+    assert!(d.closed(), "an over-long line: not closed");
+    let mut s = UnixStream::connect(&dsock).unwrap();
+    s.write_all(b"HELLO\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    assert!(
+        all.ends_with(b"DONE\n"),
+        "a bad handshake: not closed after the server's"
+    );
+
+    // Mux protocol errors.
+    let long = "x".repeat(300);
+    assert_eq!(mux(&msock, &long, "pw", "smtp", "").as_deref(), Some("NO"));
+    assert_eq!(
+        mux(&msock, "alice", &long, "smtp", "").as_deref(),
+        Some("NO")
+    );
+    assert_eq!(
+        mux(&msock, "", "pw", "smtp", "").as_deref(),
+        Some("NO NULL login received")
+    );
+    assert_eq!(
+        mux(&msock, "alice", "", "smtp", "").as_deref(),
+        Some("NO NULL password received")
+    );
+    assert_eq!(mux_raw(&msock, b"\x00\x05al"), None);
+
+    // Still serving, and still quickly.
+    drop(idle);
+    login("after the hostile clients");
+    let log = server.log();
+    assert!(log.contains("unsupported mechanism NTLM"), "{log}");
+    assert!(!log.contains("Alice pw 1"), "{log}");
+}
+
+// ---------------------------------------------------------------------------------
+// Failure delay, penalties, logging
+
+#[test]
+fn failure_delays_and_penalties_hold_back_only_the_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sasldb2").display().to_string();
+    import(
+        &db,
+        "alice@example.org:Alice pw 1\ncarol@example.org:Carol pw\n",
+        false,
+        &[],
+    );
+    let dsock = dir.path().join("auth");
+    let msock = dir.path().join("mux");
+    let server = Server::start(&Opts {
+        db,
+        realm: Some(REALM.into()),
+        dovecot: Some(dsock.clone()),
+        mux: Some(msock.clone()),
+        args: vec![
+            "--failure-delay=1".into(),
+            "--max-failures=2".into(),
+            "--max-penalty=2".into(),
+        ],
+        ..Opts::default()
+    });
+    let timed = |user: &str, pw: &str, rip: &str| {
+        let mut d = Dovecot::connect(&dsock, 0);
+        let t = Instant::now();
+        let r = d.plain(1, user, pw, &format!("rip={rip}\t"));
+        (r, t.elapsed())
+    };
+    let second = Duration::from_secs(1);
+
+    // A failure waits a second; a login on another connection meanwhile does not.
+    std::thread::scope(|s| {
+        let slow = s.spawn(|| timed("alice", "wrong 1", "10.0.0.1"));
+        std::thread::sleep(Duration::from_millis(100));
+        let (r, t) = timed("carol", "Carol pw", "10.0.0.2");
+        assert!(r.starts_with("OK"), "{r}");
+        assert!(
+            t < Duration::from_millis(700),
+            "a login waited {t:?} behind a failure"
+        );
+        let (r, t) = slow.join().unwrap();
+        assert_eq!(r, "FAIL\t1\tuser=alice\treason=Authentication failed");
+        assert!(t >= second, "the failure was answered after {t:?}");
+    });
+    // The mux socket too.
+    let t = Instant::now();
+    assert_eq!(
+        mux(&msock, "nobody", "x", "smtp", "").as_deref(),
+        Some("NO")
+    );
+    assert!(t.elapsed() >= second);
+
+    // A second failure from 10.0.0.1 (for another user): that address now waits 1 s
+    // before anything is checked, even with a right password; 10.0.0.2 does not.
+    let (r, _) = timed("nobody", "x", "10.0.0.1");
+    assert!(r.starts_with("FAIL"), "{r}");
+    let (r, t) = timed("carol", "Carol pw", "10.0.0.1");
+    assert!(r.starts_with("OK") && t >= second, "{r} after {t:?}");
+    let (r, t) = timed("carol", "Carol pw", "10.0.0.2");
+    assert!(r.starts_with("OK") && t < second, "{r} after {t:?}");
+
+    // alice has 1 failure; one more (from a fresh address) penalises her name.
+    let (r, _) = timed("alice", "wrong 2", "10.0.0.3");
+    assert!(r.starts_with("FAIL"), "{r}");
+    let (r, t) = timed("alice", "Alice pw 1", "10.0.0.4");
+    assert!(r.starts_with("OK") && t >= second, "{r} after {t:?}");
+    // The success cleared her count.
+    let (r, t) = timed("alice", "Alice pw 1", "10.0.0.4");
+    assert!(r.starts_with("OK") && t < second, "{r} after {t:?}");
+
+    let log = server.log();
+    assert!(
+        log.contains("authentication failed: mech=PLAIN user=\"alice\" rip=10.0.0.1 service=smtp: wrong password"),
+        "{log}"
+    );
+    assert!(
+        log.contains("mech=PLAIN user=\"nobody\" rip=10.0.0.1"),
+        "{log}"
+    );
+    for pw in ["wrong 1", "wrong 2", "Alice pw 1", "Carol pw"] {
+        assert!(!log.contains(pw), "{pw:?} in the log:\n{log}");
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Sockets, activation, privileges, signals
+
+#[test]
+fn sockets_activation_privileges_and_signals() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let db_path = dir.path().join("sasldb2");
+    let db = db_path.display().to_string();
+    import(&db, "alice@example.org:Alice pw 1\n", false, &[]);
+    let opts = |dovecot: &Path, extra: &[&str]| Opts {
+        db: db.clone(),
+        realm: Some(REALM.into()),
+        dovecot: Some(dovecot.to_path_buf()),
+        args: extra.iter().map(|s| s.to_string()).collect(),
+        ..Opts::default()
+    };
+
+    // A socket file left behind by a killed server is replaced.
+    let sock = dir.path().join("auth");
+    drop(UnixListener::bind(&sock).unwrap());
+    assert!(sock.exists());
+    let mut a = Server::start(&opts(&sock, &[]));
+    let m = fs::metadata(&sock).unwrap();
+    assert_eq!(m.mode() & 0o777, 0o660);
+    assert_eq!(m.uid(), 0);
+    assert_eq!(
+        Gid::from_raw(m.gid()),
+        Group::from_name("postfix").unwrap().unwrap().gid
+    );
+    assert!(
+        Dovecot::connect(&sock, 0)
+            .plain(1, "alice", "Alice pw 1", "")
+            .starts_with("OK")
+    );
+
+    // One in use is refused, and left alone.
+    let (mut cmd, _d, log) = Server::command(&opts(&sock, &[]));
+    let st = cmd.status().unwrap();
+    assert_eq!(st.code(), Some(1));
+    assert!(
+        fs::read_to_string(&log).unwrap().contains("in use"),
+        "{}",
+        fs::read_to_string(&log).unwrap()
+    );
+    assert!(
+        Dovecot::connect(&sock, 0)
+            .plain(1, "alice", "Alice pw 1", "")
+            .starts_with("OK")
+    );
+
+    // SIGHUP reopens; SIGTERM stops cleanly and removes the socket.
+    a.signal(Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !a.log().contains("SIGHUP") {
+        assert!(Instant::now() < deadline, "{}", a.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        Dovecot::connect(&sock, 0)
+            .plain(1, "alice", "Alice pw 1", "")
+            .starts_with("OK")
+    );
+    assert!(a.stop().success(), "{}", a.log());
+    assert!(!sock.exists(), "the socket outlived the server");
+
+    // Mode and group as asked; as root, dropping to nobody after binding.
+    let sock2 = dir.path().join("auth2");
+    fs::set_permissions(&db_path, fs::Permissions::from_mode(0o644)).unwrap();
+    let b = Server::start(&opts(
+        &sock2,
+        &["--socket-mode=0666", "--socket-group=root", "--user=nobody"],
+    ));
+    let m = fs::metadata(&sock2).unwrap();
+    assert_eq!((m.mode() & 0o777, m.uid(), m.gid()), (0o666, 0, 0));
+    let status = fs::read_to_string(format!("/proc/{}/status", b.pid())).unwrap();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid_line
+            .split_whitespace()
+            .skip(1)
+            .all(|u| u == nobody.uid.to_string()),
+        "{uid_line}"
+    );
+    let groups = status.lines().find(|l| l.starts_with("Groups:")).unwrap();
+    assert!(!groups.split_whitespace().any(|g| g == "0"), "{groups}");
+    assert!(
+        Dovecot::connect(&sock2, 0)
+            .plain(1, "alice", "Alice pw 1", "")
+            .starts_with("OK")
+    );
+    drop(b);
+
+    // systemd socket activation: descriptor 3, named by LISTEN_FDNAMES; the server
+    // does not remove a socket it did not create.
+    let act = dir.path().join("activated");
+    let listener = UnixListener::bind(&act).unwrap();
+    let (cmd, _d2, log) = Server::command(&Opts {
+        db: db.clone(),
+        realm: Some(REALM.into()),
+        ..Opts::default()
+    });
+    let program = cmd.get_program().to_owned();
+    let args: Vec<OsString> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+    let mut sh = Command::new("/bin/sh");
+    sh.arg("-c")
+        .arg("LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=dovecot exec \"$@\"")
+        .arg("sh")
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(fs::OpenOptions::new().append(true).open(&log).unwrap())
+        .stderr(fs::OpenOptions::new().append(true).open(&log).unwrap());
+    // SAFETY: dup2 is async-signal-safe.
+    unsafe {
+        sh.pre_exec(move || {
+            if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut c = Server {
+        child: Some(sh.spawn().unwrap()),
+        log,
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    drop(listener);
+    c.wait_ready(&[&act]);
+    assert!(
+        Dovecot::connect(&act, 0)
+            .plain(1, "alice", "Alice pw 1", "")
+            .starts_with("OK")
+    );
+    assert!(c.stop().success(), "{}", c.log());
+    assert!(
+        act.exists(),
+        "an activated socket must be left to the service manager"
     );
 }
