@@ -1164,14 +1164,30 @@ fn failure_delays_and_penalties_hold_back_only_the_failing() {
     let (r, t) = timed("carol", "Carol pw", "10.0.0.2");
     assert!(r.starts_with("OK") && t < second, "{r} after {t:?}");
 
-    // alice has 1 failure; one more (from a fresh address) penalises her name.
+    // alice has 1 failure; one more (from a fresh address) penalises her name, but
+    // only for addresses that have failed: from a clean address she gets in at once,
+    // from 10.0.0.3 after a second (which clears her count).
     let (r, _) = timed("alice", "wrong 2", "10.0.0.3");
     assert!(r.starts_with("FAIL"), "{r}");
-    let (r, t) = timed("alice", "Alice pw 1", "10.0.0.4");
+    let (r, t) = timed("alice", "Alice pw 1", "10.0.0.3");
     assert!(r.starts_with("OK") && t >= second, "{r} after {t:?}");
-    // The success cleared her count.
+    let (r, t) = timed("alice", "Alice pw 1", "10.0.0.3");
+    assert!(r.starts_with("OK") && t < second, "{r} after {t:?}");
+    for (pw, rip) in [("wrong 3", "10.0.0.5"), ("wrong 4", "10.0.0.6")] {
+        assert!(timed("alice", pw, rip).0.starts_with("FAIL"));
+    }
     let (r, t) = timed("alice", "Alice pw 1", "10.0.0.4");
     assert!(r.starts_with("OK") && t < second, "{r} after {t:?}");
+    // Over the mux socket (no address), a penalised user always waits.
+    for pw in ["wrong 3", "wrong 4"] {
+        assert_eq!(mux(&msock, "carol", pw, "smtp", "").as_deref(), Some("NO"));
+    }
+    let t = Instant::now();
+    assert_eq!(
+        mux(&msock, "carol", "Carol pw", "smtp", "").as_deref(),
+        Some("OK")
+    );
+    assert!(t.elapsed() >= second, "{:?}", t.elapsed());
 
     let log = server.log();
     assert!(
@@ -1182,7 +1198,7 @@ fn failure_delays_and_penalties_hold_back_only_the_failing() {
         log.contains("mech=PLAIN user=\"nobody\" rip=10.0.0.1"),
         "{log}"
     );
-    for pw in ["wrong 1", "wrong 2", "Alice pw 1", "Carol pw"] {
+    for pw in ["wrong 1", "wrong 2", "wrong 3", "Alice pw 1", "Carol pw"] {
         assert!(!log.contains(pw), "{pw:?} in the log:\n{log}");
     }
 }

@@ -9,6 +9,11 @@
 //!   after the same wait without checking anything, so a flood from one address
 //!   costs almost nothing. A failure count expires [`LimitConfig::window`] after its
 //!   last failure; a success clears the user's count (not the address's).
+//! - **Who a user's penalty holds back.** A request from a remote address with no
+//!   failure on record is not held back by the user's penalty: a flood of wrong
+//!   passwords for alice from one address slows that address (and every other address
+//!   that has failed), never alice logging in from a clean one. Requests without an
+//!   address (the saslauthd protocol) always are.
 //! - **Bounded memory.** Each table has a fixed number of slots (two-way
 //!   set-associative, keyed by a keyed hash of the name), so random names cannot
 //!   grow it; a collision at worst shares a count.
@@ -123,6 +128,27 @@ impl Table {
     }
 }
 
+impl Table {
+    /// The key's failure count, without taking a slot for it.
+    fn peek(&self, key: &[u8], now: Instant, cfg: &LimitConfig) -> u32 {
+        let h = self.hasher.hash_one(key) | 1;
+        let stripe = (h as usize) % STRIPES;
+        let per = SLOTS / STRIPES;
+        let i = ((h >> 8) as usize % per) & !1;
+        let slots = self.stripes[stripe]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        slots[i..i + 2]
+            .iter()
+            .find(|e| e.tag == h)
+            .filter(|e| {
+                e.last
+                    .is_some_and(|l| now.saturating_duration_since(l) <= cfg.window)
+            })
+            .map_or(0, |e| e.failures)
+    }
+}
+
 /// Which table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -202,6 +228,12 @@ impl Limits {
                 Admission::Wait(d)
             }
         })
+    }
+
+    /// Whether `key` has no failure on record (an address that never failed is not
+    /// held back by a user's penalty: see the module docs).
+    pub fn clean(&self, kind: Kind, key: &[u8], now: Instant) -> bool {
+        self.cfg.threshold == 0 || self.table(kind).peek(key, now, &self.cfg) == 0
     }
 
     /// A request admitted with [`Admission::Wait`] has finished waiting.
@@ -357,6 +389,17 @@ mod tests {
         // The window passes.
         let later = t0 + Duration::from_secs(16 * 60);
         assert_eq!(l.admit(Kind::Address, b"10.0.0.1", later), Admission::Go);
+    }
+
+    #[test]
+    fn clean_addresses() {
+        let l = Limits::new(LimitConfig::default());
+        let t = Instant::now();
+        assert!(l.clean(Kind::Address, b"a", t));
+        l.failure(Kind::Address, b"a", t);
+        assert!(!l.clean(Kind::Address, b"a", t));
+        assert!(l.clean(Kind::Address, b"b", t));
+        assert!(l.clean(Kind::Address, b"a", t + Duration::from_secs(16 * 60)));
     }
 
     #[test]

@@ -5,20 +5,20 @@
 
 use std::os::unix::net::UnixListener as StdListener;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::authority::{Authority, AuthorityError, Credentials, FileVersion, Inventory};
 use super::dovecot::{self, Event, Handshake, Session};
 use super::limits::{Admission, Kind, Limits, RateLimit, loggable};
 use super::mech::{Exchange, Failure, MechEnv, Mechanism, Progress};
-use super::verify::{Decoy, plain_is_costly, verify_plain};
+use super::verify::{Decoy, verify_plain};
 use super::{Config, ServeError, listen, log, saslauthd};
 use crate::account::{Verdict, split_userid};
 
@@ -51,6 +51,8 @@ struct Shared {
     hostname: String,
     spid: u32,
     cuid: AtomicU32,
+    /// Connections open now (both protocols), against `cfg.max_connections`.
+    live: AtomicUsize,
 }
 
 impl Shared {
@@ -216,6 +218,7 @@ pub(super) fn run(cfg: Config, authority: Arc<dyn Authority>) -> Result<(), Serv
             hostname,
             spid: std::process::id(),
             cuid: AtomicU32::new(0),
+            live: AtomicUsize::new(0),
             decoy,
             authority: authority.clone(),
             cfg: cfg.clone(),
@@ -291,29 +294,39 @@ async fn serve(
 ) -> Result<(), ServeError> {
     use nix::sys::signal::Signal;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let conns = Arc::new(Semaphore::new(shared.cfg.max_connections));
     let mut names = Vec::new();
+    let acceptors = acceptor_threads(&shared.cfg);
     for s in socks {
-        s.listener
-            .set_nonblocking(true)
-            .map_err(|e| ServeError::Start(format!("socket: {e}")))?;
-        let l = tokio::net::UnixListener::from_std(s.listener)
-            .map_err(|e| ServeError::Start(format!("socket: {e}")))?;
         names.push(format!(
             "{} on {}",
             s.proto.name(),
-            l.local_addr()
+            s.listener
+                .local_addr()
                 .ok()
                 .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
                 .unwrap_or_else(|| "a passed socket".into())
         ));
-        tokio::spawn(accept_loop(
-            l,
-            s.proto,
-            shared.clone(),
-            conns.clone(),
-            stop_rx.clone(),
-        ));
+        match s.proto {
+            Proto::Dovecot => {
+                s.listener
+                    .set_nonblocking(true)
+                    .map_err(|e| ServeError::Start(format!("socket: {e}")))?;
+                let l = tokio::net::UnixListener::from_std(s.listener)
+                    .map_err(|e| ServeError::Start(format!("socket: {e}")))?;
+                tokio::spawn(accept_loop(l, shared.clone(), stop_rx.clone()));
+            }
+            Proto::Mux => {
+                let l = Arc::new(s.listener);
+                let rt = tokio::runtime::Handle::current();
+                for i in 0..acceptors {
+                    let (l, sh, rt) = (l.clone(), shared.clone(), rt.clone());
+                    std::thread::Builder::new()
+                        .name(format!("sasldb-mux-{i}"))
+                        .spawn(move || mux_acceptor(&l, &sh, &rt))
+                        .map_err(|e| ServeError::Start(format!("threads: {e}")))?;
+                }
+            }
+        }
     }
     log(&format!(
         "serving {} from {} ({})",
@@ -418,20 +431,53 @@ async fn housekeeping(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// The number of threads answering mux requests (and of event-loop threads).
+fn acceptor_threads(cfg: &Config) -> usize {
+    if cfg.threads > 0 {
+        cfg.threads
+    } else {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+}
+
+/// One open connection, counted against `--max-connections` until dropped.
+struct LiveGuard(Arc<Shared>);
+
+impl LiveGuard {
+    /// Counts a connection if there is room.
+    fn try_new(shared: &Arc<Shared>) -> Option<LiveGuard> {
+        let max = shared.cfg.max_connections;
+        shared
+            .live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| LiveGuard(shared.clone()))
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Accepts Dovecot client connections, one task each.
 async fn accept_loop(
     listener: tokio::net::UnixListener,
-    proto: Proto,
     shared: Arc<Shared>,
-    conns: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let permit = tokio::select! {
-            p = conns.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = stop.changed() => return,
+        let guard = loop {
+            if let Some(g) = LiveGuard::try_new(&shared) {
+                break g;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                _ = stop.changed() => return,
+            }
         };
         let stream = tokio::select! {
             r = listener.accept() => match r {
@@ -446,11 +492,8 @@ async fn accept_loop(
         };
         let sh = shared.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            match proto {
-                Proto::Dovecot => dovecot_conn(stream, sh).await,
-                Proto::Mux => mux_conn(stream, sh).await,
-            }
+            let _guard = guard;
+            dovecot_conn(stream, sh).await
         });
     }
 }
@@ -486,7 +529,13 @@ fn user_key(user: &[u8], realm: &[u8]) -> Vec<u8> {
 
 /// Waits out a penalty; `false`: refuse without checking.
 async fn admit(shared: &Shared, kind: Kind, key: &[u8]) -> bool {
-    match shared.limits.admit(kind, key, Instant::now()) {
+    let a = shared.limits.admit(kind, key, Instant::now());
+    wait_admission(shared, kind, key, a).await
+}
+
+/// Carries out an admission decision already taken.
+async fn wait_admission(shared: &Shared, kind: Kind, key: &[u8], a: Admission) -> bool {
+    match a {
         Admission::Go => true,
         Admission::Wait(d) => {
             tokio::time::sleep(d).await;
@@ -502,16 +551,196 @@ async fn admit(shared: &Shared, kind: Kind, key: &[u8]) -> bool {
 
 // -------------------------------------------------------------------------------
 // saslauthd mux
+//
+// A mux connection carries one small request. Dedicated threads accept them (one
+// per CPU, like saslauthd's pre-forked workers, but keeping the database open) and
+// answer at once when they can: the whole request arrived, no penalty applies, and
+// the answer is a success or an undelayed failure. That path costs accept, read,
+// the lookup, write and close: no event-loop registration, no task, no wake-up of
+// another thread. Everything else (a client that has not sent its request within
+// 2 ms, a penalty, a failure delay) is handed to the event loop.
 
-async fn mux_conn(mut stream: UnixStream, shared: Arc<Shared>) {
-    let deadline = tokio::time::Instant::now() + shared.cfg.timeout;
+/// How long an acceptor waits for a just-accepted client's request before handing
+/// the connection to the event loop.
+const MUX_FIRST_READ: i32 = 2;
+
+fn mux_acceptor(listener: &StdListener, shared: &Arc<Shared>, rt: &tokio::runtime::Handle) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    loop {
+        let guard = loop {
+            if let Some(g) = LiveGuard::try_new(shared) {
+                break g;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        // SAFETY: accept4 on our listening socket; the result is a new descriptor
+        // we own (or -1).
+        let fd = unsafe {
+            libc::accept4(
+                listener.as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) | Some(libc::ECONNABORTED) | Some(libc::EAGAIN) => {}
+                Some(libc::EBADF) | Some(libc::EINVAL) | Some(libc::ENOTSOCK) => return,
+                _ => {
+                    shared.log_limited(&format!("accept: {}", crate::error::io_text(&e)));
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            continue;
+        }
+        // SAFETY: accept4 returned a fresh descriptor nobody else owns.
+        let stream = std::os::unix::net::UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        mux_fast(stream, guard, shared, rt);
+    }
+}
+
+/// Waits up to `ms` milliseconds for `fd` to become readable.
+fn poll_readable(fd: std::os::fd::RawFd, ms: i32) {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one pollfd we own.
+    unsafe {
+        libc::poll(&mut p, 1, ms);
+    }
+}
+
+/// Serves a just-accepted mux connection on the acceptor thread, or hands it to the
+/// event loop (see the section notes).
+fn mux_fast(
+    mut stream: std::os::unix::net::UnixStream,
+    guard: LiveGuard,
+    shared: &Arc<Shared>,
+    rt: &tokio::runtime::Handle,
+) {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
     let mut buf = Zeroizing::new([0u8; saslauthd::MAX_REQUEST]);
     let mut n = 0;
+    let mut waited = false;
     let req = loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf[n..])).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-            Ok(Ok(k)) => n += k,
+        match stream.read(&mut buf[n..]) {
+            Ok(0) => return,
+            Ok(k) => {
+                n += k;
+                match saslauthd::parse(&buf[..n]) {
+                    saslauthd::Parsed::Incomplete if n < buf.len() => {}
+                    saslauthd::Parsed::Incomplete => return,
+                    saslauthd::Parsed::Refused(text) => {
+                        shared.log_limited(&format!(
+                            "saslauthd request refused: {}",
+                            String::from_utf8_lossy(text)
+                        ));
+                        let _ = stream.write_all(&saslauthd::frame(text));
+                        return;
+                    }
+                    saslauthd::Parsed::Request(r, _) => break r,
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && !waited => {
+                waited = true;
+                poll_readable(stream.as_raw_fd(), MUX_FIRST_READ);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let pre = Zeroizing::new(buf[..n].to_vec());
+                let sh = shared.clone();
+                rt.spawn(async move {
+                    let _guard = guard;
+                    if let Ok(s) = UnixStream::from_std(stream) {
+                        mux_conn(s, sh, pre).await;
+                    }
+                });
+                return;
+            }
+            Err(_) => return,
         }
+    };
+    buf.zeroize();
+    let realm = shared.realm();
+    let (user, urealm) = saslauthd::user_and_realm(&req, &realm);
+    let ukey = user_key(user, urealm);
+    match shared.limits.admit(Kind::User, &ukey, Instant::now()) {
+        Admission::Go => {}
+        adm => {
+            let sh = shared.clone();
+            rt.spawn(async move {
+                let _guard = guard;
+                if let Ok(s) = UnixStream::from_std(stream) {
+                    mux_rest(s, sh, req, Some(adm)).await;
+                }
+            });
+            return;
+        }
+    }
+    let (answer, failed) = mux_check(shared, &req);
+    drop(req);
+    let delay = shared.cfg.failure_delay;
+    if failed && !delay.is_zero() {
+        rt.spawn(async move {
+            let _guard = guard;
+            if let Ok(mut s) = UnixStream::from_std(stream) {
+                tokio::time::sleep(delay).await;
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                let _ = reply_mux(&mut s, answer, deadline).await;
+            }
+        });
+        return;
+    }
+    // A reply of a few bytes to a socket that has sent its request: the send buffer
+    // is empty, so the non-blocking write completes.
+    let _ = stream.write_all(&saslauthd::frame(answer));
+}
+
+/// Looks the user up and checks the password (may block: a remote database, a key
+/// derivation); counts and logs a failure. Returns the answer and whether it is a
+/// failure.
+fn mux_check(shared: &Shared, req: &saslauthd::Request) -> (&'static [u8], bool) {
+    let realm = shared.realm();
+    let (user, urealm) = saslauthd::user_and_realm(req, &realm);
+    let creds = match shared.authority.credentials(user, urealm) {
+        Ok(c) => c,
+        Err(e) => {
+            shared.log_limited(&format!("database error: {e}"));
+            return (b"NO temporary failure", false);
+        }
+    };
+    let verdict = verify_plain(creds.as_ref(), &req.password, &shared.decoy);
+    let ukey = user_key(user, urealm);
+    let now = Instant::now();
+    if verdict == Verdict::Match {
+        shared.limits.success(Kind::User, &ukey, now);
+        (saslauthd::answer(true), false)
+    } else {
+        shared.limits.failure(Kind::User, &ukey, now);
+        let why = if verdict == Verdict::Mismatch {
+            "wrong password"
+        } else {
+            "unknown user or no usable secret"
+        };
+        fail_log(shared, "saslauthd", &req.login, None, &req.service, why);
+        (saslauthd::answer(false), true)
+    }
+}
+
+/// A mux connection on the event loop: reads the rest of the request (`pre` holds
+/// what was read already).
+async fn mux_conn(mut stream: UnixStream, shared: Arc<Shared>, pre: Zeroizing<Vec<u8>>) {
+    let deadline = tokio::time::Instant::now() + shared.cfg.timeout;
+    let mut buf = Zeroizing::new([0u8; saslauthd::MAX_REQUEST]);
+    let mut n = pre.len().min(buf.len());
+    buf[..n].copy_from_slice(&pre[..n]);
+    drop(pre);
+    let req = loop {
         match saslauthd::parse(&buf[..n]) {
             saslauthd::Parsed::Incomplete if n < buf.len() => {}
             saslauthd::Parsed::Incomplete => return,
@@ -525,60 +754,42 @@ async fn mux_conn(mut stream: UnixStream, shared: Arc<Shared>) {
             }
             saslauthd::Parsed::Request(r, _) => break r,
         }
-    };
-    buf.zeroize();
-    let realm = shared.realm();
-    let (user, realm) = saslauthd::user_and_realm(&req, &realm);
-    let ukey = user_key(user, realm);
-    let answer: &[u8] = if !admit(&shared, Kind::User, &ukey).await {
-        fail_log(
-            &shared,
-            "saslauthd",
-            &req.login,
-            None,
-            &req.service,
-            "too many failures",
-        );
-        saslauthd::answer(false)
-    } else {
-        match lookup(&shared, user, realm).await {
-            Err(e) => {
-                shared.log_limited(&format!("database error: {e}"));
-                b"NO temporary failure"
-            }
-            Ok(creds) => {
-                let verdict = if plain_is_costly(creds.as_ref(), &shared.decoy) {
-                    let sh = shared.clone();
-                    let pw = req.password.clone();
-                    tokio::task::spawn_blocking(move || {
-                        verify_plain(creds.as_ref(), &pw, &sh.decoy)
-                    })
-                    .await
-                    .unwrap_or(Verdict::Mismatch)
-                } else {
-                    verify_plain(creds.as_ref(), &req.password, &shared.decoy)
-                };
-                let now = Instant::now();
-                if verdict == Verdict::Match {
-                    shared.limits.success(Kind::User, &ukey, now);
-                    saslauthd::answer(true)
-                } else {
-                    shared.limits.failure(Kind::User, &ukey, now);
-                    let why = if verdict == Verdict::Mismatch {
-                        "wrong password"
-                    } else {
-                        "unknown user or no usable secret"
-                    };
-                    fail_log(&shared, "saslauthd", &req.login, None, &req.service, why);
-                    if !shared.cfg.failure_delay.is_zero() {
-                        tokio::time::sleep(shared.cfg.failure_delay).await;
-                    }
-                    saslauthd::answer(false)
-                }
-            }
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf[n..])).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+            Ok(Ok(k)) => n += k,
         }
     };
-    drop(req);
+    buf.zeroize();
+    mux_rest(stream, shared, req, None).await;
+}
+
+/// The rest of a mux request on the event loop: the penalty (`admitted`: already
+/// decided), the check on a blocking thread, the failure delay, the answer.
+async fn mux_rest(
+    mut stream: UnixStream,
+    shared: Arc<Shared>,
+    req: saslauthd::Request,
+    admitted: Option<Admission>,
+) {
+    let realm = shared.realm();
+    let (user, urealm) = saslauthd::user_and_realm(&req, &realm);
+    let ukey = user_key(user, urealm);
+    let go = match admitted {
+        Some(a) => wait_admission(&shared, Kind::User, &ukey, a).await,
+        None => admit(&shared, Kind::User, &ukey).await,
+    };
+    let (answer, failed) = if go {
+        let sh = shared.clone();
+        tokio::task::spawn_blocking(move || mux_check(&sh, &req))
+            .await
+            .unwrap_or((b"NO temporary failure", false))
+    } else {
+        fail_log(&shared, "saslauthd", user, None, b"-", "too many failures");
+        (saslauthd::answer(false), true)
+    };
+    if failed && !shared.cfg.failure_delay.is_zero() {
+        tokio::time::sleep(shared.cfg.failure_delay).await;
+    }
     let deadline = tokio::time::Instant::now() + shared.cfg.timeout;
     let _ = reply_mux(&mut stream, answer, deadline).await;
 }
@@ -696,26 +907,20 @@ async fn dovecot_conn(stream: UnixStream, shared: Arc<Shared>) {
                         }
                         Event::Auth { id, mech, params, initial } => {
                             let (x, p) = Exchange::start(mech, initial.as_deref().map(|v| &v[..]), &shared.env());
-                            in_flight += 1;
-                            tokio::spawn(request(shared.clone(), tx.clone(), id, x, Step::Started(p), params, true));
+                            drop(initial);
+                            let fut = request_step(shared.clone(), x, Step::Started(p), params, true);
+                            run_step(id, fut, &mut session, &mut out, &mut in_flight, &tx);
                         }
                         Event::Cont { id, exchange, data, params } => {
-                            in_flight += 1;
-                            tokio::spawn(request(shared.clone(), tx.clone(), id, exchange, Step::Input(data), params, false));
+                            let fut = request_step(shared.clone(), exchange, Step::Input(data), params, false);
+                            run_step(id, fut, &mut session, &mut out, &mut in_flight, &tx);
                         }
                     }
                 }
             }
             Some((id, reply)) = rx.recv() => {
                 in_flight = in_flight.saturating_sub(1);
-                let now = Instant::now();
-                let line = match reply {
-                    Reply::Challenge(x, data) => session.challenge(id, &data, x, now),
-                    Reply::Success { user, final_data } => session.success(id, &user, final_data.as_deref(), now),
-                    Reply::Failure { user, temp: true } => session.failure(id, user.as_deref(), Some("temp_fail"), "Temporary authentication failure"),
-                    Reply::Failure { user, temp: false } => session.failure(id, user.as_deref(), None, dovecot::FAIL_REASON),
-                };
-                if let Some(l) = line {
+                if let Some(l) = answer(&mut session, id, reply, Instant::now()) {
                     out.extend_from_slice(&l);
                 }
             }
@@ -743,28 +948,69 @@ async fn dovecot_conn(stream: UnixStream, shared: Arc<Shared>) {
     }
 }
 
-/// Runs one request step to its next reply (a challenge, a success or a failure)
-/// and sends it to the connection task.
-async fn request(
-    shared: Arc<Shared>,
-    tx: mpsc::Sender<(u32, Reply)>,
+/// The line answering a request step (`None`: the request is gone).
+fn answer(session: &mut Session, id: u32, reply: Reply, now: Instant) -> Option<Vec<u8>> {
+    match reply {
+        Reply::Challenge(x, data) => session.challenge(id, &data, x, now),
+        Reply::Success { user, final_data } => {
+            session.success(id, &user, final_data.as_deref(), now)
+        }
+        Reply::Failure { user, temp: true } => session.failure(
+            id,
+            user.as_deref(),
+            Some("temp_fail"),
+            "Temporary authentication failure",
+        ),
+        Reply::Failure { user, temp: false } => {
+            session.failure(id, user.as_deref(), None, dovecot::FAIL_REASON)
+        }
+    }
+}
+
+/// Runs a request step on the connection's own task as far as it goes without
+/// waiting: most steps (a local lookup, no penalty, a success or an undelayed
+/// failure) finish there, with no task spawned and no other thread woken. A step that
+/// must wait (a timer, a blocking thread) continues as a task of its own, which sends
+/// its reply back to the connection.
+fn run_step(
     id: u32,
-    exchange: Exchange,
-    step: Step,
-    params: super::dovecot::AuthParams,
-    first: bool,
+    fut: impl std::future::Future<Output = Reply> + Send + 'static,
+    session: &mut Session,
+    out: &mut Vec<u8>,
+    in_flight: &mut usize,
+    tx: &mpsc::Sender<(u32, Reply)>,
 ) {
-    let reply = request_step(&shared, exchange, step, &params, first).await;
-    let _ = tx.send((id, reply)).await;
+    use std::task::{Context, Poll, Waker};
+    let mut fut = Box::pin(fut);
+    // A step that is not ready is polled again right away by its task, with a real
+    // waker, so nothing registered with this no-op waker is lost.
+    let mut cx = Context::from_waker(Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        Poll::Ready(reply) => {
+            if let Some(l) = answer(session, id, reply, Instant::now()) {
+                out.extend_from_slice(&l);
+            }
+        }
+        Poll::Pending => {
+            *in_flight += 1;
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let reply = fut.await;
+                let _ = tx.send((id, reply)).await;
+            });
+        }
+    }
 }
 
 async fn request_step(
-    shared: &Arc<Shared>,
+    shared: Arc<Shared>,
     mut exchange: Exchange,
     step: Step,
-    params: &super::dovecot::AuthParams,
+    params: super::dovecot::AuthParams,
     first: bool,
 ) -> Reply {
+    let shared = &shared;
+    let params = &params;
     let mech = exchange.mechanism();
     if first
         && let Some(rip) = &params.rip
@@ -819,7 +1065,11 @@ async fn request_step(
                 let realm = shared.realm();
                 let (user, realm) = split_userid(&authcid, &realm);
                 let key = user_key(user, realm);
-                if !admit(shared, Kind::User, &key).await {
+                let clean = params
+                    .rip
+                    .as_ref()
+                    .is_some_and(|r| shared.limits.clean(Kind::Address, r, Instant::now()));
+                if !clean && !admit(shared, Kind::User, &key).await {
                     fail_log(
                         shared,
                         mech.name(),
