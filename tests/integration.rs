@@ -69,4 +69,5 @@ mod fuzz_regressions;
 
 /// sasldb serve (Dovecot and saslauthd protocols) and sasldb checkpassword against
 /// Postfix, Dovecot, doveadm and testsaslauthd.
+#[cfg(feature = "serve")]
 mod serve;
