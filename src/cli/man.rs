@@ -139,7 +139,7 @@ pub fn pages() -> Vec<Page> {
         },
         Page {
             file: "sasldb.8",
-            text: render_with_commands(super::sasldb::command(), SASLDB_SECTIONS),
+            text: render_with_commands(super::sasldb::command(), &sasldb_sections()),
         },
     ]
 }
@@ -267,6 +267,19 @@ notice, since this program contains none of its code; \fB\-v\fR names this packa
 "#,
     ),
 ];
+
+/// `sasldb(8)`'s sections, with `serve`'s before SEE ALSO.
+fn sasldb_sections() -> Vec<(&'static str, &'static str)> {
+    let mut v = SASLDB_SECTIONS.to_vec();
+    #[cfg(feature = "serve")]
+    {
+        let at = v.len().saturating_sub(1);
+        for (i, s) in crate::serve::MAN_SECTIONS.iter().enumerate() {
+            v.insert(at + i, *s);
+        }
+    }
+    v
+}
 
 const SASLDB_SECTIONS: &[(&str, &str)] = &[
     (
