@@ -772,13 +772,13 @@ fn dovecot_passdb_checkpassword() {
     struct Stop(PathBuf);
     impl Drop for Stop {
         fn drop(&mut self) {
-            if let Ok(pid) = fs::read_to_string(&self.0) {
-                if let Ok(pid) = pid.trim().parse::<i32>() {
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-                    let deadline = Instant::now() + Duration::from_secs(10);
-                    while kill(Pid::from_raw(pid), None).is_ok() && Instant::now() < deadline {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
+            if let Ok(pid) = fs::read_to_string(&self.0)
+                && let Ok(pid) = pid.trim().parse::<i32>()
+            {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while kill(Pid::from_raw(pid), None).is_ok() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
                 }
             }
         }

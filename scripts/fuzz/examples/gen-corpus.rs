@@ -344,7 +344,7 @@ fn serve_seeds(root: &Path) {
     for (name, bytes) in [
         ("dovecot", &b"alice@example.org\0secret\0\0"[..]),
         ("lookup", b"alice\0\0\0"),
-        ("djb-timestamp", b"bob\0pw\01234567890\0extra"),
+        ("djb-timestamp", b"bob\0pw\x001234567890\0extra"),
         ("short", b"alice\0pw"),
     ] {
         put(&root.join("serve_checkpassword"), name, bytes);

@@ -294,7 +294,7 @@ fn check_authcid(authcid: &[u8]) -> Result<(), Failure> {
         Err(Failure::Malformed("empty user name"))
     } else if authcid.len() > MAX_AUTHCID {
         Err(Failure::Malformed("user name too long"))
-    } else if authcid.iter().any(|&b| b == 0) {
+    } else if authcid.contains(&0) {
         Err(Failure::Malformed("NUL in the user name"))
     } else {
         Ok(())

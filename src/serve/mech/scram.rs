@@ -565,7 +565,7 @@ mod tests {
                 panic!()
             };
             // Replace our random server nonce with the RFC's.
-            s.nonce = sfirst.split(',').next().unwrap()[2..].as_bytes().to_vec();
+            s.nonce = sfirst.split(',').next().unwrap().as_bytes()[2..].to_vec();
             s.server_first = sfirst.as_bytes().to_vec();
             assert!(s.awaits_proof());
             match s.input(cfinal.as_bytes(), &env) {
