@@ -131,11 +131,13 @@ impl Server {
             .env_remove("LISTEN_PID")
             .env_remove("LISTEN_FDS")
             .env_remove("MAIL_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&log).unwrap())
-            .stderr(fs::File::create(&log).unwrap().try_clone().unwrap());
+            .stdin(Stdio::null());
         // Both handles append to one file.
-        let f = fs::OpenOptions::new().append(true).open(&log).unwrap();
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         cmd.stdout(f.try_clone().unwrap()).stderr(f);
         for (k, v) in &o.env {
             cmd.env(k, v);
@@ -487,6 +489,54 @@ fn postfix_dovecot_sqlite() {
         &format!("sqlite:{}", dir.path().join("sasldb2").display()),
         &[],
     );
+}
+
+/// A PostgreSQL connection killed under the server: the next request reconnects.
+#[test]
+fn postgresql_connection_reestablished() {
+    let srv = pg_server();
+    let db = srv.database("serve_reconnect", "");
+    let url = srv.url(&db);
+    let env = [("PGPASSFILE", OsString::from(srv.pgpass()))];
+    sasldb_ok(&url, &["init"], b"", &env);
+    import(&url, "alice@example.org:Alice pw 1\n", false, &env);
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("mux");
+    let server = Server::start(&Opts {
+        db: url.clone(),
+        realm: Some(REALM.into()),
+        mux: Some(sock.clone()),
+        args: vec!["--failure-delay=0".into(), "--threads=1".into()],
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        ..Opts::default()
+    });
+    assert!(mux_ok(&sock, "alice", "Alice pw 1"));
+    for round in 0..3 {
+        srv.superuser(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+        ));
+        assert!(
+            mux_ok(&sock, "alice", "Alice pw 1"),
+            "round {round}: no reconnection\n{}",
+            server.log()
+        );
+        assert!(!mux_ok(&sock, "alice", "Alice pw 2"));
+    }
+    // The server's own connection went down with the database: a temporary failure,
+    // never a success; back when it is back.
+    srv.superuser(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false"));
+    srv.superuser(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+    ));
+    assert_eq!(
+        mux(&sock, "alice", "Alice pw 1", "smtp", "").as_deref(),
+        Some("NO temporary failure")
+    );
+    srv.superuser(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"));
+    assert!(mux_ok(&sock, "alice", "Alice pw 1"), "{}", server.log());
 }
 
 #[test]
