@@ -1395,3 +1395,109 @@ fn sockets_activation_privileges_and_signals() {
         "an activated socket must be left to the service manager"
     );
 }
+
+// ---------------------------------------------------------------------------------
+// Secrets in memory
+
+/// The server and checkpassword, run with tests/memscan.c preloaded, leave no 8-byte
+/// piece of the passwords they were sent (right and wrong) in their writable memory
+/// when they exit (heap, freed or not, stacks of every thread, statics).
+#[test]
+fn no_password_left_in_memory() {
+    const PW: &str = "Zq7pL9mW2xR5vK3nTb8c";
+    const WRONG: &str = "Hj4sNf6dQy1gUe0aPw9r";
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("memscan.so");
+    let out = Command::new(peer("gcc"))
+        .args(["-shared", "-fPIC", "-O2", "-Wl,-z,now", "-o"])
+        .arg(&lib)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/memscan.c"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secrets: Vec<String> = [PW, WRONG]
+        .iter()
+        .map(|p| p.bytes().map(|b| format!("{:02x}", b ^ 0x5a)).collect())
+        .collect();
+    let secrets = secrets.join(",");
+    let db = dir.path().join("sasldb2").display().to_string();
+    import(&db, &format!("alice@example.org:{PW}\n"), false, &[]);
+    let report = dir.path().join("report");
+    let scan_env = |report: &Path| {
+        vec![
+            ("LD_PRELOAD".to_string(), OsString::from(&lib)),
+            (
+                "SASLDB_MEMSCAN_SECRETS".to_string(),
+                OsString::from(&secrets),
+            ),
+            ("SASLDB_MEMSCAN_OUT".to_string(), OsString::from(report)),
+        ]
+    };
+    let check = |what: &str, report: &Path| {
+        let text = fs::read_to_string(report).unwrap_or_default();
+        assert!(
+            text.contains("scanned "),
+            "{what}: the scan did not run: {text:?}"
+        );
+        let hits: Vec<&str> = text.lines().filter(|l| l.starts_with("hit")).collect();
+        assert!(
+            hits.is_empty(),
+            "{what}: password bytes left in memory: {hits:?}"
+        );
+    };
+
+    let dsock = dir.path().join("auth");
+    let msock = dir.path().join("mux");
+    let mut server = Server::start(&Opts {
+        db: db.clone(),
+        realm: Some(REALM.into()),
+        dovecot: Some(dsock.clone()),
+        mux: Some(msock.clone()),
+        args: vec!["--failure-delay=0".into()],
+        env: scan_env(&report),
+        ..Opts::default()
+    });
+    let mut d = Dovecot::connect(&dsock, 0);
+    assert!(d.plain(1, "alice", PW, "").starts_with("OK"));
+    assert!(d.plain(2, "alice", WRONG, "").starts_with("FAIL"));
+    d.send("AUTH\t3\tLOGIN\tservice=smtp");
+    d.line().unwrap();
+    d.send(&format!("CONT\t3\t{}", B64.encode("alice")));
+    d.line().unwrap();
+    d.send(&format!("CONT\t3\t{}", B64.encode(PW)));
+    assert!(d.line().unwrap().starts_with("OK"));
+    drop(d);
+    assert!(mux_ok(&msock, "alice", PW));
+    assert!(!mux_ok(&msock, "alice", WRONG));
+    assert!(server.stop().success(), "{}", server.log());
+    check("sasldb serve", &report);
+
+    for (input, code) in [
+        (format!("alice\0{WRONG}\0\0"), 1),
+        (format!("nobody\0{PW}\0\0"), 1),
+    ] {
+        let report = dir.path().join(format!("report-{code}-{}", input.len()));
+        let env: Vec<(String, OsString)> = scan_env(&report);
+        let mut cmd = Command::new(sasldb_bin());
+        cmd.args(["-f", &db, "-u", REALM, "checkpassword", "/bin/true"]);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        // SAFETY: dup2 is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::dup2(0, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = run_with_stdin(&mut cmd, input.as_bytes());
+        assert_eq!(out.status.code(), Some(code), "{out:?}");
+        check("sasldb checkpassword", &report);
+    }
+}
