@@ -1501,3 +1501,88 @@ fn no_password_left_in_memory() {
         check("sasldb checkpassword", &report);
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Time-outs and the connection cap
+
+/// Whether the server closes `s` within `limit` (reading and discarding what it
+/// sends first).
+fn closed_within(s: &mut UnixStream, limit: Duration) -> bool {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) if start.elapsed() < limit => {}
+            _ => return false,
+        }
+    }
+}
+
+#[test]
+fn timeouts_and_the_connection_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sasldb2").display().to_string();
+    import(&db, "alice@example.org:Alice pw 1\n", false, &[]);
+    let dsock = dir.path().join("auth");
+    let msock = dir.path().join("mux");
+    let _server = Server::start(&Opts {
+        db,
+        realm: Some(REALM.into()),
+        dovecot: Some(dsock.clone()),
+        mux: Some(msock.clone()),
+        args: vec![
+            "--failure-delay=0".into(),
+            "--timeout=1".into(),
+            "--idle-timeout=3".into(),
+            "--max-connections=4".into(),
+        ],
+        ..Opts::default()
+    });
+    let t = Instant::now();
+    // No handshake, half a line, half a mux request: closed after --timeout.
+    let mut silent = UnixStream::connect(&dsock).unwrap();
+    let mut half = UnixStream::connect(&dsock).unwrap();
+    half.write_all(b"VERSION\t1\t0\nCPID\t1\nAUTH\t1\tPL")
+        .unwrap();
+    let mut mux_half = UnixStream::connect(&msock).unwrap();
+    mux_half.write_all(b"\x00\x05ali").unwrap();
+    // A finished handshake and nothing open: kept until --idle-timeout.
+    let mut idle = Dovecot::connect(&dsock, 0);
+    // The cap (4 connections) is reached: a fifth waits in the backlog, unanswered.
+    let mut fifth = UnixStream::connect(&dsock).unwrap();
+    fifth
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut b = [0u8; 16];
+    assert!(fifth.read(&mut b).is_err(), "a fifth connection was served");
+    for (s, what) in [
+        (&mut silent, "silent"),
+        (&mut half, "half a line"),
+        (&mut mux_half, "half a mux request"),
+    ] {
+        assert!(
+            closed_within(s, Duration::from_secs(5)),
+            "{what}: not closed"
+        );
+    }
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // Room again: the fifth gets its handshake.
+    fifth
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut got = Vec::new();
+    while !got.ends_with(b"DONE\n") {
+        let n = fifth
+            .read(&mut b)
+            .expect("the fifth connection is served once there is room");
+        assert!(n > 0);
+        got.extend_from_slice(&b[..n]);
+    }
+    // The idle connection still works, then goes after --idle-timeout.
+    assert!(idle.plain(1, "alice", "Alice pw 1", "").starts_with("OK"));
+    let t = Instant::now();
+    assert!(idle.closed());
+    assert!(t.elapsed() >= Duration::from_secs(2), "{:?}", t.elapsed());
+}
