@@ -1535,7 +1535,7 @@ fn timeouts_and_the_connection_cap() {
         args: vec![
             "--failure-delay=0".into(),
             "--timeout=1".into(),
-            "--idle-timeout=3".into(),
+            "--idle-timeout=6".into(),
             "--max-connections=4".into(),
         ],
         ..Opts::default()
@@ -1567,7 +1567,7 @@ fn timeouts_and_the_connection_cap() {
             "{what}: not closed"
         );
     }
-    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     // Room again: the fifth gets its handshake.
     fifth
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -1584,5 +1584,5 @@ fn timeouts_and_the_connection_cap() {
     assert!(idle.plain(1, "alice", "Alice pw 1", "").starts_with("OK"));
     let t = Instant::now();
     assert!(idle.closed());
-    assert!(t.elapsed() >= Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(t.elapsed() >= Duration::from_secs(5), "{:?}", t.elapsed());
 }

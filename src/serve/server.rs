@@ -17,7 +17,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::authority::{Authority, AuthorityError, Credentials, FileVersion, Inventory};
 use super::dovecot::{self, Event, Handshake, Session};
 use super::limits::{Admission, Kind, Limits, RateLimit, loggable};
-use super::mech::{Exchange, Failure, MechEnv, Mechanism, Progress};
+use super::mech::{Exchange, MechEnv, Mechanism, Progress};
 use super::verify::{Decoy, verify_plain};
 use super::{Config, ServeError, listen, log, saslauthd};
 use crate::account::{Verdict, split_userid};
@@ -444,16 +444,17 @@ fn acceptor_threads(cfg: &Config) -> usize {
 struct LiveGuard(Arc<Shared>);
 
 impl LiveGuard {
-    /// Counts a connection if there is room.
-    fn try_new(shared: &Arc<Shared>) -> Option<LiveGuard> {
-        let max = shared.cfg.max_connections;
-        shared
-            .live
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| LiveGuard(shared.clone()))
+    /// Whether a connection may be accepted now.
+    fn room(shared: &Shared) -> bool {
+        shared.live.load(Ordering::Acquire) < shared.cfg.max_connections
+    }
+
+    /// Counts an accepted connection. Acceptors check [`LiveGuard::room`] before
+    /// accepting and count after, so an idle acceptor holds no slot (several may
+    /// overshoot the cap by one each, briefly).
+    fn count(shared: &Arc<Shared>) -> LiveGuard {
+        shared.live.fetch_add(1, Ordering::AcqRel);
+        LiveGuard(shared.clone())
     }
 }
 
@@ -470,15 +471,12 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let guard = loop {
-            if let Some(g) = LiveGuard::try_new(&shared) {
-                break g;
-            }
+        while !LiveGuard::room(&shared) {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(10)) => {}
                 _ = stop.changed() => return,
             }
-        };
+        }
         let stream = tokio::select! {
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
@@ -490,6 +488,7 @@ async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
+        let guard = LiveGuard::count(&shared);
         let sh = shared.clone();
         tokio::spawn(async move {
             let _guard = guard;
@@ -568,12 +567,9 @@ const MUX_YIELDS: u32 = 4;
 fn mux_acceptor(listener: &StdListener, shared: &Arc<Shared>, rt: &tokio::runtime::Handle) {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     loop {
-        let guard = loop {
-            if let Some(g) = LiveGuard::try_new(shared) {
-                break g;
-            }
+        while !LiveGuard::room(shared) {
             std::thread::sleep(Duration::from_millis(10));
-        };
+        }
         // SAFETY: accept4 on our listening socket; the result is a new descriptor
         // we own (or -1).
         let fd = unsafe {
@@ -596,6 +592,7 @@ fn mux_acceptor(listener: &StdListener, shared: &Arc<Shared>, rt: &tokio::runtim
             }
             continue;
         }
+        let guard = LiveGuard::count(shared);
         // SAFETY: accept4 returned a fresh descriptor nobody else owns.
         let stream = std::os::unix::net::UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
         mux_fast(stream, guard, shared, rt);
@@ -1116,22 +1113,22 @@ async fn request_step(
             Progress::Failure(f) => {
                 let user = exchange.authcid().map(<[u8]>::to_vec);
                 let now = Instant::now();
-                if f.counts() {
-                    if let Some(rip) = &params.rip {
-                        shared.limits.failure(Kind::Address, rip, now);
+                // Every failure counts, a malformed message too: a client that
+                // cannot speak the mechanism is not a user.
+                if let Some(rip) = &params.rip {
+                    shared.limits.failure(Kind::Address, rip, now);
+                }
+                let key = match (&ukey, &user) {
+                    (Some(k), _) => Some(k.clone()),
+                    (None, Some(u)) => {
+                        let realm = shared.realm();
+                        let (a, b) = split_userid(u, &realm);
+                        Some(user_key(a, b))
                     }
-                    let key = match (&ukey, &user) {
-                        (Some(k), _) => Some(k.clone()),
-                        (None, Some(u)) => {
-                            let realm = shared.realm();
-                            let (a, b) = split_userid(u, &realm);
-                            Some(user_key(a, b))
-                        }
-                        _ => None,
-                    };
-                    if let Some(k) = key {
-                        shared.limits.failure(Kind::User, &k, now);
-                    }
+                    _ => None,
+                };
+                if let Some(k) = key {
+                    shared.limits.failure(Kind::User, &k, now);
                 }
                 fail_log(
                     shared,
@@ -1144,7 +1141,6 @@ async fn request_step(
                 if !shared.cfg.failure_delay.is_zero() {
                     tokio::time::sleep(shared.cfg.failure_delay).await;
                 }
-                let _ = Failure::Mismatch;
                 return Reply::Failure { user, temp: false };
             }
         }

@@ -148,12 +148,6 @@ impl Failure {
             Failure::Malformed(what) => what,
         }
     }
-
-    /// Whether it counts towards the failure limits (a malformed message does too:
-    /// a client that cannot speak the mechanism is not a user).
-    pub fn counts(self) -> bool {
-        true
-    }
 }
 
 /// What happens next in an exchange.
