@@ -1459,7 +1459,6 @@ fn no_password_left_in_memory() {
         mux: Some(msock.clone()),
         args: vec!["--failure-delay=0".into()],
         env: scan_env(&report),
-        ..Opts::default()
     });
     let mut d = Dovecot::connect(&dsock, 0);
     assert!(d.plain(1, "alice", PW, "").starts_with("OK"));
