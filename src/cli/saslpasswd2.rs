@@ -178,7 +178,8 @@ Postfix configuration the lowercased hostname is used, as Cyrus does.
 .IP \(bu 2
 Every write takes an exclusive lock and replaces the database atomically (Cyrus's
 Berkeley DB backend had neither), and when run as root leaves it owned by root:postfix,
-mode 0640.
+mode 0640. A GDBM file is also locked as libgdbm's writers lock it (\fBflock\fR on the
+file, waited for), from before it is read until it has been replaced.
 .IP \(bu 2
 \fB\-d\fR removes every property of the user, including \fBauthPassword\fR, OTP secrets
 and unknown properties (Cyrus left some behind). \fB\-d\fR on a database that does not exist
