@@ -208,7 +208,10 @@ file and line.
 The terminal's echo is restored when a signal interrupts the prompt.
 .IP \(bu 2
 \fB\-f\fR accepts \fIFORMAT\fR:\fIPATH\fR; long options (\fB\-\-group\fR, \fB\-\-scram\fR,
-\fB\-\-otp\fR, \fB\-\-scram\-iterations\fR, \fB\-\-help\fR) are additions.
+\fB\-\-otp\fR, \fB\-\-scram\-iterations\fR, \fB\-\-help\fR, and their unambiguous
+abbreviations) are additions. Any other argument starting with \fB\-\-\fR is read as
+Cyrus's getopt reads it, as short options: \fB\-\-foo\fR is \fB\-\fR (\fBinvalid option
+\-\- '\-'\fR) then \fB\-f oo\fR.
 .IP \(bu 2
 The usage text and \fB\-v\fR omit Carnegie Mellon University's attribution notice, since
 this program contains none of its code; \fB\-v\fR names this package.

@@ -63,7 +63,8 @@ const DIFFERENCES: &[Difference] = &[
     Difference {
         id: "long-options",
         cyrus: "`--help` is a cluster of bad short options: glibc messages, usage, exit 1",
-        ours: "`--help` prints help on stdout, exit 0 (also --group, --scram, --otp, …)",
+        ours: "`--help` prints help on stdout, exit 0 (also --group, --scram, --otp, …, and \
+               unambiguous abbreviations); any other `--word` is read as Cyrus reads it",
         why: "additions; no Cyrus invocation that worked changes meaning",
     },
     Difference {
@@ -864,6 +865,50 @@ fn passwd_long_options_are_ours() {
         d.cyrus
     );
     assert!(c.err().ends_with(PASSWD_USAGE));
+}
+
+/// An argument starting with `--` that names none of our long options is read as
+/// Cyrus's glibc `getopt` reads it: a cluster of short options, `--foo` being `-`
+/// (`invalid option -- '-'`) then `-f oo`. Same messages, usage and exit status.
+#[test]
+fn passwd_unknown_long_options_as_cyrus() {
+    let s = scratch();
+    for args in [
+        &["--foo", "-f", "db", "u"][..],
+        &["-f", "db", "u", "--foo"],
+        &["-f", "db", "--nope", "u"],
+        // An ambiguous abbreviation (--scram, --scram-iterations) is not ours either.
+        &["-f", "db", "--s", "u"],
+        &["-f", "db", "--=x", "u"],
+    ] {
+        let o = same_but_notice(&Call::passwd(&s, args).stdin("pw"));
+        o.exited(1).stdout_is("");
+        assert!(
+            o.err().starts_with("saslpasswd2: invalid option -- '-'\n"),
+            "{args:?}: {o:?}"
+        );
+        assert!(o.err().ends_with(&format!("\n{PASSWD_USAGE}")), "{o:?}");
+    }
+    // `--version` is `-`, then `-v`: the version, exit 0, for both.
+    let d = declared("version-banner");
+    let (o, c) = Call::passwd(&s, &["-f", "db", "--version", "u"]).both();
+    o.exited(0).stdout_is("");
+    c.exited(0).stdout_is("");
+    assert_eq!(
+        o.err(),
+        replace_once(
+            &c.err(),
+            &format!("\n{CMU_NOTICE}{CYRUS_VERSION}"),
+            &format!("\n{}", our_version("saslpasswd2"))
+        ),
+        "{}",
+        d.ours
+    );
+    assert!(o.err().starts_with("saslpasswd2: invalid option -- '-'\n"));
+    // Nothing was written (not even `oo`, the file `--foo` named).
+    for who in [Impl::Ours, Impl::Cyrus] {
+        assert_eq!(fs::read_dir(s.work(who)).unwrap().count(), 0, "{who:?}");
+    }
 }
 
 #[test]
