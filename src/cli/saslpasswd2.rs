@@ -187,7 +187,10 @@ is an error (Cyrus created an empty database).
 .IP \(bu 2
 A password change never leaves a secret that accepts the old password: an existing SCRAM
 \fBauthPassword\fR or OTP secret is recomputed in Cyrus's format, or removed when the
-config's \fBmech_list\fR leaves its mechanism out (and no flag asks for it).
+config's \fBmech_list\fR leaves its mechanism out (and no flag asks for it). As with Cyrus,
+an OTP secret is written afresh on every change, even to the same password (a new seed,
+sequence 499), with the algorithm \fBotp_mda\fR names (default md5), whatever the old
+secret used.
 \fB\-n\fR removes an existing \fBuserPassword\fR and stores a SCRAM
 \fBauthPassword\fR instead (Cyrus kept the old plaintext). An OTP secret is written only
 when the user already has one, with \fB\-\-otp\fR, or when the config's \fBmech_list\fR names
@@ -521,8 +524,11 @@ fn secret_policy(a: &Args, conf: Option<&SaslConf>) -> Result<SecretPolicy, Fail
         otp: a.otp,
         scram_iterations: a.scram_iterations,
     };
-    SecretPolicy::from_config(&req, conf).map_err(|e| match e {
+    let mut policy = SecretPolicy::from_config(&req, conf).map_err(|e| match e {
         PolicyError::Config(_) => fail(Exit::ConfigError, e.to_string()),
         PolicyError::Hostname(_) => fail(Exit::Failure, e.to_string()),
-    })
+    })?;
+    // As Cyrus's: every change starts a new OTP sequence (new seed, sequence 499).
+    policy.renew_otp = true;
+    Ok(policy)
 }

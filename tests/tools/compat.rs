@@ -1154,6 +1154,83 @@ fn passwd_noplain() {
     assert!(dump(&s.at(Impl::Cyrus, "db")).is_empty());
 }
 
+/// `u@r`'s OTP secret in `db`.
+fn otp_of(db: &Db) -> OtpSecret {
+    OtpSecret::parse(&db[&key("u", "r", OTP_SECRET)]).unwrap()
+}
+
+/// As Cyrus's, our saslpasswd2 writes an OTP secret afresh on every change: with the
+/// algorithm `otp_mda` names (default md5) whatever the old one used, and a new
+/// sequence (499) even when the password is the same.
+#[test]
+fn passwd_otp_secret_as_cyrus() {
+    use sasldb::account::secrets::OtpAlgorithm;
+    use sasldb::account::secrets::otp::otp_chain;
+    let s = scratch();
+    s.conf("sha1", "mech_list: otp\notp_mda: sha1\n");
+    // u@r: password "pw", an md5 OTP secret already used down to sequence 10.
+    let seed_db = s.path("seed");
+    let chain = otp_chain(OtpAlgorithm::Md5, b"seed42", b"pw", 10).unwrap();
+    let otp = format!(
+        "md5\t0010\tseed42\t{}\t00000000000000000000",
+        crate::support::hex(&chain)
+    );
+    write_bdb(
+        &seed_db,
+        &[
+            (key("u", "r", USER_PASSWORD), b"pw".to_vec()),
+            (key("u", "r", OTP_SECRET), otp.into_bytes()),
+        ],
+    );
+    let before = OtpSecret::parse(&dump(&seed_db)[&key("u", "r", OTP_SECRET)]).unwrap();
+    assert_eq!(
+        (before.sequence(), before.verify_password(b"pw").unwrap()),
+        (10, true)
+    );
+    s.copy_to_both(&seed_db, "db");
+
+    // (args, password, the algorithm both must write)
+    let steps: [(&[&str], &str, OtpAlgorithm); 4] = [
+        // The same password: a new sequence.
+        (&[], "pw", OtpAlgorithm::Md5),
+        // otp_mda: sha1 over an md5 secret.
+        (&["-a", "sha1"], "new", OtpAlgorithm::Sha1),
+        // The same password again, otp_mda still sha1.
+        (&["-a", "sha1"], "new", OtpAlgorithm::Sha1),
+        // The default (md5) over a sha1 secret.
+        (&[], "newer", OtpAlgorithm::Md5),
+    ];
+    for (i, (flags, pw, alg)) in steps.into_iter().enumerate() {
+        let mut args = vec!["-p"];
+        args.extend_from_slice(flags);
+        args.extend(["-f", "db", "-u", "r", "u"]);
+        let call = Call::passwd(&s, &args).stdin(pw);
+        let o = if i == 0 {
+            same_but_group_note(&call, "db")
+        } else {
+            call.same()
+        };
+        o.exited(0).stdout_is("");
+        let mut sides = Vec::new();
+        for who in [Impl::Ours, Impl::Cyrus] {
+            let db = dump(&s.at(who, "db"));
+            let otp = otp_of(&db);
+            assert_eq!(
+                (otp.algorithm(), otp.sequence()),
+                (alg, 499),
+                "step {i}, {who:?}"
+            );
+            assert!(
+                otp.verify_password(pw.as_bytes()).unwrap(),
+                "step {i} {who:?}"
+            );
+            assert_eq!(user_password(&db, "u", "r").unwrap(), pw.as_bytes());
+            sides.push(props(&db));
+        }
+        assert_eq!(sides[0], sides[1], "step {i}");
+    }
+}
+
 /// Two users added by Cyrus, copied to both sides; then `-d` of each.
 #[test]
 fn passwd_delete() {
