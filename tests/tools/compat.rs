@@ -174,6 +174,13 @@ const DIFFERENCES: &[Difference] = &[
         why: "a shell with echo off looks broken",
     },
     Difference {
+        id: "list-config-error-detail",
+        cyrus: "a sasldblistusers.conf that cannot be parsed: `Couldn't initialize server \
+                API`, exit 1",
+        ours: "the same text followed by `: <file>, line N: …`, exit 1",
+        why: "says which line to fix",
+    },
+    Difference {
         id: "list-exit-status",
         cyrus: "an unreadable database: `listusers failed` (+ libdb lines), exit 0",
         ours: "`listusers failed: <reason>`, exit 1",
@@ -1725,6 +1732,59 @@ fn list_command_line() {
             d.ours
         );
     }
+}
+
+/// Like Cyrus's, our lister reads sasldblistusers.conf: a file that cannot be parsed
+/// stops it (exit 1; ours names the file and line); a valid one changes nothing, its
+/// sasldb_path included (the path given, or /etc/sasldb2, wins).
+#[test]
+fn list_reads_its_config() {
+    let d = declared("list-config-error-detail");
+    let s = scratch();
+    let fx = fixture("bdb/cyrus-2.1.28-debian.db");
+    let fx = fx.to_str().unwrap();
+    let listing = Call::list(&s, &[fx]).same();
+    listing.exited(0).stderr_is("");
+    let conf = s.path("conf/sasldblistusers.conf");
+
+    s.conf("sasldblistusers", "bad line\n");
+    for args in [&[fx][..], &["-f", fx]] {
+        let (o, c) = Call::list(&s, args).both();
+        c.exited(1)
+            .stdout_is("")
+            .stderr_is("Couldn't initialize server API\n");
+        o.exited(1).stdout_is("");
+        assert!(
+            o.err().starts_with(&format!(
+                "Couldn't initialize server API: {}, line 1: ",
+                conf.display()
+            )),
+            "{}: {o:?}",
+            d.ours
+        );
+        assert_eq!(o.err().lines().count(), 1, "{o:?}");
+    }
+    // Usage errors and -v come first, as for Cyrus.
+    let o = same_but_notice(&Call::list(&s, &["-x", fx]));
+    o.exited(1);
+    let (o, c) = Call::list(&s, &["-v"]).both();
+    o.exited(0);
+    c.exited(0);
+
+    // Valid files change nothing: not even their sasldb_path.
+    for text in [
+        "sasldb_path: /nonexistent/sasldb2\n",
+        "mech_list: nonexistent\nauxprop_plugin: nonexistent\n",
+        "# only a comment\n",
+    ] {
+        s.conf("sasldblistusers", text);
+        let o = Call::list(&s, &[fx]).same();
+        assert_eq!(o, listing, "{text:?}");
+    }
+    // A directory in its place reads as empty, for both.
+    fs::remove_file(&conf).unwrap();
+    fs::create_dir(&conf).unwrap();
+    assert_eq!(Call::list(&s, &[fx]).same(), listing);
 }
 
 #[test]
