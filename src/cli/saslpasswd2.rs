@@ -169,7 +169,7 @@ pub fn command() -> clap::Command {
 /// Deliberate differences from Cyrus 2.1.28 (rendered into the man page).
 pub const COMPATIBILITY: &str = r#"
 Flags, prompts, messages and exit codes follow Cyrus SASL 2.1.28's \fBsaslpasswd2\fR.
-Deliberate differences, where Cyrus is broken or unsafe:
+Deliberate differences, each with its reason:
 .IP \(bu 2
 The default realm is the one Postfix looks up for a bare login
 (\fBsmtpd_sasl_local_domain\fR, else \fBmyhostname\fR lowercased, expanded as Postfix does;
@@ -207,6 +207,23 @@ names with control characters or invalid UTF-8 are refused (Cyrus stored them).
 A database that cannot be opened gives \fBgeneric failure:\fR followed by the reason; a config
 file that cannot be parsed gives \fBerror when parsing configuration file:\fR followed by the
 file and line.
+.IP \(bu 2
+A database that cannot be read is an error even when Cyrus would have had nothing to
+write to it (\fB\-n\fR with a \fBmech_list\fR naming no mechanism that keeps a secret:
+Cyrus printed libdb's complaints, wrote nothing and exited 0, so the change seemed made).
+Here \fB\-n\fR always writes a SCRAM \fBauthPassword\fR.
+.IP \(bu 2
+A zero-byte file is taken as an empty database and written without a word (Cyrus's libdb
+printed \fBBDB0004 fop_read_meta: \fR\fIfile\fR\fB: unexpected file type or format\fR and
+wrote it too).
+.IP \(bu 2
+A change to a Berkeley DB file rewrites only the buckets it touches when it can; otherwise
+(changes spread over more than an eighth of the buckets, as in most small files, a bucket
+chain grown too long, large items) the file is rebuilt with a hash table sized for its
+records. The records are the same, but where libdb's in-place updates follow the file's
+history of bucket splits, the rebuilt file may have another number of buckets, so \fBsasldblistusers2\fR (ours or Cyrus's) lists it in
+another order than the file Cyrus's \fBsaslpasswd2\fR would have left. Both listers list
+one and the same file in the same order.
 .IP \(bu 2
 The terminal's echo is restored when a signal interrupts the prompt.
 .IP \(bu 2

@@ -156,6 +156,29 @@ const DIFFERENCES: &[Difference] = &[
         why: "nobody types a password twice only to learn the file is unusable",
     },
     Difference {
+        id: "nothing-to-write-unreadable",
+        cyrus: "-n with a mech_list naming no mechanism that keeps a secret, on a file libdb \
+                cannot read: libdb's BDBxxxx lines, nothing written, exit 0",
+        ours: "`generic failure: <path>: not a sasldb database (…)`, exit 1",
+        why: "an unreadable database is an error whatever the change; a script must not \
+              believe the password set (and -n writes a SCRAM secret here)",
+    },
+    Difference {
+        id: "zero-byte-file",
+        cyrus: "a zero-byte file: `BDB0004 fop_read_meta: <db>: unexpected file type or \
+                format` on stderr, then written, exit 0",
+        ours: "taken as an empty database and written without that line, exit 0",
+        why: "an empty file is an empty database; libdb's line is not an error",
+    },
+    Difference {
+        id: "listing-order",
+        cyrus: "a Berkeley DB file Cyrus's saslpasswd2 changed keeps libdb's split history, \
+                which decides the order both listers list it in",
+        ours: "a file our saslpasswd2 rebuilt may have another bucket count: the same \
+               records, listed by both listers in another order than Cyrus's file",
+        why: "a rebuild sizes the hash table for its records; hash order carries no meaning",
+    },
+    Difference {
         id: "generic-failure-reason",
         cyrus: "`saslpasswd2: generic failure`, plus libdb's BDBxxxx lines for some files",
         ours: "one line: `saslpasswd2: generic failure: <reason>`",
@@ -1557,6 +1580,45 @@ fn passwd_unusable_databases() {
     }
 }
 
+/// With nothing to write (`-n`, and a `mech_list` naming no mechanism that keeps a
+/// secret), Cyrus never notices that libdb cannot read the file: it exits 0 having
+/// written nothing. Ours refuses the file, as it does whatever the change.
+#[test]
+fn passwd_nothing_to_write_unreadable_database() {
+    let d = declared("nothing-to-write-unreadable");
+    let s = scratch();
+    s.conf("saslpasswd", "mech_list: plain login\n");
+    let garbage = crate::support::Rng::new(18).bytes(5000);
+    for who in [Impl::Ours, Impl::Cyrus] {
+        fs::write(s.at(who, "db"), &garbage).unwrap();
+    }
+    let (o, c) = Call::passwd(&s, &["-p", "-n", "-f", "db", "-u", "r", "u"])
+        .stdin("pw")
+        .both();
+    c.exited(0).stdout_is("");
+    assert!(
+        !c.err().is_empty() && c.err().lines().all(|l| l.starts_with("BDB")),
+        "{}: {c:?}",
+        d.cyrus
+    );
+    o.exited(1).stdout_is("").stderr_is(
+        "saslpasswd2: generic failure: db: not a sasldb database (unrecognised magic bytes)\n",
+    );
+    // Something to write (no -n): Cyrus fails too.
+    let (o2, c2) = Call::passwd(&s, &["-p", "-f", "db", "-u", "r", "u"])
+        .stdin("pw")
+        .both();
+    c2.exited(1);
+    assert!(
+        c2.err().ends_with("saslpasswd2: generic failure\n"),
+        "{c2:?}"
+    );
+    assert_eq!(o2, o);
+    for who in [Impl::Ours, Impl::Cyrus] {
+        assert_eq!(fs::read(s.at(who, "db")).unwrap(), garbage, "{who:?}");
+    }
+}
+
 #[test]
 fn passwd_unreadable_database_as_nobody() {
     let d = declared("generic-failure-reason");
@@ -1589,9 +1651,12 @@ fn passwd_unreadable_database_as_nobody() {
     assert!(o.err().starts_with("listusers failed: "), "{o:?}");
 }
 
+/// A zero-byte file is an empty database for both; libdb complains on Cyrus's
+/// stderr, ours says nothing about it.
 #[test]
 fn passwd_zero_byte_database() {
     declared("write-path");
+    let d = declared("zero-byte-file");
     let s = scratch();
     for who in [Impl::Ours, Impl::Cyrus] {
         fs::write(s.at(who, "db"), b"").unwrap();
@@ -1600,11 +1665,22 @@ fn passwd_zero_byte_database() {
         .stdin("pw\n")
         .both();
     c.exited(0)
+        .stdout_is("")
         .stderr_is("BDB0004 fop_read_meta: db: unexpected file type or format\n");
     // The file was root:root (our umask); ours hands it to the postfix group.
     o.exited(0)
+        .stdout_is("")
         .stderr_is("saslpasswd2: db: group changed from root to postfix (mode 640)\n");
+    assert!(!o.err().contains("BDB"), "{}", d.ours);
     same_db_but_cyrus_otp(&s, "db", &[("alice", "r", b"pw")]);
+    // Both files are whole databases now, listed alike.
+    for who in [Impl::Ours, Impl::Cyrus] {
+        let p = s.at(who, "db");
+        Call::list(&s, &[p.to_str().unwrap()])
+            .same()
+            .exited(0)
+            .stderr_is("");
+    }
 }
 
 /// Ownership and the lock file, the one place where they are the point.
@@ -1945,6 +2021,60 @@ fn cross_listing_and_updates() {
     // dave's existing OTP secret was recomputed for the new password.
     take_otp(&mut db, "dave", "r", b"new-d");
     assert_eq!(user_password(&db, "dave", "r").unwrap(), b"new-d");
+}
+
+/// A 120-user file Cyrus made (libdb's split history: 6 buckets and a chain), changed
+/// the same way by each saslpasswd2: the same records, each file listed identically by
+/// both listers, but our rebuilt file (a table sized for its records) lists in
+/// another order than Cyrus's own file. The order is the file's, not the history's.
+#[test]
+fn listing_order_of_a_rebuilt_file() {
+    let d = declared("listing-order");
+    let s = scratch();
+    let seed = s.path("seed");
+    let seed_s = seed.to_str().unwrap();
+    for i in 0..120 {
+        Call::passwd(
+            &s,
+            &["-p", "-u", "example.net", "-f", seed_s, &format!("user{i}")],
+        )
+        .stdin(format!("pw{i}"))
+        .run(Impl::Cyrus)
+        .exited(0);
+    }
+    assert_eq!(dump(&seed).len(), 240);
+    s.copy_to_both(&seed, "db");
+    same_but_group_note(
+        &Call::passwd(&s, &["-p", "-u", "example.net", "-f", "db", "user109"]).stdin("x"),
+        "db",
+    )
+    .exited(0);
+    // The same records (the OTP secrets of user109 are fresh on both sides).
+    let mut ours = dump(&s.at(Impl::Ours, "db"));
+    let mut cyrus = dump(&s.at(Impl::Cyrus, "db"));
+    take_otp(&mut ours, "user109", "example.net", b"x");
+    take_otp(&mut cyrus, "user109", "example.net", b"x");
+    assert_eq!(ours, cyrus);
+    // Each file: both listers agree.
+    let mut listings = Vec::new();
+    for who in [Impl::Ours, Impl::Cyrus] {
+        let p = s.at(who, "db");
+        let o = Call::list(&s, &[p.to_str().unwrap()]).same();
+        o.exited(0).stderr_is("");
+        listings.push(o.out());
+    }
+    let sorted = |l: &str| {
+        let mut v: Vec<&str> = l.lines().collect();
+        v.sort_unstable();
+        v.join("\n")
+    };
+    assert_eq!(sorted(&listings[0]), sorted(&listings[1]));
+    assert_eq!(listings[0].lines().count(), 240);
+    // The two files: another order.
+    assert_ne!(listings[0], listings[1], "{} / {}", d.ours, d.cyrus);
+    let ours_len = fs::metadata(s.at(Impl::Ours, "db")).unwrap().len();
+    let cyrus_len = fs::metadata(s.at(Impl::Cyrus, "db")).unwrap().len();
+    assert_ne!(ours_len, cyrus_len, "{}", d.ours);
 }
 
 // ---------------------------------------------------------------------------------
