@@ -4,12 +4,12 @@
 //! file to write and `flock(LOCK_SH | LOCK_NB)` to read, holds it until `gdbm_close`,
 //! and updates the file in place; a process that cannot get the lock fails to open the
 //! file instead of waiting. Our writers replace the file by rename instead, so from
-//! before they read the old file (in [`crate::storage::writer`]'s `begin`) until the
-//! new one is renamed over it they hold `LOCK_EX` on the old file, waiting for it as
-//! for our own writer lock: a libgdbm writer already in the file makes us wait (its
-//! update is then part of what we read), and one arriving while we hold the lock fails
-//! to open instead of writing into a file about to be replaced. libgdbm readers fail
-//! to open during that window too, as they do while any libgdbm writer works.
+//! before they read the old file (when their transaction begins) until the new one is
+//! renamed over it they hold `LOCK_EX` on the old file, waiting for it as for our own
+//! writer lock: a libgdbm writer already in the file makes us wait (its update is then
+//! part of what we read), and one arriving while we hold the lock fails to open
+//! instead of writing into a file about to be replaced. libgdbm readers fail to open
+//! during that window too, as they do while any libgdbm writer works.
 //!
 //! A libgdbm process that opened the old file just before our rename and locks it just
 //! after our release would update or read the replaced inode. To close that window,
