@@ -8,9 +8,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::format::Format;
 use crate::record::KeyError;
-use crate::secrets::SecretError;
-use crate::store::Format;
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -74,6 +73,17 @@ pub enum Error {
         format: Format,
         /// What is wrong, with page numbers or offsets where they exist.
         what: String,
+    },
+
+    /// A read failed while another process held the file's own lock (a libgdbm writer
+    /// updating the file in place): the file was changing, which says nothing about
+    /// corruption. Reading again later succeeds.
+    #[error("{}: the {format} database was being changed by another process while it was read; try again", path.display())]
+    Busy {
+        /// The file.
+        path: PathBuf,
+        /// Its format.
+        format: Format,
     },
 
     /// A key or a key component was refused.
@@ -160,6 +170,68 @@ pub enum Error {
     /// The caller asked for something the arguments do not allow.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Which stored secret format a [`SecretError::Malformed`] concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    /// A `cmusaslsecretOTP` value.
+    Otp,
+    /// An `authPassword` SCRAM value.
+    Scram,
+    /// A legacy `cmusaslsecretPLAIN` value.
+    LegacyPlain,
+}
+
+impl std::fmt::Display for SecretKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SecretKind::Otp => "OTP secret (cmusaslsecretOTP)",
+            SecretKind::Scram => "SCRAM secret (authPassword)",
+            SecretKind::LegacyPlain => "legacy PLAIN secret (cmusaslsecretPLAIN)",
+        })
+    }
+}
+
+/// Why a secret could not be computed, parsed or checked.
+///
+/// Messages name the field at fault, never its content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecretError {
+    /// A stored value does not have the expected layout.
+    #[error("malformed {kind}: {reason}")]
+    Malformed {
+        /// Which format.
+        kind: SecretKind,
+        /// What is wrong (a field name and the rule it breaks).
+        reason: &'static str,
+    },
+    /// An OTP algorithm name (`otp_mda`) other than md4, md5 or sha1.
+    #[error("unknown OTP algorithm `{0}` (expected md4, md5 or sha1)")]
+    UnknownOtpAlgorithm(String),
+    /// A SCRAM mechanism name other than SCRAM-SHA-1/224/256/384/512.
+    #[error("unknown SCRAM mechanism `{0}` (expected SCRAM-SHA-1, -224, -256, -384 or -512)")]
+    UnknownScramMechanism(String),
+    /// The password is empty where the mechanism refuses empty passwords (SCRAM).
+    #[error("the password is empty")]
+    EmptyPassword,
+    /// The password contains a NUL byte: Cyrus truncates or mangles such passwords,
+    /// so no secret derived from one would match what a Cyrus peer computes.
+    #[error("the password contains a NUL byte")]
+    NulInPassword,
+    /// An OTP seed that Cyrus could not store or read back.
+    #[error("invalid OTP seed: {0}")]
+    BadSeed(&'static str),
+    /// A SCRAM iteration count of zero was asked for.
+    #[error("the SCRAM iteration count must be at least 1")]
+    ZeroIterations,
+    /// The operating system's random number generator failed.
+    #[error("cannot get random bytes: {0}")]
+    Random(String),
+    /// The host name (the OTP seed prefix) could not be read.
+    #[error("cannot read the host name: {0}")]
+    Hostname(String),
 }
 
 impl Error {

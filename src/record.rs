@@ -321,6 +321,23 @@ impl fmt::Debug for Record {
     }
 }
 
+/// Shows a key with NULs and other control bytes escaped, for messages.
+pub fn escape(b: &[u8]) -> String {
+    let mut s = String::new();
+    for &c in b.iter().take(200) {
+        match c {
+            0 => s.push_str("\\0"),
+            b'\\' => s.push_str("\\\\"),
+            0x20..=0x7e => s.push(c as char),
+            _ => s.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    if b.len() > 200 {
+        s.push_str(&format!("... ({} bytes)", b.len()));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

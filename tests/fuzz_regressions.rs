@@ -111,7 +111,7 @@ replay_tests!(
 /// two lines (the reason is printed as one line per rejected entry).
 #[test]
 fn import_reasons_escape_names() {
-    use sasldb::import::{InputFormat, parse};
+    use sasldb::bulk::import::{InputFormat, parse};
     let csv = regression("import_csv", "unknown-column-newline.csv");
     let p = parse(&csv, InputFormat::Csv);
     assert_eq!(p.rejected.len(), 1);

@@ -1,65 +1,31 @@
-//! One integration test binary (see Cargo.toml `autotests = false`). Each module says
-//! what belongs in it.
+//! One integration test binary (see Cargo.toml `autotests = false`), grouped by area:
+//! the test of a feature lives in the group of that feature. Each group's `mod.rs`
+//! says what belongs in it; the shared harness is `support`.
 
-/// Shared helpers: scratch directories, fixtures, running our binaries and peer tools.
-mod util;
+/// The shared harness: fixtures, peers, scratch directories, our binaries, and the
+/// private Postfix, PostgreSQL and libsasl sample servers.
+mod support;
 
-/// Reading the reference BDB files written by real libdb/Cyrus tools.
-mod bdb_fixtures;
+/// The on-disk formats (Berkeley DB, GDBM, LMDB, SQLite) against their C libraries and
+/// tools, damaged files, and `sasldb convert`.
+mod formats;
 
-/// Our BDB writer against the real libdb tools: db_verify, db_dump, keyed lookups.
-mod bdb_roundtrip;
+/// The command lines of saslpasswd2, sasldblistusers2 and sasldb, the configuration
+/// they read (Cyrus <appname>.conf, the Postfix realm), and the man pages.
+mod tools;
 
-/// Damaged and hostile BDB files: clear errors, no panic, no hang.
-mod bdb_corrupt;
-
-/// Harness: libsasl's sample server driven line by line, gsasl as the client.
-mod sample_server;
+/// The library through its public API only, as an embedder uses it.
+mod library;
 
 /// OTP and SCRAM secrets against saslpasswd2, libsasl's server and gsasl.
 mod secrets;
 
-/// Generated man pages match the checked-in ones and render cleanly.
-mod man;
-
-/// The Postfix realm resolver, compared with the real `postconf`.
-mod realm;
-
-/// Cyrus SASL <appname>.conf handling, compared with the real `saslpasswd2`.
-mod cyrus_conf;
-
-/// LMDB files against Debian's liblmdb 0.9.24 tools: reads, in-place writes, lock file, bulk load.
-mod lmdb;
-
-/// GDBM: Cyrus/gdbmtool files read by us, ours read and updated by libgdbm, damage, flock.
-mod gdbm;
-
-/// Harness: a private, throw-away Postfix instance (smtpd + Cyrus SASL) and SMTP AUTH clients.
+/// Real Postfix SMTP AUTH against databases written by Debian's tools, this crate and
+/// our binaries.
 mod postfix;
 
-/// Real Postfix SMTP AUTH against sasldb files written by saslpasswd2 and by this crate.
-mod postfix_e2e;
-
-/// The SQLite store against Cyrus's sql auxprop plugin, saslpasswd2 and the sqlite3 shell.
-mod sqlite;
-
-/// Our saslpasswd2 and sasldblistusers2 against Debian's Cyrus binaries, same inputs.
-mod compat;
-
-/// Real Postfix SMTP AUTH against files written by our saslpasswd2 and sasldb import.
-mod postfix_tools;
-
-/// sasldb convert: a round trip through every format, refusals.
-mod convert;
-
-/// Harness: a private, throw-away PostgreSQL server (shared by the tests, stopped at exit).
-mod pg;
-
-/// The PostgreSQL store: sasldb import/convert, pgpass, concurrency, Cyrus's pgsql plugin in Postfix.
-mod postgresql;
-
-/// The sasldb admin tool through its binary: every subcommand, bad inputs, round trips, check/sync-chroot.
-mod sasldb_cli;
+/// The PostgreSQL store against a private PostgreSQL server.
+mod postgres;
 
 /// Reliability and security: kills, concurrency, bad input, permissions, secrets.
 mod reliability;

@@ -11,46 +11,26 @@
 //!
 //! Peer tools are required: a missing one fails the test with its name. Every child
 //! runs in a scratch directory with `SASL_CONF_PATH` pointing there, is given at most
-//! [`STEP`] per protocol step, and is killed when its guard drops.
+//! [`STEP`](crate::support::sample_server::STEP) per protocol step, and is killed when
+//! its guard drops.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use sasldb::bdb::{WriteOptions, write_records};
+use sasldb::account::secrets::otp::{local_hostname, otp_chain, seed_for_host};
+use sasldb::account::secrets::scram::{self, SCRAM_DEFAULT_ITERATIONS};
+use sasldb::account::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
 use sasldb::record::{AUTH_PASSWORD, OTP_SECRET};
-use sasldb::secrets::otp::{local_hostname, otp_chain, seed_for_host};
-use sasldb::secrets::scram::{self, SCRAM_DEFAULT_ITERATIONS};
-use sasldb::secrets::{OtpAlgorithm, OtpSecret, ScramHash, ScramSecret};
-use sasldb::{Key, Record};
 
-/// The realm every scenario uses (`saslpasswd2 -u`, `sasl-sample-server -u`).
-/// The longest wait for one line from a peer.
-pub(crate) use crate::sample_server::REALM;
-use crate::sample_server::{STEP, Server, Turn, gsasl_login};
-use crate::util::run_ok_with_stdin;
-
-/// Finds a peer tool in PATH or the sbin directories, or fails the test naming it.
-fn tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "required peer tool `{name}` is missing (Debian: sasl2-bin for saslpasswd2 \
-                 and sasl-sample-server, db-util for db_dump, gsasl, coreutils for stdbuf)"
-            )
-        })
-}
+use crate::support::sample_server::{REALM, otp_login, scram_login};
+use crate::support::{db_dump, key, peer, run_ok_with_stdin, write_bdb};
 
 /// An OpenSSL configuration that loads the legacy provider, without which Debian's
 /// libsasl OTP plugin crashes on md4.
-pub(crate) fn openssl_legacy_conf(dir: &Path) -> PathBuf {
+fn openssl_legacy_conf(dir: &Path) -> PathBuf {
     let p = dir.join("openssl-legacy.cnf");
     fs::write(
         &p,
@@ -64,63 +44,11 @@ pub(crate) fn openssl_legacy_conf(dir: &Path) -> PathBuf {
 // ---------------------------------------------------------------------------------
 // db_dump and saslpasswd2
 
-/// All records of a BDB file, read by libdb's `db_dump -p`.
-fn db_dump(db: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let out = Command::new(tool("db_dump"))
-        .arg("-p")
-        .arg(db)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "db_dump failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let body = text
-        .split_once("HEADER=END\n")
-        .and_then(|(_, b)| b.split_once("DATA=END"))
-        .map(|(b, _)| b)
-        .unwrap_or_else(|| panic!("unexpected db_dump output:\n{text}"));
-    let items: Vec<Vec<u8>> = body
-        .lines()
-        .map(|l| unescape(l.strip_prefix(' ').expect("db_dump -p item line")))
-        .collect();
-    assert!(items.len().is_multiple_of(2), "odd number of db_dump items");
-    items
-        .chunks(2)
-        .map(|kv| (kv[0].clone(), kv[1].clone()))
-        .collect()
-}
-
-/// Undoes db_dump's printable encoding: `\\` and `\xx` (hex).
-fn unescape(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' {
-            if b.get(i + 1) == Some(&b'\\') {
-                out.push(b'\\');
-                i += 2;
-            } else {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap();
-                out.push(u8::from_str_radix(hex, 16).unwrap());
-                i += 3;
-            }
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
 fn value_of(records: &[(Vec<u8>, Vec<u8>)], user: &str, prop: &str) -> Vec<u8> {
-    let key = Key::new(user, REALM, prop).unwrap().encode();
+    let want = key(user, REALM, prop);
     records
         .iter()
-        .find(|(k, _)| *k == key)
+        .find(|(k, _)| *k == want)
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| panic!("no {user}@{REALM} {prop} in the database"))
 }
@@ -139,7 +67,7 @@ fn saslpasswd2(
     fs::write(confdir.join("saslpasswd.conf"), conf).unwrap();
     let db = dir.join("sasldb2");
     run_ok_with_stdin(
-        Command::new(tool("saslpasswd2"))
+        Command::new(peer("saslpasswd2"))
             .args(["-p", "-c", "-u", REALM, "-f"])
             .arg(&db)
             .arg(user)
@@ -277,95 +205,13 @@ fn fresh_scram_sha256_and_sha512_via_mech_list() {
 // ---------------------------------------------------------------------------------
 // Logins through libsasl's server
 
-/// Writes `sample.conf` (sasldb auxprop on `db`) under `dir/conf` and starts
-/// libsasl's sample server for `mech`.
-fn sasldb_server(dir: &Path, db: &Path, mech: &str, env: &[(&str, &Path)]) -> Server {
-    let confdir = dir.join("conf");
-    fs::create_dir_all(&confdir).unwrap();
-    fs::write(
-        confdir.join("sample.conf"),
-        format!(
-            "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nsasldb_path: {}\n\
-             mech_list: SCRAM-SHA-1 SCRAM-SHA-256 OTP\n",
-            db.display()
-        ),
-    )
-    .unwrap();
-    Server::start(dir, &confdir, mech, env)
-}
-
-/// A SCRAM login with gsasl as the client against the sasldb `db`. Ok(transcript)
-/// when libsasl completes the negotiation, Err(transcript and stderr) otherwise.
-pub(crate) fn scram_login(
-    dir: &Path,
-    db: &Path,
-    mech: &str,
-    user: &str,
-    pw: &str,
-) -> Result<String, String> {
-    gsasl_login(sasldb_server(dir, db, mech, &[]), dir, mech, user, pw)
-}
-
-/// An OTP login answering the server's challenge with `hex:` of the chain value
-/// computed from `pw`. Returns the challenge too.
-pub(crate) fn otp_login(
-    dir: &Path,
-    db: &Path,
-    user: &str,
-    pw: &str,
-    env: &[(&str, &Path)],
-) -> (String, Result<String, String>) {
-    let mut srv = sasldb_server(dir, db, "OTP", env);
-    let deadline = Instant::now() + STEP;
-    let mut challenge = String::new();
-    let result = (|| {
-        // mech NUL authzid(empty) NUL authid
-        srv.send(format!("OTP\0\0{user}").as_bytes())?;
-        let Turn::Challenge(c) = srv.turn(deadline)? else {
-            return Err("no challenge".to_owned());
-        };
-        challenge = String::from_utf8(c).map_err(|e| e.to_string())?;
-        // "otp-md5 498 vm1234 ext"
-        let f: Vec<&str> = challenge.split_whitespace().collect();
-        let alg = OtpAlgorithm::from_name(f[0].trim_start_matches("otp-")).unwrap();
-        let seq: u32 = f[1].parse().unwrap();
-        let value = otp_chain(alg, f[2].as_bytes(), pw.as_bytes(), seq).unwrap();
-        let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
-        srv.send(format!("hex:{hex}").as_bytes())?;
-        match srv.turn(deadline)? {
-            Turn::Complete => Ok(()),
-            Turn::Challenge(_) => Err("unexpected second challenge".to_owned()),
-        }
-    })();
-    let result = match result {
-        Ok(()) => {
-            // Let the server finish its own exit path before we read the database.
-            let log = srv.log.clone();
-            srv.peer.finish();
-            Ok(log)
-        }
-        Err(why) => {
-            // Let the server exit by itself: on the way out it unlocks the secret.
-            srv.peer.wait_exit(Instant::now() + STEP, &mut srv.log);
-            Err(srv.fail(&why))
-        }
-    };
-    (challenge, result)
-}
-
 /// Writes a sasldb with this crate's BDB writer: `(user, property, value)` rows.
 fn write_db(path: &Path, rows: &[(&str, &str, Vec<u8>)]) {
-    let records: Vec<_> = rows
+    let pairs: Vec<_> = rows
         .iter()
-        .map(|(u, p, v)| {
-            Ok(Record::new(
-                Key::new(u, REALM, p).unwrap().encode(),
-                v.clone(),
-            ))
-        })
+        .map(|(u, p, v)| (key(u, REALM, p), v.clone()))
         .collect();
-    let mut f = fs::File::create(path).unwrap();
-    write_records(records, &WriteOptions::default(), &mut f).unwrap();
+    write_bdb(path, &pairs);
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //!
 //! Every test starts its own server (the `sasldb` binary, in a scratch directory,
 //! on private sockets) and, where it needs them, its own Postfix instance
-//! ([`crate::postfix`]), Dovecot instance (below: `dovecot -c` with a private
-//! `base_dir`) or PostgreSQL database ([`crate::pg`]). Nothing under /etc is read
+//! ([`crate::support::postfix`]), Dovecot instance (below: `dovecot -c` with a private
+//! `base_dir`) or PostgreSQL database ([`crate::support::pg`]). Nothing under /etc is read
 //! or written except Postfix's `postfix-files` and Dovecot's built-in defaults.
 //!
 //! What the tests prove:
@@ -38,13 +38,14 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Gid, Group, Pid, Uid, chown};
-use sasldb::secrets::ScramHash;
+use sasldb::account::secrets::ScramHash;
 use sasldb::serve::mech::scram;
 use sasldb::serve::saslauthd::encode_request;
 
-use crate::pg::server as pg_server;
-use crate::postfix::{Mech, Options, PostfixInstance};
-use crate::util::{peer, run_ok_with_stdin, run_with_stdin};
+use crate::support::peers::peer;
+use crate::support::pg::server as pg_server;
+use crate::support::postfix::{Mech, Options, PostfixInstance};
+use crate::support::run::{run_ok_with_stdin, run_with_stdin};
 
 /// The realm of bare logins in these tests.
 const REALM: &str = "example.org";
@@ -1399,7 +1400,7 @@ fn sockets_activation_privileges_and_signals() {
 // ---------------------------------------------------------------------------------
 // Secrets in memory
 
-/// The server and checkpassword, run with tests/memscan.c preloaded, leave no 8-byte
+/// The server and checkpassword, run with tests/reliability/memscan.c preloaded, leave no 8-byte
 /// piece of the passwords they were sent (right and wrong) in their writable memory
 /// when they exit (heap, freed or not, stacks of every thread, statics).
 #[test]
@@ -1411,7 +1412,7 @@ fn no_password_left_in_memory() {
     let out = Command::new(peer("gcc"))
         .args(["-shared", "-fPIC", "-O2", "-Wl,-z,now", "-o"])
         .arg(&lib)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/memscan.c"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reliability/memscan.c"))
         .output()
         .unwrap();
     assert!(

@@ -22,9 +22,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sasldb::account::{SecretPolicy, set_password};
-use sasldb::database::{Database, Transaction, WriteOptions};
-use sasldb::export::{ExportFormat, ExportOptions, Scheme};
-use sasldb::import::{InputFormat, Mode};
+use sasldb::bulk::export::{ExportFormat, ExportOptions, Scheme};
+use sasldb::bulk::import::{InputFormat, Mode};
+use sasldb::{Database, Transaction, WriteOptions};
 use sasldb::{Format, Location};
 use zeroize::Zeroizing;
 
@@ -163,7 +163,7 @@ impl Write for Sink {
 
 fn opts() -> WriteOptions {
     WriteOptions {
-        group: Some(nix::unistd::getegid().as_raw().to_string()),
+        ownership: sasldb::OwnershipPolicy::RootGroup(nix::unistd::getegid().as_raw().to_string()),
         ..WriteOptions::default()
     }
 }
@@ -245,10 +245,10 @@ fn run_all() {
             ),
         ];
         for (fmt, input) in &inputs {
-            let parsed = sasldb::import::parse(input, *fmt);
+            let parsed = sasldb::bulk::import::parse(input, *fmt);
             assert!(parsed.rejected.is_empty(), "{fmt:?}: {:?}", parsed.rejected);
             let mut txn = Transaction::begin(&loc, &opts()).unwrap();
-            sasldb::import::apply(
+            sasldb::bulk::import::apply(
                 &mut txn,
                 parsed.entries,
                 Mode::Upsert,
@@ -284,7 +284,7 @@ fn run_all() {
                 with_secrets: true,
                 realm: None,
             };
-            sasldb::export::export(&db, &o, &mut sink).unwrap();
+            sasldb::bulk::export::export(&db, &o, &mut sink).unwrap();
             assert!(sink.0.windows(WINDOW).any(|w| w == &s(3)[..WINDOW]));
         }
         drop(db);
@@ -301,12 +301,12 @@ fn run_all() {
             )
             .parse()
             .unwrap();
-            let o = sasldb::convert::ConvertOptions {
+            let o = sasldb::bulk::convert::ConvertOptions {
                 overwrite: false,
                 skip_malformed: false,
                 write: opts(),
             };
-            sasldb::convert::convert(&src, &dst, &o).unwrap();
+            sasldb::bulk::convert::convert(&src, &dst, &o).unwrap();
         }
     }
 }

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use sasldb::Record;
-use sasldb::lmdb;
-use sasldb::persist::Ownership;
+use sasldb::internals::lmdb;
+use sasldb::internals::persist::Ownership;
 
 fn peak_rss_kib() -> i64 {
     // SAFETY: getrusage fills a plain-old-data struct.

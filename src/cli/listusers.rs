@@ -2,23 +2,30 @@
 //! tool of the same name.
 //!
 //! Same arguments (`[-v] [[-f] sasldb]`, a lone non-option argument is the path, `-f`
-//! may repeat and the last wins), same output lines in the same order (for Berkeley DB,
-//! libdb's cursor order), values never shown. Deliberate differences: a database that
-//! cannot be read exits 1 (Cyrus printed `listusers failed` and exited 0); a malformed
-//! key is reported on stderr and skipped (Cyrus looped forever on it); `-f` accepts
-//! `FORMAT:PATH`; the usage text omits CMU's attribution notice.
+//! may repeat and the last wins), same output lines in the same order for one and the
+//! same file (for Berkeley DB, libdb's cursor order), values never shown. Like Cyrus's
+//! `sasl_server_init(..., "sasldblistusers")`, it reads `sasldblistusers.conf` (and
+//! ignores its `sasldb_path`: the path given or /etc/sasldb2 wins): one that cannot be
+//! parsed stops it with `Couldn't initialize server API`, exit 1. Deliberate
+//! differences: that message carries the file and line; a database that cannot be read
+//! exits 1 (Cyrus printed `listusers failed` and exited 0); a malformed key is reported
+//! on stderr and skipped (Cyrus looped forever on it); `-f` accepts `FORMAT:PATH`; the
+//! usage text omits CMU's attribution notice.
 
 use std::ffi::OsString;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
+use clap::ValueHint;
+
 use super::getopt::{Event, Getopt, error_message};
 use super::{DEFAULT_SASLDB_PATH, Exit, OptDoc, argv0, eprint_line, is_broken_pipe, progname};
+use crate::cyrus_conf;
 use crate::database::Database;
 use crate::error::Error;
+use crate::location::Location;
 use crate::record::KeyRef;
-use crate::store::Location;
 
 /// The options, in Cyrus's order.
 pub const OPTIONS: &[OptDoc] = &[
@@ -26,12 +33,14 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('v'),
         long: None,
         value: None,
+        hint: ValueHint::Unknown,
         help: "Print the version and exit",
     },
     OptDoc {
         short: Some('f'),
         long: None,
         value: Some("sasldb"),
+        hint: ValueHint::FilePath,
         help: "Use the given file as sasldb (FORMAT:PATH forces a format: bdb, lmdb, gdbm, \
                sqlite; a postgresql://USER@HOST/DB URL names a PostgreSQL database)",
     },
@@ -39,6 +48,7 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('h'),
         long: None,
         value: None,
+        hint: ValueHint::Unknown,
         help: "Print the usage text and exit with status 1",
     },
 ];
@@ -59,10 +69,15 @@ pub fn command() -> clap::Command {
     for o in OPTIONS {
         cmd = cmd.arg(o.to_arg());
     }
-    cmd.arg(clap::Arg::new("sasldb_path").value_name("sasldb").help(
-        "The database to list (default /etc/sasldb2). A single argument that does not \
+    cmd.arg(
+        clap::Arg::new("sasldb_path")
+            .value_name("sasldb")
+            .value_hint(ValueHint::FilePath)
+            .help(
+                "The database to list (default /etc/sasldb2). A single argument that does not \
          start with `-` is taken as the path.",
-    ))
+            ),
+    )
 }
 
 fn usage(prog: &str, bad_option: bool) -> ExitCode {
@@ -76,6 +91,10 @@ fn usage(prog: &str, bad_option: bool) -> ExitCode {
     let _ = io::stderr().write_all(text.as_bytes());
     Exit::Failure.into()
 }
+
+/// The application name Cyrus's lister initialises libsasl with: its config file is
+/// `sasldblistusers.conf`.
+pub const APPNAME: &str = "sasldblistusers";
 
 /// Prints the version line (`-v`).
 pub fn version_banner(prog: &str) -> String {
@@ -121,11 +140,17 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             return usage(&prog, bad);
         }
     }
+    // Cyrus's sasl_server_init reads the config; its getopt callback answers
+    // sasldb_path with the path chosen above, so only a broken file matters.
+    if let Err(e) = cyrus_conf::load(APPNAME) {
+        eprint_line(&format!("Couldn't initialize server API: {e}"));
+        return Exit::Failure.into();
+    }
     list(&path)
 }
 
 fn list(path: &OsString) -> ExitCode {
-    let location: Location = match path.to_string_lossy().parse() {
+    let location: Location = match super::parse_location(path) {
         Ok(l) => l,
         Err(e) => return fail(&e),
     };
@@ -165,7 +190,7 @@ fn list(path: &OsString) -> ExitCode {
                 let _ = out.flush();
                 eprint_line(&format!(
                     "sasldblistusers2: skipping a malformed key ({e}): {}",
-                    escape(&rec.key)
+                    crate::record::escape(&rec.key)
                 ));
             }
         }
@@ -187,21 +212,4 @@ fn write_failed(e: &io::Error) -> ExitCode {
     }
     eprint_line(&format!("sasldblistusers2: cannot write the listing: {e}"));
     Exit::Failure.into()
-}
-
-/// Shows a key with NULs and other control bytes escaped, for messages.
-pub fn escape(b: &[u8]) -> String {
-    let mut s = String::new();
-    for &c in b.iter().take(200) {
-        match c {
-            0 => s.push_str("\\0"),
-            b'\\' => s.push_str("\\\\"),
-            0x20..=0x7e => s.push(c as char),
-            _ => s.push_str(&format!("\\x{c:02x}")),
-        }
-    }
-    if b.len() > 200 {
-        s.push_str(&format!("... ({} bytes)", b.len()));
-    }
-    s
 }

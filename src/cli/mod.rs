@@ -2,10 +2,12 @@
 //!
 //! Owns: argument parsing ([`getopt`] for the Cyrus-compatible tools), the exit-code
 //! table ([`exit`]), password input ([`password`]), each tool's logic, and the man
-//! pages, which are generated from the same option tables that drive parsing.
+//! pages and shell completions ([`completions`]), which are generated from the same
+//! option tables that drive parsing.
 //! Not part of the stable library API.
 
 pub mod alloc;
+pub mod completions;
 pub mod exit;
 pub mod getopt;
 pub mod listusers;
@@ -22,6 +24,56 @@ pub use exit::Exit;
 /// Default database path of Debian's Cyrus build.
 pub const DEFAULT_SASLDB_PATH: &str = "/etc/sasldb2";
 
+/// A database named on the command line: `PATH`, `FORMAT:PATH` or a `postgresql://`
+/// URL. A path that is not UTF-8 is taken as it is (it can carry no prefix).
+pub fn parse_location(raw: &std::ffi::OsStr) -> crate::Result<crate::Location> {
+    use std::os::unix::ffi::OsStrExt;
+    match std::str::from_utf8(raw.as_bytes()) {
+        Ok(s) => s.parse(),
+        Err(_) => Ok(crate::Location::path_only(std::path::PathBuf::from(raw))),
+    }
+}
+
+/// Environment variable naming the group a database gets as root (`--group` wins).
+pub const GROUP_ENV: &str = "SASLDB_GROUP";
+/// Environment variable with the writer lock timeout, in seconds.
+pub const LOCK_TIMEOUT_ENV: &str = "SASLDB_LOCK_TIMEOUT";
+
+/// The group the tools give a database as root: `flag` (`--group`), else
+/// `SASLDB_GROUP` when set and non-empty, else `postfix`.
+pub fn policy_group(flag: Option<&str>) -> String {
+    flag.map(str::to_owned)
+        .or_else(|| std::env::var(GROUP_ENV).ok().filter(|g| !g.is_empty()))
+        .unwrap_or_else(|| crate::storage::options::POSTFIX_GROUP.to_owned())
+}
+
+/// How long a writer waits for another: `SASLDB_LOCK_TIMEOUT` seconds, else 30.
+pub fn lock_timeout() -> std::time::Duration {
+    std::env::var(LOCK_TIMEOUT_ENV)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(crate::storage::DEFAULT_LOCK_TIMEOUT)
+}
+
+/// The ownership policy of the tools: as root, `root:<group>` mode 0640 with the group
+/// of [`policy_group`] (a group that does not exist is an error when writing);
+/// otherwise the existing ownership is kept (and the tools warn that it was not
+/// enforced).
+pub fn ownership_policy(group_flag: Option<&str>) -> crate::OwnershipPolicy {
+    crate::OwnershipPolicy::RootGroup(policy_group(group_flag))
+}
+
+/// The write options every tool starts from: [`ownership_policy`] and
+/// [`lock_timeout`].
+pub fn write_options(group_flag: Option<&str>) -> crate::WriteOptions {
+    crate::WriteOptions {
+        ownership: ownership_policy(group_flag),
+        lock_timeout: lock_timeout(),
+        ..crate::WriteOptions::default()
+    }
+}
+
 /// One option of a drop-in tool: the single source for parsing, `--help` and the
 /// man page.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +84,9 @@ pub struct OptDoc {
     pub long: Option<&'static str>,
     /// Name of the argument, if the option takes one.
     pub value: Option<&'static str>,
+    /// What the argument is, for shell completion (`FilePath` for a database; ignored
+    /// without an argument).
+    pub hint: clap::ValueHint,
     /// One-line help.
     pub help: &'static str,
 }
@@ -63,7 +118,8 @@ impl OptDoc {
             .collect()
     }
 
-    /// A clap argument describing this option (for help text and man pages).
+    /// A clap argument describing this option (for help text, man pages and shell
+    /// completions).
     pub fn to_arg(&self) -> clap::Arg {
         let id = self
             .long
@@ -77,7 +133,7 @@ impl OptDoc {
             a = a.long(l);
         }
         match self.value {
-            Some(v) => a.value_name(v).num_args(1),
+            Some(v) => a.value_name(v).num_args(1).value_hint(self.hint),
             None => a.action(clap::ArgAction::SetTrue),
         }
     }

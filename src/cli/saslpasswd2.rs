@@ -10,8 +10,9 @@
 use std::ffi::OsString;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
 use std::process::ExitCode;
+
+use clap::ValueHint;
 
 use super::getopt::{Event, Getopt, error_message};
 use super::password::{PasswordProblem, ReadError, check_password, read_password};
@@ -20,9 +21,9 @@ use crate::account::{self, PolicyError, PolicyRequest, SecretPolicy, check_names
 use crate::cyrus_conf::{self, SaslConf};
 use crate::database::{Database, Transaction, WriteOptions};
 use crate::error::Error;
-use crate::persist::{Ownership, Target};
+use crate::location::Location;
 use crate::postfix;
-use crate::store::Location;
+use crate::storage::persist::{Ownership, Target};
 
 /// The options: Cyrus's, in Cyrus's order, then our long-only extensions.
 pub const OPTIONS: &[OptDoc] = &[
@@ -30,12 +31,14 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('v'),
         long: None,
         value: None,
+        hint: ValueHint::Unknown,
         help: "Print the version and exit",
     },
     OptDoc {
         short: Some('p'),
         long: None,
         value: None,
+        hint: ValueHint::Unknown,
         help: "Pipe mode: no prompt, the password is one line read from standard input \
                (also the mode whenever standard input is not a terminal)",
     },
@@ -43,6 +46,7 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('c'),
         long: None,
         value: None,
+        hint: ValueHint::Unknown,
         help: "Create the account (accepted for compatibility: an existing user is updated \
                either way); cannot be combined with -d",
     },
@@ -50,6 +54,7 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('d'),
         long: None,
         value: None,
+        hint: ValueHint::Unknown,
         help: "Delete the user: every property of user@realm is removed; nothing is read \
                from standard input",
     },
@@ -57,6 +62,7 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('n'),
         long: None,
         value: None,
+        hint: ValueHint::Unknown,
         help: "No plaintext: store no userPassword (an existing one is removed) but a SCRAM \
                authPassword, so the password itself never reaches the disk",
     },
@@ -64,6 +70,7 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('f'),
         long: None,
         value: Some("sasldb"),
+        hint: ValueHint::FilePath,
         help: "Database to use, as PATH, FORMAT:PATH (bdb, lmdb, gdbm, sqlite) or a \
                postgresql://USER@HOST/DB URL (password from PGPASSWORD or ~/.pgpass); \
                default: sasldb_path from the application's config file, else /etc/sasldb2",
@@ -72,6 +79,7 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('a'),
         long: None,
         value: Some("appname"),
+        hint: ValueHint::Unknown,
         help: "Application name (default saslpasswd): read <appname>.conf from the Cyrus SASL \
                config path (SASL_CONF_PATH, else /etc/sasl2:/etc/sasl:...)",
     },
@@ -79,6 +87,7 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('u'),
         long: None,
         value: Some("DOM"),
+        hint: ValueHint::Unknown,
         help: "Realm for a userid without @ (default: the realm Postfix looks up for a bare \
                login: smtpd_sasl_local_domain, else myhostname)",
     },
@@ -86,12 +95,14 @@ pub const OPTIONS: &[OptDoc] = &[
         short: Some('h'),
         long: None,
         value: None,
+        hint: ValueHint::Unknown,
         help: "Print the usage text and exit with status 1",
     },
     OptDoc {
         short: None,
         long: Some("group"),
         value: Some("GROUP"),
+        hint: ValueHint::Unknown,
         help: "Group that owns the database when run as root (default: $SASLDB_GROUP, else \
                postfix); the file is always root:GROUP mode 0640",
     },
@@ -99,18 +110,21 @@ pub const OPTIONS: &[OptDoc] = &[
         short: None,
         long: Some("scram"),
         value: None,
+        hint: ValueHint::Unknown,
         help: "Also store a SCRAM authPassword, as Cyrus's scram_secret_generate does",
     },
     OptDoc {
         short: None,
         long: Some("otp"),
         value: None,
+        hint: ValueHint::Unknown,
         help: "Also store an OTP secret (cmusaslsecretOTP)",
     },
     OptDoc {
         short: None,
         long: Some("scram-iterations"),
         value: Some("N"),
+        hint: ValueHint::Unknown,
         help: "PBKDF2 iterations for SCRAM secrets (default: scram_iteration_counter from the \
                config file, else 4096)",
     },
@@ -118,6 +132,7 @@ pub const OPTIONS: &[OptDoc] = &[
         short: None,
         long: Some("help"),
         value: None,
+        hint: ValueHint::Unknown,
         help: "Print help and exit",
     },
 ];
@@ -154,7 +169,7 @@ pub fn command() -> clap::Command {
 /// Deliberate differences from Cyrus 2.1.28 (rendered into the man page).
 pub const COMPATIBILITY: &str = r#"
 Flags, prompts, messages and exit codes follow Cyrus SASL 2.1.28's \fBsaslpasswd2\fR.
-Deliberate differences, where Cyrus is broken or unsafe:
+Deliberate differences, each with its reason:
 .IP \(bu 2
 The default realm is the one Postfix looks up for a bare login
 (\fBsmtpd_sasl_local_domain\fR, else \fBmyhostname\fR lowercased, expanded as Postfix does;
@@ -163,7 +178,8 @@ Postfix configuration the lowercased hostname is used, as Cyrus does.
 .IP \(bu 2
 Every write takes an exclusive lock and replaces the database atomically (Cyrus's
 Berkeley DB backend had neither), and when run as root leaves it owned by root:postfix,
-mode 0640.
+mode 0640. A GDBM file is also locked as libgdbm's writers lock it (\fBflock\fR on the
+file, waited for), from before it is read until it has been replaced.
 .IP \(bu 2
 \fB\-d\fR removes every property of the user, including \fBauthPassword\fR, OTP secrets
 and unknown properties (Cyrus left some behind). \fB\-d\fR on a database that does not exist
@@ -171,7 +187,10 @@ is an error (Cyrus created an empty database).
 .IP \(bu 2
 A password change never leaves a secret that accepts the old password: an existing SCRAM
 \fBauthPassword\fR or OTP secret is recomputed in Cyrus's format, or removed when the
-config's \fBmech_list\fR leaves its mechanism out (and no flag asks for it).
+config's \fBmech_list\fR leaves its mechanism out (and no flag asks for it). As with Cyrus,
+an OTP secret is written afresh on every change, even to the same password (a new seed,
+sequence 499), with the algorithm \fBotp_mda\fR names (default md5), whatever the old
+secret used.
 \fB\-n\fR removes an existing \fBuserPassword\fR and stores a SCRAM
 \fBauthPassword\fR instead (Cyrus kept the old plaintext). An OTP secret is written only
 when the user already has one, with \fB\-\-otp\fR, or when the config's \fBmech_list\fR names
@@ -189,10 +208,30 @@ A database that cannot be opened gives \fBgeneric failure:\fR followed by the re
 file that cannot be parsed gives \fBerror when parsing configuration file:\fR followed by the
 file and line.
 .IP \(bu 2
+A database that cannot be read is an error even when Cyrus would have had nothing to
+write to it (\fB\-n\fR with a \fBmech_list\fR naming no mechanism that keeps a secret:
+Cyrus printed libdb's complaints, wrote nothing and exited 0, so the change seemed made).
+Here \fB\-n\fR always writes a SCRAM \fBauthPassword\fR.
+.IP \(bu 2
+A zero-byte file is taken as an empty database and written without a word (Cyrus's libdb
+printed \fBBDB0004 fop_read_meta: \fR\fIfile\fR\fB: unexpected file type or format\fR and
+wrote it too).
+.IP \(bu 2
+A change to a Berkeley DB file rewrites only the buckets it touches when it can; otherwise
+(changes spread over more than an eighth of the buckets, as in most small files, a bucket
+chain grown too long, large items) the file is rebuilt with a hash table sized for its
+records. The records are the same, but where libdb's in-place updates follow the file's
+history of bucket splits, the rebuilt file may have another number of buckets, so \fBsasldblistusers2\fR (ours or Cyrus's) lists it in
+another order than the file Cyrus's \fBsaslpasswd2\fR would have left. Both listers list
+one and the same file in the same order.
+.IP \(bu 2
 The terminal's echo is restored when a signal interrupts the prompt.
 .IP \(bu 2
 \fB\-f\fR accepts \fIFORMAT\fR:\fIPATH\fR; long options (\fB\-\-group\fR, \fB\-\-scram\fR,
-\fB\-\-otp\fR, \fB\-\-scram\-iterations\fR, \fB\-\-help\fR) are additions.
+\fB\-\-otp\fR, \fB\-\-scram\-iterations\fR, \fB\-\-help\fR, and their unambiguous
+abbreviations) are additions. Any other argument starting with \fB\-\-\fR is read as
+Cyrus's getopt reads it, as short options: \fB\-\-foo\fR is \fB\-\fR (\fBinvalid option
+\-\- '\-'\fR) then \fB\-f oo\fR.
 .IP \(bu 2
 The usage text and \fB\-v\fR omit Carnegie Mellon University's attribution notice, since
 this program contains none of its code; \fB\-v\fR names this package.
@@ -393,10 +432,7 @@ fn run(prog: &str, a: Args) -> Result<ExitCode, Failure> {
     }
     check_names(user, realm).map_err(|p| fail(Exit::BadParameter, p.to_string()))?;
 
-    let opts = WriteOptions {
-        group: a.group.clone(),
-        ..WriteOptions::default()
-    };
+    let opts = super::write_options(a.group.as_deref());
     preflight(&location, &opts, a.disable)?;
 
     if a.disable {
@@ -443,10 +479,7 @@ fn database_location(a: &Args, conf: Option<&SaslConf>) -> Result<Location, Fail
         (None, Some(p)) => p.into_os_string(),
         (None, None) => OsString::from(DEFAULT_SASLDB_PATH),
     };
-    match std::str::from_utf8(path.as_bytes()) {
-        Ok(s) => s.parse::<Location>().map_err(generic),
-        Err(_) => Ok(Location::path_only(PathBuf::from(path))),
-    }
+    super::parse_location(&path).map_err(generic)
 }
 
 /// Checks, before the password is asked for, everything that would make the write
@@ -464,7 +497,7 @@ fn preflight(location: &Location, opts: &WriteOptions, disable: bool) -> Result<
         };
     }
     let target = Target::resolve(location.path()).map_err(generic)?;
-    Ownership::plan(&target, opts.group.as_deref()).map_err(generic)?;
+    Ownership::plan(&target, &opts.ownership).map_err(generic)?;
     match &target.existing {
         Some(m) if m.len() > 0 => {
             Database::open(location).map_err(generic)?;
@@ -508,8 +541,11 @@ fn secret_policy(a: &Args, conf: Option<&SaslConf>) -> Result<SecretPolicy, Fail
         otp: a.otp,
         scram_iterations: a.scram_iterations,
     };
-    SecretPolicy::from_config(&req, conf).map_err(|e| match e {
+    let mut policy = SecretPolicy::from_config(&req, conf).map_err(|e| match e {
         PolicyError::Config(_) => fail(Exit::ConfigError, e.to_string()),
         PolicyError::Hostname(_) => fail(Exit::Failure, e.to_string()),
-    })
+    })?;
+    // As Cyrus's: every change starts a new OTP sequence (new seed, sequence 499).
+    policy.renew_otp = true;
+    Ok(policy)
 }

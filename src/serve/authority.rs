@@ -36,11 +36,11 @@ use std::time::{Duration, SystemTime};
 
 use zeroize::Zeroizing;
 
+use crate::Database;
 use crate::account::LEGACY_PROPERTIES;
-use crate::database::Database;
+use crate::account::secrets::{ScramHash, ScramSecret};
 use crate::record::{AUTH_PASSWORD, KeyRef, Secret, USER_PASSWORD};
-use crate::secrets::{ScramHash, ScramSecret};
-use crate::store::{Format, Location};
+use crate::{Format, Location};
 
 /// Why the database could not answer. The text names the database and the failure,
 /// never a secret; the daemons answer it with a temporary failure, never a verdict.
@@ -431,7 +431,7 @@ mod tests {
 
     fn write(loc: &Location, user: &str, props: &[(&str, &[u8])]) {
         let opts = WriteOptions {
-            group: Some("root".into()),
+            ownership: crate::OwnershipPolicy::RootGroup("root".into()),
             ..WriteOptions::default()
         };
         let mut txn = Transaction::begin(loc, &opts).unwrap();

@@ -297,7 +297,7 @@ pub fn run(
             log(&format!(
                 "cannot run {}: {}",
                 std::path::Path::new(cmd).display(),
-                crate::error::io_text(&e)
+                crate::io_text(&e)
             ));
             EXIT_TEMP
         }
@@ -308,7 +308,7 @@ pub fn run(
 mod tests {
     use super::super::mech::test_env::{decoy, plain_creds};
     use super::*;
-    use crate::secrets::{ScramHash, ScramSecret};
+    use crate::account::secrets::{ScramHash, ScramSecret};
 
     #[test]
     fn input() {

@@ -37,7 +37,7 @@ pub enum ListenError {
     #[error("{}: exists and is not a socket (not removed)", .0.display())]
     NotASocket(PathBuf),
     /// A system call failed.
-    #[error("{}: {}", .0.display(), crate::error::io_text(.1))]
+    #[error("{}: {}", .0.display(), crate::io_text(.1))]
     Io(PathBuf, #[source] io::Error),
     /// No such user or group.
     #[error("no such {0} `{1}`")]

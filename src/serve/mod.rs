@@ -54,6 +54,7 @@
 //!   `--max-connections` connections.
 //! - Buffers that hold passwords are wiped; no password is logged.
 
+#[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod args;
 pub mod authority;

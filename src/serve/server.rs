@@ -481,7 +481,7 @@ async fn accept_loop(
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
                 Err(e) => {
-                    shared.log_limited(&format!("accept: {}", crate::error::io_text(&e)));
+                    shared.log_limited(&format!("accept: {}", crate::io_text(&e)));
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -586,7 +586,7 @@ fn mux_acceptor(listener: &StdListener, shared: &Arc<Shared>, rt: &tokio::runtim
                 Some(libc::EINTR) | Some(libc::ECONNABORTED) | Some(libc::EAGAIN) => {}
                 Some(libc::EBADF) | Some(libc::EINVAL) | Some(libc::ENOTSOCK) => return,
                 _ => {
-                    shared.log_limited(&format!("accept: {}", crate::error::io_text(&e)));
+                    shared.log_limited(&format!("accept: {}", crate::io_text(&e)));
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }

@@ -17,9 +17,9 @@ use zeroize::Zeroizing;
 
 use super::authority::Credentials;
 use crate::account::Verdict;
+use crate::account::secrets::scram::SCRAM_DEFAULT_ITERATIONS;
+use crate::account::secrets::{ScramHash, ScramSecret, plain};
 use crate::record::Secret;
-use crate::secrets::scram::SCRAM_DEFAULT_ITERATIONS;
-use crate::secrets::{ScramHash, ScramSecret, plain};
 
 /// Random stand-ins for secrets a user does not have, and the key SCRAM salts are
 /// derived from (see [`super::mech::scram`]). One per process.

@@ -16,7 +16,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::Scratch;
+use super::scratch;
+use crate::support::{Scratch, run_with_stdin};
 
 const REALM: &str = "bad.test";
 const NOBODY: u32 = 65534;
@@ -369,7 +370,7 @@ fn sh(cmd: &mut Command) {
 
 /// Creates a database at `path` with one user, in `format`, owned by root.
 fn make_db(s: &Scratch, format: &str, path: &Path) {
-    let mut c = s.ours("saslpasswd2");
+    let mut c = s.ours_clean("saslpasswd2");
     c.args(["-p", "-f"])
         .arg(format!("{format}:{}", path.display()))
         .args(["-u", REALM, "existing"]);
@@ -384,7 +385,7 @@ fn make_db(s: &Scratch, format: &str, path: &Path) {
 
 /// Sets the row's database up; returns its path, who runs the tool, and a mount guard.
 fn setup(s: &Scratch, db: Db) -> (PathBuf, Option<u32>, Option<Mount>) {
-    let dir = s.db_dir();
+    let dir = s.path("db");
     let path = dir.join("sasldb2");
     match db {
         Db::File(format) => {
@@ -405,7 +406,7 @@ fn setup(s: &Scratch, db: Db) -> (PathBuf, Option<u32>, Option<Mount>) {
         }
         Db::UnwritableDir => {
             // The scratch root must be reachable for nobody; db/ stays root's 0755.
-            fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+            fs::set_permissions(s.root(), fs::Permissions::from_mode(0o755)).unwrap();
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
             make_db(s, "bdb", &path);
             std::os::unix::fs::chown(&path, Some(NOBODY), Some(NOBODY)).unwrap();
@@ -413,7 +414,7 @@ fn setup(s: &Scratch, db: Db) -> (PathBuf, Option<u32>, Option<Mount>) {
             (path, Some(NOBODY), None)
         }
         Db::ForeignOwner => {
-            fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+            fs::set_permissions(s.root(), fs::Permissions::from_mode(0o755)).unwrap();
             std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
             make_db(s, "bdb", &path);
             std::os::unix::fs::chown(&path, Some(1234), Some(1234)).unwrap();
@@ -433,7 +434,7 @@ fn setup(s: &Scratch, db: Db) -> (PathBuf, Option<u32>, Option<Mount>) {
 }
 
 fn run_row(r: &Row) -> Result<(), String> {
-    let s = Scratch::new();
+    let s = scratch();
     let (path, uid, _mount) = setup(&s, r.db);
     let format = match r.db {
         Db::File(f) | Db::ReadOnlyFs(f) => f,
@@ -443,12 +444,12 @@ fn run_row(r: &Row) -> Result<(), String> {
     let before = snapshot(&path);
     let mut cmd = match r.tool {
         Tool::Passwd => {
-            let mut c = s.ours("saslpasswd2");
+            let mut c = s.ours_clean("saslpasswd2");
             c.args(["-p", "-f", &db, "-u", REALM]).arg(&r.userid);
             c
         }
         Tool::Import => {
-            let mut c = s.ours("sasldb");
+            let mut c = s.ours_clean("sasldb");
             c.args(["-f", &db, "-u", REALM, "import", "-"]);
             c
         }
@@ -456,20 +457,8 @@ fn run_row(r: &Row) -> Result<(), String> {
     if let Some(uid) = uid {
         cmd.uid(uid).gid(uid);
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = r.stdin.clone();
     // The tool may stop reading early: a broken pipe is fine.
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
+    let out = run_with_stdin(&mut cmd, &r.stdin);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let mut problems = Vec::new();
     if out.status.code() != Some(r.exit) {

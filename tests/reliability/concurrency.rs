@@ -5,7 +5,6 @@
 //! Berkeley DB file. No writer and no reader may fail, and at the end all 4,000
 //! updates are there and the file passes its format's check.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,8 +12,8 @@ use std::time::Instant;
 
 use sasldb::Format;
 
-use super::{FORMATS, Scratch, format_check, pw_key, read_all};
-use crate::util::peer;
+use super::{FORMATS, format_check, read_all, scratch};
+use crate::support::{key, peer, run_with_stdin};
 
 const WRITERS: usize = 8;
 const PER_WRITER: usize = 500;
@@ -27,14 +26,7 @@ fn password(w: usize, i: usize) -> String {
 }
 
 fn run_ok(mut cmd: Command, input: &[u8], what: &str) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_stdin(&mut cmd, input);
     assert!(
         out.status.success(),
         "{what}: {}: {}",
@@ -44,10 +36,10 @@ fn run_ok(mut cmd: Command, input: &[u8], what: &str) {
 }
 
 fn run_format(prefix: &str, format: Format) {
-    let s = Arc::new(Scratch::new());
-    let path = s.db_dir().join("sasldb2");
+    let s = Arc::new(scratch());
+    let path = s.path("db").join("sasldb2");
     let db = format!("{prefix}:{}", path.display());
-    let mut init = s.ours("sasldb");
+    let mut init = s.ours_clean("sasldb");
     init.args(["-f", &db, "init"]);
     run_ok(init, b"", "init");
 
@@ -60,7 +52,7 @@ fn run_format(prefix: &str, format: Format) {
         reader_cmds.push((
             "our sasldblistusers2".into(),
             Box::new(move || {
-                let mut c = s.ours("sasldblistusers2");
+                let mut c = s.ours_clean("sasldblistusers2");
                 c.args(["-f", &db]);
                 c
             }),
@@ -72,7 +64,7 @@ fn run_format(prefix: &str, format: Format) {
             "Cyrus sasldblistusers2".into(),
             Box::new(move || {
                 let mut c = Command::new(peer("sasldblistusers2"));
-                s.env(&mut c);
+                s.clean_env(&mut c);
                 c.arg("-f").arg(&path);
                 c
             }),
@@ -121,7 +113,7 @@ fn run_format(prefix: &str, format: Format) {
                     for i in chunk..chunk + IMPORT_BATCH {
                         let user = format!("w{w}-{i:03}");
                         if i % (PER_WRITER / BY_PASSWD) == 0 {
-                            let mut c = s.ours("saslpasswd2");
+                            let mut c = s.ours_clean("saslpasswd2");
                             c.env("SASLDB_LOCK_TIMEOUT", "120")
                                 .args(["-p", "-f", &db, "-u", REALM, &user]);
                             let pw = format!("{}\n", password(w, i));
@@ -131,7 +123,7 @@ fn run_format(prefix: &str, format: Format) {
                             input.push_str(&format!("{user}@{REALM}:{}\n", password(w, i)));
                         }
                     }
-                    let mut c = s.ours("sasldb");
+                    let mut c = s.ours_clean("sasldb");
                     c.env("SASLDB_LOCK_TIMEOUT", "120")
                         .args(["-f", &db, "import", "-q", "-"]);
                     run_ok(c, input.as_bytes(), &format!("writer {w} import {chunk}"));
@@ -160,7 +152,7 @@ fn run_format(prefix: &str, format: Format) {
     let mut missing = 0;
     for w in 0..WRITERS {
         for i in 0..PER_WRITER {
-            let k = pw_key(&format!("w{w}-{i:03}"), REALM);
+            let k = key(format!("w{w}-{i:03}"), REALM, "userPassword");
             if records.get(&k).map(|v| &v[..]) != Some(password(w, i).as_bytes()) {
                 missing += 1;
             }

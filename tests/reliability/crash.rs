@@ -21,8 +21,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use sasldb::Format;
 
-use super::{FORMATS, Scratch, format_check, pw_key, read_all, temp_files};
-use crate::util::Rng;
+use super::{FORMATS, format_check, read_all, scratch, temp_files};
+use crate::support::Rng;
+use crate::support::Scratch;
+use crate::support::key;
 
 /// Kills per format in the test command.
 const SHORT_KILLS: usize = 25;
@@ -63,14 +65,14 @@ impl Op {
 fn spawn(s: &Scratch, db: &str, op: &Op) -> Child {
     let (mut cmd, input) = match op {
         Op::Passwd(user, pw) => {
-            let mut c = s.ours("saslpasswd2");
+            let mut c = s.ours_clean("saslpasswd2");
             c.args(["-p", "-c", "-f", db, "-u", REALM, user]);
             let mut input = pw.clone();
             input.push(b'\n');
             (c, input)
         }
         Op::Import(batch) => {
-            let mut c = s.ours("sasldb");
+            let mut c = s.ours_clean("sasldb");
             c.args(["-f", db, "-u", REALM, "import", "-q", "-"]);
             let mut input = Vec::new();
             for (u, p) in batch {
@@ -107,14 +109,17 @@ fn verify(path: &Path, format: Format, what: &str) -> BTreeMap<String, Option<Ve
     let mut found = BTreeMap::new();
     for u in 0..USERS {
         let user = format!("u{u:04}");
-        found.insert(user.clone(), records.get(&pw_key(&user, REALM)).cloned());
+        found.insert(
+            user.clone(),
+            records.get(&key(&user, REALM, "userPassword")).cloned(),
+        );
     }
     found
 }
 
 fn run_format(prefix: &str, format: Format, kills_wanted: usize, seed: u64) -> Figures {
-    let s = Scratch::new();
-    let path = s.db_dir().join("sasldb2");
+    let s = scratch();
+    let path = s.path("db").join("sasldb2");
     let db = format!("{prefix}:{}", path.display());
     let mut rng = Rng::new(seed);
     let mut fig = Figures::default();
@@ -321,8 +326,8 @@ fn sqlite_writers_killed_at_random() {
 /// file). Our reader rolls it back and reads the old content, as Cyrus's plugin would.
 #[test]
 fn sqlite_reader_rolls_back_a_hot_journal() {
-    let s = Scratch::new();
-    let path = s.db_dir().join("sasldb2");
+    let s = scratch();
+    let path = s.path("db").join("sasldb2");
     let db = format!("sqlite:{}", path.display());
     let batch: Vec<(String, Vec<u8>)> = (0..400)
         .map(|u| (format!("u{u:04}"), format!("old-{u}").into_bytes()))
@@ -333,8 +338,8 @@ fn sqlite_reader_rolls_back_a_hot_journal() {
     assert!(out.status.success(), "{out:?}");
     let before = read_all(&path, Format::Sqlite).unwrap();
 
-    let mut shell = std::process::Command::new(crate::util::peer("sqlite3"));
-    s.env(&mut shell);
+    let mut shell = std::process::Command::new(crate::support::peer("sqlite3"));
+    s.clean_env(&mut shell);
     let mut child = shell
         .arg(&path)
         .stdin(Stdio::piped())
@@ -350,7 +355,7 @@ fn sqlite_reader_rolls_back_a_hot_journal() {
         )
         .unwrap();
     stdin.flush().unwrap();
-    let journal = s.db_dir().join("sasldb2-journal");
+    let journal = s.path("db").join("sasldb2-journal");
     let deadline = Instant::now() + Duration::from_secs(20);
     // Wait until the update has spilled pages into the file (it grows).
     while !(journal.exists() && std::fs::metadata(&path).unwrap().len() > 400 * 2000) {

@@ -10,6 +10,8 @@ use std::process::Command;
 
 use sasldb::{Database, Location};
 
+use crate::support::{Scratch, peer};
+
 /// Kills writers at random moments; every acknowledged update survives.
 mod crash;
 
@@ -35,49 +37,11 @@ pub const FORMATS: [(&str, sasldb::Format); 4] = [
 ];
 
 /// A scratch directory with `conf/` (SASL_CONF_PATH), `mail/` (MAIL_CONFIG) and `db/`.
-pub struct Scratch {
-    pub dir: tempfile::TempDir,
-}
-
-impl Scratch {
-    pub fn new() -> Scratch {
-        let dir = tempfile::tempdir().unwrap();
-        for d in ["conf", "mail", "db"] {
-            std::fs::create_dir(dir.path().join(d)).unwrap();
-        }
-        Scratch { dir }
-    }
-
-    pub fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    /// The database directory.
-    pub fn db_dir(&self) -> PathBuf {
-        self.path("db")
-    }
-
-    /// One of our binaries with a clean environment.
-    pub fn ours(&self, tool: &str) -> Command {
-        let exe = match tool {
-            "saslpasswd2" => env!("CARGO_BIN_EXE_saslpasswd2"),
-            "sasldblistusers2" => env!("CARGO_BIN_EXE_sasldblistusers2"),
-            "sasldb" => env!("CARGO_BIN_EXE_sasldb"),
-            other => panic!("no tool {other}"),
-        };
-        let mut cmd = Command::new(exe);
-        self.env(&mut cmd);
-        cmd
-    }
-
-    /// A clean environment for any command.
-    pub fn env(&self, cmd: &mut Command) {
-        cmd.env_clear()
-            .current_dir(self.dir.path())
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("SASL_CONF_PATH", self.path("conf"))
-            .env("MAIL_CONFIG", self.path("mail"));
-    }
+/// Our binaries run there with a cleared environment ([`Scratch::ours_clean`]).
+pub fn scratch() -> Scratch {
+    let s = Scratch::new();
+    s.mkdir("db");
+    s
 }
 
 /// Every record of a database, read through the library, as sorted pairs.
@@ -89,13 +53,6 @@ pub fn read_all(path: &Path, format: sasldb::Format) -> sasldb::Result<Vec<(Vec<
         .collect::<sasldb::Result<Vec<_>>>()?;
     v.sort();
     Ok(v)
-}
-
-/// The key of `user@realm`'s userPassword.
-pub fn pw_key(user: &str, realm: &str) -> Vec<u8> {
-    sasldb::Key::new(user, realm, "userPassword")
-        .unwrap()
-        .encode()
 }
 
 /// Temporary files a writer left next to `db` (`.<name>.sasldb-tmp-*`).
@@ -112,7 +69,6 @@ pub fn temp_files(db: &Path) -> Vec<PathBuf> {
 /// The format's own checker, run on the file: `db_verify` (BDB), `gdbmtool` (GDBM),
 /// `mdb_stat` (LMDB), `PRAGMA integrity_check` (SQLite). Returns an error text.
 pub fn format_check(path: &Path, format: sasldb::Format) -> Result<(), String> {
-    use crate::util::peer;
     let mut cmd = match format {
         sasldb::Format::Bdb => {
             let mut c = Command::new(peer("db_verify"));

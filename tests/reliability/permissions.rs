@@ -13,26 +13,17 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use super::{FORMATS, Scratch};
+use super::{FORMATS, scratch};
+use crate::support::{Scratch, postfix_gid, run_with_stdin};
 
 const REALM: &str = "perm.test";
-
-fn postfix_gid() -> u32 {
-    nix::unistd::Group::from_name("postfix")
-        .unwrap()
-        .expect("the postfix group (scripts/test installs postfix)")
-        .gid
-        .as_raw()
-}
 
 /// Whether a directory entry is one of our files (as opposed to SQLite's journal).
 fn ours(name: &str) -> bool {
@@ -54,7 +45,7 @@ impl Watcher {
         let violations = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::new(Mutex::new(BTreeSet::new()));
         let scans = Arc::new(AtomicUsize::new(0));
-        let gid = postfix_gid();
+        let gid = postfix_gid().as_raw();
         let handle = {
             let (stop, violations, seen, scans) = (
                 stop.clone(),
@@ -127,7 +118,7 @@ impl Watcher {
 
 /// Runs one of our tools with umask 000 and `input` on stdin; it must succeed.
 fn run_umask0(s: &Scratch, tool: &str, args: &[&str], input: &[u8]) {
-    let mut c = s.ours(tool);
+    let mut c = s.ours_clean(tool);
     c.args(args);
     // SAFETY: umask is async-signal-safe.
     unsafe {
@@ -136,19 +127,7 @@ fn run_umask0(s: &Scratch, tool: &str, args: &[&str], input: &[u8]) {
             Ok(())
         });
     }
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
+    let out = run_with_stdin(&mut c, input);
     assert!(
         out.status.success(),
         "{tool} {args:?}: {}: {}",
@@ -160,7 +139,7 @@ fn run_umask0(s: &Scratch, tool: &str, args: &[&str], input: &[u8]) {
 /// Checks the final ownership of a database and its lock files.
 fn check_ownership(w: &Watcher, path: &Path, format: sasldb::Format, what: &str) {
     w.settle();
-    let gid = postfix_gid();
+    let gid = postfix_gid().as_raw();
     let expect = |p: PathBuf, mode: u32| {
         let m = fs::metadata(&p).unwrap_or_else(|e| panic!("{what}: {}: {e}", p.display()));
         assert_eq!(
@@ -190,8 +169,8 @@ fn users(n: usize, generation: usize, realm: &str) -> Vec<u8> {
 
 /// All write paths on one format; returns the names the watcher saw.
 fn run_format(prefix: &str, format: sasldb::Format) -> BTreeSet<String> {
-    let s = Scratch::new();
-    let dir = s.db_dir();
+    let s = scratch();
+    let dir = s.path("db");
     let path = dir.join("sasldb2");
     let db = format!("{prefix}:{}", path.display());
     let watcher = Watcher::start(&dir);
@@ -327,8 +306,8 @@ fn sqlite_never_readable_by_others_and_owned_root_postfix() {
 #[test]
 fn sync_chroot_keeps_permissions() {
     for (prefix, format) in FORMATS {
-        let s = Scratch::new();
-        let dir = s.db_dir();
+        let s = scratch();
+        let dir = s.path("db");
         let db = format!("{prefix}:{}", dir.join("sasldb2").display());
         run_umask0(
             &s,
@@ -352,7 +331,7 @@ fn sync_chroot_keeps_permissions() {
             let to = copy.display().to_string();
             run_umask0(&s, "sasldb", &["-f", &db, "sync-chroot", "--to", &to], b"");
             watcher.settle();
-            let gid = postfix_gid();
+            let gid = postfix_gid().as_raw();
             let m = fs::metadata(&copy).unwrap();
             assert_eq!(
                 (m.uid(), m.gid(), m.mode() & 0o7777),

@@ -17,8 +17,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 
-use super::Scratch;
-use crate::util::{peer, run_with_stdin};
+use super::scratch;
+use crate::support::{Scratch, ours, peer, run_with_stdin};
 
 /// Distinctive passwords: none of their 8-byte windows occurs by chance.
 const PW: &str = "Zq7pL9mW2xR5vK3nTb8c";
@@ -47,9 +47,9 @@ fn run(mut cmd: Command, input: &[u8]) -> Output {
 
 #[test]
 fn spawned_processes_never_get_the_password() {
-    let s = Scratch::new();
+    let s = scratch();
     write_main_cf(&s);
-    let db = s.db_dir().join("sasldb2");
+    let db = s.path("db").join("sasldb2");
     let db = db.to_str().unwrap();
     let cases: Vec<(&str, Vec<&str>, Vec<u8>)> = vec![
         (
@@ -81,15 +81,11 @@ fn spawned_processes_never_get_the_password() {
     for (tool, args, input) in cases {
         let trace = s.path("trace");
         let _ = fs::remove_file(&trace);
-        let exe = match tool {
-            "saslpasswd2" => env!("CARGO_BIN_EXE_saslpasswd2"),
-            _ => env!("CARGO_BIN_EXE_sasldb"),
-        };
         let mut cmd = Command::new(peer("strace"));
-        s.env(&mut cmd);
+        s.clean_env(&mut cmd);
         cmd.args(["-f", "-qq", "-v", "-s", "65536", "-e", "trace=execve", "-o"])
             .arg(&trace)
-            .arg(exe)
+            .arg(ours::exe(tool))
             .args(&args);
         let out = run(cmd, &input);
         let what = format!("{tool} {args:?}");
@@ -122,20 +118,20 @@ fn spawned_processes_never_get_the_password() {
 
 #[test]
 fn failure_messages_never_contain_the_password() {
-    let s = Scratch::new();
+    let s = scratch();
     write_main_cf(&s);
-    let dir = s.db_dir();
+    let dir = s.path("db");
     let path = dir.join("sasldb2");
     let db = path.to_str().unwrap().to_string();
     // An existing database with alice.
-    let mut c = s.ours("saslpasswd2");
+    let mut c = s.ours_clean("saslpasswd2");
     c.args(["-p", "-f", &db, "-u", "leak.test", "alice"]);
     assert!(run(c, format!("{PW2}\n").as_bytes()).status.success());
 
     let long = PW.repeat(60);
     let mut cases: Vec<(String, Command, Vec<u8>)> = Vec::new();
     let mut add = |name: &str, tool: &str, args: &[&str], input: Vec<u8>| {
-        let mut c = s.ours(tool);
+        let mut c = s.ours_clean(tool);
         c.args(args);
         cases.push((name.to_string(), c, input));
     };
@@ -309,7 +305,7 @@ fn failure_messages_never_contain_the_password() {
             format!("carol:{PW}\n"),
         ),
     ] {
-        let mut c = s.ours(tool);
+        let mut c = s.ours_clean(tool);
         c.env("SASLDB_LOCK_TIMEOUT", "1").args(args);
         let out = run(c, input.as_bytes());
         assert!(!out.status.success(), "{name}: succeeded");
@@ -317,7 +313,7 @@ fn failure_messages_never_contain_the_password() {
     }
     drop(held);
     // A directory we cannot write, as nobody.
-    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(s.root(), fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
     std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
     fs::remove_file(dir.join("sasldb2.lock")).unwrap();
@@ -335,7 +331,7 @@ fn failure_messages_never_contain_the_password() {
             format!("carol:{PW}\n"),
         ),
     ] {
-        let mut c = s.ours(tool);
+        let mut c = s.ours_clean(tool);
         c.args(args).uid(65534).gid(65534);
         let out = run(c, input.as_bytes());
         assert!(!out.status.success(), "{name}: succeeded");
@@ -369,9 +365,9 @@ fn check(name: &str, out: &Output) {
     }
 }
 
-/// Compiles tests/memscan.c into a preloadable library.
+/// Compiles tests/reliability/memscan.c into a preloadable library.
 fn memscan_library(s: &Scratch) -> std::path::PathBuf {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/memscan.c");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reliability/memscan.c");
     let lib = s.path("memscan.so");
     let out = Command::new(peer("gcc"))
         // Bound at load time: a lazy symbol resolution during the scan would save the
@@ -409,17 +405,17 @@ fn memscan_secrets(pws: &[&str]) -> String {
 /// own buffers without wiping them.)
 #[test]
 fn binaries_leave_no_password_in_memory_at_exit() {
-    let s = Scratch::new();
+    let s = scratch();
     let lib = memscan_library(&s);
     let secrets = memscan_secrets(&[PW, PW2]);
     let mut problems = Vec::new();
     let mut runs = 0;
     for format in ["bdb", "gdbm"] {
-        let path = s.db_dir().join(format!("db-{format}"));
+        let path = s.path("db").join(format!("db-{format}"));
         let db = format!("{format}:{}", path.display());
         let conv = format!(
             "{format}:{}",
-            s.db_dir().join(format!("conv-{format}")).display()
+            s.path("db").join(format!("conv-{format}")).display()
         );
         // A JSON password with escapes goes through serde_json's scratch buffer.
         let json = format!(
@@ -485,7 +481,7 @@ fn binaries_leave_no_password_in_memory_at_exit() {
         for (tool, args, input) in steps {
             let report = s.path("memscan.out");
             let _ = fs::remove_file(&report);
-            let mut cmd = s.ours(tool);
+            let mut cmd = s.ours_clean(tool);
             cmd.args(&args)
                 .env("LD_PRELOAD", &lib)
                 .env("SASLDB_MEMSCAN_SECRETS", &secrets)

@@ -14,17 +14,18 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::time::Duration;
 
-use sasldb::bdb::{self, BdbFile};
+use sasldb::account::secrets::plain;
+use sasldb::account::secrets::{OtpSecret, ScramSecret};
+use sasldb::bulk::import::{self, InputFormat, Parsed};
 use sasldb::cli::getopt::{Getopt, LongOpt, error_message};
 use sasldb::cyrus_conf::SaslConf;
-use sasldb::endian::Endian;
-use sasldb::gdbm::GdbmFile;
-use sasldb::import::{self, InputFormat, Parsed};
+use sasldb::internals::Backend;
+use sasldb::internals::bdb::{self, BdbFile};
+use sasldb::internals::endian::Endian;
+use sasldb::internals::gdbm::GdbmFile;
+use sasldb::internals::sql::sqlite::SqliteFile;
 use sasldb::postfix::MainCf;
-use sasldb::secrets::plain;
-use sasldb::secrets::{OtpSecret, ScramSecret};
-use sasldb::sqlite::SqliteFile;
-use sasldb::{Backend, Key, KeyRef, Record};
+use sasldb::{Key, KeyRef, Record};
 
 /// The longest SCRAM iteration count the target verifies a password against:
 /// anything above is legitimately slow (PBKDF2), not a finding.
@@ -252,7 +253,7 @@ pub fn gdbm_file(data: &[u8]) {
 /// these bytes.
 pub fn lmdb_check(data: &[u8]) {
     let path = Path::new("fuzz.lmdb");
-    match sasldb::lmdb::check::check_file(&mem_file(data), path) {
+    match sasldb::internals::lmdb::check::check_file(&mem_file(data), path) {
         Ok(info) => {
             assert!((512..=65536).contains(&info.page_size));
             assert!(info.page_size.is_power_of_two());

@@ -23,8 +23,8 @@ pub mod scram;
 
 use super::authority::Credentials;
 use super::verify::Decoy;
+use crate::account::secrets::ScramHash;
 use crate::record::{MAX_NAME_LEN, MAX_SECRET_LEN};
-use crate::secrets::ScramHash;
 
 /// Longest authentication id a mechanism accepts: `user@realm` with both at their
 /// longest.

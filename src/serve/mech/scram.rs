@@ -22,9 +22,9 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::{Failure, MAX_AUTHCID, MechEnv, Progress};
+use crate::account::secrets::scram::SCRAM_DEFAULT_ITERATIONS;
+use crate::account::secrets::{ScramHash, ScramSecret};
 use crate::record::Secret;
-use crate::secrets::scram::SCRAM_DEFAULT_ITERATIONS;
-use crate::secrets::{ScramHash, ScramSecret};
 use crate::serve::authority::Credentials;
 
 /// Longest client nonce accepted.

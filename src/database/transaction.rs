@@ -1,0 +1,275 @@
+//! [`Transaction`]: the write side of the API. It holds the writer lock (through the
+//! storage core's [`Writer`]), sees the database as of `begin` plus its own changes,
+//! and applies every change at once on commit.
+
+use std::cell::{Cell, OnceCell};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::error::Result;
+use crate::location::{Format, Location};
+use crate::record::{Key, Secret, user_prefix};
+use crate::storage::options::WriteOptions;
+use crate::storage::{Changes, Records, Writer};
+
+/// What a commit did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitReport {
+    /// Whether anything was written (a transaction without changes writes nothing).
+    pub written: bool,
+    /// Records in the database after the commit (when known).
+    pub records: Option<u64>,
+    /// Notes for the user (group changed, stale temporary files removed...).
+    pub notes: Vec<String>,
+    /// Warnings for the user (ownership not enforced...).
+    pub warnings: Vec<String>,
+}
+
+/// Per-user questions a transaction answers by looking for the user's keys before it
+/// indexes every key instead.
+const PREFIX_SCANS: u32 = 2;
+
+/// A write transaction: holds the database's writer lock from [`Transaction::begin`]
+/// to [`Transaction::commit`] (or drop), sees the database as of `begin` plus its own
+/// changes, and applies all changes at once.
+pub struct Transaction {
+    location: Location,
+    writer: Writer,
+    changes: Changes,
+    key_index: OnceCell<BTreeSet<Vec<u8>>>,
+    prefix_scans: Cell<u32>,
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("location", &self.location)
+            .field("format", &self.writer.format())
+            .field("changes", &self.changes)
+            .finish()
+    }
+}
+
+impl Transaction {
+    /// Resolves the database path, decides ownership (a missing group is an error
+    /// here, before anything is written), takes the writer lock, removes temporary
+    /// files a crashed writer left, and opens the current database if there is one.
+    pub fn begin(location: &Location, opts: &WriteOptions) -> Result<Transaction> {
+        Ok(Transaction {
+            location: location.clone(),
+            writer: Writer::begin(location, opts)?,
+            changes: Changes::default(),
+            key_index: OnceCell::new(),
+            prefix_scans: Cell::new(0),
+        })
+    }
+
+    /// The format the database has (or will be created in).
+    pub fn format(&self) -> Format {
+        self.writer.format()
+    }
+
+    /// Whether the database existed (non-empty) when the transaction began.
+    pub fn existed(&self) -> bool {
+        self.writer.base().is_some()
+    }
+
+    /// The real file being written (symlinks resolved); for PostgreSQL, the URL.
+    pub fn path(&self) -> &Path {
+        self.writer.path()
+    }
+
+    /// The directory of the database's real file (for PostgreSQL, the directory for
+    /// temporary files).
+    pub fn dir(&self) -> &Path {
+        self.writer.dir()
+    }
+
+    /// Whether [`Transaction::replace_with`] loads fastest from records in key order
+    /// (a new LMDB file is bulk-loaded in append mode).
+    pub fn wants_sorted_input(&self) -> bool {
+        self.writer.wants_sorted_input()
+    }
+
+    /// Looks an encoded key up, seeing this transaction's own changes.
+    pub fn get_raw(&self, key: &[u8]) -> Result<Option<Secret>> {
+        if let Some(op) = self.changes.ops.get(key) {
+            return Ok(op.clone());
+        }
+        if self.changes.replace_all {
+            return Ok(None);
+        }
+        if let Some(index) = self.key_index.get()
+            && !index.contains(key)
+        {
+            return Ok(None);
+        }
+        match self.writer.base() {
+            Some(b) => b.get(key),
+            None => Ok(None),
+        }
+    }
+
+    /// Looks a property up, seeing this transaction's own changes.
+    pub fn get(&self, key: &Key) -> Result<Option<Secret>> {
+        self.get_raw(&key.encode())
+    }
+
+    /// Stores a property.
+    pub fn put(&mut self, key: &Key, value: impl Into<Secret>) {
+        self.changes.ops.insert(key.encode(), Some(value.into()));
+    }
+
+    /// Stores an encoded key.
+    pub fn put_raw(&mut self, key: Vec<u8>, value: Secret) {
+        self.changes.ops.insert(key, Some(value));
+    }
+
+    /// Deletes a property (absent properties are fine).
+    pub fn delete(&mut self, key: &Key) {
+        self.changes.ops.insert(key.encode(), None);
+    }
+
+    /// Deletes an encoded key.
+    pub fn delete_raw(&mut self, key: Vec<u8>) {
+        self.changes.ops.insert(key, None);
+    }
+
+    /// Empties the database: the commit writes only what is put afterwards.
+    pub fn clear(&mut self) {
+        self.changes.replace_all = true;
+        self.changes.ops.clear();
+    }
+
+    /// The records of the database as it was when the transaction began (without
+    /// this transaction's changes).
+    pub fn base_records(&self) -> Result<Records<'_>> {
+        match self.writer.base() {
+            Some(b) if !self.changes.replace_all => b.scan(),
+            _ => Ok(Box::new(std::iter::empty())),
+        }
+    }
+
+    /// The keys of the database as it was when the transaction began, indexed on
+    /// first use (one scan), so per-user questions cost a range lookup.
+    fn base_keys(&self) -> Result<&BTreeSet<Vec<u8>>> {
+        if let Some(k) = self.key_index.get() {
+            return Ok(k);
+        }
+        let mut keys = BTreeSet::new();
+        if let Some(b) = self.writer.base() {
+            for rec in b.scan()? {
+                keys.insert(rec?.key);
+            }
+        }
+        Ok(self.key_index.get_or_init(|| keys))
+    }
+
+    /// The property names a user has, this transaction's changes included.
+    pub fn properties(&self, user: &[u8], realm: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let prefix = user_prefix(user, realm);
+        let mut props = BTreeSet::new();
+        let prop_of = |k: &[u8]| -> Option<Vec<u8>> {
+            let rest = &k[prefix.len()..];
+            (!rest.is_empty() && !rest.contains(&0)).then(|| rest.to_vec())
+        };
+        if !self.changes.replace_all {
+            // The first few questions look for the user's keys (nothing kept); a
+            // transaction that keeps asking (an import) indexes every key once.
+            let direct = self.key_index.get().is_none() && self.prefix_scans.get() < PREFIX_SCANS;
+            match self.writer.base() {
+                Some(base) if direct => {
+                    self.prefix_scans.set(self.prefix_scans.get() + 1);
+                    for k in base.keys_with_prefix(&prefix)? {
+                        if !self.changes.ops.contains_key(&k) {
+                            props.extend(prop_of(&k));
+                        }
+                    }
+                }
+                _ => {
+                    for k in self
+                        .base_keys()?
+                        .range(prefix.clone()..)
+                        .take_while(|k| k.starts_with(&prefix))
+                    {
+                        if !self.changes.ops.contains_key(k) {
+                            props.extend(prop_of(k));
+                        }
+                    }
+                }
+            }
+        }
+        for (k, v) in self
+            .changes
+            .ops
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+        {
+            if v.is_some() {
+                props.extend(prop_of(k));
+            }
+        }
+        Ok(props.into_iter().collect())
+    }
+
+    /// Every key of the database as it was when the transaction began.
+    pub fn base_keys_sorted(&self) -> Result<impl Iterator<Item = &Vec<u8>>> {
+        Ok(self.base_keys()?.iter())
+    }
+
+    /// Deletes every property of `user@realm`; returns how many existed.
+    pub fn delete_user(&mut self, user: &[u8], realm: &[u8]) -> Result<usize> {
+        let props = self.properties(user, realm)?;
+        for p in &props {
+            let mut key = user_prefix(user, realm);
+            key.extend_from_slice(p);
+            self.changes.ops.insert(key, None);
+        }
+        Ok(props.len())
+    }
+
+    /// Whether the transaction holds no changes.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// Applies every change atomically and releases the lock. A transaction without
+    /// changes on an existing database writes nothing; on a missing database it
+    /// creates an empty one.
+    pub fn commit(mut self) -> Result<CommitReport> {
+        if self.changes.is_empty() && self.existed() {
+            return Ok(CommitReport {
+                notes: self.writer.take_notes(),
+                ..Default::default()
+            });
+        }
+        let changes = std::mem::take(&mut self.changes);
+        let records = self.writer.commit(changes)?;
+        Ok(self.report(records))
+    }
+
+    /// Replaces the whole database with `records` (unique keys), streaming them into
+    /// the new file where the format allows, and releases the lock. `sorted` says the
+    /// records already come in key order (an LMDB bulk load needs that; otherwise they
+    /// are sorted on the way with a bounded memory budget).
+    ///
+    /// Any pending changes of this transaction are discarded. An error from the
+    /// records aborts the write: the database is left as it was.
+    pub fn replace_with(mut self, records: Records<'_>, sorted: bool) -> Result<CommitReport> {
+        self.changes = Changes::default();
+        let count = self.writer.replace(records, sorted)?;
+        Ok(self.report(count))
+    }
+
+    fn report(&mut self, records: u64) -> CommitReport {
+        let (note, warning) = self.writer.ownership_notes();
+        let mut notes = self.writer.take_notes();
+        notes.extend(note);
+        CommitReport {
+            written: true,
+            records: Some(records),
+            notes,
+            warnings: warning.into_iter().collect(),
+        }
+    }
+}

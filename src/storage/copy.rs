@@ -1,0 +1,160 @@
+//! Writing a database's copy as a whole file, at a path the caller has resolved and
+//! locked: the Postfix chroot copy (`sasldb sync-chroot`). A copy is rebuilt and renamed
+//! over whatever is there, or, for a format whose readers keep the file open (LMDB),
+//! changed in place.
+
+use std::path::Path;
+#[cfg(feature = "lmdb")]
+use std::{fs, io};
+
+#[cfg(feature = "lmdb")]
+use crate::error::IoContext;
+use crate::error::{Error, Result};
+use crate::location::Format;
+#[cfg(feature = "lmdb")]
+use crate::storage::lmdb;
+use crate::storage::options::WriteOptions;
+use crate::storage::persist::{self, Ownership, Target, companion_lock};
+#[cfg(feature = "sqlite")]
+use crate::storage::sql::sqlite;
+use crate::storage::store::not_built;
+#[cfg(feature = "lmdb")]
+use crate::storage::writer::sort_if_needed;
+use crate::storage::writer::{bdb_options, gdbm_options};
+use crate::storage::{Changes, Store, bdb, gdbm};
+
+/// Whether readers keep a database file of `format` open for their whole life
+/// (Postfix's smtpd keeps its LMDB environment), so that a file renamed over it would
+/// never be seen: such a file must be changed in place.
+pub(crate) fn readers_keep_open(format: Format) -> bool {
+    format == Format::Lmdb
+}
+
+/// Makes sure the companion lock file `lock` exists with `own`'s owner and group and
+/// the lock mode of `own.mode`.
+pub(crate) fn prepare_companion_lock(lock: &Path, own: &Ownership) -> Result<()> {
+    #[cfg(feature = "lmdb")]
+    return lmdb::prepare_lock_file(lock, own);
+    #[cfg(not(feature = "lmdb"))]
+    return {
+        let _ = own;
+        Err(not_built(Format::Lmdb, lock))
+    };
+}
+
+/// Gives a database file's companion lock file (if its format has one) its ownership,
+/// creating it when missing.
+pub(crate) fn prepare_companions(format: Format, path: &Path, own: &Ownership) -> Result<()> {
+    match companion_lock(format, path) {
+        Some(lock) => prepare_companion_lock(&lock, own),
+        None => Ok(()),
+    }
+}
+
+/// Applies `changes` in place to the existing file at `path` (LMDB or SQLite); the
+/// caller holds the writer lock.
+pub(crate) fn update_in_place(
+    format: Format,
+    path: &Path,
+    own: &Ownership,
+    changes: &Changes,
+    opts: &WriteOptions,
+    notes: &mut Vec<String>,
+) -> Result<u64> {
+    #[cfg(not(all(feature = "lmdb", feature = "sqlite")))]
+    let _ = (own, changes, &notes, opts);
+    match format {
+        #[cfg(feature = "lmdb")]
+        Format::Lmdb => lmdb::commit_with(path, own, changes, &opts.lmdb),
+        #[cfg(feature = "sqlite")]
+        Format::Sqlite => sqlite::commit_with(path, own, changes, opts.lock_timeout, notes),
+        other => Err(Error::Invalid(format!(
+            "{}: a {other} database is not changed in place",
+            path.display()
+        ))),
+    }
+}
+
+/// Builds a complete new database of `format` from `source`'s records next to
+/// `target` and renames it over whatever directory entry is there (a file, a symlink,
+/// a hard link). `replacing` says an entry of another kind or format is being
+/// replaced, so companion files of the old one are dropped too. The caller holds the
+/// writer lock of `target`.
+pub(crate) fn rebuild_file(
+    source: &Store,
+    format: Format,
+    target: &Target,
+    own: &Ownership,
+    opts: &WriteOptions,
+    replacing: bool,
+    notes: &mut Vec<String>,
+) -> Result<u64> {
+    let hint = source.layout_hint();
+    match format {
+        Format::Bdb => {
+            let o = bdb_options(&hint, opts)?;
+            Ok(
+                persist::replace_file(target, own, |f| bdb::write_records(source.scan()?, &o, f))?
+                    .records,
+            )
+        }
+        Format::Gdbm => {
+            let o = gdbm_options(&hint, &target.dir);
+            Ok(
+                persist::replace_file(target, own, |f| gdbm::write_records(source.scan()?, &o, f))?
+                    .records,
+            )
+        }
+        #[cfg(feature = "sqlite")]
+        Format::Sqlite => {
+            let (file, tmp) = persist::create_temp(target, own)?;
+            drop(file);
+            let mut changes = Changes {
+                replace_all: true,
+                ..Changes::default()
+            };
+            for r in source.scan()? {
+                let r = r?;
+                changes.ops.insert(r.key, Some(r.value));
+            }
+            let n = sqlite::commit_with(tmp.path(), own, &changes, opts.lock_timeout, notes)?;
+            tmp.rename_into_place(&target.path)?;
+            Ok(n)
+        }
+        #[cfg(feature = "lmdb")]
+        Format::Lmdb => {
+            // A fresh name for the bulk load, which links its result there.
+            let (file, tmp) = persist::create_temp(target, own)?;
+            drop(file);
+            fs::remove_file(tmp.path()).at(tmp.path())?;
+            let tmp_lock = lmdb::lock_path(tmp.path());
+            let built = sort_if_needed(source.scan()?, source.sorted(), &target.dir)
+                .and_then(|records| lmdb::build_new_with(tmp.path(), records, own, &opts.lmdb));
+            let _ = fs::remove_file(&tmp_lock);
+            let n = built?;
+            let lock = lmdb::lock_path(&target.path);
+            if replacing {
+                // Readers of the old file keep the old lock file; new ones get a new
+                // pair.
+                match fs::remove_file(&lock) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(lock, e)),
+                }
+            }
+            tmp.rename_into_place(&target.path)?;
+            lmdb::prepare_lock_file(&lock, own)?;
+            Ok(n)
+        }
+        other => {
+            let _ = (notes, replacing);
+            Err(match other {
+                Format::Postgres => Error::Invalid(format!(
+                    "{}: a {other} database is not a file",
+                    target.path.display()
+                )),
+                _ => not_built(other, &target.path),
+            })
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The storage core: every on-disk (and in-database) format, the write path, and the
+//! one dispatch over them.
+//!
+//! - one module per format: [`bdb`] (Berkeley DB hash, pure Rust), [`gdbm`] (GNU dbm,
+//!   pure Rust), [`lmdb`] (LMDB 0.9 through its C library), [`sql`] (the `sasldb`
+//!   table in SQLite or PostgreSQL);
+//! - [`persist`]: the write path every file format shares (resolving the real file,
+//!   the writer lock, the ownership policy, atomic replacement);
+//! - [`sort`]: a bounded-memory external sort; [`endian`]: byte order as a value;
+//! - [`Store`]: one open database, whatever its format, through which every read
+//!   goes, and [`Writer`]: a database held for writing, through which every commit
+//!   and rebuild goes. These two are the only places that dispatch on the format;
+//! - [`Changes`] and [`merge`]: a write set and its merge over an existing scan.
+//!
+//! Nothing outside this module knows a format's bytes or which format does what.
+
+#[cfg(feature = "postfix")]
+mod copy;
+mod store;
+mod writer;
+
+pub mod bdb;
+pub mod endian;
+pub mod gdbm;
+#[cfg(feature = "lmdb")]
+pub mod lmdb;
+pub mod options;
+pub mod persist;
+pub mod sort;
+pub mod sql;
+
+#[cfg(feature = "postfix")]
+pub(crate) use copy::{
+    prepare_companion_lock, prepare_companions, readers_keep_open, rebuild_file, update_in_place,
+};
+#[cfg(feature = "postfix")]
+pub(crate) use options::DEFAULT_LOCK_TIMEOUT;
+#[cfg(feature = "postfix")]
+pub(crate) use persist::{companion_lock, companion_lock_mode};
+pub(crate) use store::{Store, exists};
+pub(crate) use writer::Writer;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::error::Result;
+use crate::location::Format;
+use crate::record::{Record, Secret};
+
+/// A stream of records in a backend's storage order.
+pub type Records<'a> = Box<dyn Iterator<Item = Result<Record>> + 'a>;
+
+/// Hints a backend gives about its on-disk layout, kept when the file is rewritten.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LayoutHint {
+    /// Page or block size.
+    pub page_size: Option<u32>,
+    /// Whether the file is big-endian.
+    pub big_endian: Option<bool>,
+    /// Whether pages carry checksums.
+    pub checksums: bool,
+    /// Whether a GDBM file uses the numsync (extended header) format.
+    pub numsync: bool,
+}
+
+/// What every format implements for reading: keyed lookups and full scans.
+pub trait Backend: Send + Sync {
+    /// The format of this database.
+    fn format(&self) -> Format;
+
+    /// Looks one encoded key up.
+    fn get(&self, key: &[u8]) -> Result<Option<Secret>>;
+
+    /// Every record, in storage order (see [`Backend::sorted`]).
+    fn scan(&self) -> Result<Records<'_>>;
+
+    /// Whether [`Backend::scan`] yields keys in bytewise order.
+    fn sorted(&self) -> bool {
+        false
+    }
+
+    /// Layout details to keep when the database is rewritten.
+    fn layout_hint(&self) -> LayoutHint {
+        LayoutHint::default()
+    }
+
+    /// The keys that start with `prefix` (by default, from a full scan).
+    fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        for rec in self.scan()? {
+            let rec = rec?;
+            if rec.key.starts_with(prefix) {
+                out.push(rec.key);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A set of changes to apply in one transaction.
+#[derive(Default)]
+pub struct Changes {
+    /// Start from an empty database instead of the existing records.
+    pub replace_all: bool,
+    /// Per key: `Some(value)` to store, `None` to delete.
+    pub ops: BTreeMap<Vec<u8>, Option<Secret>>,
+}
+
+impl Changes {
+    /// Whether applying these changes would leave the database untouched.
+    pub fn is_empty(&self) -> bool {
+        !self.replace_all && self.ops.is_empty()
+    }
+
+    /// The puts, in key order (for backends that apply changes in place).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn puts(&self) -> impl Iterator<Item = (&Vec<u8>, &Secret)> {
+        self.ops
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    }
+
+    /// The deletes, in key order.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn deletes(&self) -> impl Iterator<Item = &Vec<u8>> {
+        self.ops.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k)
+    }
+}
+
+impl fmt::Debug for Changes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Changes")
+            .field("replace_all", &self.replace_all)
+            .field("puts", &self.ops.values().filter(|v| v.is_some()).count())
+            .field(
+                "deletes",
+                &self.ops.values().filter(|v| v.is_none()).count(),
+            )
+            .finish()
+    }
+}
+
+/// The records of `base` with `changes` applied: existing records not touched by the
+/// changes (unless `replace_all`), then every put. Deletes of absent keys are no-ops.
+///
+/// The output never holds a key twice, provided `base` does not.
+pub fn merge<'a>(base: Option<Records<'a>>, changes: &'a Changes) -> Records<'a> {
+    let kept = base
+        .filter(|_| !changes.replace_all)
+        .into_iter()
+        .flatten()
+        .filter(move |r| match r {
+            Ok(rec) => !changes.ops.contains_key(&rec.key),
+            Err(_) => true,
+        });
+    let puts = changes.ops.iter().filter_map(|(k, v)| {
+        v.as_ref().map(|v| {
+            Ok(Record {
+                key: k.clone(),
+                value: v.clone(),
+            })
+        })
+    });
+    Box::new(kept.chain(puts))
+}
+
+/// [`merge`], consuming the changes: puts are moved into the output, not copied.
+pub fn merge_owned<'a>(base: Option<Records<'a>>, changes: Changes) -> Records<'a> {
+    let Changes { replace_all, ops } = changes;
+    let ops = std::rc::Rc::new(ops);
+    let filter_ops = std::rc::Rc::clone(&ops);
+    let kept = base
+        .filter(|_| !replace_all)
+        .into_iter()
+        .flatten()
+        .filter(move |r| match r {
+            Ok(rec) => !filter_ops.contains_key(&rec.key),
+            Err(_) => true,
+        });
+    // The puts follow once the base is exhausted, when the filter no longer needs
+    // the map: take it then.
+    let puts = std::iter::once_with(move || {
+        let map = std::rc::Rc::try_unwrap(ops).unwrap_or_else(|rc| (*rc).clone());
+        map.into_iter()
+            .filter_map(|(key, v)| v.map(|value| Ok(Record { key, value })))
+    })
+    .flatten();
+    Box::new(kept.chain(puts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_applies_puts_and_deletes() {
+        let base: Vec<Result<Record>> = vec![
+            Ok(Record::new(b"a".to_vec(), b"1".to_vec())),
+            Ok(Record::new(b"b".to_vec(), b"2".to_vec())),
+            Ok(Record::new(b"c".to_vec(), b"3".to_vec())),
+        ];
+        let mut ch = Changes::default();
+        ch.ops.insert(b"b".to_vec(), None);
+        ch.ops
+            .insert(b"c".to_vec(), Some(Secret::new(b"33".to_vec())));
+        ch.ops
+            .insert(b"d".to_vec(), Some(Secret::new(b"4".to_vec())));
+        ch.ops.insert(b"zz".to_vec(), None);
+        let out: Vec<(Vec<u8>, Vec<u8>)> = merge(Some(Box::new(base.into_iter())), &ch)
+            .map(|r| r.map(|r| (r.key, r.value.to_vec())))
+            .collect::<Result<_>>()
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"c".to_vec(), b"33".to_vec()),
+                (b"d".to_vec(), b"4".to_vec())
+            ]
+        );
+        ch.replace_all = true;
+        let n = merge(Some(Box::new(std::iter::empty())), &ch).count();
+        assert_eq!(n, 2);
+    }
+}
