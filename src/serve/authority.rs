@@ -14,17 +14,19 @@
 //!   properties whether or not the user exists, and never scans.
 //! - Errors name the database, never a secret.
 //!
-//! [`LibraryAuthority`] and today's [`Database`]: a `Database` is neither `Send` nor
-//! `Sync` (LMDB holds a read transaction, PostgreSQL an `Rc`), so each thread keeps
-//! its own, in a thread-local slot:
-//! - Files (Berkeley DB, GDBM, SQLite) stay open while the file's identity (device,
-//!   inode, size, mtime, ctime; one `stat` per call) is unchanged: our writers replace
-//!   the file by rename, which changes the inode; Cyrus's writers change it in place,
-//!   which changes mtime. A file modified less than [`RACY`] before it was opened is
-//!   opened again at every call (a change within the same timestamp tick would
-//!   otherwise go unseen), until it has been quiet that long.
-//! - LMDB is opened for every call: the open is one short read transaction on the
-//!   shared environment, so a reader never pins an old snapshot.
+//! [`LibraryAuthority`] keeps one [`Database`] per thread, in a thread-local slot (a
+//! `Database` is `Send + Sync`, but its SQLite and PostgreSQL stores serialise their
+//! lookups on one connection; one per thread keeps lookups parallel):
+//! - Berkeley DB and GDBM files stay open while the file's identity and state
+//!   (device, inode, size, mtime, ctime; one `stat` per call) are unchanged: our
+//!   writers replace the file by rename, which changes the inode; Cyrus's writers
+//!   change it in place, which changes mtime, and the open handle caches the file's
+//!   layout. A file modified less than [`RACY`] before it was opened is opened again
+//!   at every call (a change within the same timestamp tick would otherwise go
+//!   unseen), until it has been quiet that long.
+//! - LMDB and SQLite run every lookup in a short read transaction of its own, so
+//!   their handles see every commit: they are opened again only when the file is
+//!   replaced (another inode).
 //! - PostgreSQL keeps one connection per thread; a failed call drops it, and the call
 //!   is retried once on a new connection.
 //! - [`Authority::reopen`] (SIGHUP) drops every thread's handle at its next call.
@@ -232,6 +234,33 @@ struct Slot {
     db: Database,
 }
 
+impl Slot {
+    /// Whether this handle still shows the database as it is now.
+    fn fresh(&self, generation: u64, version: Option<FileVersion>) -> bool {
+        if self.generation != generation {
+            return false;
+        }
+        match (self.version, version) {
+            // A database server: always current.
+            (None, None) => true,
+            (Some(old), Some(now)) => match self.db.format() {
+                // Every lookup is a transaction of its own: only a replaced file
+                // (another inode) needs a new handle.
+                Format::Lmdb | Format::Sqlite => (old.dev, old.ino) == (now.dev, now.ino),
+                // The handle caches the file's layout (metadata page, directory).
+                _ => {
+                    old == now
+                        && self
+                            .opened
+                            .duration_since(now.modified())
+                            .is_ok_and(|quiet| quiet >= RACY)
+                }
+            },
+            _ => false,
+        }
+    }
+}
+
 thread_local! {
     static SLOTS: RefCell<Vec<Slot>> = const { RefCell::new(Vec::new()) };
 }
@@ -300,17 +329,7 @@ impl LibraryAuthority {
         SLOTS.with(|slots| {
             let mut slots = slots.borrow_mut();
             let at = slots.iter().position(|s| s.id == self.id);
-            let fresh = at.is_some_and(|i| {
-                let s = &slots[i];
-                s.generation == generation
-                    && s.version == version
-                    && s.db.format() != Format::Lmdb
-                    && version.is_none_or(|v| {
-                        s.opened
-                            .duration_since(v.modified())
-                            .is_ok_and(|quiet| quiet >= RACY)
-                    })
-            });
+            let fresh = at.is_some_and(|i| slots[i].fresh(generation, version));
             if fresh {
                 let i = at.unwrap_or_default();
                 return f(&slots[i].db);
@@ -321,8 +340,7 @@ impl LibraryAuthority {
             let opened = SystemTime::now();
             let db = Database::open(&self.location)?;
             let out = f(&db);
-            // An LMDB handle is a read transaction: never kept past its call.
-            if out.is_ok() && db.format() != Format::Lmdb {
+            if out.is_ok() {
                 slots.push(Slot {
                     id: self.id,
                     generation,
