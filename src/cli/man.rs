@@ -313,14 +313,16 @@ notice, since this program contains none of its code; \fB\-v\fR names this packa
 
 /// `sasldb(8)`'s sections, with `serve`'s before SEE ALSO.
 fn sasldb_sections<'a>() -> Vec<(&'a str, &'a str)> {
-    let mut v = SASLDB_SECTIONS.to_vec();
+    let v = SASLDB_SECTIONS.to_vec();
     #[cfg(feature = "serve")]
-    {
+    let v = {
+        let mut v = v;
         let at = v.len().saturating_sub(1);
         for (i, s) in crate::serve::MAN_SECTIONS.iter().enumerate() {
             v.insert(at + i, *s);
         }
-    }
+        v
+    };
     v
 }
 
