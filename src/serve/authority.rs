@@ -1,10 +1,11 @@
 //! The one door from the authentication daemons to the user database: the
 //! [`Authority`] trait, the [`Credentials`] it answers with, and [`LibraryAuthority`],
-//! its implementation over today's [`Database`].
+//! its implementation over [`Database`].
 //!
 //! The daemons (`sasldb serve`, `sasldb checkpassword`) never touch [`Database`]
-//! themselves: everything they read goes through [`Authority::credentials`], so a
-//! thread-safe database can replace [`LibraryAuthority`] without touching a protocol.
+//! themselves: everything they read goes through [`Authority::credentials`], so the
+//! database's handling (reopening, reconnecting, the same lookups for every user)
+//! lives in one place.
 //!
 //! Rules every implementation keeps:
 //! - **Nothing is cached across calls that could change a verdict.** Each call reads
