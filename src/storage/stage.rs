@@ -71,13 +71,14 @@ impl Stage {
     pub(crate) fn keep(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         match &mut self.kind {
             Kind::Bdb(s) if self.complete => s.put(key, value),
+            Kind::Gdbm(s) if self.complete => s.put(key, value),
             _ => Ok(()),
         }
     }
 
     /// Whether the producer must hand over the records that stay ([`Stage::keep`]).
     pub(crate) fn wants_kept(&self) -> bool {
-        self.complete && matches!(self.kind, Kind::Bdb(_))
+        self.complete && matches!(self.kind, Kind::Bdb(_) | Kind::Gdbm(_))
     }
 
     /// Deletes `key` (absent keys are fine).

@@ -280,7 +280,8 @@ impl Writer {
             Kind::Gdbm(sort) => {
                 let (target, own) = self.file()?;
                 let hint = self.layout_hint();
-                self.write_gdbm(&target, &own, &hint, Source::Sorted(sort, replace_all))
+                let whole = replace_all || complete;
+                self.write_gdbm(&target, &own, &hint, Source::Sorted(sort, whole))
             }
             Kind::Ops(sort) => {
                 let mut ops = SortedOps::new(sort, replace_all)?;
