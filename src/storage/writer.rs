@@ -20,7 +20,7 @@ use std::path::Path;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::location::{Detected, Format, Location, detect};
+use crate::location::{Detected, Format, Location, detect_bytes};
 use crate::storage::bdb;
 use crate::storage::endian::Endian;
 use crate::storage::gdbm;
@@ -79,6 +79,7 @@ impl Writer {
         }
         check_file_location(location)?;
         let target = Target::resolve(location.path())?;
+        target.check_safe(opts.allow_unsafe_dir)?;
         let own = Ownership::plan(&target, &opts.ownership)?;
         let lock = WriteLock::acquire(&target, &own, opts.lock_timeout)?;
         let mut notes = Vec::new();
@@ -89,18 +90,31 @@ impl Writer {
                 target.dir.display()
             ));
         }
-        // Re-read the file's state now that we hold the lock.
-        let target = Target::resolve(location.path())?;
+        // Re-read the file's state now that we hold the lock, in the directory the
+        // lock was taken in.
+        let target = target.refresh()?;
         let detected = match &target.existing {
-            Some(m) if m.len() > 0 => Some(detect(&target.path)?),
+            Some(m) if m.len() > 0 => Some(detect_target(&target)?),
             _ => None,
         };
-        let (format, base) = match detected {
+        let format = match detected {
             Some(Detected::Format(f)) => {
                 check_forced(location, f)?;
-                (f, Some(Store::open_file(f, &target.path)?))
+                f
             }
-            _ => (location.format().unwrap_or(opts.new_format), None),
+            _ => location.format().unwrap_or(opts.new_format),
+        };
+        #[cfg(feature = "sqlite")]
+        if format == Format::Sqlite {
+            if !target.path_is_stable() {
+                // SQLite opens by name: refused before anything is read or written.
+                return Err(sqlite::unstable_path(&target));
+            }
+            sqlite::check_journal(&target)?;
+        }
+        let base = match detected {
+            Some(Detected::Format(f)) => Some(Store::open_target(f, &target)?),
+            _ => None,
         };
         if !format.is_file() {
             return Err(Error::Invalid(format!(
@@ -244,19 +258,23 @@ impl Writer {
                 )
             }
             Format::Gdbm => self.write_gdbm(&target, &own, &hint, Source::Changes(&changes)),
+            #[cfg(any(feature = "lmdb", feature = "sqlite"))]
+            Format::Lmdb | Format::Sqlite if self.foreign_file(&target, &own) => {
+                self.rebuild_foreign(&target, &own, changes)
+            }
             #[cfg(feature = "lmdb")]
             Format::Lmdb => {
                 // Our own read handle must end first: it would keep the environment
                 // open read-only in this process.
                 self.base = None;
-                lmdb::commit_with(&target.path, &own, &changes, &self.opts.lmdb)
+                lmdb::commit_at(&target, &own, &changes, &self.opts.lmdb)
             }
             #[cfg(feature = "sqlite")]
             Format::Sqlite => {
                 // Changes apply in place; no read connection stays open meanwhile.
                 self.base = None;
-                sqlite::commit_with(
-                    &target.path,
+                sqlite::commit_at(
+                    &target,
                     &own,
                     &changes,
                     self.opts.lock_timeout,
@@ -278,7 +296,9 @@ impl Writer {
         let Some(db) = self.base.as_ref().and_then(Store::as_bdb) else {
             return Ok(None);
         };
-        if changes.replace_all || changes.ops.len() > bdb::patch::MAX_OPS {
+        if changes.replace_all || changes.ops.len() > bdb::patch::MAX_OPS || db.is_sparse()? {
+            // A file much larger than its data (a sparse one) is rebuilt compactly: a
+            // copy would write out every hole.
             return Ok(None);
         }
         let ops: Vec<bdb::patch::Op<'_>> = changes
@@ -288,6 +308,12 @@ impl Writer {
             .collect();
         match bdb::patch::plan(db, &ops)? {
             Some(patch) => {
+                // The pages a patch does not touch are copied as they are: the file
+                // must pass the readers' checks first (a rebuild reads every record
+                // anyway), or the write carries damage on, and says nothing.
+                for r in db.scan() {
+                    r?;
+                }
                 let stats = persist::replace_file(target, own, |f| patch.write(db, f))?;
                 Ok(Some(stats.records))
             }
@@ -324,7 +350,7 @@ impl Writer {
             Format::Lmdb if self.wants_sorted_input() => {
                 let (target, own) = self.file()?;
                 let sorted_records = sort_if_needed(records, sorted, &target.dir)?;
-                lmdb::build_new_with(&target.path, sorted_records, &own, &self.opts.lmdb)
+                lmdb::build_new_at(&target, sorted_records, &own, &self.opts.lmdb)
             }
             // In place: a replace-all change set.
             _ => {
@@ -339,6 +365,53 @@ impl Writer {
                 self.commit(changes)
             }
         }
+    }
+
+    /// Whether the existing file, written in place (LMDB, SQLite), belongs to someone
+    /// other than the policy's owner and group, or has a wider mode: whoever could
+    /// open it may hold it open, and would read what is written through it.
+    #[cfg(any(feature = "lmdb", feature = "sqlite"))]
+    fn foreign_file(&self, target: &Target, own: &Ownership) -> bool {
+        self.base.is_some() && target.existing.as_ref().is_some_and(|m| own.mismatch(m).is_some())
+    }
+
+    /// Applies `changes` to a file [`Writer::foreign_file`] refuses to write through: a
+    /// new file with the old records and the changes, renamed over it.
+    #[cfg(any(feature = "lmdb", feature = "sqlite"))]
+    fn rebuild_foreign(&mut self, target: &Target, own: &Ownership, changes: Changes) -> Result<u64> {
+        let why = target
+            .existing
+            .as_ref()
+            .and_then(|m| own.mismatch(m))
+            .unwrap_or_default();
+        let base = self.base.take();
+        let scan = match &base {
+            Some(b) if !changes.replace_all => Some(b.scan()?),
+            _ => None,
+        };
+        let merged = crate::storage::merge(scan, &changes);
+        let n = match self.format {
+            #[cfg(feature = "lmdb")]
+            Format::Lmdb => {
+                let sorted = sort_if_needed(merged, false, &target.dir)?;
+                rebuild_lmdb(target, own, sorted, &self.opts, true)?
+            }
+            #[cfg(feature = "sqlite")]
+            Format::Sqlite => {
+                let mut notes = Vec::new();
+                let n = rebuild_sqlite(target, own, merged, &self.opts, &mut notes)?;
+                self.notes.extend(notes);
+                n
+            }
+            other => return Err(not_built(other, &target.path)),
+        };
+        self.notes.push(format!(
+            "{}: {why}: written as a new file instead of in place (whoever had the old one \
+             open keeps only the old content); running readers see the change once they \
+             reopen it",
+            target.path.display()
+        ));
+        Ok(n)
     }
 
     fn layout_hint(&self) -> LayoutHint {
@@ -361,7 +434,9 @@ impl Writer {
         // Our own descriptor on the old file must not be what keeps the lock busy.
         let had_base = self.base.take().is_some();
         let _data_lock = match &target.existing {
-            Some(_) => Some(gdbm::DataFileLock::acquire(
+            Some(_) => Some(gdbm::DataFileLock::acquire_in(
+                &target.handle,
+                &target.name,
                 &target.path,
                 self.opts.lock_timeout,
             )?),
@@ -374,7 +449,11 @@ impl Writer {
             }
             Source::Changes(changes) => {
                 let fresh = if had_base && !changes.replace_all {
-                    Some(gdbm::GdbmFile::open(&target.path)?)
+                    let f = target
+                        .handle
+                        .open_at(&target.name, nix::fcntl::OFlag::O_RDONLY)
+                        .map_err(|e| Error::io(&target.path, e))?;
+                    Some(gdbm::GdbmFile::from_file(f, &target.path)?)
                 } else {
                     None
                 };
@@ -410,6 +489,101 @@ pub(super) fn sort_if_needed<'a>(
         sorter.push(r?)?;
     }
     sorter.finish()
+}
+
+/// The format of the existing file a writer resolved, from its first bytes, read
+/// through the directory's descriptor.
+fn detect_target(target: &Target) -> Result<Detected> {
+    use std::os::unix::fs::FileExt;
+    let f = target
+        .handle
+        .open_at(&target.name, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK)
+        .map_err(|e| Error::io(&target.path, e))?;
+    let mut head = [0u8; 32];
+    let mut n = 0;
+    while n < head.len() {
+        match f.read_at(&mut head[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(&target.path, e)),
+        }
+    }
+    detect_bytes(&head[..n]).ok_or_else(|| Error::UnknownFormat {
+        path: target.path.clone(),
+        reason: if n < 16 {
+            format!("only {n} bytes long")
+        } else {
+            "unrecognised magic bytes".to_string()
+        },
+    })
+}
+
+/// Builds a new SQLite file from `records` next to `target` and renames it over the
+/// entry there. SQLite opens the new file by name, so the directory must be one
+/// nobody else can change (see [`sqlite::commit_at`]).
+#[cfg(feature = "sqlite")]
+pub(crate) fn rebuild_sqlite(
+    target: &Target,
+    own: &Ownership,
+    records: Records<'_>,
+    opts: &WriteOptions,
+    notes: &mut Vec<String>,
+) -> Result<u64> {
+    let (file, tmp) = persist::create_temp(target, own)?;
+    drop(file);
+    let mut changes = Changes {
+        replace_all: true,
+        ..Changes::default()
+    };
+    for r in records {
+        let r = r?;
+        changes.ops.insert(r.key, Some(r.value));
+    }
+    let tmp_target = Target {
+        given: tmp.path().to_path_buf(),
+        path: tmp.path().to_path_buf(),
+        name: tmp.name().to_os_string(),
+        existing: None,
+        ..target.clone()
+    };
+    let n = sqlite::commit_at(&tmp_target, own, &changes, opts.lock_timeout, notes)?;
+    tmp.rename_into_place(&target.name)?;
+    Ok(n)
+}
+
+/// Builds a new LMDB file from `records` (in key order) next to `target` and renames
+/// it over the entry there, then gives it a lock file. With `new_lock`, the lock file
+/// is a new one too (renamed over the old): readers of the old file keep the old pair,
+/// new ones get the new pair.
+#[cfg(feature = "lmdb")]
+pub(crate) fn rebuild_lmdb(
+    target: &Target,
+    own: &Ownership,
+    records: Records<'_>,
+    opts: &WriteOptions,
+    new_lock: bool,
+) -> Result<u64> {
+    let (n, tmp) = lmdb::build_temp(target, records, own, &opts.lmdb)?;
+    let mut lock = target.name.clone();
+    lock.push("-lock");
+    let fresh_lock = if new_lock {
+        let (f, t) = persist::create_temp(target, own)?;
+        let o = Ownership {
+            mode: lmdb::lock_mode(own.mode),
+            ..own.clone()
+        };
+        o.apply(&f, t.path())?;
+        Some(t)
+    } else {
+        None
+    };
+    tmp.rename_into_place(&target.name)?;
+    match fresh_lock {
+        Some(t) => t.rename_into_place(&lock)?,
+        None => lmdb::prepare_lock_at(&target.handle, &lock, own)?,
+    }
+    Ok(n)
 }
 
 /// Layout of the GDBM file to write: the existing file's block size and numsync

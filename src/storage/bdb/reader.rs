@@ -84,6 +84,14 @@ impl BdbFile {
         })
     }
 
+    /// Whether the file is sparse: over 1 MiB, with less than half of its length
+    /// allocated. Copying it would write out every hole.
+    pub fn is_sparse(&self) -> Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let m = self.file.metadata().at(&self.path)?;
+        Ok(m.len() > 1 << 20 && m.blocks().saturating_mul(512) < m.len() / 2)
+    }
+
     /// The open file (the write path copies unchanged pages from it).
     pub(super) fn file(&self) -> &File {
         &self.file

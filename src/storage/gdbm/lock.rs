@@ -13,8 +13,9 @@
 //! after our release would update the replaced inode; the window is the few
 //! instructions between its `open` and its `flock`.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 
 use crate::error::{Error, IoContext, Result};
+use crate::storage::persist::Dir;
 
 /// An exclusive `flock` on a database file, as libgdbm's writers take it. Released on
 /// drop.
@@ -35,20 +37,28 @@ impl DataFileLock {
     /// Takes `flock(LOCK_EX)` on the existing file `path`, waiting up to `timeout` for
     /// libgdbm readers and writers to let go.
     pub fn acquire(path: &Path, timeout: Duration) -> Result<DataFileLock> {
+        let t = crate::storage::persist::Target::entry(path, true)?;
+        Self::acquire_in(&t.handle, &t.name, &t.path, timeout)
+    }
+
+    /// [`DataFileLock::acquire`] on the file `name` in the open directory `dir`
+    /// (`path` is for messages).
+    pub fn acquire_in(
+        dir: &Dir,
+        name: &OsStr,
+        path: &Path,
+        timeout: Duration,
+    ) -> Result<DataFileLock> {
         let start = Instant::now();
         let mut delay = Duration::from_millis(2);
         loop {
-            let file = OpenOptions::new()
-                .read(true)
-                .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
-                .open(path)
-                .at(path)?;
+            let file = dir.open_at(name, OFlag::O_RDONLY).at(path)?;
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(flock) => {
                     // The file may have been replaced between open and flock.
                     let held = flock.metadata().at(path)?;
-                    match std::fs::symlink_metadata(path) {
-                        Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
+                    match dir.lstat(name) {
+                        Ok(Some(now)) if now.ino() == held.ino() && now.dev() == held.dev() => {
                             return Ok(DataFileLock {
                                 _flock: flock,
                                 path: path.to_path_buf(),

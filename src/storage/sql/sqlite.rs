@@ -112,10 +112,12 @@
 //! batches can therefore be partly visible in one scan.
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
 use std::time::Duration;
 
 use std::sync::{Mutex, MutexGuard};
@@ -129,7 +131,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::location::Format;
 use crate::record::{KeyRef, Record, Secret, encode_into};
 use crate::storage::options::DEFAULT_LOCK_TIMEOUT;
-use crate::storage::persist::{self, Ownership};
+use crate::storage::persist::{self, Ownership, Target};
 use crate::storage::{Backend, Changes, Records};
 
 /// The table holding the records.
@@ -191,7 +193,12 @@ impl SqliteFile {
             | OpenFlags::SQLITE_OPEN_EXRESCODE;
         let mut conn = Connection::open_with_flags(path, flags).map_err(|e| sql_error(path, e))?;
         harden(&conn, path, busy)?;
-        if hot_journal(&conn) && roll_back_hot_journal(path, busy).is_ok() {
+        // Rolling back opens the file read-write by name: only where nobody else can
+        // swap a name on the way.
+        if hot_journal(&conn)
+            && persist::Target::entry(path, true).is_ok_and(|t| t.path_is_stable())
+            && roll_back_hot_journal(path, busy).is_ok()
+        {
             conn = Connection::open_with_flags(path, flags).map_err(|e| sql_error(path, e))?;
             harden(&conn, path, busy)?;
         }
@@ -566,7 +573,26 @@ pub fn commit_with(
     busy: Duration,
     notes: &mut Vec<String>,
 ) -> Result<u64> {
-    prepare_file(path, own)?;
+    commit_at(&Target::resolve(path)?, own, changes, busy, notes)
+}
+
+/// [`commit_with`] on a resolved target. SQLite opens the database and its journal by
+/// name, so as root the path must be one nobody else can change
+/// ([`Target::path_is_stable`]); the file itself is created, checked and given its
+/// ownership through the directory's descriptor first.
+pub(crate) fn commit_at(
+    target: &Target,
+    own: &Ownership,
+    changes: &Changes,
+    busy: Duration,
+    notes: &mut Vec<String>,
+) -> Result<u64> {
+    let path = &target.path;
+    if !target.path_is_stable() {
+        return Err(unstable_path(target));
+    }
+    prepare_file(target, own)?;
+    check_journal(target)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_NOFOLLOW
@@ -673,35 +699,80 @@ pub fn commit_with(
     Ok(records.max(0) as u64)
 }
 
+/// The error for an SQLite database, as root, in a directory others can write.
+pub(crate) fn unstable_path(target: &Target) -> Error {
+    let why = target
+        .unsafe_dir
+        .as_ref()
+        .map(|u| u.to_string())
+        .unwrap_or_default();
+    Error::Refused {
+        path: target.path.clone(),
+        why: format!(
+            "SQLite opens the database and its journal by name, and {why}: as root, an \
+             SQLite database must be in a directory only root can write"
+        ),
+    }
+}
+
 /// Makes sure the database file exists with its final owner, group and mode before
 /// SQLite writes anything into it, then closes our descriptor again.
-fn prepare_file(path: &Path, own: &Ownership) -> Result<()> {
-    let nofollow = nix::fcntl::OFlag::O_NOFOLLOW.bits()
-        | nix::fcntl::OFlag::O_CLOEXEC.bits()
-        | nix::fcntl::OFlag::O_NONBLOCK.bits();
-    let created = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(nofollow)
-        .open(path);
-    let file: File = match created {
+fn prepare_file(target: &Target, own: &Ownership) -> Result<()> {
+    let path = &target.path;
+    let dir = &target.handle;
+    let file: File = match dir.create_new(&target.name) {
         Ok(f) => f,
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => OpenOptions::new()
-            .read(true)
-            .custom_flags(nofollow)
-            .open(path)
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => dir
+            .open_at(&target.name, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
             .at(path)?,
         Err(err) => return Err(Error::io(path, err)),
     };
     let meta = file.metadata().at(path)?;
     persist::check_regular(path, &meta)?;
+    if meta.nlink() > 1 {
+        return Err(Error::HardLinked {
+            path: path.clone(),
+            links: meta.nlink(),
+        });
+    }
     own.apply(&file, path)?;
     // Closed here, before SQLite opens the file: closing another descriptor of the
     // file while SQLite holds POSIX locks on it would release them.
     drop(file);
     Ok(())
+}
+
+/// The rollback journal `<db>-journal`, if one is there, must be a regular file:
+/// SQLite never follows a link to it (`O_NOFOLLOW`), so a link (or anything else)
+/// there makes every write fail until it is removed.
+pub(crate) fn check_journal(target: &Target) -> Result<()> {
+    let mut name = target.name.clone();
+    name.push("-journal");
+    let journal = target.handle.join(&name);
+    match target.handle.lstat(&name).at(&journal)? {
+        Some(m) if !m.file_type().is_file() => Err(Error::Refused {
+            path: journal,
+            why: format!(
+                "the SQLite journal is {}: SQLite never uses it, and no write can happen \
+                 while it is there; remove it (a real journal is a regular file; sasldb check \
+                 --fix removes it)",
+                journal_kind(&m)
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// What a journal that is not a regular file is, in a few words.
+pub(crate) fn journal_kind(m: &std::fs::Metadata) -> &'static str {
+    let t = m.file_type();
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// Turns an SQLite error into one line of ours.
@@ -726,12 +797,25 @@ fn sql_error(path: &Path, err: rusqlite::Error) -> Error {
                 };
             }
             ErrorCode::ReadOnly if f.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK => {
+                let mut j = path.as_os_str().to_os_string();
+                j.push("-journal");
+                let j = PathBuf::from(j);
+                let message = match std::fs::symlink_metadata(&j) {
+                    Ok(m) if !m.is_file() => format!(
+                        "{} is {}: SQLite never uses it, and every read and write fails while \
+                         it is there; remove it (sasldb check --fix does)",
+                        j.display(),
+                        journal_kind(&m)
+                    ),
+                    _ => "a crashed writer left a hot journal that only a writer can roll back: \
+                          any write by a user who can write the file and its directory (root) \
+                          rolls it back"
+                        .into(),
+                };
                 return Error::Backend {
                     path,
                     format: Format::Sqlite,
-                    message: "a crashed writer left a hot journal that only a writer \
-                              can roll back (run any write, e.g. as root)"
-                        .into(),
+                    message,
                 };
             }
             _ => {
