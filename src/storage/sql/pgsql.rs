@@ -279,7 +279,7 @@ pub fn pgpass_lookup(
             file.display()
         ));
     }
-    let Ok(text) = fs::read(file).map(Zeroizing::new) else {
+    let Ok(f) = fs::File::open(file) else {
         return Ok(None);
     };
     let host = if host.is_empty() || host == DEFAULT_SOCKET_DIR {
@@ -288,7 +288,54 @@ pub fn pgpass_lookup(
         host
     };
     let port = port.to_string();
-    Ok(pgpass_match(&text, [host, &port, dbname, user]))
+    Ok(pgpass_scan(f, [host, &port, dbname, user]))
+}
+
+/// The longest password file line considered; longer ones are skipped.
+const MAX_PASSFILE_LINE: usize = 64 << 10;
+
+/// [`pgpass_match`] over a password file read line by line, in wiped buffers: lines
+/// longer than [`MAX_PASSFILE_LINE`] are skipped, so memory stays bounded whatever the
+/// file holds (a read error ends the search).
+fn pgpass_scan(mut r: impl std::io::Read, want: [&str; 4]) -> Option<Zeroizing<String>> {
+    let mut chunk = Zeroizing::new([0u8; 8192]);
+    let mut line = Zeroizing::new(Vec::with_capacity(MAX_PASSFILE_LINE));
+    let mut skipping = false;
+    loop {
+        let n = match r.read(&mut chunk[..]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        };
+        let mut data = &chunk[..n];
+        while !data.is_empty() {
+            let (part, ended) = match memchr::memchr(b'\n', data) {
+                Some(i) => (&data[..i], true),
+                None => (data, false),
+            };
+            if !skipping && line.len() + part.len() <= MAX_PASSFILE_LINE {
+                line.extend_from_slice(part);
+            } else {
+                skipping = true;
+                line.clear();
+            }
+            if ended {
+                if !skipping && let Some(pw) = pgpass_match(&line, want) {
+                    return Some(pw);
+                }
+                line.clear();
+                skipping = false;
+                data = &data[part.len() + 1..];
+            } else {
+                data = &[];
+            }
+        }
+    }
+    if skipping {
+        return None;
+    }
+    pgpass_match(&line, want)
 }
 
 /// The password of the first line of `text` whose four fields match `want`.
