@@ -1503,8 +1503,14 @@ fn run_postconf(program: &Path, config_dir: &Path) -> Result<PostconfAnswer, Str
         .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-    let out = child.stdout.take().map(|o| std::thread::spawn(move || read_bounded(o, POSTCONF_MAX_STDOUT)));
-    let err = child.stderr.take().map(|e| std::thread::spawn(move || read_bounded(e, POSTCONF_MAX_STDERR)));
+    let out = child
+        .stdout
+        .take()
+        .map(|o| std::thread::spawn(move || read_bounded(o, POSTCONF_MAX_STDOUT)));
+    let err = child
+        .stderr
+        .take()
+        .map(|e| std::thread::spawn(move || read_bounded(e, POSTCONF_MAX_STDERR)));
     let deadline = Instant::now() + POSTCONF_TIMEOUT;
     let status = loop {
         match child.try_wait() {
@@ -1597,6 +1603,16 @@ fn run_postconf(program: &Path, config_dir: &Path) -> Result<PostconfAnswer, Str
 pub fn default_realm(query: &RealmQuery) -> Result<DefaultRealm, PostfixError> {
     let main_cf = query.config_dir.join("main.cf");
     match std::fs::metadata(&main_cf) {
+        // Neither postconf nor our parser gets a file that large.
+        Ok(m) if m.len() > MAX_CONFIG_FILE => {
+            return Err(PostfixError::Io {
+                path: main_cf,
+                source: io::Error::other(format!(
+                    "larger than {} MiB; not read",
+                    MAX_CONFIG_FILE >> 20
+                )),
+            });
+        }
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Ok(DefaultRealm {
@@ -1623,8 +1639,8 @@ pub fn default_realm(query: &RealmQuery) -> Result<DefaultRealm, PostfixError> {
 
     let mut notes = Vec::new();
     let program = match &query.postconf {
-        UsePostconf::Auto => find_postconf(&query.config_dir, &query.hostname).filter(|p| {
-            match trusted_program(p) {
+        UsePostconf::Auto => {
+            find_postconf(&query.config_dir, &query.hostname).filter(|p| match trusted_program(p) {
                 Ok(()) => true,
                 Err(why) => {
                     notes.push(format!(
@@ -1633,8 +1649,8 @@ pub fn default_realm(query: &RealmQuery) -> Result<DefaultRealm, PostfixError> {
                     ));
                     false
                 }
-            }
-        }),
+            })
+        }
         UsePostconf::Never => None,
         UsePostconf::Program(p) if !p.is_absolute() => {
             notes.push(format!(
@@ -2242,16 +2258,26 @@ mod tests {
         assert_eq!(find_postconf(dir.path(), "h"), expect);
         std::fs::write(
             dir.path().join("main.cf"),
-            format!("base = {}\ncommand_directory = $base/bin\n", dir.path().display()),
+            format!(
+                "base = {}\ncommand_directory = $base/bin\n",
+                dir.path().display()
+            ),
         )
         .unwrap();
         // Not executable: none.
         assert_eq!(find_postconf(dir.path(), "h"), None);
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert_eq!(find_postconf(dir.path(), "h").as_deref(), Some(fake.as_path()));
+        assert_eq!(
+            find_postconf(dir.path(), "h").as_deref(),
+            Some(fake.as_path())
+        );
         assert_eq!(trusted_program(&fake), Ok(()));
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o757)).unwrap();
-        assert!(trusted_program(&fake).unwrap_err().contains("written by others"));
+        assert!(
+            trusted_program(&fake)
+                .unwrap_err()
+                .contains("written by others")
+        );
         // A relative command_directory is not taken.
         std::fs::write(dir.path().join("main.cf"), "command_directory = bin\n").unwrap();
         assert_eq!(find_postconf(dir.path(), "h"), expect);
@@ -2268,14 +2294,23 @@ mod tests {
             p
         };
         // The environment it sees: nothing but PATH.
-        let env = prog("env", "test \"$(env | grep -v '^PATH=' | grep -v '^PWD=' | grep -v '^SHLVL=' | grep -v '^_=')\" = '' && printf 'a\\nb\\n'");
+        let env = prog(
+            "env",
+            "test \"$(env | grep -v '^PATH=' | grep -v '^PWD=' | grep -v '^SHLVL=' | grep -v '^_=')\" = '' && printf 'a\\nb\\n'",
+        );
         let a = run_postconf(&env, dir.path()).unwrap();
-        assert_eq!((a.local_domain, a.myhostname), (b"a".to_vec(), b"b".to_vec()));
+        assert_eq!(
+            (a.local_domain, a.myhostname),
+            (b"a".to_vec(), b"b".to_vec())
+        );
         // Endless output: bounded, then refused.
         let yes = prog("yes", "exec yes");
         let t = std::time::Instant::now();
         let e = run_postconf(&yes, dir.path()).err().unwrap();
-        assert!(e.contains("more than") || e.contains("did not answer"), "{e}");
+        assert!(
+            e.contains("more than") || e.contains("did not answer"),
+            "{e}"
+        );
         assert!(t.elapsed() < POSTCONF_TIMEOUT + std::time::Duration::from_secs(3));
         // A hang: killed after the timeout.
         let hang = prog("hang", "sleep 600");
@@ -2284,9 +2319,23 @@ mod tests {
         assert!(e.contains("did not answer within 5 s"), "{e}");
         assert!(t.elapsed() < POSTCONF_TIMEOUT + std::time::Duration::from_secs(3));
         // Endless warnings: a few lines kept.
-        let noisy = prog("noisy", "yes warning | head -c 10000000 >&2; printf 'a\\nb\\n'");
+        let noisy = prog(
+            "noisy",
+            "yes warning | head -c 10000000 >&2; printf 'a\\nb\\n'",
+        );
         let a = run_postconf(&noisy, dir.path()).unwrap();
-        assert!(a.stderr.len() <= POSTCONF_MAX_NOTES + 1, "{}", a.stderr.len());
-        assert!(a.stderr.last().unwrap().contains("10000000 bytes of warnings"), "{:?}", a.stderr.last());
+        assert!(
+            a.stderr.len() <= POSTCONF_MAX_NOTES + 1,
+            "{}",
+            a.stderr.len()
+        );
+        assert!(
+            a.stderr
+                .last()
+                .unwrap()
+                .contains("10000000 bytes of warnings"),
+            "{:?}",
+            a.stderr.last()
+        );
     }
 }

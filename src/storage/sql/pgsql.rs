@@ -298,7 +298,7 @@ const MAX_PASSFILE_LINE: usize = 64 << 10;
 /// longer than [`MAX_PASSFILE_LINE`] are skipped, so memory stays bounded whatever the
 /// file holds (a read error ends the search).
 fn pgpass_scan(mut r: impl std::io::Read, want: [&str; 4]) -> Option<Zeroizing<String>> {
-    let mut chunk = Zeroizing::new([0u8; 8192]);
+    let mut chunk = Zeroizing::new(vec![0u8; 64 << 10]);
     let mut line = Zeroizing::new(Vec::with_capacity(MAX_PASSFILE_LINE));
     let mut skipping = false;
     loop {
