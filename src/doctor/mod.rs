@@ -1309,8 +1309,7 @@ pub fn fix(report: &Report, opts: &CheckOptions) -> FixOutcome {
             Repair::Ownership { path, own } => {
                 // The sync may have replaced the file meanwhile: only touch it if it
                 // still differs.
-                match safe_entry(path, false, opts)
-                    .and_then(|_| chroot::apply_ownership(path, own))
+                match safe_entry(path, false, opts).and_then(|_| chroot::apply_ownership(path, own))
                 {
                     Ok(()) => out.done.push(format!(
                         "{}: {}mode {:04o}",

@@ -905,14 +905,8 @@ pub fn sync(source: &Location, copy: &Path, opts: &SyncOptions) -> Result<SyncRe
         // A running smtpd keeps such a copy open: change it in place.
         Existing::Healthy(_) if storage::readers_keep_open(format) => {
             let changes = all_records(&db)?;
-            let n = storage::update_in_place(
-                format,
-                &target,
-                &own,
-                &changes,
-                &write_opts,
-                &mut notes,
-            )?;
+            let n =
+                storage::update_in_place(format, &target, &own, &changes, &write_opts, &mut notes)?;
             (SyncAction::Updated, n)
         }
         Existing::Healthy(_) => (SyncAction::Updated, rebuild(false, &mut notes)?),

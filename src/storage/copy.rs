@@ -14,11 +14,11 @@ use crate::storage::persist::{self, Ownership, Target, companion_lock};
 #[cfg(feature = "sqlite")]
 use crate::storage::sql::sqlite;
 use crate::storage::store::not_built;
-#[cfg(feature = "lmdb")]
-use crate::storage::writer::{rebuild_lmdb, sort_if_needed};
 #[cfg(feature = "sqlite")]
 use crate::storage::writer::rebuild_sqlite;
 use crate::storage::writer::{bdb_options, gdbm_options};
+#[cfg(feature = "lmdb")]
+use crate::storage::writer::{rebuild_lmdb, sort_if_needed};
 use crate::storage::{Changes, Store, bdb, gdbm};
 
 /// Whether readers keep a database file of `format` open for their whole life

@@ -76,7 +76,10 @@ impl Store {
         let file = || {
             target
                 .handle
-                .open_at(&target.name, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK)
+                .open_at(
+                    &target.name,
+                    nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK,
+                )
                 .map_err(|e| Error::io(&target.path, e))
         };
         Ok(match format {

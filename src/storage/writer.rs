@@ -372,13 +372,22 @@ impl Writer {
     /// open it may hold it open, and would read what is written through it.
     #[cfg(any(feature = "lmdb", feature = "sqlite"))]
     fn foreign_file(&self, target: &Target, own: &Ownership) -> bool {
-        self.base.is_some() && target.existing.as_ref().is_some_and(|m| own.mismatch(m).is_some())
+        self.base.is_some()
+            && target
+                .existing
+                .as_ref()
+                .is_some_and(|m| own.mismatch(m).is_some())
     }
 
     /// Applies `changes` to a file [`Writer::foreign_file`] refuses to write through: a
     /// new file with the old records and the changes, renamed over it.
     #[cfg(any(feature = "lmdb", feature = "sqlite"))]
-    fn rebuild_foreign(&mut self, target: &Target, own: &Ownership, changes: Changes) -> Result<u64> {
+    fn rebuild_foreign(
+        &mut self,
+        target: &Target,
+        own: &Ownership,
+        changes: Changes,
+    ) -> Result<u64> {
         let why = target
             .existing
             .as_ref()
@@ -497,7 +506,10 @@ fn detect_target(target: &Target) -> Result<Detected> {
     use std::os::unix::fs::FileExt;
     let f = target
         .handle
-        .open_at(&target.name, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK)
+        .open_at(
+            &target.name,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK,
+        )
         .map_err(|e| Error::io(&target.path, e))?;
     let mut head = [0u8; 32];
     let mut n = 0;

@@ -548,7 +548,10 @@ pub(crate) fn prepare_lock_at(dir: &Dir, name: &OsStr, own: &Ownership) -> Resul
             Err(e) => return Err(Error::io(path, e)),
         }
     }
-    Err(Error::io(path, io::Error::from(io::ErrorKind::AlreadyExists)))
+    Err(Error::io(
+        path,
+        io::Error::from(io::ErrorKind::AlreadyExists),
+    ))
 }
 
 // ---------------------------------------------------------------------------------

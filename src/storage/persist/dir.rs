@@ -109,7 +109,12 @@ impl Dir {
 
     /// The metadata of `name` itself (a symlink is not followed); `None` if missing.
     pub fn lstat(&self, name: &OsStr) -> io::Result<Option<Metadata>> {
-        match openat(self.as_fd(), name, OFlag::O_PATH | nofollow(), Mode::empty()) {
+        match openat(
+            self.as_fd(),
+            name,
+            OFlag::O_PATH | nofollow(),
+            Mode::empty(),
+        ) {
             Ok(fd) => File::from(fd).metadata().map(Some),
             Err(Errno::ENOENT) => Ok(None),
             Err(e) => Err(io_err(e)),
@@ -288,8 +293,10 @@ pub fn walk(given: &Path, follow_final: bool) -> Result<Walked> {
             Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
         }
     }
-    if matches!(given.components().next_back(), Some(Component::ParentDir) | None)
-        || given.as_os_str().as_bytes().ends_with(b"/")
+    if matches!(
+        given.components().next_back(),
+        Some(Component::ParentDir) | None
+    ) || given.as_os_str().as_bytes().ends_with(b"/")
     {
         return Err(Error::Invalid(format!(
             "{}: not a file name",
@@ -329,7 +336,11 @@ pub fn walk(given: &Path, follow_final: bool) -> Result<Walked> {
             continue;
         }
         let here = cur.join(&name);
-        let entry = match nix::sys::stat::fstatat(cur.as_fd(), name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+        let entry = match nix::sys::stat::fstatat(
+            cur.as_fd(),
+            name.as_os_str(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
             Ok(st) => Some(st),
             Err(Errno::ENOENT) if last => None,
             Err(e) => return Err(Error::io(&here, io_err(e))),
@@ -468,7 +479,11 @@ impl ProcLinks {
                 rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()
             )
             .into();
-            match nix::sys::stat::mkdirat(parent.as_fd(), name.as_os_str(), Mode::from_bits_truncate(0o700)) {
+            match nix::sys::stat::mkdirat(
+                parent.as_fd(),
+                name.as_os_str(),
+                Mode::from_bits_truncate(0o700),
+            ) {
                 Ok(()) => {}
                 Err(Errno::EEXIST) => continue,
                 Err(e) => return Err(io_err(e)),

@@ -119,11 +119,7 @@ fn open_lock_file(dir: &Dir, name: &OsStr, path: &Path) -> Result<File> {
     let rw = nix::fcntl::openat(
         dir,
         name,
-        OFlag::O_RDWR
-            | OFlag::O_CREAT
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_NONBLOCK
-            | OFlag::O_CLOEXEC,
+        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::from_bits_truncate(0o600),
     )
     .map(File::from)

@@ -42,12 +42,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 pub use dir::{Dir, ProcLinks, Unsafe};
+pub use lock::{WriteLock, lock_name};
 #[cfg_attr(not(any(feature = "lmdb", feature = "postfix")), allow(unused_imports))]
 pub(crate) use lock::{companion_lock, companion_lock_mode};
-pub use lock::{WriteLock, lock_name};
-pub use ownership::{
-    Ownership, OwnershipPolicy, apply_at, group_name, lookup_group, user_name,
-};
+pub use ownership::{Ownership, OwnershipPolicy, apply_at, group_name, lookup_group, user_name};
 #[cfg(test)]
 pub(crate) use replace::create_temp_named;
 pub use replace::{TempFile, create_temp, replace_file, sync_dir};

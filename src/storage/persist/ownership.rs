@@ -246,7 +246,6 @@ fn new_file_gid(dir: &Dir) -> u32 {
     }
 }
 
-
 /// Gives the existing file `name` in `dir` the owner and group of `own` (when the
 /// policy is enforced) and `mode`, through a descriptor of the file itself: a symbolic
 /// link there is an error (never followed), and so are a file with several hard links
