@@ -372,11 +372,11 @@ impl Writer {
     /// open it may hold it open, and would read what is written through it.
     #[cfg(any(feature = "lmdb", feature = "sqlite"))]
     fn foreign_file(&self, target: &Target, own: &Ownership) -> bool {
-        self.base.is_some()
-            && target
-                .existing
-                .as_ref()
-                .is_some_and(|m| own.mismatch(m).is_some())
+        // An empty file too: its owner may hold it open as well.
+        target
+            .existing
+            .as_ref()
+            .is_some_and(|m| own.mismatch(m).is_some())
     }
 
     /// Applies `changes` to a file [`Writer::foreign_file`] refuses to write through: a

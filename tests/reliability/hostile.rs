@@ -710,6 +710,27 @@ fn item06_in_place_formats_are_not_written_through_an_old_descriptor() {
             "{format}: the user read the new secret"
         );
 
+        // An empty file the user made and holds open: no different.
+        u.sh(&att, "touch empty");
+        let empty = att.join("empty");
+        let held = Holder::open(&u, &empty);
+        let o = passwd(
+            &s,
+            &format!("{format}:{}", empty.display()),
+            "bob",
+            NEW_SECRET,
+            true,
+        );
+        if format == "sqlite" {
+            clear_failure(&o, "sqlite in the user's directory");
+        } else {
+            o.ok();
+        }
+        assert!(
+            held.read().is_empty(),
+            "{format}: the empty file was written"
+        );
+
         // A user's file in root's directory (handed over earlier): rebuilt too.
         let data = s.path(&format!("db/{format}-given"));
         root_db(&s, format, &data);

@@ -32,10 +32,22 @@
 //!   readers that do not set `sasldb_mapsize` pick it up. A running reader whose map is
 //!   smaller than the grown *data* gets `MDB_MAP_RESIZED` on its next transaction
 //!   (LMDB 0.9's rule); Cyrus does not retry then, so the lookup fails once.
+//! - **Files by descriptor**: LMDB opens `<path>` and `<path>-lock` by name and follows
+//!   symlinks. So we open both first, through the database's open directory, without
+//!   following a link (a symlinked lock file is refused, never followed), check that
+//!   they are regular files with one link (the data file of a write, and the lock
+//!   file, into which LMDB writes its reader table), create a missing lock file
+//!   ourselves, and give LMDB exactly these files through a private directory of
+//!   `/proc/self/fd/N` links ([`persist::ProcLinks`]). Our descriptors stay open until
+//!   the environment is closed (closing one would drop LMDB's `fcntl` locks).
 //! - **Ownership**: a new database is created by us with `O_EXCL` mode 0600, given its
 //!   owner, group and final mode (0640 as root) before LMDB writes anything; its lock
-//!   file gets the same owner and group with mode 0660. After every commit both are
-//!   set again.
+//!   file gets the same owner and group with mode 0660 (never wider, whatever the data
+//!   file's mode). After every commit both are set again, through the descriptors the
+//!   environment keeps. The writer ([`crate::storage::Writer`]) writes in place only a
+//!   file that already has the policy's owner, group and mode; any other is rebuilt
+//!   and renamed over, lock file included (someone who could open it may hold it
+//!   open).
 //! - **One environment per file per process**: LMDB's locks are `fcntl` locks, which a
 //!   process loses on *any* close of the file; opening the same file twice in one
 //!   process would silently drop our reader registration. Environments are therefore
@@ -327,7 +339,13 @@ fn shared_env(at: At<'_>, mode: Mode, opts: &Options, owner: LockOwner<'_>) -> R
         if let Some(l) = &lock {
             entries.push(("db-lock", l.as_fd()));
         }
-        Some(ProcLinks::new(&entries).at(path)?)
+        match ProcLinks::new(&entries) {
+            Ok(l) => Some(l),
+            // No temporary directory to make them in (a sandbox): the names are as
+            // good where nobody else can change them.
+            Err(_) if at.stable => None,
+            Err(e) => return Err(Error::io(std::env::temp_dir(), e)),
+        }
     } else if at.stable {
         None
     } else {
