@@ -311,9 +311,7 @@ impl Writer {
                 // The pages a patch does not touch are copied as they are: the file
                 // must pass the readers' checks first (a rebuild reads every record
                 // anyway), or the write carries damage on, and says nothing.
-                for r in db.scan() {
-                    r?;
-                }
+                db.check_records()?;
                 let stats = persist::replace_file(target, own, |f| patch.write(db, f))?;
                 Ok(Some(stats.records))
             }
