@@ -586,6 +586,7 @@ fn item05_hard_linked_lock_files_are_refused() {
                 .cmd("/bin/ln")
                 .arg(&victim.path)
                 .arg(att.join(lock))
+                .stderr(Stdio::null())
                 .status()
                 .unwrap()
                 .success();
@@ -822,40 +823,70 @@ fn item07_writer_refuses_what_the_listing_refuses() {
 }
 
 // ---------------------------------------------------------------------------------
-// 8. A sparse Berkeley DB file.
+// 8. Sparse files: a Berkeley DB or GDBM header declaring far more than the file
+// holds, an LMDB or SQLite file with a 4 GiB hole at its end.
 
 #[test]
-fn item08_sparse_berkeley_db_is_rewritten_compactly() {
+fn item08_sparse_files_are_never_inflated() {
     let u = User::create();
     let s = arena();
-    let att = u.home(&s, "att");
-    let path = att.join("db");
-    user_db(&u, &s, "bdb", &path);
-    // The user declares a million pages (last_pgno at offset 32) and makes the file
-    // 4 GiB, all of it a hole.
-    let mut b = fs::read(&path).unwrap();
-    let ps = u32::from_le_bytes(b[20..24].try_into().unwrap()) as u64;
-    b[32..36].copy_from_slice(&(((4u64 << 30) / ps - 1) as u32).to_le_bytes());
-    fs::write(s.path("vic/sparse-head"), &b).unwrap();
-    set_mode(&s.path("vic/sparse-head"), 0o644);
-    u.sh(
-        &att,
-        &format!(
-            "cat {} > db && truncate -s 4G db",
-            s.path("vic/sparse-head").display()
-        ),
-    );
-    let db = format!("bdb:{}", path.display());
-    list(&s, &db).ok().out_has("alice@r");
-    let t = Instant::now();
-    passwd(&s, &db, "bob", NEW_SECRET, true).ok();
-    let took = t.elapsed();
-    let len = fs::metadata(&path).unwrap().len();
-    assert!(len < 1 << 20, "the file is {len} bytes");
-    assert!(took < Duration::from_secs(10), "took {took:?}");
-    assert!(super::temp_files(&path).is_empty());
-    list(&s, &db).ok().out_has("alice@r").out_has("bob@r");
-    eprintln!("item 8: a 4 GiB sparse file rewritten as {len} bytes in {took:?}");
+    for format in FORMATS {
+        let att = u.home(&s, &format!("att-{format}"));
+        // SQLite is never written as root in a directory of the user's: root's file
+        // in root's directory, written in place.
+        let path = if format == "sqlite" {
+            s.path("db/sparse-sqlite")
+        } else {
+            att.join("db")
+        };
+        if format == "sqlite" {
+            root_db(&s, format, &path);
+        } else {
+            user_db(&u, &s, format, &path);
+        }
+        let mut b = fs::read(&path).unwrap();
+        match format {
+            // A million pages declared (last_pgno at offset 32).
+            "bdb" => {
+                let ps = u32::from_le_bytes(b[20..24].try_into().unwrap()) as u64;
+                b[32..36].copy_from_slice(&(((4u64 << 30) / ps - 1) as u32).to_le_bytes());
+            }
+            // The next free block at 4 GiB (next_block at offset 32).
+            "gdbm" => b[32..40].copy_from_slice(&(4u64 << 30).to_le_bytes()),
+            _ => {}
+        }
+        let head = s.path(&format!("vic/sparse-head-{format}"));
+        fs::write(&head, &b).unwrap();
+        set_mode(&head, 0o644);
+        if format == "sqlite" {
+            let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+            f.set_len(4 << 30).unwrap();
+        } else {
+            u.sh(
+                &att,
+                &format!("cat {} > db && truncate -s 4G db", head.display()),
+            );
+        }
+        let db = format!("{format}:{}", path.display());
+        list(&s, &db).ok().out_has("alice@r");
+        let t = Instant::now();
+        passwd(&s, &db, "bob", NEW_SECRET, true).ok();
+        let took = t.elapsed();
+        let m = fs::metadata(&path).unwrap();
+        let allocated = m.blocks() * 512;
+        assert!(allocated < 1 << 20, "{format}: {allocated} bytes allocated");
+        if format != "sqlite" {
+            // Rewritten (BDB, GDBM) or rebuilt as a new file (LMDB, the user's).
+            assert!(m.len() < 1 << 20, "{format}: the file is {} bytes", m.len());
+        }
+        assert!(took < Duration::from_secs(10), "{format}: took {took:?}");
+        assert!(super::temp_files(&path).is_empty());
+        list(&s, &db).ok().out_has("alice@r").out_has("bob@r");
+        eprintln!(
+            "item 8, {format}: a 4 GiB sparse file written in {took:?}: {} bytes, {allocated} allocated",
+            m.len()
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -1068,6 +1099,38 @@ fn item12_endless_inputs_are_bounded() {
         "{took:?}, {rss} KiB"
     );
     eprintln!("item 12, password from /dev/zero: refused in {took:?}, peak {rss} KiB");
+
+    // An import from /dev/zero (one endless line), and a file of the user's with a
+    // 1 GB line (a hole) after a good one: refused at the line limit, nothing written.
+    let db = s.path("db/imported");
+    let mut c = s.ours_clean("sasldb");
+    c.arg("-f").arg(&db).args(["-u", "r", "import"]);
+    let (o, rss, took) = measured(c, Stdio::from(fs::File::open("/dev/zero").unwrap()), &s);
+    clear_failure(&o, "sasldb import </dev/zero");
+    o.err_has("line 1 is longer than 1024 KiB");
+    assert!(
+        took < Duration::from_secs(5) && rss < 64 << 10,
+        "{took:?}, {rss} KiB"
+    );
+    eprintln!("item 12, import from /dev/zero: refused in {took:?}, peak {rss} KiB");
+    u.sh(
+        &att,
+        "printf 'alice:pw\\n' > users && truncate -s 1G users && chmod 644 users",
+    );
+    let mut c = s.ours_clean("sasldb");
+    c.arg("-f")
+        .arg(&db)
+        .args(["-u", "r", "import"])
+        .arg(att.join("users"));
+    let (o, rss, took) = measured(c, Stdio::null(), &s);
+    clear_failure(&o, "sasldb import of a 1 GB line");
+    o.err_has("line 2 is longer than 1024 KiB");
+    assert!(!db.exists(), "the import wrote");
+    assert!(
+        took < Duration::from_secs(5) && rss < 64 << 10,
+        "{took:?}, {rss} KiB"
+    );
+    eprintln!("item 12, import of a 1 GB line: refused in {took:?}, peak {rss} KiB");
 
     // A PostgreSQL password file with a 300 MB line (the user's file, a hole).
     u.sh(&att, "truncate -s 300M pgpass && chmod 600 pgpass");

@@ -63,30 +63,75 @@ pub fn secret_policy(conf: Option<&SaslConf>, req: &PolicyRequest) -> Result<Sec
     Ok(SecretPolicy::from_config(req, conf)?)
 }
 
+/// The longest line an import reads (a `user:password` line is at most ~1.5 KiB, a
+/// JSON entry as `sasldb export --json` writes it a few tens of KiB): a longer one
+/// stops the read, so input that never ends a line (`/dev/zero`) cannot take all the
+/// memory.
+pub const MAX_INPUT_LINE: usize = 1 << 20;
+
 /// Reads a whole input (a file, or standard input for `-` or none) into a buffer
-/// that is wiped when dropped.
+/// that is wiped when dropped. A line longer than [`MAX_INPUT_LINE`] is an error.
 pub fn read_input(path: Option<&OsString>) -> Result<Zeroizing<Vec<u8>>> {
-    let mut buf = Zeroizing::new(Vec::new());
     match path.filter(|p| p.as_bytes() != b"-") {
         Some(p) => {
-            let mut f = std::fs::File::open(p)
-                .with_context(|| format!("{}", PathBuf::from(p).display()))?;
-            let len = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
-            // Reserve first so the secret-holding buffer does not reallocate.
-            buf.reserve_exact(len + 1);
-            f.read_to_end(&mut buf)
-                .with_context(|| format!("{}", PathBuf::from(p).display()))?;
+            let shown = PathBuf::from(p);
+            let f = std::fs::File::open(p).with_context(|| format!("{}", shown.display()))?;
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            read_lines_bounded(f, len, MAX_INPUT_LINE)
+                .with_context(|| format!("{}", shown.display()))
         }
         None => {
-            let mut tmp = Zeroizing::new(Vec::new());
-            std::io::stdin()
-                .lock()
-                .read_to_end(&mut tmp)
-                .context("standard input")?;
-            buf = tmp;
+            read_lines_bounded(std::io::stdin().lock(), 0, MAX_INPUT_LINE).context("standard input")
         }
     }
-    Ok(buf)
+}
+
+/// Reads `r` to its end, refusing a line longer than `max_line` bytes as soon as it
+/// gets there. The buffer starts at `hint` bytes (a file's size; at most 4 MiB, since
+/// a file may be mostly a hole, and the whole buffer is wiped when dropped) and grows
+/// by copying into one twice as large, the old one wiped: no copy of a password is
+/// left in freed memory.
+fn read_lines_bounded(
+    mut r: impl Read,
+    hint: u64,
+    max_line: usize,
+) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(Vec::with_capacity(
+        usize::try_from(hint).unwrap_or(0).min(4 << 20) + 1,
+    ));
+    let mut chunk = Zeroizing::new([0u8; 64 << 10]);
+    let (mut line, mut lineno) = (0usize, 1usize);
+    loop {
+        let n = match r.read(&mut chunk[..]) {
+            Ok(0) => return Ok(buf),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        for &b in &chunk[..n] {
+            if b == b'\n' {
+                line = 0;
+                lineno += 1;
+            } else {
+                line += 1;
+                if line > max_line {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "line {lineno} is longer than {} KiB: not an import file",
+                            max_line >> 10
+                        ),
+                    ));
+                }
+            }
+        }
+        if buf.capacity() - buf.len() < n {
+            let mut bigger = Zeroizing::new(Vec::with_capacity((buf.len() + n).max(64 << 10) * 2));
+            bigger.extend_from_slice(&buf);
+            buf = bigger;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
 }
 
 /// Reads a password for checking: a prompt without echo on a terminal, else one line
@@ -113,4 +158,28 @@ pub fn who(user: &[u8], realm: &[u8]) -> String {
         String::from_utf8_lossy(user),
         String::from_utf8_lossy(realm)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_lines_are_bounded() {
+        let ok = b"a:b\nc:d\n".repeat(10_000);
+        let got = read_lines_bounded(&ok[..], 0, 2048).unwrap();
+        assert_eq!(&got[..], &ok[..]);
+        let long = [b"a:b\n".as_slice(), &[b'x'; 2049]].concat();
+        let e = read_lines_bounded(&long[..], 0, 2048).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 2 is longer than 2 KiB: not an import file"
+        );
+        // Endless input stops at the limit.
+        let e = read_lines_bounded(std::io::repeat(0), 0, 1 << 20).unwrap_err();
+        assert!(
+            e.to_string().starts_with("line 1 is longer than 1024 KiB"),
+            "{e}"
+        );
+    }
 }
