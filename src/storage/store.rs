@@ -87,6 +87,11 @@ impl Store {
             Format::Gdbm => Store::Gdbm(GdbmFile::from_file(file()?, &target.path)?),
             #[cfg(feature = "lmdb")]
             Format::Lmdb => Store::Lmdb(LmdbFile::open_target(target)?),
+            #[cfg(feature = "sqlite")]
+            Format::Sqlite => Store::Sqlite(SqliteFile::open_target(
+                target,
+                crate::storage::options::DEFAULT_LOCK_TIMEOUT,
+            )?),
             _ => Store::open_file(format, &target.path)?,
         })
     }

@@ -106,11 +106,14 @@ impl Writer {
         };
         #[cfg(feature = "sqlite")]
         if format == Format::Sqlite {
-            if !target.path_is_stable() {
-                // SQLite opens by name: refused before anything is read or written.
-                return Err(sqlite::unstable_path(&target));
+            if target.path_is_stable() {
+                sqlite::check_journal(&target)?;
+            } else {
+                // Root in a directory others can write (allowed): SQLite opens by
+                // name, so the file is read through a descriptor and rebuilt, never
+                // written in place; a journal there is refused before anything is read.
+                sqlite::refuse_journal(&target)?;
             }
-            sqlite::check_journal(&target)?;
         }
         let base = match detected {
             Some(Detected::Format(f)) => Some(Store::open_target(f, &target)?),
@@ -259,7 +262,9 @@ impl Writer {
             }
             Format::Gdbm => self.write_gdbm(&target, &own, &hint, Source::Changes(&changes)),
             #[cfg(any(feature = "lmdb", feature = "sqlite"))]
-            Format::Lmdb | Format::Sqlite if self.foreign_file(&target, &own) => {
+            Format::Lmdb | Format::Sqlite
+                if self.foreign_file(&target, &own) || self.sqlite_by_name_unsafe(&target) =>
+            {
                 self.rebuild_foreign(&target, &own, changes)
             }
             #[cfg(feature = "lmdb")]
@@ -377,6 +382,14 @@ impl Writer {
             .is_some_and(|m| own.mismatch(m).is_some())
     }
 
+    /// Whether this is an SQLite database that root would have to open by name in a
+    /// directory others can write: rebuilt through descriptors instead (see
+    /// [`rebuild_sqlite`]).
+    #[cfg(any(feature = "lmdb", feature = "sqlite"))]
+    fn sqlite_by_name_unsafe(&self, target: &Target) -> bool {
+        self.format == Format::Sqlite && !target.path_is_stable()
+    }
+
     /// Applies `changes` to a file [`Writer::foreign_file`] refuses to write through: a
     /// new file with the old records and the changes, renamed over it.
     #[cfg(any(feature = "lmdb", feature = "sqlite"))]
@@ -390,6 +403,12 @@ impl Writer {
             .existing
             .as_ref()
             .and_then(|m| own.mismatch(m))
+            .or_else(|| {
+                target
+                    .unsafe_dir
+                    .as_ref()
+                    .map(|u| format!("{u}, and SQLite opens files by name (root never does there)"))
+            })
             .unwrap_or_default();
         let base = self.base.take();
         let scan = match &base {
@@ -530,8 +549,10 @@ fn detect_target(target: &Target) -> Result<Detected> {
 }
 
 /// Builds a new SQLite file from `records` next to `target` and renames it over the
-/// entry there. SQLite opens the new file by name, so the directory must be one
-/// nobody else can change (see [`sqlite::commit_at`]).
+/// entry there. SQLite opens the new file by name where nobody else can change the
+/// names on the way; elsewhere (root, allowed in a directory others can write) through
+/// a `/proc/self/fd` link to the temporary file's descriptor, its journal in our
+/// private directory (see [`sqlite::commit_via`]).
 #[cfg(feature = "sqlite")]
 pub(crate) fn rebuild_sqlite(
     target: &Target,
@@ -541,7 +562,6 @@ pub(crate) fn rebuild_sqlite(
     notes: &mut Vec<String>,
 ) -> Result<u64> {
     let (file, tmp) = persist::create_temp(target, own)?;
-    drop(file);
     let mut changes = Changes {
         replace_all: true,
         ..Changes::default()
@@ -557,7 +577,24 @@ pub(crate) fn rebuild_sqlite(
         existing: None,
         ..target.clone()
     };
-    let n = sqlite::commit_at(&tmp_target, own, &changes, opts.lock_timeout, notes)?;
+    let n = if target.path_is_stable() {
+        drop(file);
+        sqlite::commit_at(&tmp_target, own, &changes, opts.lock_timeout, notes)?
+    } else {
+        let links = sqlite::proc_links(&file)?;
+        let n = sqlite::commit_via(
+            &tmp_target,
+            own,
+            &changes,
+            opts.lock_timeout,
+            notes,
+            Some(&links.path("db")),
+        )?;
+        // SQLite closed the file: our descriptor may go now.
+        drop(links);
+        drop(file);
+        n
+    };
     tmp.rename_into_place(&target.name)?;
     Ok(n)
 }

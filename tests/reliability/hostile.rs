@@ -438,6 +438,63 @@ fn item01_race_data_file_swapped_with_a_symlink() {
 }
 
 // ---------------------------------------------------------------------------------
+// The option for a deployment in a service user's directory.
+
+#[test]
+fn unsafe_dir_option_serves_a_service_users_directory() {
+    let u = User::create();
+    let s = arena();
+    for format in FORMATS {
+        let dir = u.home(&s, &format!("svc-{format}"));
+        let data = dir.join("sasldb2");
+        let db = format!("{format}:{}", data.display());
+        // Refused without the option, naming the directory and its owner.
+        let o = passwd(&s, &db, "alice", "alice-pw", false);
+        clear_failure(&o, &format!("{format}: without the option"));
+        assert!(
+            o.stderr
+                .contains(&format!("{} is owned by {}", dir.display(), u.name))
+                && o.stderr.contains("SASLDB_ALLOW_UNSAFE_DIR"),
+            "{o:?}"
+        );
+        assert!(!data.exists(), "{format}: written without the option");
+        // With it: created, changed again, root:postfix 0640, every user there.
+        passwd(&s, &db, "alice", "alice-pw", true).ok();
+        passwd(&s, &db, "bob", NEW_SECRET, true).ok();
+        passwd(&s, &db, "alice", "alice-pw2", true).ok();
+        let m = fs::metadata(&data).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid(), m.mode() & 0o777, m.nlink()),
+            (0, postfix_gid().as_raw(), 0o640, 1),
+            "{format}"
+        );
+        list(&s, &db).ok().out_has("alice@r").out_has("bob@r");
+        assert!(super::temp_files(&data).is_empty(), "{format}");
+        let o = check(&s, &db, false, true);
+        assert!(codes(&o).contains(&"dir-unsafe".into()), "{o:?}");
+        if format == "sqlite" {
+            // A journal the service user leaves there (a crash, or a running writer):
+            // refused, untouched, the database unchanged.
+            let journal = dir.join("sasldb2-journal");
+            u.sh(&dir, "printf 'journal' > sasldb2-journal");
+            let before = fs::read(&data).unwrap();
+            let o = passwd(&s, &db, "carol", NEW_SECRET, true);
+            clear_failure(&o, "sqlite with a journal");
+            // (saslpasswd2 reads first: the reader's refusal may come first.)
+            assert!(
+                o.stderr.contains("SQLite's journal is there") || o.stderr.contains("hot journal"),
+                "{o:?}"
+            );
+            assert_eq!(fs::read(&data).unwrap(), before);
+            assert_eq!(fs::read(&journal).unwrap(), b"journal");
+            fs::remove_file(&journal).unwrap();
+            passwd(&s, &db, "carol", NEW_SECRET, true).ok();
+            assert!(!journal.exists());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
 // 2. LMDB's lock mode.
 
 #[test]
@@ -617,13 +674,7 @@ fn item05_hard_linked_lock_files_are_refused() {
             let o = check(&s, &db, true, true);
             assert!(!codes(&o).contains(&code.to_owned()), "{o:?}");
             victim.untouched(&format!("{format} {lock}: after check --fix"));
-            let o = passwd(&s, &db, "bob", NEW_SECRET, true);
-            if format == "sqlite" {
-                // Never as root in the user's directory (SQLite opens by name).
-                clear_failure(&o, "sqlite in the user's directory");
-            } else {
-                o.ok();
-            }
+            passwd(&s, &db, "bob", NEW_SECRET, true).ok();
             victim.untouched(&format!("{format} {lock}: after a write"));
         }
     }
@@ -691,20 +742,15 @@ fn item06_in_place_formats_are_not_written_through_an_old_descriptor() {
         let ino = fs::metadata(&data).unwrap().ino();
         let held = Holder::open(&u, &data);
         let o = passwd(&s, &db, "bob", NEW_SECRET, true);
-        if format == "sqlite" {
-            // SQLite opens files by name: never as root where others can swap them.
-            clear_failure(&o, "sqlite in the user's directory");
-            assert!(o.stderr.contains("SQLite opens the database"), "{o:?}");
-        } else {
-            o.ok();
-            assert!(o.stderr.contains("written as a new file"), "{o:?}");
-            let m = fs::metadata(&data).unwrap();
-            assert_ne!(m.ino(), ino, "{format}: written in place");
-            assert_eq!(
-                (m.uid(), m.gid(), m.mode() & 0o777),
-                (0, postfix_gid().as_raw(), 0o640)
-            );
-        }
+        o.ok();
+        assert!(o.stderr.contains("written as a new file"), "{o:?}");
+        let m = fs::metadata(&data).unwrap();
+        assert_ne!(m.ino(), ino, "{format}: written in place");
+        assert_eq!(
+            (m.uid(), m.gid(), m.mode() & 0o777),
+            (0, postfix_gid().as_raw(), 0o640)
+        );
+        list(&s, &db).ok().out_has("alice@r").out_has("bob@r");
         let seen = held.read();
         assert!(
             !holds(&seen, NEW_SECRET),
@@ -722,11 +768,7 @@ fn item06_in_place_formats_are_not_written_through_an_old_descriptor() {
             NEW_SECRET,
             true,
         );
-        if format == "sqlite" {
-            clear_failure(&o, "sqlite in the user's directory");
-        } else {
-            o.ok();
-        }
+        o.ok();
         assert!(
             held.read().is_empty(),
             "{format}: the empty file was written"

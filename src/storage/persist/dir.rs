@@ -14,7 +14,7 @@
 //! `/tmp/dir` created by root is safe to pass through, but no file is written *in* a
 //! sticky world-writable directory. Trusted owners are root and the running user.
 //!
-//! [`ProcLinks`] lets a C library that opens files by name (LMDB) open exactly the
+//! [`ProcLinks`] lets a C library that opens files by name (LMDB, SQLite) open exactly the
 //! descriptors we opened: a private directory holding links to `/proc/self/fd/N`.
 
 use std::collections::VecDeque;
@@ -448,9 +448,10 @@ pub fn walk(given: &Path, follow_final: bool) -> Result<Walked> {
 }
 
 /// A private directory of symbolic links to `/proc/self/fd/N`, for a C library that
-/// opens files by name (LMDB opens `<path>` and `<path>-lock`): through the links it
-/// opens exactly the files we opened, whatever happens to their names meanwhile.
-/// Removed on drop; the descriptors must outlive the library's opens.
+/// opens files by name (LMDB opens `<path>` and `<path>-lock`; SQLite `<path>`, and
+/// its journal next to it): through the links it opens exactly the files we opened,
+/// whatever happens to their names meanwhile. Removed on drop; the descriptors must
+/// outlive the library's opens.
 #[derive(Debug)]
 pub struct ProcLinks {
     parent: Dir,

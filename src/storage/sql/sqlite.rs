@@ -168,6 +168,11 @@ pub struct SqliteFile {
     // One connection, used by one thread at a time (SQLITE_OPEN_NO_MUTEX).
     conn: Mutex<Connection>,
     ours: bool,
+    // Opened through a descriptor of ours (see [`SqliteFile::open_target`]): the link
+    // SQLite opened it by, and the descriptor, kept until the connection is closed
+    // (declared after it, so dropped after it: closing the descriptor earlier would
+    // drop SQLite's `fcntl` locks on the file).
+    _via: Option<(persist::ProcLinks, File)>,
 }
 
 impl std::fmt::Debug for SqliteFile {
@@ -207,6 +212,40 @@ impl SqliteFile {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
             ours,
+            _via: None,
+        })
+    }
+
+    /// Opens the file a writer resolved. Where nobody else can change the names on the
+    /// way, by its path; else (root writing in a directory others can write, as
+    /// `SASLDB_ALLOW_UNSAFE_DIR` allows) through a descriptor opened in the directory
+    /// without following links, which SQLite gets as a `/proc/self/fd` link: the name
+    /// cannot be swapped under it. A journal left there (a crashed or running writer)
+    /// is refused first in that case: SQLite would not see it through the link.
+    pub(crate) fn open_target(target: &Target, busy: Duration) -> Result<SqliteFile> {
+        if target.path_is_stable() {
+            return Self::open_with_timeout(&target.path, busy);
+        }
+        refuse_journal(target)?;
+        let path = &target.path;
+        let file = target
+            .handle
+            .open_at(&target.name, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
+            .at(path)?;
+        persist::check_regular(path, &file.metadata().at(path)?)?;
+        let links = proc_links(&file)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_EXRESCODE;
+        let conn =
+            Connection::open_with_flags(links.path("db"), flags).map_err(|e| sql_error(path, e))?;
+        harden(&conn, path, busy)?;
+        let ours = check_schema(&conn, path)?;
+        Ok(SqliteFile {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+            ours,
+            _via: Some((links, file)),
         })
     }
 
@@ -587,17 +626,37 @@ pub(crate) fn commit_at(
     busy: Duration,
     notes: &mut Vec<String>,
 ) -> Result<u64> {
-    let path = &target.path;
     if !target.path_is_stable() {
         return Err(unstable_path(target));
     }
+    commit_via(target, own, changes, busy, notes, None)
+}
+
+/// [`commit_at`], SQLite opening the file by `via` (a `/proc/self/fd` link to a
+/// descriptor of the file, see [`persist::ProcLinks`]) instead of its path when given.
+/// The journal then lives next to the link: only for a new file nobody else has seen
+/// yet (a rebuild's temporary file), whose crashed transaction nobody needs to roll
+/// back.
+pub(crate) fn commit_via(
+    target: &Target,
+    own: &Ownership,
+    changes: &Changes,
+    busy: Duration,
+    notes: &mut Vec<String>,
+    via: Option<&Path>,
+) -> Result<u64> {
+    let path = &target.path;
     prepare_file(target, own)?;
     check_journal(target)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_NOFOLLOW
         | OpenFlags::SQLITE_OPEN_EXRESCODE;
-    let mut conn = Connection::open_with_flags(path, flags).map_err(|e| sql_error(path, e))?;
+    // The link is ours, in a directory of ours: followed on purpose.
+    let (open, flags) = match via {
+        Some(v) => (v, flags),
+        None => (path.as_path(), flags | OpenFlags::SQLITE_OPEN_NOFOLLOW),
+    };
+    let mut conn = Connection::open_with_flags(open, flags).map_err(|e| sql_error(path, e))?;
     harden(&conn, path, busy)?;
     let e = |e| sql_error(path, e);
 
@@ -697,6 +756,47 @@ pub(crate) fn commit_at(
     tx.commit().map_err(e)?;
     conn.close().map_err(|(_, err)| sql_error(path, err))?;
     Ok(records.max(0) as u64)
+}
+
+/// A private directory with a link `db` to `file`'s descriptor, for SQLite to open.
+pub(crate) fn proc_links(file: &File) -> Result<persist::ProcLinks> {
+    use std::os::fd::AsFd;
+    if !persist::ProcLinks::available() {
+        return Err(Error::Refused {
+            path: PathBuf::from("/proc/self/fd"),
+            why: "without /proc, SQLite would open the database by name in a directory others \
+                  can write; refusing"
+                .into(),
+        });
+    }
+    persist::ProcLinks::new(&[("db", file.as_fd())]).map_err(|e| Error::io(std::env::temp_dir(), e))
+}
+
+/// Refuses a journal `<db>-journal` in a directory others can write (see
+/// [`SqliteFile::open_target`]): a writer is running, or one crashed and its journal
+/// must be rolled back by a connection that opens the file by name.
+pub(crate) fn refuse_journal(target: &Target) -> Result<()> {
+    check_journal(target)?;
+    let mut name = target.name.clone();
+    name.push("-journal");
+    let journal = target.handle.join(&name);
+    match target.handle.lstat(&name).at(&journal)? {
+        Some(m) if m.len() > 0 => Err(Error::Refused {
+            path: journal,
+            why: format!(
+                "SQLite's journal is there (a writer is running, or one crashed), and {}: \
+                 root rolls a journal back only where nobody else can write the directory; \
+                 wait for the writer, or move the database with its journal to such a \
+                 directory and run any write there",
+                target
+                    .unsafe_dir
+                    .as_ref()
+                    .map(|u| u.to_string())
+                    .unwrap_or_default()
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The error for an SQLite database, as root, in a directory others can write.
