@@ -63,11 +63,12 @@ pub fn secret_policy(conf: Option<&SaslConf>, req: &PolicyRequest) -> Result<Sec
     Ok(SecretPolicy::from_config(req, conf)?)
 }
 
-/// The longest line an import reads (a `user:password` line is at most ~1.5 KiB, a
-/// JSON entry as `sasldb export --json` writes it a few tens of KiB): a longer one
+/// The longest line an import reads (a good `user:password` line is at most ~1.5 KiB,
+/// a JSON entry as `sasldb export --json` writes it a few tens of KiB; longer ones up
+/// to this size are read, and refused one by one with their reasons): a longer one
 /// stops the read, so input that never ends a line (`/dev/zero`) cannot take all the
-/// memory.
-pub const MAX_INPUT_LINE: usize = 1 << 20;
+/// memory. The same bound as a password read.
+pub const MAX_INPUT_LINE: usize = 4 << 20;
 
 /// Reads a whole input (a file, or standard input for `-` or none) into a buffer
 /// that is wiped when dropped. A line longer than [`MAX_INPUT_LINE`] is an error.
@@ -176,9 +177,9 @@ mod tests {
             "line 2 is longer than 2 KiB: not an import file"
         );
         // Endless input stops at the limit.
-        let e = read_lines_bounded(std::io::repeat(0), 0, 1 << 20).unwrap_err();
+        let e = read_lines_bounded(std::io::repeat(0), 0, MAX_INPUT_LINE).unwrap_err();
         assert!(
-            e.to_string().starts_with("line 1 is longer than 1024 KiB"),
+            e.to_string().starts_with("line 1 is longer than 4096 KiB"),
             "{e}"
         );
     }
