@@ -44,7 +44,7 @@
 //!   owner, group and final mode (0640 as root) before LMDB writes anything; its lock
 //!   file gets the same owner and group with mode 0660 (never wider, whatever the data
 //!   file's mode). After every commit both are set again, through the descriptors the
-//!   environment keeps. The writer ([`crate::storage::Writer`]) writes in place only a
+//!   environment keeps. The writer (`storage::Writer`) writes in place only a
 //!   file that already has the policy's owner, group and mode; any other is rebuilt
 //!   and renamed over, lock file included (someone who could open it may hold it
 //!   open).
