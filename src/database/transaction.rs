@@ -3,12 +3,12 @@
 //! and applies every change at once on commit.
 
 use std::cell::{Cell, OnceCell};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
 use crate::error::Result;
 use crate::location::{Format, Location};
-use crate::record::{Key, Secret, user_prefix};
+use crate::record::{Key, KeyRef, Secret, user_prefix};
 use crate::storage::options::WriteOptions;
 use crate::storage::{Changes, Records, Writer};
 
@@ -38,6 +38,23 @@ pub struct Transaction {
     changes: Changes,
     key_index: OnceCell<BTreeSet<Vec<u8>>>,
     prefix_scans: Cell<u32>,
+    prefetched: Option<Prefetched>,
+}
+
+/// Users read in one go ([`Transaction::prefetch_users`]): their records as they were
+/// at `begin`.
+#[derive(Default)]
+struct Prefetched {
+    /// `user NUL realm NUL` of every user asked for.
+    users: HashSet<Vec<u8>>,
+    records: BTreeMap<Vec<u8>, Secret>,
+}
+
+impl Prefetched {
+    /// The records if `key`'s user was prefetched.
+    fn covers(&self, key: &[u8]) -> bool {
+        KeyRef::parse(key).is_ok_and(|k| self.users.contains(&user_prefix(k.user, k.realm)))
+    }
 }
 
 impl std::fmt::Debug for Transaction {
@@ -61,6 +78,7 @@ impl Transaction {
             changes: Changes::default(),
             key_index: OnceCell::new(),
             prefix_scans: Cell::new(0),
+            prefetched: None,
         })
     }
 
@@ -98,6 +116,11 @@ impl Transaction {
         }
         if self.changes.replace_all {
             return Ok(None);
+        }
+        if let Some(p) = &self.prefetched
+            && p.covers(key)
+        {
+            return Ok(p.records.get(key).cloned());
         }
         if let Some(index) = self.key_index.get()
             && !index.contains(key)
@@ -139,6 +162,7 @@ impl Transaction {
     pub fn clear(&mut self) {
         self.changes.replace_all = true;
         self.changes.ops.clear();
+        self.prefetched = None;
     }
 
     /// The records of the database as it was when the transaction began (without
@@ -165,6 +189,33 @@ impl Transaction {
         Ok(self.key_index.get_or_init(|| keys))
     }
 
+    /// Reads the records of these users (`(user, realm)`) at once where every lookup
+    /// would be a round trip to a server (PostgreSQL), so that the questions that
+    /// follow about them ([`Transaction::properties`], [`Transaction::get`]) are
+    /// answered from memory; elsewhere this does nothing. A bulk change (an import)
+    /// asks this once instead of once per user.
+    pub(crate) fn prefetch_users<'a>(
+        &mut self,
+        users: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Result<()> {
+        let Some(base) = self.writer.base() else {
+            return Ok(());
+        };
+        if self.changes.replace_all {
+            return Ok(());
+        }
+        let users: Vec<(&[u8], &[u8])> = users.into_iter().collect();
+        let Some(records) = base.records_of_users(&users)? else {
+            return Ok(());
+        };
+        let p = self.prefetched.get_or_insert_with(Prefetched::default);
+        p.users
+            .extend(users.iter().map(|(u, r)| user_prefix(u, r)));
+        p.records
+            .extend(records.into_iter().map(|r| (r.key, r.value)));
+        Ok(())
+    }
+
     /// The property names a user has, this transaction's changes included.
     pub fn properties(&self, user: &[u8], realm: &[u8]) -> Result<Vec<Vec<u8>>> {
         let prefix = user_prefix(user, realm);
@@ -173,7 +224,22 @@ impl Transaction {
             let rest = &k[prefix.len()..];
             (!rest.is_empty() && !rest.contains(&0)).then(|| rest.to_vec())
         };
-        if !self.changes.replace_all {
+        let prefetched = self
+            .prefetched
+            .as_ref()
+            .filter(|p| p.users.contains(&prefix));
+        if let (false, Some(p)) = (self.changes.replace_all, prefetched) {
+            for k in p
+                .records
+                .range(prefix.clone()..)
+                .map(|(k, _)| k)
+                .take_while(|k| k.starts_with(&prefix))
+            {
+                if !self.changes.ops.contains_key(k) {
+                    props.extend(prop_of(k));
+                }
+            }
+        } else if !self.changes.replace_all {
             // The first few questions look for the user's keys (nothing kept); a
             // transaction that keeps asking (an import) indexes every key once.
             let direct = self.key_index.get().is_none() && self.prefix_scans.get() < PREFIX_SCANS;

@@ -512,6 +512,7 @@ fn connection_password_sources_and_errors() {
         &run(&[("PGPASSFILE", pgpass_s)], &srv.url(&empty)),
     );
     assert!(err.contains("no such database"), "{err}");
+    // This server has ssl = off: sslmode=require cannot be met, prefer falls back.
     let err = failed(
         "TLS",
         &run(
@@ -519,7 +520,11 @@ fn connection_password_sources_and_errors() {
             &format!("{url}?sslmode=require"),
         ),
     );
-    assert!(err.contains("no TLS support"), "{err}");
+    assert!(err.contains("server does not support TLS"), "{err}");
+    ok(
+        "sslmode=prefer",
+        &run(&[("PGPASSFILE", pgpass_s)], &format!("{url}?sslmode=prefer")),
+    );
 }
 
 // ---------------------------------------------------------------------------------
