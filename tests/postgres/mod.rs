@@ -5,3 +5,6 @@
 
 /// The PostgreSQL store: sasldb import/convert/check, pgpass, concurrency, Cyrus's pgsql plugin in Postfix.
 mod postgresql;
+
+/// TLS: a TLS-only server with certificates of the test's own; Cyrus's pgsql plugin over TLS.
+mod tls;
