@@ -209,8 +209,7 @@ impl Transaction {
             return Ok(());
         };
         let p = self.prefetched.get_or_insert_with(Prefetched::default);
-        p.users
-            .extend(users.iter().map(|(u, r)| user_prefix(u, r)));
+        p.users.extend(users.iter().map(|(u, r)| user_prefix(u, r)));
         p.records
             .extend(records.into_iter().map(|r| (r.key, r.value)));
         Ok(())

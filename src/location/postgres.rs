@@ -213,8 +213,12 @@ impl FromStr for Url {
                     url.sslmode = Some(v);
                 }
                 "sslrootcert" => url.sslrootcert = Some(v).filter(|p| !p.is_empty()),
-                "sslcert" => url.sslcert = Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty()),
-                "sslkey" => url.sslkey = Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty()),
+                "sslcert" => {
+                    url.sslcert = Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty())
+                }
+                "sslkey" => {
+                    url.sslkey = Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty())
+                }
                 "target_session_attrs" => {
                     check_session_attrs(&v).map_err(|e| bad(&e))?;
                     url.target_session_attrs = Some(v);
@@ -232,7 +236,9 @@ impl FromStr for Url {
                 }
             }
         }
-        if !url.hostaddrs.is_empty() && !url.hosts.is_empty() && url.hostaddrs.len() != url.hosts.len()
+        if !url.hostaddrs.is_empty()
+            && !url.hosts.is_empty()
+            && url.hostaddrs.len() != url.hosts.len()
         {
             return Err(bad(&format!(
                 "{} host names but {} hostaddr values: give one address per host",
@@ -371,10 +377,19 @@ mod tests {
         assert_eq!(u.hostaddrs.len(), 2);
         for (bad, want) in [
             ("postgresql://a,,b/x", "empty host"),
-            ("postgresql:///x?host=a,b&hostaddr=127.0.0.1", "one address per host"),
-            ("postgresql:///x?hostaddr=db.example.org", "not a numeric IP"),
+            (
+                "postgresql:///x?host=a,b&hostaddr=127.0.0.1",
+                "one address per host",
+            ),
+            (
+                "postgresql:///x?hostaddr=db.example.org",
+                "not a numeric IP",
+            ),
             ("postgresql://a/x?sslmode=sometimes", "unknown sslmode"),
-            ("postgresql://a/x?target_session_attrs=rw", "unknown target_session_attrs"),
+            (
+                "postgresql://a/x?target_session_attrs=rw",
+                "unknown target_session_attrs",
+            ),
             ("postgresql://a/x?connect_timeout=soon", "not a number"),
         ] {
             let e = bad.parse::<Url>().unwrap_err().to_string();

@@ -523,7 +523,10 @@ fn connection_password_sources_and_errors() {
     assert!(err.contains("server does not support TLS"), "{err}");
     ok(
         "sslmode=prefer",
-        &run(&[("PGPASSFILE", pgpass_s)], &format!("{url}?sslmode=prefer")),
+        &run(
+            &[("PGPASSFILE", pgpass_s)],
+            &format!("{url}?sslmode=prefer"),
+        ),
     );
 }
 

@@ -62,7 +62,13 @@ impl Pki {
                     .stdin(Stdio::null()),
             );
         };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
         for (name, cn) in [("ca", "sasldb test CA"), ("other-ca", "another CA")] {
             let mut a = vec!["req", "-x509"];
             a.extend(ec);
@@ -113,8 +119,21 @@ impl Pki {
             a.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
             openssl(&a);
             openssl(&[
-                "x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", &crt, "-days", "3", "-extfile", &extf,
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "3",
+                "-extfile",
+                &extf,
             ]);
             fs::set_permissions(pki.path(&key), fs::Permissions::from_mode(0o600)).unwrap();
         }
@@ -155,7 +174,13 @@ fn tls_server(pki: &Pki) -> PgServer {
 
 /// Our `sasldb` with the server's environment, a HOME without ~/.postgresql, and
 /// `envs` on top.
-fn sasldb(srv: &PgServer, home: &Path, args: &[&str], envs: &[(&str, &str)], stdin: &[u8]) -> Output {
+fn sasldb(
+    srv: &PgServer,
+    home: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    stdin: &[u8],
+) -> Output {
     let mut cmd = ours::sasldb();
     cmd.args(args);
     srv.env(&mut cmd);
@@ -211,7 +236,10 @@ fn tls_only_server_verify_full_wrong_ca_wrong_name_disable_and_client_certificat
     // verify-full with the CA: by address (the certificate's IP entry), and by name
     // (its DNS entry; hostaddr says where to connect).
     let url = by_addr(&format!("sslmode=verify-full&sslrootcert={ca_s}"));
-    ok("init", &sasldb(&srv, home.path(), &["-f", &url, "init"], &[], b""));
+    ok(
+        "init",
+        &sasldb(&srv, home.path(), &["-f", &url, "init"], &[], b""),
+    );
     ok(
         "import",
         &sasldb(
@@ -222,9 +250,18 @@ fn tls_only_server_verify_full_wrong_ca_wrong_name_disable_and_client_certificat
             b"alice@example.org:a pw\nbob@example.org:b pw\n",
         ),
     );
-    let url = by_name(SERVER_NAME, &format!("sslmode=verify-full&sslrootcert={ca_s}"));
-    let out = ok("list by name", &sasldb(&srv, home.path(), &["-f", &url, "list"], &[], b""));
-    assert!(out.contains("alice@example.org") && out.contains("bob@example.org"), "{out}");
+    let url = by_name(
+        SERVER_NAME,
+        &format!("sslmode=verify-full&sslrootcert={ca_s}"),
+    );
+    let out = ok(
+        "list by name",
+        &sasldb(&srv, home.path(), &["-f", &url, "list"], &[], b""),
+    );
+    assert!(
+        out.contains("alice@example.org") && out.contains("bob@example.org"),
+        "{out}"
+    );
     // The same from the environment, as libpq reads it.
     let out = ok(
         "PGSSLMODE, PGSSLROOTCERT",
@@ -242,14 +279,19 @@ fn tls_only_server_verify_full_wrong_ca_wrong_name_disable_and_client_certificat
     let log = srv.log();
     let ours: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains("connection authorized: user=sasl") && l.contains("application_name=sasldb"))
+        .filter(|l| {
+            l.contains("connection authorized: user=sasl") && l.contains("application_name=sasldb")
+        })
         .collect();
     assert!(ours.len() >= 4, "{log}");
     assert!(ours.iter().all(|l| l.contains("SSL enabled")), "{ours:#?}");
     // The library, in this process.
     let lib = format!(
         "{}&passfile={}",
-        by_name(SERVER_NAME, &format!("sslmode=verify-full&sslrootcert={ca_s}")),
+        by_name(
+            SERVER_NAME,
+            &format!("sslmode=verify-full&sslrootcert={ca_s}")
+        ),
         srv.pgpass().display()
     );
     let d = Database::open(&lib.parse::<Location>().unwrap()).unwrap();
@@ -265,9 +307,14 @@ fn tls_only_server_verify_full_wrong_ca_wrong_name_disable_and_client_certificat
         // require with a root file checks the chain too, as libpq does.
         by_addr(&format!("sslmode=require&sslrootcert={other_s}")),
     ] {
-        let err = failed("wrong CA", &sasldb(&srv, home.path(), &["-f", &url, "list"], &[], b""));
+        let err = failed(
+            "wrong CA",
+            &sasldb(&srv, home.path(), &["-f", &url, "list"], &[], b""),
+        );
         assert!(
-            err.contains(&format!("is not signed by the CA certificates in {other_s}")),
+            err.contains(&format!(
+                "is not signed by the CA certificates in {other_s}"
+            )),
             "{err}"
         );
     }
@@ -278,7 +325,14 @@ fn tls_only_server_verify_full_wrong_ca_wrong_name_disable_and_client_certificat
         &sasldb(
             &srv,
             home.path(),
-            &["-f", &by_name("other.example.test", &format!("sslmode=verify-full&sslrootcert={ca_s}")), "list"],
+            &[
+                "-f",
+                &by_name(
+                    "other.example.test",
+                    &format!("sslmode=verify-full&sslrootcert={ca_s}"),
+                ),
+                "list",
+            ],
             &[],
             b"",
         ),
@@ -292,7 +346,14 @@ fn tls_only_server_verify_full_wrong_ca_wrong_name_disable_and_client_certificat
         &sasldb(
             &srv,
             home.path(),
-            &["-f", &by_name("other.example.test", &format!("sslmode=verify-ca&sslrootcert={ca_s}")), "list"],
+            &[
+                "-f",
+                &by_name(
+                    "other.example.test",
+                    &format!("sslmode=verify-ca&sslrootcert={ca_s}"),
+                ),
+                "list",
+            ],
             &[],
             b"",
         ),
@@ -300,7 +361,13 @@ fn tls_only_server_verify_full_wrong_ca_wrong_name_disable_and_client_certificat
     // verify-full without any root file: refused before connecting, naming the file.
     let err = failed(
         "no root file",
-        &sasldb(&srv, home.path(), &["-f", &by_addr("sslmode=verify-full"), "list"], &[], b""),
+        &sasldb(
+            &srv,
+            home.path(),
+            &["-f", &by_addr("sslmode=verify-full"), "list"],
+            &[],
+            b"",
+        ),
     );
     assert!(
         err.contains(".postgresql/root.crt does not exist") && err.contains("sslrootcert"),
@@ -310,14 +377,26 @@ fn tls_only_server_verify_full_wrong_ca_wrong_name_disable_and_client_certificat
     for params in ["sslmode=require", ""] {
         ok(
             params,
-            &sasldb(&srv, home.path(), &["-f", &by_addr(params), "list"], &[], b""),
+            &sasldb(
+                &srv,
+                home.path(),
+                &["-f", &by_addr(params), "list"],
+                &[],
+                b"",
+            ),
         );
     }
 
     // sslmode=disable: the server's pg_hba.conf has no line for a plain connection.
     let err = failed(
         "sslmode=disable",
-        &sasldb(&srv, home.path(), &["-f", &by_addr("sslmode=disable"), "list"], &[], b""),
+        &sasldb(
+            &srv,
+            home.path(),
+            &["-f", &by_addr("sslmode=disable"), "list"],
+            &[],
+            b"",
+        ),
     );
     assert!(
         err.contains("no pg_hba.conf entry")
@@ -353,7 +432,11 @@ fn tls_only_server_verify_full_wrong_ca_wrong_name_disable_and_client_certificat
     ok("cert init", &no_pw(&["-f", &with_cert, "init"], &[], b""));
     ok(
         "cert import",
-        &no_pw(&["-f", &with_cert, "import", "-"], &[], b"carol@example.org:c pw\n"),
+        &no_pw(
+            &["-f", &with_cert, "import", "-"],
+            &[],
+            b"carol@example.org:c pw\n",
+        ),
     );
     let out = ok(
         "cert list, PGSSLCERT/PGSSLKEY",
@@ -368,17 +451,26 @@ fn tls_only_server_verify_full_wrong_ca_wrong_name_disable_and_client_certificat
     );
     assert!(out.contains("carol@example.org"), "{out}");
     // Without a certificate the server refuses (its pg_hba.conf line says `cert`).
-    let err = failed("no client certificate", &no_pw(&["-f", &cert_url(""), "list"], &[], b""));
+    let err = failed(
+        "no client certificate",
+        &no_pw(&["-f", &cert_url(""), "list"], &[], b""),
+    );
     assert!(err.contains("certificate"), "{err}");
     // A key readable by others is refused, as libpq refuses it, before connecting.
     fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
     let err = failed("0644 key", &no_pw(&["-f", &with_cert, "list"], &[], b""));
     assert!(
-        err.contains(&format!("private key file {} has group or world access", key.display())),
+        err.contains(&format!(
+            "private key file {} has group or world access",
+            key.display()
+        )),
         "{err}"
     );
     fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
-    ok("0600 key again", &no_pw(&["-f", &with_cert, "list"], &[], b""));
+    ok(
+        "0600 key again",
+        &no_pw(&["-f", &with_cert, "list"], &[], b""),
+    );
 }
 
 /// Cyrus's pgsql plugin (libpq, in smtpd) reaches the TLS-only server with
@@ -399,7 +491,13 @@ fn postfix_smtpd_pgsql_plugin_over_tls_from_its_environment() {
     let input = format!("alice@{realm}:alice tls pw\nbob@{realm}:bob's pw\n");
     ok(
         "import over TLS",
-        &sasldb(&srv, home.path(), &["-f", &url, "import", "-"], &[], input.as_bytes()),
+        &sasldb(
+            &srv,
+            home.path(),
+            &["-f", &url, "import", "-"],
+            &[],
+            input.as_bytes(),
+        ),
     );
 
     let conf = sasldb::internals::sql::pgsql::PLUGIN_CONFIG
@@ -442,8 +540,14 @@ fn postfix_smtpd_pgsql_plugin_over_tls_from_its_environment() {
                 && !l.contains("application_name=sasldb")
         })
         .collect();
-    assert!(!plugin.is_empty(), "no plugin session in the server log:\n{log}");
-    assert!(plugin.iter().all(|l| l.contains("SSL enabled")), "{plugin:#?}");
+    assert!(
+        !plugin.is_empty(),
+        "no plugin session in the server log:\n{log}"
+    );
+    assert!(
+        plugin.iter().all(|l| l.contains("SSL enabled")),
+        "{plugin:#?}"
+    );
     drop(inst);
 
     // Another CA in smtpd's PGSSLROOTCERT: libpq refuses the server, no login works.

@@ -213,11 +213,7 @@ impl PgServer {
             chown(&f, Some(pg_user.uid), Some(pg_user.gid)).unwrap();
             fs::set_permissions(&f, fs::Permissions::from_mode(*mode)).unwrap();
         }
-        let settings: String = opts
-            .settings
-            .iter()
-            .map(|s| format!(" -c {s}"))
-            .collect();
+        let settings: String = opts.settings.iter().map(|s| format!(" -c {s}")).collect();
 
         let mut last = String::new();
         for _ in 0..PORT_ATTEMPTS {
@@ -304,11 +300,6 @@ impl PgServer {
         );
     }
 
-    /// The data directory (owned by the postgres user).
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.join("data")
-    }
-
     fn write_pgpass(&self) {
         let esc = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
         // A test's own servers (a TLS server reached by name, a primary and its
@@ -390,8 +381,8 @@ impl PgServer {
             .dbname(db)
             .password(password);
         let c = if self.harness_tls {
-            let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client())
-                .unwrap();
+            let mut b =
+                openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
             b.set_verify(openssl::ssl::SslVerifyMode::NONE);
             cfg.ssl_mode(postgres::config::SslMode::Require)
                 .connect(postgres_openssl::MakeTlsConnector::new(b.build()))
@@ -399,11 +390,6 @@ impl PgServer {
             cfg.connect(postgres::NoTls)
         };
         c.unwrap_or_else(|e| panic!("connect as {user} to {db}: {e}"))
-    }
-
-    /// A client connected as the superuser to `db`.
-    pub fn superuser_client(&self, db: &str) -> postgres::Client {
-        self.connect("postgres", db, &self.superuser_password)
     }
 
     /// A client connected as the test role to `db` (for checks in SQL).

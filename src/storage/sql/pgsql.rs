@@ -138,8 +138,8 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 use zeroize::Zeroizing;
 
-pub use conn::{HostParams, Target};
 use conn::{Conn, Connector, is_connection_loss};
+pub use conn::{HostParams, Target};
 use tls::TlsSettings;
 pub use write::{Session, init};
 
@@ -297,7 +297,9 @@ impl Url {
         };
         let secs = match (self.connect_timeout, env("PGCONNECT_TIMEOUT")) {
             (Some(s), _) => Some(s),
-            (None, Some(s)) => Some(parse_timeout(&s).map_err(|e| bad(format!("PGCONNECT_TIMEOUT: {e}")))?),
+            (None, Some(s)) => {
+                Some(parse_timeout(&s).map_err(|e| bad(format!("PGCONNECT_TIMEOUT: {e}")))?)
+            }
             (None, None) => None,
         };
         let connect_timeout = match secs {
@@ -906,7 +908,15 @@ impl PgStore {
             inner.conn = Some(self.params.connect(self.params.target)?);
             return Ok(());
         };
-        let mut conn = lock_session(&self.params, &self.url, hold.lock_timeout)?;
+        let mut lost = 0;
+        let mut conn = loop {
+            match lock_session(&self.params, &self.url, hold.lock_timeout) {
+                Ok(c) => break c,
+                Err(LockError::Lost(_)) if lost < RECONNECTS => lost += 1,
+                Err(LockError::Lost(e)) => return Err(pg_error(&self.url, &e)),
+                Err(LockError::Other(e)) => return Err(e),
+            }
+        };
         if validate {
             validate_log(&mut conn, &hold.log, &self.table, &self.url)?;
         }
@@ -916,7 +926,10 @@ impl PgStore {
 
     /// The records of these users, in one statement.
     fn users(&self, users: &[(&[u8], &[u8])]) -> Result<Vec<Record>> {
-        let (mut us, mut rs) = (Vec::with_capacity(users.len()), Vec::with_capacity(users.len()));
+        let (mut us, mut rs) = (
+            Vec::with_capacity(users.len()),
+            Vec::with_capacity(users.len()),
+        );
         for (u, r) in users {
             // A name that is not UTF-8 cannot be in the table.
             if let (Ok(u), Ok(r)) = (std::str::from_utf8(u), std::str::from_utf8(r)) {
@@ -931,10 +944,23 @@ impl PgStore {
     }
 }
 
+/// Why a writer could not take the lock.
+enum LockError {
+    /// The connection dropped while taking it (it can be tried again).
+    Lost(tokio_postgres::Error),
+    Other(Error),
+}
+
 /// Connects to a host that accepts writes, sets `lock_timeout`, and takes the writers'
 /// advisory lock, waiting up to `timeout` (then [`Error::Locked`]).
-fn lock_session(params: &ConnParams, url: &str, timeout: Duration) -> Result<Conn> {
-    let mut conn = params.connect(Target::ReadWrite)?;
+fn lock_session(
+    params: &ConnParams,
+    url: &str,
+    timeout: Duration,
+) -> std::result::Result<Conn, LockError> {
+    let mut conn = params
+        .connect(Target::ReadWrite)
+        .map_err(LockError::Other)?;
     let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
     let start = std::time::Instant::now();
     let res = conn.run(|c| async move {
@@ -948,12 +974,13 @@ fn lock_session(params: &ConnParams, url: &str, timeout: Duration) -> Result<Con
     match res {
         Ok(_) => Ok(conn),
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
-            Err(Error::Locked {
+            Err(LockError::Other(Error::Locked {
                 path: PathBuf::from(url),
                 waited_secs: start.elapsed().as_secs(),
-            })
+            }))
         }
-        Err(e) => Err(pg_error(url, &e)),
+        Err(e) if is_connection_loss(&e, &conn) => Err(LockError::Lost(e)),
+        Err(e) => Err(LockError::Other(pg_error(url, &e))),
     }
 }
 
@@ -996,10 +1023,7 @@ impl Backend for PgStore {
         let Some(names) = key_names(key) else {
             return Ok(None);
         };
-        Ok(self
-            .read(ReadQuery::Get(names))?
-            .pop()
-            .map(|r| r.value))
+        Ok(self.read(ReadQuery::Get(names))?.pop().map(|r| r.value))
     }
 
     fn scan(&self) -> Result<Records<'_>> {
@@ -1195,7 +1219,9 @@ mod tests {
         assert_eq!(hosts(&p), [("h1".into(), 5432), ("h2".into(), 5433)]);
         assert_eq!(p.target, Target::ReadWrite);
         // A port for some hosts only: the others get the default.
-        let p = url("postgresql://u@h1,h2:6000/mail").resolve_with(&none).unwrap();
+        let p = url("postgresql://u@h1,h2:6000/mail")
+            .resolve_with(&none)
+            .unwrap();
         assert_eq!(hosts(&p), [("h1".into(), 5432), ("h2".into(), 6000)]);
         // PGHOST and PGPORT lists; one port for every host.
         let env = |k: &str| match k {
@@ -1220,9 +1246,10 @@ mod tests {
         let e = url("postgresql://u@/mail").resolve_with(&env2).unwrap_err();
         assert!(e.to_string().contains("2 port numbers to 3 hosts"), "{e}");
         // hostaddr: the address to connect to, the name for the certificate check.
-        let p = url("postgresql://u@/mail?host=db.example.org&hostaddr=127.0.0.1&connect_timeout=1")
-            .resolve_with(&none)
-            .unwrap();
+        let p =
+            url("postgresql://u@/mail?host=db.example.org&hostaddr=127.0.0.1&connect_timeout=1")
+                .resolve_with(&none)
+                .unwrap();
         assert_eq!(p.hosts[0].host, "db.example.org");
         assert_eq!(p.hosts[0].hostaddr, Some([127, 0, 0, 1].into()));
         assert_eq!(p.connect_timeout, Some(Duration::from_secs(2)));

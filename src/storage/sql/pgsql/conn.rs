@@ -366,9 +366,7 @@ impl Connector<'_> {
         let refused = e.code() == Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION);
         let tls_failed = e.as_db_error().is_none() && text.contains("TLS");
         let mut out = text.clone();
-        if tls_failed
-            && let Some(why) = explain_handshake(&text, self.tls, &h.host)
-        {
+        if tls_failed && let Some(why) = explain_handshake(&text, self.tls, &h.host) {
             out = format!("TLS: {why} ({text})");
         } else if refused && text.contains("no pg_hba.conf entry") {
             if text.contains("no encryption") {
@@ -421,9 +419,7 @@ async fn check_target(
         return Ok(Ok(()));
     }
     let rows = client
-        .simple_query(
-            "SELECT pg_is_in_recovery()::text, current_setting('transaction_read_only')",
-        )
+        .simple_query("SELECT pg_is_in_recovery()::text, current_setting('transaction_read_only')")
         .await?;
     let (recovery, read_only) = rows
         .iter()

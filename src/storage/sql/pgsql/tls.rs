@@ -144,7 +144,10 @@ impl TlsSettings {
             ),
             None => (SslMode::Prefer, false),
         };
-        let rootcert = match rootcert.map(str::to_string).or_else(|| env("PGSSLROOTCERT")) {
+        let rootcert = match rootcert
+            .map(str::to_string)
+            .or_else(|| env("PGSSLROOTCERT"))
+        {
             Some(s) if s == "system" => Some(RootCert::System),
             Some(s) => Some(RootCert::File(PathBuf::from(s))),
             None => default_file(home, "root.crt").map(RootCert::File),
@@ -225,7 +228,10 @@ impl TlsSettings {
                     .map_err(|e| format!("root certificate file {}: {e}", f.display()))?;
                 let certs = X509::stack_from_pem(&pem).map_err(|e| {
                     ossl(
-                        &format!("root certificate file {}: not PEM certificates", f.display()),
+                        &format!(
+                            "root certificate file {}: not PEM certificates",
+                            f.display()
+                        ),
                         e,
                     )
                 })?;
@@ -248,7 +254,10 @@ impl TlsSettings {
         {
             let mut chain = X509::stack_from_pem(&pem).map_err(|e| {
                 ossl(
-                    &format!("client certificate file {}: not a PEM certificate", cert.display()),
+                    &format!(
+                        "client certificate file {}: not a PEM certificate",
+                        cert.display()
+                    ),
                     e,
                 )
             })?;
@@ -259,7 +268,8 @@ impl TlsSettings {
                 ));
             }
             let leaf = chain.remove(0);
-            b.set_certificate(&leaf).map_err(|e| ossl("client certificate", e))?;
+            b.set_certificate(&leaf)
+                .map_err(|e| ossl("client certificate", e))?;
             for c in chain {
                 b.add_extra_chain_cert(c)
                     .map_err(|e| ossl("client certificate chain", e))?;
@@ -279,7 +289,8 @@ impl TlsSettings {
                     key_file.display()
                 )
             })?;
-            b.set_private_key(&pkey).map_err(|e| ossl("private key", e))?;
+            b.set_private_key(&pkey)
+                .map_err(|e| ossl("private key", e))?;
             b.check_private_key().map_err(|_| {
                 format!(
                     "certificate {} does not match private key file {}",
@@ -320,7 +331,10 @@ fn read_cert(path: &Path) -> std::result::Result<Option<Vec<u8>>, String> {
 
 /// The private key's bytes, after libpq's checks: it exists, is a plain file, and has
 /// no group or world access (u=rw or less; u=rw,g=r or less when owned by root).
-pub(crate) fn read_key(path: &Path, cert: &Path) -> std::result::Result<Zeroizing<Vec<u8>>, String> {
+pub(crate) fn read_key(
+    path: &Path,
+    cert: &Path,
+) -> std::result::Result<Zeroizing<Vec<u8>>, String> {
     let mut f = match fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOCTTY)
@@ -422,7 +436,10 @@ mod tests {
             t.rootcert,
             Some(RootCert::File("/home/u/.postgresql/root.crt".into()))
         );
-        assert_eq!(t.key.as_deref(), Some(Path::new("/home/u/.postgresql/postgresql.key")));
+        assert_eq!(
+            t.key.as_deref(),
+            Some(Path::new("/home/u/.postgresql/postgresql.key"))
+        );
         let env = |k: &str| match k {
             "PGSSLMODE" => Some("verify-ca".to_string()),
             "PGSSLROOTCERT" => Some("/etc/ca.pem".to_string()),
@@ -445,13 +462,30 @@ mod tests {
             .unwrap_err();
         assert!(e.contains("verify-full"), "{e}");
         // verify-ca without the root file: an error naming it.
-        let t = TlsSettings::resolve(Some("verify-ca"), Some("/nonexistent/ca"), None, None, &none, None)
-            .unwrap();
+        let t = TlsSettings::resolve(
+            Some("verify-ca"),
+            Some("/nonexistent/ca"),
+            None,
+            None,
+            &none,
+            None,
+        )
+        .unwrap();
         let e = t.connector().err().unwrap();
-        assert!(e.contains("/nonexistent/ca") && e.contains("does not exist"), "{e}");
+        assert!(
+            e.contains("/nonexistent/ca") && e.contains("does not exist"),
+            "{e}"
+        );
         // require without one: no check, no error.
-        let t = TlsSettings::resolve(Some("require"), Some("/nonexistent/ca"), None, None, &none, None)
-            .unwrap();
+        let t = TlsSettings::resolve(
+            Some("require"),
+            Some("/nonexistent/ca"),
+            None,
+            None,
+            &none,
+            None,
+        )
+        .unwrap();
         assert!(!t.checks_chain());
         assert!(t.connector().is_ok());
     }
@@ -464,7 +498,13 @@ mod tests {
         let cert = dir.path().join("c");
         // Files created here are owned by the test's user: root may have 0640.
         let root = nix::unistd::geteuid().is_root();
-        for (mode, ok) in [(0o600, true), (0o400, true), (0o640, root), (0o644, false), (0o604, false)] {
+        for (mode, ok) in [
+            (0o600, true),
+            (0o400, true),
+            (0o640, root),
+            (0o644, false),
+            (0o604, false),
+        ] {
             fs::set_permissions(&key, fs::Permissions::from_mode(mode)).unwrap();
             let r = read_key(&key, &cert);
             assert_eq!(r.is_ok(), ok, "{mode:o}: {:?}", r.err());

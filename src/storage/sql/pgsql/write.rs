@@ -12,8 +12,8 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use super::{
-    Hold, InspectError, Inner, PgStore, RECONNECTS, RETRIES, SCHEMA, Table, backend_error,
-    error_text, inspect, is_connection_loss, lock_session, pg_error, validate_log,
+    Hold, Inner, InspectError, LockError, PgStore, RECONNECTS, RETRIES, SCHEMA, Table,
+    backend_error, error_text, inspect, is_connection_loss, lock_session, pg_error, validate_log,
 };
 use crate::error::{Error, Result};
 use crate::location::{Format, PostgresUrl as Url};
@@ -48,13 +48,27 @@ impl Session {
     pub fn begin(url: &Url, timeout: Duration) -> Result<Session> {
         let params = Arc::new(url.resolve()?);
         let url_s = url.to_string();
-        let mut conn = lock_session(&params, &url_s, timeout)?;
-        let table = conn
-            .run(|c| async { inspect(&*c, &url_s).await })
-            .map_err(|e| match e {
-                InspectError::Pg(e) => pg_error(&url_s, &e),
-                InspectError::Other(e) => e,
-            })?;
+        // A connection lost before anything was read is simply made again.
+        let mut lost = 0;
+        let (conn, table) = loop {
+            let mut conn = match lock_session(&params, &url_s, timeout) {
+                Err(LockError::Lost(_)) if lost < RECONNECTS => {
+                    lost += 1;
+                    continue;
+                }
+                Err(LockError::Lost(e)) => return Err(pg_error(&url_s, &e)),
+                Err(LockError::Other(e)) => return Err(e),
+                Ok(c) => c,
+            };
+            match conn.run(|c| async { inspect(&*c, &url_s).await }) {
+                Ok(t) => break (conn, t),
+                Err(InspectError::Pg(e)) if is_connection_loss(&e, &conn) && lost < RECONNECTS => {
+                    lost += 1;
+                }
+                Err(InspectError::Pg(e)) => return Err(pg_error(&url_s, &e)),
+                Err(InspectError::Other(e)) => return Err(e),
+            }
+        };
         let exists = table.is_some();
         Ok(Session {
             store: Arc::new(PgStore {
@@ -318,7 +332,8 @@ impl<'a> Writes<'a> {
     ) -> std::result::Result<u64, ApplyError> {
         let tx = client.transaction().await?;
         // Our own value NULL is a value, not the plugin's "delete" (see the trigger).
-        tx.batch_execute("SET LOCAL sasldb.keep_null = 'on'").await?;
+        tx.batch_execute("SET LOCAL sasldb.keep_null = 'on'")
+            .await?;
         let table = match inspect(&tx, url).await? {
             Some(t) => t,
             None => {
@@ -430,7 +445,9 @@ impl<'a> Writes<'a> {
 }
 
 /// The number of records.
-async fn count(c: &impl tokio_postgres::GenericClient) -> std::result::Result<u64, tokio_postgres::Error> {
+async fn count(
+    c: &impl tokio_postgres::GenericClient,
+) -> std::result::Result<u64, tokio_postgres::Error> {
     let n: i64 = c
         .query_one(
             "SELECT count(*) FROM sasldb WHERE username IS NOT NULL AND realm IS NOT NULL \
