@@ -3,7 +3,7 @@
 //! and applies every change at once on commit.
 
 use std::cell::{Cell, OnceCell};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use crate::error::Result;
@@ -41,19 +41,20 @@ pub struct Transaction {
     prefetched: Option<Prefetched>,
 }
 
-/// Users read in one go ([`Transaction::prefetch_users`]): their records as they were
-/// at `begin`.
+/// Users read in one go ([`Transaction::prefetch_users`]): per `user NUL realm NUL`
+/// of every user asked for, its properties and values as they were at `begin`.
 #[derive(Default)]
 struct Prefetched {
-    /// `user NUL realm NUL` of every user asked for.
-    users: HashSet<Vec<u8>>,
-    records: BTreeMap<Vec<u8>, Secret>,
+    users: HashMap<Vec<u8>, Vec<(Vec<u8>, Secret)>>,
 }
 
 impl Prefetched {
-    /// The records if `key`'s user was prefetched.
-    fn covers(&self, key: &[u8]) -> bool {
-        KeyRef::parse(key).is_ok_and(|k| self.users.contains(&user_prefix(k.user, k.realm)))
+    /// The properties of `key`'s user, if that user was prefetched, and the property.
+    fn user_of<'a>(&self, key: &'a [u8]) -> Option<(&[(Vec<u8>, Secret)], &'a [u8])> {
+        let k = KeyRef::parse(key).ok()?;
+        let split = k.user.len() + k.realm.len() + 2;
+        let props = self.users.get(&key[..split])?;
+        Some((props, &key[split..]))
     }
 }
 
@@ -117,10 +118,11 @@ impl Transaction {
         if self.changes.replace_all {
             return Ok(None);
         }
-        if let Some(p) = &self.prefetched
-            && p.covers(key)
-        {
-            return Ok(p.records.get(key).cloned());
+        if let Some((props, name)) = self.prefetched.as_ref().and_then(|p| p.user_of(key)) {
+            return Ok(props
+                .iter()
+                .find(|(p, _)| p == name)
+                .map(|(_, v)| v.clone()));
         }
         if let Some(index) = self.key_index.get()
             && !index.contains(key)
@@ -209,9 +211,21 @@ impl Transaction {
             return Ok(());
         };
         let p = self.prefetched.get_or_insert_with(Prefetched::default);
-        p.users.extend(users.iter().map(|(u, r)| user_prefix(u, r)));
-        p.records
-            .extend(records.into_iter().map(|r| (r.key, r.value)));
+        p.users.reserve(users.len());
+        for (u, r) in &users {
+            p.users.entry(user_prefix(u, r)).or_default();
+        }
+        for rec in records {
+            let Ok(k) = KeyRef::parse(&rec.key) else {
+                continue;
+            };
+            let split = k.user.len() + k.realm.len() + 2;
+            let mut key = rec.key;
+            let name = key.split_off(split);
+            if let Some(props) = p.users.get_mut(&key[..]) {
+                props.push((name, rec.value));
+            }
+        }
         Ok(())
     }
 
@@ -223,19 +237,14 @@ impl Transaction {
             let rest = &k[prefix.len()..];
             (!rest.is_empty() && !rest.contains(&0)).then(|| rest.to_vec())
         };
-        let prefetched = self
-            .prefetched
-            .as_ref()
-            .filter(|p| p.users.contains(&prefix));
-        if let (false, Some(p)) = (self.changes.replace_all, prefetched) {
-            for k in p
-                .records
-                .range(prefix.clone()..)
-                .map(|(k, _)| k)
-                .take_while(|k| k.starts_with(&prefix))
-            {
-                if !self.changes.ops.contains_key(k) {
-                    props.extend(prop_of(k));
+        let prefetched = self.prefetched.as_ref().and_then(|p| p.users.get(&prefix));
+        if let (false, Some(list)) = (self.changes.replace_all, prefetched) {
+            let mut key = prefix.clone();
+            for (name, _) in list {
+                key.truncate(prefix.len());
+                key.extend_from_slice(name);
+                if !self.changes.ops.contains_key(&key) {
+                    props.extend(prop_of(&key));
                 }
             }
         } else if !self.changes.replace_all {

@@ -809,3 +809,60 @@ fn readme_shows_the_tested_plugin_config() {
         "README.md does not show PLUGIN_CONFIG:\n{example}"
     );
 }
+
+/// A bulk import (1,500 users: existing rows changed by one UPDATE, new ones added by a
+/// plain INSERT) while a foreign writer that takes no advisory lock (the plugin) holds
+/// an uncommitted insert of one of its users: the INSERT waits for it, fails on the
+/// duplicate key once it commits, and the transaction runs again as an upsert. Nothing
+/// is lost and the import's value wins.
+#[test]
+fn sasldb_bulk_import_past_a_foreign_insert() {
+    let srv = server();
+    let db = srv.database("bulk_foreign", "");
+    let url = srv.url(&db);
+    ok("init", &sasldb(srv, &["-f", &url, "init"], None));
+    ok(
+        "first import",
+        &sasldb(
+            srv,
+            &["-f", &url, "import", "-q", "-"],
+            Some(b"old@example.org:old\n"),
+        ),
+    );
+    let mut foreign = srv.client(&db);
+    let mut ft = foreign.transaction().unwrap();
+    ft.execute(
+        "INSERT INTO sasldb VALUES ('u0700', 'example.org', 'userPassword', 'theirs'::bytea)",
+        &[],
+    )
+    .unwrap();
+    let mut input = String::from("old@example.org:changed\n");
+    for i in 0..1500 {
+        input.push_str(&format!("u{i:04}@example.org:ours {i}\n"));
+    }
+    let mut cmd = ours::sasldb();
+    cmd.args(["-f", &url, "import", "-q", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    srv.env(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the import did not wait for the foreign insert"
+    );
+    ft.commit().unwrap();
+    ok("bulk import", &child.wait_with_output().unwrap());
+    let recs: BTreeMap<Vec<u8>, Vec<u8>> = records(srv, &db).into_iter().collect();
+    assert_eq!(recs.len(), 1501);
+    assert_eq!(recs[&key("old", "example.org", USER_PASSWORD)], b"changed");
+    assert_eq!(recs[&key("u0700", "example.org", USER_PASSWORD)], b"ours 700");
+    assert_eq!(recs[&key("u1499", "example.org", USER_PASSWORD)], b"ours 1499");
+}

@@ -734,12 +734,14 @@ impl ReadQuery {
                 )
                 .await?
             }
+            // A hash join over a scan (the planner sees the arrays' sizes); no ORDER BY:
+            // the records are sorted here.
             ReadQuery::Users(us, rs) => {
                 c.query(
                     &format!(
                         "SELECT {COLS}, {v} FROM sasldb \
-                         WHERE (username, realm) IN (SELECT * FROM unnest($1::text[], $2::text[])) \
-                         AND {NOT_NULL} {order}"
+                         JOIN unnest($1::text[], $2::text[]) AS w(u, r) \
+                         ON username = w.u AND realm = w.r WHERE {NOT_NULL}"
                     ),
                     &[us, rs],
                 )
@@ -771,6 +773,9 @@ impl ReadQuery {
             let mut key = Vec::with_capacity(u.len() + r.len() + p.len() + 2);
             encode_into(&mut key, u.as_bytes(), r.as_bytes(), p.as_bytes());
             out.push(Record::new(key, value));
+        }
+        if matches!(self, ReadQuery::Users(..)) {
+            out.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         }
         Ok(out)
     }
@@ -930,9 +935,12 @@ impl PgStore {
             Vec::with_capacity(users.len()),
             Vec::with_capacity(users.len()),
         );
-        for (u, r) in users {
-            // A name that is not UTF-8 cannot be in the table.
-            if let (Ok(u), Ok(r)) = (std::str::from_utf8(u), std::str::from_utf8(r)) {
+        let mut seen = std::collections::HashSet::with_capacity(users.len());
+        for &(u, r) in users {
+            // A name that is not UTF-8 cannot be in the table; each user once (a join).
+            if let (Ok(u), Ok(r)) = (std::str::from_utf8(u), std::str::from_utf8(r))
+                && seen.insert((u, r))
+            {
                 us.push(u.to_string());
                 rs.push(r.to_string());
             }

@@ -24,6 +24,12 @@ use crate::storage::Changes;
 /// one statement per kind of change; a huge one is cut into pieces of this size.
 const STATEMENT_BYTES: usize = 64 << 20;
 
+/// From this many rows to store on, existing rows are changed by one `UPDATE ... FROM`
+/// and the others added by a plain `INSERT` (cheaper than `INSERT ... ON CONFLICT`,
+/// which pays for a speculative insertion per row); a row a foreign writer added
+/// meanwhile (a unique violation) makes the transaction run again with the upsert.
+const BULK_ROWS: usize = 1000;
+
 /// A writer's connection: holds the advisory lock from [`Session::begin`] until it is
 /// dropped, and reads the table as of each statement.
 pub struct Session {
@@ -110,13 +116,14 @@ impl Session {
         let mut inner = store.lock();
         let mut attempt = 0;
         let mut lost = 0;
+        let mut upsert = false;
         loop {
             if inner.conn.is_none() {
                 store.reconnect(&mut inner, true)?;
             }
             let sent = Cell::new(false);
             let conn = inner.conn.as_mut().expect("connected");
-            let res = conn.run(|c| writes.apply(c, url, &sent));
+            let res = conn.run(|c| writes.apply(c, url, &sent, upsert));
             let e = match res {
                 Ok(n) => {
                     self.exists = true;
@@ -125,6 +132,11 @@ impl Session {
                 Err(ApplyError::Other(e)) => return Err(e),
                 Err(ApplyError::Pg(e)) => e,
             };
+            if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && !upsert {
+                // A foreign writer added a row between the UPDATE and the INSERT.
+                upsert = true;
+                continue;
+            }
             if is_serialization_failure(&e) {
                 if attempt >= RETRIES {
                     return Err(backend_error(
@@ -323,12 +335,13 @@ impl<'a> Writes<'a> {
     }
 
     /// The whole change set in one transaction; `sent` is set just before COMMIT goes
-    /// to the server.
+    /// to the server. `upsert`: store rows with `INSERT ... ON CONFLICT` only.
     async fn apply(
         &self,
         client: &mut Client,
         url: &str,
         sent: &Cell<bool>,
+        upsert: bool,
     ) -> std::result::Result<u64, ApplyError> {
         let tx = client.transaction().await?;
         // Our own value NULL is a value, not the plugin's "delete" (see the trigger).
@@ -360,24 +373,37 @@ impl<'a> Writes<'a> {
         } else {
             "convert_from(v, getdatabaseencoding())"
         };
-        let insert = format!(
-            "INSERT INTO sasldb (username, realm, property, value) \
-             SELECT u, r, p, {value} FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) \
-             AS t(u, r, p, v) \
-             ON CONFLICT (username, realm, property) DO UPDATE SET value = excluded.value"
+        let rows = "unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS t(u, r, p, v)";
+        let same = "s.username = t.u AND s.realm = t.r AND s.property = t.p";
+        let upsert_sql = format!(
+            "INSERT INTO sasldb (username, realm, property, value) SELECT u, r, p, {value} \
+             FROM {rows} ON CONFLICT (username, realm, property) DO UPDATE SET value = excluded.value"
         );
+        let update_sql = format!("UPDATE sasldb s SET value = {value} FROM {rows} WHERE {same}");
+        let insert_sql = format!(
+            "INSERT INTO sasldb (username, realm, property, value) SELECT u, r, p, {value} FROM {rows}"
+        );
+        let insert_new_sql =
+            format!("{insert_sql} WHERE NOT EXISTS (SELECT 1 FROM sasldb s WHERE {same})");
+        let bulk = !upsert && self.values.len() >= BULK_ROWS;
         for range in self.put_pieces() {
             let [u, r, p] = &self.put;
-            tx.execute(
-                &insert,
-                &[
-                    &&u[range.clone()],
-                    &&r[range.clone()],
-                    &&p[range.clone()],
-                    &&self.values[range],
-                ],
-            )
-            .await?;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+                &&u[range.clone()],
+                &&r[range.clone()],
+                &&p[range.clone()],
+                &&self.values[range.clone()],
+            ];
+            if !bulk {
+                tx.execute(&upsert_sql, &params).await?;
+                continue;
+            }
+            let updated = tx.execute(&update_sql, &params).await?;
+            if updated == 0 {
+                tx.execute(&insert_sql, &params).await?;
+            } else if updated < range.len() as u64 {
+                tx.execute(&insert_new_sql, &params).await?;
+            }
         }
         let n = count(&tx).await?;
         sent.set(true);
