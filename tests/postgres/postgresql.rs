@@ -863,6 +863,12 @@ fn sasldb_bulk_import_past_a_foreign_insert() {
     let recs: BTreeMap<Vec<u8>, Vec<u8>> = records(srv, &db).into_iter().collect();
     assert_eq!(recs.len(), 1501);
     assert_eq!(recs[&key("old", "example.org", USER_PASSWORD)], b"changed");
-    assert_eq!(recs[&key("u0700", "example.org", USER_PASSWORD)], b"ours 700");
-    assert_eq!(recs[&key("u1499", "example.org", USER_PASSWORD)], b"ours 1499");
+    assert_eq!(
+        recs[&key("u0700", "example.org", USER_PASSWORD)],
+        b"ours 700"
+    );
+    assert_eq!(
+        recs[&key("u1499", "example.org", USER_PASSWORD)],
+        b"ours 1499"
+    );
 }
