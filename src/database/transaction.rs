@@ -45,12 +45,15 @@ pub struct Transaction {
 /// of every user asked for, its properties and values as they were at `begin`.
 #[derive(Default)]
 struct Prefetched {
-    users: HashMap<Vec<u8>, Vec<(Vec<u8>, Secret)>>,
+    users: HashMap<Vec<u8>, Vec<Prop>>,
 }
+
+/// A property name and its value.
+type Prop = (Vec<u8>, Secret);
 
 impl Prefetched {
     /// The properties of `key`'s user, if that user was prefetched, and the property.
-    fn user_of<'a>(&self, key: &'a [u8]) -> Option<(&[(Vec<u8>, Secret)], &'a [u8])> {
+    fn user_of<'a>(&self, key: &'a [u8]) -> Option<(&[Prop], &'a [u8])> {
         let k = KeyRef::parse(key).ok()?;
         let split = k.user.len() + k.realm.len() + 2;
         let props = self.users.get(&key[..split])?;

@@ -152,12 +152,10 @@ impl TlsSettings {
             Some(s) => Some(RootCert::File(PathBuf::from(s))),
             None => default_file(home, "root.crt").map(RootCert::File),
         };
-        if rootcert == Some(RootCert::System) && mode != SslMode::VerifyFull {
-            if mode_given {
-                return Err(format!(
-                    "sslmode={mode} may not be used with sslrootcert=system (use verify-full)"
-                ));
-            }
+        if rootcert == Some(RootCert::System) && mode != SslMode::VerifyFull && mode_given {
+            return Err(format!(
+                "sslmode={mode} may not be used with sslrootcert=system (use verify-full)"
+            ));
         }
         let mode = if rootcert == Some(RootCert::System) {
             SslMode::VerifyFull
