@@ -91,13 +91,19 @@
 //! of the `<db>.lock` file: writers on any host serialise on it, so what a writer read
 //! at the start still holds when it writes (an import's "exists?" checks, a realm
 //! rename), and the lock dies with the connection. [`Session::commit`] applies a change
-//! set in ONE PostgreSQL transaction (READ COMMITTED): deletes, then `INSERT ... ON
-//! CONFLICT DO UPDATE` row upserts from arrays (one statement each, whatever the size of
-//! the change set), so a concurrent writer that does not take the lock (the plugin:
-//! `saslpasswd2`, OTP sequence updates) never makes it fail with a duplicate key. A
-//! serialization failure or deadlock (SQLSTATE 40001, 40P01) rolls back and is retried,
-//! up to [`RETRIES`] times. A missing table is created in the same transaction as the
-//! first write ([`init`] does only that).
+//! set in ONE PostgreSQL transaction (READ COMMITTED) of a constant number of
+//! statements, the rows passed as arrays: deletes, then the rows to store: a small set
+//! with one `INSERT ... ON CONFLICT DO UPDATE`; from 1,000 rows on, one `UPDATE ...
+//! FROM unnest(...)` of the rows that exist and one plain `INSERT` of the others
+//! (cheaper: no speculative insertion per row). A concurrent writer that does not take
+//! the lock (the plugin: `saslpasswd2`, OTP sequence updates) never makes a change set
+//! fail: the upsert updates its row, and a unique violation of the plain `INSERT` runs
+//! the transaction again as an upsert. A serialization failure or deadlock (SQLSTATE
+//! 40001, 40P01) rolls back and is retried, up to [`RETRIES`] times. A missing table is
+//! created in the same transaction as the first write ([`init`] does only that), at
+//! `fillfactor = 50`, so that a password change is a HOT update (no new index entry).
+//! An import reads the users it touches in one query
+//! ([`crate::Transaction`]'s prefetch, [`Backend::records_of_users`]).
 //!
 //! # Connections that drop
 //!
