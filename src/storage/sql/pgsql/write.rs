@@ -24,10 +24,11 @@ use crate::storage::Changes;
 /// one statement per kind of change; a huge one is cut into pieces of this size.
 const STATEMENT_BYTES: usize = 64 << 20;
 
-/// From this many rows to store on, existing rows are changed by one `UPDATE ... FROM`
-/// and the others added by a plain `INSERT` (cheaper than `INSERT ... ON CONFLICT`,
-/// which pays for a speculative insertion per row); a row a foreign writer added
-/// meanwhile (a unique violation) makes the transaction run again with the upsert.
+/// From this many rows to store on, the rows go through a `COPY` ([`Writes::store_bulk`]):
+/// existing rows are changed by one `UPDATE ... FROM` and the others added by a plain
+/// `INSERT` (cheaper than `INSERT ... ON CONFLICT`, which pays for a speculative
+/// insertion per row); a row a foreign writer added meanwhile (a unique violation)
+/// makes the transaction run again with the upsert.
 const BULK_ROWS: usize = 1000;
 
 /// A writer's connection: holds the advisory lock from [`Session::begin`] until it is
@@ -373,19 +374,102 @@ impl<'a> Writes<'a> {
         } else {
             "convert_from(v, getdatabaseencoding())"
         };
-        let rows = "unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS t(u, r, p, v)";
-        let same = "s.username = t.u AND s.realm = t.r AND s.property = t.p";
         let upsert_sql = format!(
             "INSERT INTO sasldb (username, realm, property, value) SELECT u, r, p, {value} \
-             FROM {rows} ON CONFLICT (username, realm, property) DO UPDATE SET value = excluded.value"
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS t(u, r, p, v) \
+             ON CONFLICT (username, realm, property) DO UPDATE SET value = excluded.value"
         );
-        let update_sql = format!("UPDATE sasldb s SET value = {value} FROM {rows} WHERE {same}");
+        if !upsert && self.values.len() >= BULK_ROWS {
+            self.store_bulk(&tx, &table, value).await?;
+        } else {
+            for range in self.put_pieces() {
+                let [u, r, p] = &self.put;
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+                    &&u[range.clone()],
+                    &&r[range.clone()],
+                    &&p[range.clone()],
+                    &&self.values[range.clone()],
+                ];
+                tx.execute(&upsert_sql, &params).await?;
+            }
+        }
+        let n = count(&tx).await?;
+        sent.set(true);
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Stores the rows of a big change set in a constant number of statements: into a
+    /// table with no rows, one binary `COPY` straight into it; otherwise one `COPY` into
+    /// a temporary table, one `UPDATE ... FROM` it for the rows that exist and one plain
+    /// `INSERT` of the others. (Without the right to make temporary tables, the same two
+    /// statements with the rows passed as arrays.) A row a foreign writer adds meanwhile
+    /// makes the `COPY` or `INSERT` fail with a unique violation: the caller runs the
+    /// transaction again with the upsert.
+    async fn store_bulk(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        table: &Table,
+        value: &str,
+    ) -> std::result::Result<(), tokio_postgres::Error> {
+        // Memory for hashing every row of the joins below at once (this transaction only).
+        tx.batch_execute("SET LOCAL work_mem = '64MB'").await?;
+        let row = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM sasldb), \
+                 has_database_privilege(current_database(), 'TEMPORARY')",
+                &[],
+            )
+            .await?;
+        let (any_row, temp): (bool, bool) = (row.get(0), row.get(1));
+        let n = self.values.len() as u64;
+        if !any_row && table.ours && table.bytea {
+            self.copy_rows(
+                tx,
+                "COPY sasldb (username, realm, property, value) FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+            return Ok(());
+        }
+        let same = "s.username = t.u AND s.realm = t.r AND s.property = t.p";
+        if temp {
+            tx.batch_execute(
+                "CREATE TEMPORARY TABLE sasldb_put (u text COLLATE \"C\", r text COLLATE \"C\", \
+                 p text COLLATE \"C\", v bytea) ON COMMIT DROP",
+            )
+            .await?;
+            self.copy_rows(
+                tx,
+                "COPY sasldb_put (u, r, p, v) FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+            let updated = tx
+                .execute(
+                    &format!("UPDATE sasldb s SET value = {value} FROM sasldb_put t WHERE {same}"),
+                    &[],
+                )
+                .await?;
+            if updated < n {
+                let only_new = if updated == 0 {
+                    String::new()
+                } else {
+                    format!("WHERE NOT EXISTS (SELECT 1 FROM sasldb s WHERE {same})")
+                };
+                tx.execute(
+                    &format!(
+                        "INSERT INTO sasldb (username, realm, property, value) \
+                         SELECT u, r, p, {value} FROM sasldb_put t {only_new}"
+                    ),
+                    &[],
+                )
+                .await?;
+            }
+            return Ok(());
+        }
+        let rows = "unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS t(u, r, p, v)";
         let insert_sql = format!(
             "INSERT INTO sasldb (username, realm, property, value) SELECT u, r, p, {value} FROM {rows}"
         );
-        let insert_new_sql =
-            format!("{insert_sql} WHERE NOT EXISTS (SELECT 1 FROM sasldb s WHERE {same})");
-        let bulk = !upsert && self.values.len() >= BULK_ROWS;
         for range in self.put_pieces() {
             let [u, r, p] = &self.put;
             let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
@@ -394,21 +478,45 @@ impl<'a> Writes<'a> {
                 &&p[range.clone()],
                 &&self.values[range.clone()],
             ];
-            if !bulk {
-                tx.execute(&upsert_sql, &params).await?;
-                continue;
-            }
-            let updated = tx.execute(&update_sql, &params).await?;
+            let updated = tx
+                .execute(
+                    &format!("UPDATE sasldb s SET value = {value} FROM {rows} WHERE {same}"),
+                    &params,
+                )
+                .await?;
             if updated == 0 {
                 tx.execute(&insert_sql, &params).await?;
             } else if updated < range.len() as u64 {
-                tx.execute(&insert_new_sql, &params).await?;
+                tx.execute(
+                    &format!("{insert_sql} WHERE NOT EXISTS (SELECT 1 FROM sasldb s WHERE {same})"),
+                    &params,
+                )
+                .await?;
             }
         }
-        let n = count(&tx).await?;
-        sent.set(true);
-        tx.commit().await?;
-        Ok(n)
+        Ok(())
+    }
+
+    /// Every row to store, through one binary `COPY ... FROM STDIN` (`sql`).
+    async fn copy_rows(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        sql: &str,
+    ) -> std::result::Result<u64, tokio_postgres::Error> {
+        use tokio_postgres::binary_copy::BinaryCopyInWriter;
+        use tokio_postgres::types::Type;
+        let sink = tx.copy_in(sql).await?;
+        let writer =
+            BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::TEXT, Type::TEXT, Type::BYTEA]);
+        let mut writer = std::pin::pin!(writer);
+        let [u, r, p] = &self.put;
+        for i in 0..self.values.len() {
+            writer
+                .as_mut()
+                .write(&[&u[i], &r[i], &p[i], &self.values[i]])
+                .await?;
+        }
+        writer.as_mut().finish().await
     }
 
     /// Whether the table holds this change set (every put with its value, no deleted
