@@ -75,6 +75,17 @@ pub enum Error {
         what: String,
     },
 
+    /// A read failed while another process held the file's own lock (a libgdbm writer
+    /// updating the file in place): the file was changing, which says nothing about
+    /// corruption. Reading again later succeeds.
+    #[error("{}: the {format} database was being changed by another process while it was read; try again", path.display())]
+    Busy {
+        /// The file.
+        path: PathBuf,
+        /// Its format.
+        format: Format,
+    },
+
     /// A key or a key component was refused.
     #[error("{0}")]
     Key(#[from] KeyError),

@@ -27,6 +27,8 @@ struct Names {
     aliases: &'static [&'static str],
     display: &'static str,
     feature: &'static str,
+    /// The Cyrus auxprop plugin that reads this format.
+    plugin: &'static str,
 }
 
 const NAMES: [Names; 5] = [
@@ -35,30 +37,35 @@ const NAMES: [Names; 5] = [
         aliases: &["berkeley", "berkeleydb"],
         display: "Berkeley DB",
         feature: "",
+        plugin: "sasldb",
     },
     Names {
         prefix: "lmdb",
         aliases: &[],
         display: "LMDB",
         feature: "lmdb",
+        plugin: "sasldb",
     },
     Names {
         prefix: "gdbm",
         aliases: &[],
         display: "GDBM",
         feature: "",
+        plugin: "sasldb",
     },
     Names {
         prefix: "sqlite",
         aliases: &["sqlite3"],
         display: "SQLite",
         feature: "sqlite",
+        plugin: "sql",
     },
     Names {
         prefix: "postgresql",
         aliases: &[],
         display: "PostgreSQL",
         feature: "postgres",
+        plugin: "sql",
     },
 ];
 
@@ -84,6 +91,12 @@ impl Format {
     /// The cargo feature that builds this format in (empty: always built).
     pub fn feature(self) -> &'static str {
         self.names().feature
+    }
+
+    /// The Cyrus SASL auxprop plugin that reads databases of this format: `sasldb`
+    /// (Berkeley DB, LMDB, GDBM) or `sql` (SQLite, PostgreSQL).
+    pub fn cyrus_plugin(self) -> &'static str {
+        self.names().plugin
     }
 
     /// Looks a `FORMAT:` prefix up (case-insensitive; `berkeley` is an alias of `bdb`).

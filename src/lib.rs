@@ -39,10 +39,13 @@
 //! - [`bulk`]: import, export, convert;
 //! - [`cyrus_conf`]: Cyrus SASL's `<appname>.conf`;
 //! - `postfix` (feature `postfix`): the realm Postfix uses, its chroot copy;
-//!   `doctor`: `sasldb check`.
+//!   `doctor`: `sasldb check`;
+//! - `serve` (feature `serve`): `sasldb serve` (the Dovecot auth and saslauthd
+//!   protocols) and `sasldb checkpassword`.
 //!
 //! Cargo features: `lmdb`, `sqlite`, `postgres` (the formats that need C code or an
-//! async runtime), `postfix`, `cli` (the three tools); all on by default. Without
+//! async runtime), `postfix`, `cli` (the three tools), `serve` (the authentication
+//! daemons); all on by default. Without
 //! them the library reads and writes Berkeley DB and GDBM in pure Rust.
 
 #![warn(missing_docs)]
@@ -62,6 +65,8 @@ mod location;
 #[cfg(feature = "postfix")]
 pub mod postfix;
 pub mod record;
+#[cfg(feature = "serve")]
+pub mod serve;
 mod storage;
 
 pub use account::Verdict;

@@ -97,6 +97,14 @@ replay_tests!(
     getopt,
 );
 
+#[cfg(feature = "serve")]
+replay_tests!(
+    serve_dovecot,
+    serve_sasl,
+    serve_saslauthd,
+    serve_checkpassword
+);
+
 // ------------------------------------------------------------------ fixed findings
 
 /// import: a CSV header or JSON key holding a newline made a rejection reason span

@@ -32,3 +32,8 @@ mod reliability;
 
 /// Fuzz findings and seed corpora replayed through the fuzz targets' code (scripts/fuzz).
 mod fuzz_regressions;
+
+/// sasldb serve (Dovecot and saslauthd protocols) and sasldb checkpassword against
+/// Postfix, Dovecot, doveadm and testsaslauthd.
+#[cfg(feature = "serve")]
+mod serve;

@@ -10,7 +10,10 @@
 //!   format when the user already has them or the policy asks for them; deletes an
 //!   existing one the policy excludes (the config's `mech_list` leaves its mechanism
 //!   out); a secret that already matches the new password is kept as it is (so
-//!   re-importing the same password changes nothing);
+//!   re-importing the same password changes nothing), except an OTP secret of another
+//!   algorithm than the policy's (`otp_mda`, as Cyrus writes it) or, with
+//!   [`SecretPolicy::renew_otp`] (`saslpasswd2`, as Cyrus's), any OTP secret: setting a
+//!   password starts a new OTP sequence;
 //! - deletes the SASLv1 leftovers `cmusaslsecretCRAM-MD5`, `-DIGEST-MD5` and `-PLAIN`,
 //!   as Cyrus 2.1.28 does.
 
@@ -81,8 +84,13 @@ pub struct SecretPolicy {
     /// Delete an existing OTP secret instead of recomputing it (the config's
     /// `mech_list` does not name OTP). `otp` wins over it.
     pub otp_excluded: bool,
-    /// OTP algorithm for a new secret (an existing one keeps its own).
+    /// OTP algorithm of every OTP secret written, new or recomputed (Cyrus's `otp_mda`,
+    /// default md5); an existing secret of another algorithm is recomputed even when
+    /// it matches the password.
     pub otp_algorithm: OtpAlgorithm,
+    /// Write a fresh OTP secret (new seed, sequence 499) even when the existing one
+    /// already matches the password, as Cyrus's `saslpasswd2` does on every change.
+    pub renew_otp: bool,
     /// Host name the OTP seed starts with (Cyrus uses the lowercased hostname).
     pub hostname: Vec<u8>,
 }
@@ -98,6 +106,7 @@ impl Default for SecretPolicy {
             otp: false,
             otp_excluded: false,
             otp_algorithm: OtpAlgorithm::Md5,
+            renew_otp: false,
             hostname: b"localhost".to_vec(),
         }
     }
@@ -356,15 +365,13 @@ pub(crate) fn set_password_with_props(
         changed = true;
     } else if want_otp {
         let keep = match &existing_otp {
-            Some(s) => s.verify_password(password).unwrap_or(false),
-            None => false,
+            Some(s) if !policy.renew_otp && s.algorithm() == policy.otp_algorithm => {
+                s.verify_password(password).unwrap_or(false)
+            }
+            _ => false,
         };
         if !keep {
-            let alg = existing_otp
-                .as_ref()
-                .map(|s| s.algorithm())
-                .unwrap_or(policy.otp_algorithm);
-            let s = OtpSecret::generate(alg, &policy.hostname, password)?;
+            let s = OtpSecret::generate(policy.otp_algorithm, &policy.hostname, password)?;
             txn.put(&op, s.encode());
             changed = true;
         }
@@ -581,5 +588,71 @@ mod tests {
         };
         set_password(&mut txn, b"u", b"r", b"newer", &forced).unwrap();
         assert_eq!(props(&txn).len(), 3);
+    }
+
+    /// An OTP secret is written with the policy's algorithm whatever the existing one
+    /// used; one that matches the password and the algorithm is kept unless the
+    /// policy renews it (saslpasswd2, as Cyrus: a new seed and sequence 499).
+    #[test]
+    fn otp_algorithm_follows_the_policy() {
+        use crate::database::WriteOptions;
+        use crate::location::Location;
+        let dir = tempfile::tempdir().unwrap();
+        let loc = Location::path_only(dir.path().join("db"));
+        let opts = WriteOptions {
+            ownership: crate::OwnershipPolicy::RootGroup("root".into()),
+            ..WriteOptions::default()
+        };
+        let mut txn = Transaction::begin(&loc, &opts).unwrap();
+        let otp = |txn: &Transaction| {
+            OtpSecret::parse(
+                &txn.get(&key(b"u", b"r", OTP_SECRET).unwrap())
+                    .unwrap()
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        let md5 = SecretPolicy {
+            otp: true,
+            ..SecretPolicy::default()
+        };
+        let sha1 = SecretPolicy {
+            otp_algorithm: OtpAlgorithm::Sha1,
+            ..md5.clone()
+        };
+        set_password(&mut txn, b"u", b"r", b"pw", &md5).unwrap();
+        assert_eq!(otp(&txn).algorithm(), OtpAlgorithm::Md5);
+        // Same password, other algorithm: recomputed.
+        assert_eq!(
+            set_password(&mut txn, b"u", b"r", b"pw", &sha1).unwrap(),
+            Outcome::Updated
+        );
+        assert_eq!(otp(&txn).algorithm(), OtpAlgorithm::Sha1);
+        assert!(otp(&txn).verify_password(b"pw").unwrap());
+        // Same password and algorithm: kept, unless renewed.
+        let before = otp(&txn);
+        assert_eq!(
+            set_password(&mut txn, b"u", b"r", b"pw", &sha1).unwrap(),
+            Outcome::Unchanged
+        );
+        assert!(otp(&txn) == before);
+        let renew = SecretPolicy {
+            renew_otp: true,
+            ..sha1.clone()
+        };
+        assert_eq!(
+            set_password(&mut txn, b"u", b"r", b"pw", &renew).unwrap(),
+            Outcome::Updated
+        );
+        let after = otp(&txn);
+        assert_eq!(
+            (after.algorithm(), after.sequence()),
+            (OtpAlgorithm::Sha1, 499)
+        );
+        assert!(after.verify_password(b"pw").unwrap());
+        // An existing sha1 secret under the default (md5) policy: md5 again.
+        let plain = SecretPolicy::default();
+        set_password(&mut txn, b"u", b"r", b"new", &plain).unwrap();
+        assert_eq!(otp(&txn).algorithm(), OtpAlgorithm::Md5);
     }
 }

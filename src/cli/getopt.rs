@@ -7,7 +7,10 @@
 //! `prog: option requires an argument -- 'f'` on stderr. This parser reproduces that
 //! and yields events one at a time, so callers can act at the moment an option is
 //! seen (Cyrus's `-v` exits right away, even after a bad option). Long options
-//! (`--group NAME`, `--group=NAME`) are our extensions.
+//! (`--group NAME`, `--group=NAME`, or a unique abbreviation) are our extensions; an
+//! argument starting with `--` that names none of them is read as Cyrus's plain
+//! `getopt` reads it, a cluster of short options (`--foo` is `-` then `-f oo`:
+//! `invalid option -- '-'`), so every command line Cyrus's tool takes means the same.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -32,8 +35,7 @@ pub enum Event {
     BadShort(char),
     /// A short option missing its argument.
     MissingArg(char),
-    /// An unknown or ambiguous long option, or a long option missing its argument
-    /// or given one it does not take.
+    /// A long option missing its argument or given one it does not take.
     BadLong(String),
 }
 
@@ -86,7 +88,9 @@ impl<'a> Getopt<'a> {
         None
     }
 
-    fn long(&mut self, body: &OsStr) -> Event {
+    /// The long option `--body` names, or None when it names none of ours (nothing
+    /// is consumed then).
+    fn long(&mut self, body: &OsStr) -> Option<Event> {
         let bytes = body.as_bytes();
         let (name, inline) = match bytes.iter().position(|&b| b == b'=') {
             Some(p) => (
@@ -95,7 +99,6 @@ impl<'a> Getopt<'a> {
             ),
             None => (bytes, None),
         };
-        let name_s = String::from_utf8_lossy(name).into_owned();
         // Exact match first, then a unique prefix (getopt_long's abbreviations).
         let exact = self.longs.iter().find(|l| l.name.as_bytes() == name);
         let found = exact.copied().or_else(|| {
@@ -108,10 +111,8 @@ impl<'a> Getopt<'a> {
                 _ => None,
             }
         });
-        let Some(opt) = found else {
-            return Event::BadLong(format!("unrecognized option '--{name_s}'"));
-        };
-        match (opt.has_arg, inline) {
+        let opt = found?;
+        Some(match (opt.has_arg, inline) {
             (true, Some(v)) => Event::Long(opt.name, Some(v)),
             (true, None) => {
                 if self.idx < self.args.len() {
@@ -126,7 +127,7 @@ impl<'a> Getopt<'a> {
                 Event::BadLong(format!("option '--{}' doesn't allow an argument", opt.name))
             }
             (false, None) => Event::Long(opt.name, None),
-        }
+        })
     }
 }
 
@@ -175,8 +176,11 @@ impl Iterator for Getopt<'_> {
                 self.done = true;
                 return None;
             }
-            if b.len() > 2 && b.starts_with(b"--") && !self.longs.is_empty() {
-                return Some(self.long(OsStr::from_bytes(&b[2..])));
+            if b.len() > 2
+                && b.starts_with(b"--")
+                && let Some(ev) = self.long(OsStr::from_bytes(&b[2..]))
+            {
+                return Some(ev);
             }
             if b.len() > 1 && b[0] == b'-' {
                 self.sub = 1;
@@ -287,7 +291,29 @@ mod tests {
                 Event::Long("group", Some("mail".into())),
                 Event::Long("group", Some("x".into())),
                 Event::Long("scram", None),
-                Event::BadLong("unrecognized option '--nope'".into()),
+                // Not ours: glibc's plain getopt's cluster `-`, `n`, `o`, `p`, `e`.
+                Event::BadShort('-'),
+                s('n', None),
+                Event::BadShort('o'),
+                s('p', None),
+                Event::BadShort('e'),
+            ]
+        );
+        assert_eq!(ops, ["u"]);
+        assert_eq!(
+            error_message("saslpasswd2", &Event::BadShort('-')).unwrap(),
+            "saslpasswd2: invalid option -- '-'"
+        );
+        // `--foo`: `-` then `-f oo`.
+        let (ev, ops) = run(&["--foo", "-f", "db", "--x", "u"], &longs);
+        assert_eq!(
+            ev,
+            [
+                Event::BadShort('-'),
+                s('f', Some("oo")),
+                s('f', Some("db")),
+                Event::BadShort('-'),
+                Event::BadShort('x'),
             ]
         );
         assert_eq!(ops, ["u"]);

@@ -2,11 +2,15 @@
 //! tool of the same name.
 //!
 //! Same arguments (`[-v] [[-f] sasldb]`, a lone non-option argument is the path, `-f`
-//! may repeat and the last wins), same output lines in the same order (for Berkeley DB,
-//! libdb's cursor order), values never shown. Deliberate differences: a database that
-//! cannot be read exits 1 (Cyrus printed `listusers failed` and exited 0); a malformed
-//! key is reported on stderr and skipped (Cyrus looped forever on it); `-f` accepts
-//! `FORMAT:PATH`; the usage text omits CMU's attribution notice.
+//! may repeat and the last wins), same output lines in the same order for one and the
+//! same file (for Berkeley DB, libdb's cursor order), values never shown. Like Cyrus's
+//! `sasl_server_init(..., "sasldblistusers")`, it reads `sasldblistusers.conf` (and
+//! ignores its `sasldb_path`: the path given or /etc/sasldb2 wins): one that cannot be
+//! parsed stops it with `Couldn't initialize server API`, exit 1. Deliberate
+//! differences: that message carries the file and line; a database that cannot be read
+//! exits 1 (Cyrus printed `listusers failed` and exited 0); a malformed key is reported
+//! on stderr and skipped (Cyrus looped forever on it); `-f` accepts `FORMAT:PATH`; the
+//! usage text omits CMU's attribution notice.
 
 use std::ffi::OsString;
 use std::io::{self, Write};
@@ -17,6 +21,7 @@ use clap::ValueHint;
 
 use super::getopt::{Event, Getopt, error_message};
 use super::{DEFAULT_SASLDB_PATH, Exit, OptDoc, argv0, eprint_line, is_broken_pipe, progname};
+use crate::cyrus_conf;
 use crate::database::Database;
 use crate::error::Error;
 use crate::location::Location;
@@ -87,6 +92,10 @@ fn usage(prog: &str, bad_option: bool) -> ExitCode {
     Exit::Failure.into()
 }
 
+/// The application name Cyrus's lister initialises libsasl with: its config file is
+/// `sasldblistusers.conf`.
+pub const APPNAME: &str = "sasldblistusers";
+
 /// Prints the version line (`-v`).
 pub fn version_banner(prog: &str) -> String {
     format!(
@@ -130,6 +139,12 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         if !g.operands().is_empty() || show_usage {
             return usage(&prog, bad);
         }
+    }
+    // Cyrus's sasl_server_init reads the config; its getopt callback answers
+    // sasldb_path with the path chosen above, so only a broken file matters.
+    if let Err(e) = cyrus_conf::load(APPNAME) {
+        eprint_line(&format!("Couldn't initialize server API: {e}"));
+        return Exit::Failure.into();
     }
     list(&path)
 }

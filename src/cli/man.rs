@@ -156,7 +156,7 @@ pub fn pages() -> Vec<Page> {
             file: "sasldb.8",
             text: {
                 let findings = check_findings();
-                let mut sections = SASLDB_SECTIONS.to_vec();
+                let mut sections = sasldb_sections();
                 sections.push(("CHECK FINDINGS", &findings));
                 render_with_commands(super::sasldb::args::command(), &sections)
             },
@@ -234,7 +234,11 @@ const LISTUSERS_SECTIONS: &[(&str, &str)] = &[
         r#"
 One line per stored property, \fIuser\fR@\fIrealm\fR: \fIproperty\fR, on standard
 output, in the database's storage order (for Berkeley DB the order of libdb's cursor,
-as Cyrus prints it; for LMDB sorted by key). Values are never printed.
+as Cyrus prints it; for LMDB sorted by key). Values are never printed. The order is the
+file's, not the history's: a Berkeley DB file \fBsaslpasswd2\fR rebuilt may have another
+number of hash buckets than the file Cyrus's \fBsaslpasswd2\fR would have left after the
+same changes, and so another order (the same records); use \fBsasldb list\fR for a sorted
+listing.
 "#,
     ),
     (
@@ -245,8 +249,18 @@ as Cyrus prints it; for LMDB sorted by key). Values are never printed.
 The database was listed (or \-v was given).
 .TP
 1
-Usage error, or the database could not be opened or read (the message follows
+Usage error, sasldblistusers.conf cannot be parsed (\fBCouldn't initialize server
+API:\fR and the reason), or the database could not be opened or read (the message follows
 \fBlistusers failed:\fR on standard error).
+"#,
+    ),
+    (
+        "ENVIRONMENT",
+        r#"
+.TP
+SASL_CONF_PATH
+Colon-separated directories searched for sasldblistusers.conf (honoured like Cyrus: only
+when the real and effective user and group ids match).
 "#,
     ),
     (
@@ -255,13 +269,22 @@ Usage error, or the database could not be opened or read (the message follows
 .TP
 /etc/sasldb2
 The database listed when no path is given.
+.TP
+/etc/sasl2/sasldblistusers.conf
+Cyrus SASL's configuration for this tool, read as Cyrus's tool reads it: a file that cannot
+be parsed stops it (exit 1); its \fBsasldb_path\fR is ignored, as by Cyrus (the path
+given, else /etc/sasldb2, is listed).
 "#,
     ),
     (
         "COMPATIBILITY",
         r#"
-Arguments, output lines and their order match Cyrus SASL 2.1.28's
-\fBsasldblistusers2\fR. Deliberate differences:
+Arguments, output lines and their order (for one and the same file) match Cyrus SASL
+2.1.28's \fBsasldblistusers2\fR. Deliberate differences:
+.IP \(bu 2
+A sasldblistusers.conf that cannot be parsed stops the listing with exit status 1, as with
+Cyrus, but \fBCouldn't initialize server API\fR is followed by the file, the line and what
+is wrong with it.
 .IP \(bu 2
 A database that cannot be opened or read (missing, empty, truncated, corrupt, a
 directory, unreadable) exits with status 1 and says why; Cyrus printed
@@ -287,6 +310,21 @@ notice, since this program contains none of its code; \fB\-v\fR names this packa
 "#,
     ),
 ];
+
+/// `sasldb(8)`'s sections, with `serve`'s before SEE ALSO.
+fn sasldb_sections<'a>() -> Vec<(&'a str, &'a str)> {
+    let v = SASLDB_SECTIONS.to_vec();
+    #[cfg(feature = "serve")]
+    let v = {
+        let mut v = v;
+        let at = v.len().saturating_sub(1);
+        for (i, s) in crate::serve::MAN_SECTIONS.iter().enumerate() {
+            v.insert(at + i, *s);
+        }
+        v
+    };
+    v
+}
 
 const SASLDB_SECTIONS: &[(&str, &str)] = &[
     (

@@ -169,7 +169,7 @@ pub fn command() -> clap::Command {
 /// Deliberate differences from Cyrus 2.1.28 (rendered into the man page).
 pub const COMPATIBILITY: &str = r#"
 Flags, prompts, messages and exit codes follow Cyrus SASL 2.1.28's \fBsaslpasswd2\fR.
-Deliberate differences, where Cyrus is broken or unsafe:
+Deliberate differences, each with its reason:
 .IP \(bu 2
 The default realm is the one Postfix looks up for a bare login
 (\fBsmtpd_sasl_local_domain\fR, else \fBmyhostname\fR lowercased, expanded as Postfix does;
@@ -178,7 +178,8 @@ Postfix configuration the lowercased hostname is used, as Cyrus does.
 .IP \(bu 2
 Every write takes an exclusive lock and replaces the database atomically (Cyrus's
 Berkeley DB backend had neither), and when run as root leaves it owned by root:postfix,
-mode 0640.
+mode 0640. A GDBM file is also locked as libgdbm's writers lock it (\fBflock\fR on the
+file, waited for), from before it is read until it has been replaced.
 .IP \(bu 2
 \fB\-d\fR removes every property of the user, including \fBauthPassword\fR, OTP secrets
 and unknown properties (Cyrus left some behind). \fB\-d\fR on a database that does not exist
@@ -186,7 +187,10 @@ is an error (Cyrus created an empty database).
 .IP \(bu 2
 A password change never leaves a secret that accepts the old password: an existing SCRAM
 \fBauthPassword\fR or OTP secret is recomputed in Cyrus's format, or removed when the
-config's \fBmech_list\fR leaves its mechanism out (and no flag asks for it).
+config's \fBmech_list\fR leaves its mechanism out (and no flag asks for it). As with Cyrus,
+an OTP secret is written afresh on every change, even to the same password (a new seed,
+sequence 499), with the algorithm \fBotp_mda\fR names (default md5), whatever the old
+secret used.
 \fB\-n\fR removes an existing \fBuserPassword\fR and stores a SCRAM
 \fBauthPassword\fR instead (Cyrus kept the old plaintext). An OTP secret is written only
 when the user already has one, with \fB\-\-otp\fR, or when the config's \fBmech_list\fR names
@@ -204,10 +208,30 @@ A database that cannot be opened gives \fBgeneric failure:\fR followed by the re
 file that cannot be parsed gives \fBerror when parsing configuration file:\fR followed by the
 file and line.
 .IP \(bu 2
+A database that cannot be read is an error even when Cyrus would have had nothing to
+write to it (\fB\-n\fR with a \fBmech_list\fR naming no mechanism that keeps a secret:
+Cyrus printed libdb's complaints, wrote nothing and exited 0, so the change seemed made).
+Here \fB\-n\fR always writes a SCRAM \fBauthPassword\fR.
+.IP \(bu 2
+A zero-byte file is taken as an empty database and written without a word (Cyrus's libdb
+printed \fBBDB0004 fop_read_meta: \fR\fIfile\fR\fB: unexpected file type or format\fR and
+wrote it too).
+.IP \(bu 2
+A change to a Berkeley DB file rewrites only the buckets it touches when it can; otherwise
+(changes spread over more than an eighth of the buckets, as in most small files, a bucket
+chain grown too long, large items) the file is rebuilt with a hash table sized for its
+records. The records are the same, but where libdb's in-place updates follow the file's
+history of bucket splits, the rebuilt file may have another number of buckets, so \fBsasldblistusers2\fR (ours or Cyrus's) lists it in
+another order than the file Cyrus's \fBsaslpasswd2\fR would have left. Both listers list
+one and the same file in the same order.
+.IP \(bu 2
 The terminal's echo is restored when a signal interrupts the prompt.
 .IP \(bu 2
 \fB\-f\fR accepts \fIFORMAT\fR:\fIPATH\fR; long options (\fB\-\-group\fR, \fB\-\-scram\fR,
-\fB\-\-otp\fR, \fB\-\-scram\-iterations\fR, \fB\-\-help\fR) are additions.
+\fB\-\-otp\fR, \fB\-\-scram\-iterations\fR, \fB\-\-help\fR, and their unambiguous
+abbreviations) are additions. Any other argument starting with \fB\-\-\fR is read as
+Cyrus's getopt reads it, as short options: \fB\-\-foo\fR is \fB\-\fR (\fBinvalid option
+\-\- '\-'\fR) then \fB\-f oo\fR.
 .IP \(bu 2
 The usage text and \fB\-v\fR omit Carnegie Mellon University's attribution notice, since
 this program contains none of its code; \fB\-v\fR names this package.
@@ -517,8 +541,11 @@ fn secret_policy(a: &Args, conf: Option<&SaslConf>) -> Result<SecretPolicy, Fail
         otp: a.otp,
         scram_iterations: a.scram_iterations,
     };
-    SecretPolicy::from_config(&req, conf).map_err(|e| match e {
+    let mut policy = SecretPolicy::from_config(&req, conf).map_err(|e| match e {
         PolicyError::Config(_) => fail(Exit::ConfigError, e.to_string()),
         PolicyError::Hostname(_) => fail(Exit::Failure, e.to_string()),
-    })
+    })?;
+    // As Cyrus's: every change starts a new OTP sequence (new seed, sequence 499).
+    policy.renew_otp = true;
+    Ok(policy)
 }

@@ -511,17 +511,15 @@ impl SmtpdDatabase {
             unused = Some(format!("pwcheck_method: {methods}"));
         }
         let plugins = conf.and_then(|c| c.auxprop_plugin());
-        let wanted = match format {
-            Format::Sqlite | Format::Postgres => "sql",
-            _ => "sasldb",
-        };
+        let wanted = format.cyrus_plugin();
         if unused.is_none()
             && let Some(p) = &plugins
             && !p.iter().any(|x| x.eq_ignore_ascii_case(wanted))
         {
             unused = Some(format!("auxprop_plugin: {}", p.join(" ")));
         }
-        let path = if format == Format::Sqlite {
+        // The sql plugin names its file in sql_database; the sasldb plugin in sasldb_path.
+        let path = if wanted == "sql" && format.is_file() {
             match get("sql_database") {
                 Some(p) => PathBuf::from(p),
                 None => {

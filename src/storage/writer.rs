@@ -8,7 +8,8 @@
 //!   the merge of the old records and the changes. Either way the new file replaces
 //!   the old one atomically ([`persist::replace_file`]).
 //! - GDBM: rebuilt like Berkeley DB, under libgdbm's own `flock` on the data file
-//!   (Cyrus edits GDBM files in place under it).
+//!   (Cyrus edits GDBM files in place under it), taken before the file is read and
+//!   held until the new file has replaced it ([`gdbm::DataFileLock`]).
 //! - LMDB and SQLite: in place, in one transaction of their own (LMDB readers such as
 //!   smtpd keep the environment open, so the file must not be replaced).
 //! - PostgreSQL: one PostgreSQL transaction through the connection holding the
@@ -45,6 +46,8 @@ pub(crate) struct Writer {
     format: Format,
     place: Place,
     base: Option<Store>,
+    /// libgdbm's lock on an existing GDBM file, held from before `base` was read.
+    gdbm_lock: Option<gdbm::DataFileLock>,
     opts: WriteOptions,
     notes: Vec<String>,
 }
@@ -72,7 +75,9 @@ impl Writer {
     /// Resolves the database path, decides ownership (a missing group or an owner the
     /// policy cannot keep is an error here, before anything is written), takes the
     /// writer lock, removes temporary files a crashed writer left, and opens the
-    /// current database if there is one.
+    /// current database if there is one. An existing GDBM file is read only under
+    /// libgdbm's exclusive lock on it, waited for like the writer lock: a libgdbm
+    /// writer (Cyrus) may be halfway through an in-place update.
     pub(crate) fn begin(location: &Location, opts: &WriteOptions) -> Result<Writer> {
         if let Some(url) = location.postgres() {
             return Self::begin_postgres(location, url, opts);
@@ -95,12 +100,26 @@ impl Writer {
             Some(m) if m.len() > 0 => Some(detect(&target.path)?),
             _ => None,
         };
-        let (format, base) = match detected {
+        let format = match detected {
             Some(Detected::Format(f)) => {
                 check_forced(location, f)?;
-                (f, Some(Store::open_file(f, &target.path)?))
+                f
             }
-            _ => (location.format().unwrap_or(opts.new_format), None),
+            _ => location.format().unwrap_or(opts.new_format),
+        };
+        let gdbm_lock = match &target.existing {
+            Some(_) if format == Format::Gdbm => Some(gdbm::DataFileLock::acquire(
+                &target.path,
+                opts.lock_timeout,
+            )?),
+            _ => None,
+        };
+        let base = match (detected, &gdbm_lock) {
+            (Some(Detected::Format(Format::Gdbm)), Some(lock)) => {
+                Some(Store::Gdbm(gdbm::GdbmFile::from_locked(lock)?))
+            }
+            (Some(Detected::Format(f)), _) => Some(Store::open_file(f, &target.path)?),
+            _ => None,
         };
         if !format.is_file() {
             return Err(Error::Invalid(format!(
@@ -120,6 +139,7 @@ impl Writer {
                 _lock: lock,
             },
             base,
+            gdbm_lock,
             opts: opts.clone(),
             notes,
         })
@@ -142,6 +162,7 @@ impl Writer {
                 tmp: std::env::temp_dir(),
             },
             base,
+            gdbm_lock: None,
             opts: opts.clone(),
             notes: Vec::new(),
         })
@@ -349,8 +370,10 @@ impl Writer {
     }
 
     /// Rebuilds a GDBM database. libgdbm users (Cyrus) edit the file in place under
-    /// `flock`, so the existing file is locked `LOCK_EX` (waiting like for our own lock)
-    /// and read again under that lock before the new file is built and renamed over it.
+    /// `flock`; the existing file has been locked `LOCK_EX` since [`Writer::begin`]
+    /// read it, so the base is what the new file is built from and renamed over it.
+    /// The replaced file is then retired ([`gdbm::DataFileLock::retire`]) and the lock
+    /// released.
     fn write_gdbm(
         &mut self,
         target: &Target,
@@ -358,31 +381,24 @@ impl Writer {
         hint: &LayoutHint,
         source: Source<'_, '_>,
     ) -> Result<u64> {
-        // Our own descriptor on the old file must not be what keeps the lock busy.
-        let had_base = self.base.take().is_some();
-        let _data_lock = match &target.existing {
-            Some(_) => Some(gdbm::DataFileLock::acquire(
-                &target.path,
-                self.opts.lock_timeout,
-            )?),
-            None => None,
-        };
         let opts = gdbm_options(hint, &target.dir);
         let stats = match source {
             Source::Records(records) => {
                 persist::replace_file(target, own, |f| gdbm::write_records(records, &opts, f))?
             }
             Source::Changes(changes) => {
-                let fresh = if had_base && !changes.replace_all {
-                    Some(gdbm::GdbmFile::open(&target.path)?)
-                } else {
-                    None
+                let base = match &self.base {
+                    Some(b) if !changes.replace_all => Some(b.scan()?),
+                    _ => None,
                 };
-                let base = fresh.as_ref().map(|f| Box::new(f.scan()) as Records<'_>);
                 let merged = crate::storage::merge(base, changes);
                 persist::replace_file(target, own, |f| gdbm::write_records(merged, &opts, f))?
             }
         };
+        self.base = None;
+        if let Some(lock) = self.gdbm_lock.take() {
+            lock.retire();
+        }
         Ok(stats.records)
     }
 }

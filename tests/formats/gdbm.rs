@@ -787,8 +787,9 @@ fn transaction_creates_new_gdbm_database() {
 }
 
 /// A libgdbm writer (here util-linux `flock`, which takes the same lock) holding the
-/// data file delays our commit until it lets go; with a short timeout the commit fails
-/// and leaves the file alone.
+/// data file delays our transaction (which reads the file only under that lock) until
+/// it lets go; with a short timeout the transaction cannot begin and the file is left
+/// alone.
 #[test]
 fn commit_waits_for_a_gdbm_writer() {
     let dir = tempfile::tempdir().unwrap();
@@ -814,18 +815,16 @@ fn commit_waits_for_a_gdbm_writer() {
     let loc = Location::path_only(&path);
     let k = Key::new("carol", "x", "userPassword").unwrap();
 
-    // Short timeout: the commit gives up, the file is untouched.
+    // Short timeout: the transaction gives up, the file is untouched.
     let mut child = hold("2");
     let mut opts = db_opts(Format::Gdbm);
     opts.lock_timeout = Duration::from_millis(300);
-    let mut txn = Transaction::begin(&loc, &opts).unwrap();
-    txn.put(&k, b"pw".to_vec());
-    let err = txn.commit().unwrap_err();
+    let err = Transaction::begin(&loc, &opts).unwrap_err();
     assert!(matches!(err, Error::Locked { .. }), "{err}");
     assert_eq!(fs::read(&path).unwrap(), before);
     child.wait().unwrap();
 
-    // Longer timeout: the commit waits for the holder, then writes.
+    // Longer timeout: the transaction waits for the holder, then writes.
     let mut child = hold("1");
     let t = Instant::now();
     let mut txn = Transaction::begin(&loc, &db_opts(Format::Gdbm)).unwrap();
@@ -842,6 +841,187 @@ fn commit_waits_for_a_gdbm_writer() {
         db.get(&k).unwrap().as_deref().map(|v| v.to_vec()),
         Some(b"pw".to_vec())
     );
+}
+
+/// A libgdbm writer's lock is held from the moment our transaction reads the file
+/// until the new file has replaced it; the replaced file is retired (its magic number
+/// cleared), so a libgdbm process still holding it open cannot update it.
+#[test]
+fn transaction_holds_the_lock_and_retires_the_old_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("held.db");
+    let pairs = random_records(61, 20);
+    write_file(&path, &pairs, &WriteOptions::default());
+    let loc = Location::path_only(&path);
+    let mut txn = Transaction::begin(&loc, &db_opts(Format::Gdbm)).unwrap();
+    let add = vec![(b"late\0r\0userPassword".to_vec(), b"v".to_vec())];
+    let out = probe_run("store", &path, &add);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "libgdbm wrote while we held the file"
+    );
+    let k = Key::new("new", "r", "userPassword").unwrap();
+    txn.put(&k, b"pw".to_vec());
+    // A process that opened the file before our rename.
+    let held = fs::File::open(&path).unwrap();
+    txn.commit().unwrap();
+    // The file we held open is the replaced one: no longer GDBM for libgdbm.
+    let mut magic = [0u8; 4];
+    std::os::unix::fs::FileExt::read_exact_at(&held, &mut magic, 0).unwrap();
+    assert_eq!(magic, [0; 4]);
+    libgdbm_store(&path, &add, "store");
+    assert_eq!(libgdbm_misses(&path, &add), 0);
+    assert_eq!(libgdbm_misses(&path, &pairs), 0);
+}
+
+/// A file a libgdbm writer is halfway through updating (here: a torn header while it
+/// holds the lock) is not reported as corrupt: the reader waits for the lock and reads
+/// the finished file; a lookup or scan that fails while the lock is held says so.
+#[test]
+fn a_torn_file_under_a_libgdbm_lock_is_not_corrupt() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("torn.db");
+    let pairs = random_records(71, 30);
+    write_file(&path, &pairs, &WriteOptions::default());
+    let good = fs::read(&path).unwrap();
+    // The "writer": holds the lock, tears the header, restores it 300 ms later.
+    let lock = DataFileLock::acquire(&path, Duration::from_secs(1)).unwrap();
+    let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&[0xff; 64], 8).unwrap();
+    let fixer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        f.write_all_at(&good[8..72], 8).unwrap();
+        drop(lock);
+    });
+    let t = Instant::now();
+    let db = GdbmFile::open(&path).unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+    fixer.join().unwrap();
+    assert_eq!(db.scan().count(), pairs.len());
+    // Really damaged, with nobody holding the lock: corrupt, at once.
+    let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&[0xff; 64], 8).unwrap();
+    let e = GdbmFile::open(&path).unwrap_err();
+    assert!(is_gdbm_error(&e), "{e}");
+}
+
+/// Our saslpasswd2 and a libgdbm writer (Cyrus's GDBM backend's way of writing: open
+/// with `flock(LOCK_EX | LOCK_NB)`, store, close) change one file at the same time,
+/// two processes each: every write succeeds (ours wait for libgdbm's lock; the libgdbm
+/// writer retries an open its lock refuses) and every user is there afterwards.
+#[test]
+fn our_writers_and_libgdbm_writers_on_one_file() {
+    const USERS: usize = 30;
+    let s = crate::support::Scratch::new();
+    let path = s.path("mixed.db");
+    let writer = gdbm_writer();
+    // The file exists before anyone writes (a GDBM file, made by libgdbm).
+    run_ok(
+        Command::new(peer("gdbmtool"))
+            .arg("-n")
+            .arg(&path)
+            .arg("count"),
+    );
+    let mut children = Vec::new();
+    for prefix in ["cyrus-a", "cyrus-b"] {
+        let child = Command::new(writer)
+            .arg(&path)
+            // Paced to last about as long as our writers' loops.
+            .args([prefix, "r", &USERS.to_string(), "40000"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        children.push((prefix.to_owned(), child));
+    }
+    let ours_loop = |prefix: &str| {
+        let mut failures = Vec::new();
+        for i in 0..USERS {
+            let user = format!("{prefix}{i}");
+            let mut cmd = s.ours("saslpasswd2");
+            cmd.env("SASLDB_GROUP", "root")
+                .args(["-p", "-u", "r", "-f"])
+                .arg(&path)
+                .arg(&user);
+            let out = run_with_stdin(&mut cmd, format!("pw-{user}").as_bytes());
+            if !out.status.success() {
+                failures.push(format!(
+                    "{user}: {:?} {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+        failures
+    };
+    let mut failures: Vec<String> = std::thread::scope(|scope| {
+        let a = scope.spawn(|| ours_loop("ours-a"));
+        let b = scope.spawn(|| ours_loop("ours-b"));
+        [a, b].into_iter().flat_map(|t| t.join().unwrap()).collect()
+    });
+    let mut retries = Vec::new();
+    for (prefix, child) in children {
+        let out = child.wait_with_output().unwrap();
+        if !out.status.success() {
+            failures.push(format!(
+                "libgdbm writer {prefix}: {:?} {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        retries.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    }
+    assert!(failures.is_empty(), "failed writes: {failures:#?}");
+    // Nothing lost: every user, read by libgdbm and by us.
+    let mut want: Pairs = ["cyrus-a", "cyrus-b", "ours-a", "ours-b"]
+        .iter()
+        .flat_map(|p| {
+            (0..USERS).map(move |i| {
+                (
+                    format!("{p}{i}\0r\0userPassword").into_bytes(),
+                    format!("pw-{p}{i}").into_bytes(),
+                )
+            })
+        })
+        .collect();
+    want.sort();
+    assert_eq!(
+        libgdbm_misses(&path, &want),
+        0,
+        "libgdbm writer retries: {retries:?}"
+    );
+    assert!(
+        gdbm_dump(&path) == want,
+        "libgdbm writer retries: {retries:?}"
+    );
+    let db = Database::open(&Location::path_only(&path)).unwrap();
+    assert_eq!(db.records().unwrap().count(), want.len());
+    eprintln!("libgdbm writers' retries (lock busy or file retired): {retries:?}");
+}
+
+/// The libgdbm writer (tests/formats/gdbm_writer.c), compiled once per run.
+fn gdbm_writer() -> &'static Path {
+    static WRITER: OnceLock<PathBuf> = OnceLock::new();
+    WRITER.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/formats/gdbm_writer.c");
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("gdbm_writer.{}", std::process::id()));
+        run_ok(
+            Command::new(peer("cc"))
+                .arg("-O1")
+                .arg("-o")
+                .arg(&out)
+                .arg(&src)
+                .arg("-lgdbm"),
+        );
+        out
+    })
 }
 
 /// While we hold the data file's lock, libgdbm writers cannot open it.

@@ -63,7 +63,8 @@ const DIFFERENCES: &[Difference] = &[
     Difference {
         id: "long-options",
         cyrus: "`--help` is a cluster of bad short options: glibc messages, usage, exit 1",
-        ours: "`--help` prints help on stdout, exit 0 (also --group, --scram, --otp, …)",
+        ours: "`--help` prints help on stdout, exit 0 (also --group, --scram, --otp, …, and \
+               unambiguous abbreviations); any other `--word` is read as Cyrus reads it",
         why: "additions; no Cyrus invocation that worked changes meaning",
     },
     Difference {
@@ -155,6 +156,29 @@ const DIFFERENCES: &[Difference] = &[
         why: "nobody types a password twice only to learn the file is unusable",
     },
     Difference {
+        id: "nothing-to-write-unreadable",
+        cyrus: "-n with a mech_list naming no mechanism that keeps a secret, on a file libdb \
+                cannot read: libdb's BDBxxxx lines, nothing written, exit 0",
+        ours: "`generic failure: <path>: not a sasldb database (…)`, exit 1",
+        why: "an unreadable database is an error whatever the change; a script must not \
+              believe the password set (and -n writes a SCRAM secret here)",
+    },
+    Difference {
+        id: "zero-byte-file",
+        cyrus: "a zero-byte file: `BDB0004 fop_read_meta: <db>: unexpected file type or \
+                format` on stderr, then written, exit 0",
+        ours: "taken as an empty database and written without that line, exit 0",
+        why: "an empty file is an empty database; libdb's line is not an error",
+    },
+    Difference {
+        id: "listing-order",
+        cyrus: "a Berkeley DB file Cyrus's saslpasswd2 changed keeps libdb's split history, \
+                which decides the order both listers list it in",
+        ours: "a file our saslpasswd2 rebuilt may have another bucket count: the same \
+               records, listed by both listers in another order than Cyrus's file",
+        why: "a rebuild sizes the hash table for its records; hash order carries no meaning",
+    },
+    Difference {
         id: "generic-failure-reason",
         cyrus: "`saslpasswd2: generic failure`, plus libdb's BDBxxxx lines for some files",
         ours: "one line: `saslpasswd2: generic failure: <reason>`",
@@ -171,6 +195,13 @@ const DIFFERENCES: &[Difference] = &[
         cyrus: "Ctrl-C at the prompt leaves the terminal with echo off",
         ours: "the terminal is restored (echo on) before the signal kills the process",
         why: "a shell with echo off looks broken",
+    },
+    Difference {
+        id: "list-config-error-detail",
+        cyrus: "a sasldblistusers.conf that cannot be parsed: `Couldn't initialize server \
+                API`, exit 1",
+        ours: "the same text followed by `: <file>, line N: …`, exit 1",
+        why: "says which line to fix",
     },
     Difference {
         id: "list-exit-status",
@@ -866,6 +897,50 @@ fn passwd_long_options_are_ours() {
     assert!(c.err().ends_with(PASSWD_USAGE));
 }
 
+/// An argument starting with `--` that names none of our long options is read as
+/// Cyrus's glibc `getopt` reads it: a cluster of short options, `--foo` being `-`
+/// (`invalid option -- '-'`) then `-f oo`. Same messages, usage and exit status.
+#[test]
+fn passwd_unknown_long_options_as_cyrus() {
+    let s = scratch();
+    for args in [
+        &["--foo", "-f", "db", "u"][..],
+        &["-f", "db", "u", "--foo"],
+        &["-f", "db", "--nope", "u"],
+        // An ambiguous abbreviation (--scram, --scram-iterations) is not ours either.
+        &["-f", "db", "--s", "u"],
+        &["-f", "db", "--=x", "u"],
+    ] {
+        let o = same_but_notice(&Call::passwd(&s, args).stdin("pw"));
+        o.exited(1).stdout_is("");
+        assert!(
+            o.err().starts_with("saslpasswd2: invalid option -- '-'\n"),
+            "{args:?}: {o:?}"
+        );
+        assert!(o.err().ends_with(&format!("\n{PASSWD_USAGE}")), "{o:?}");
+    }
+    // `--version` is `-`, then `-v`: the version, exit 0, for both.
+    let d = declared("version-banner");
+    let (o, c) = Call::passwd(&s, &["-f", "db", "--version", "u"]).both();
+    o.exited(0).stdout_is("");
+    c.exited(0).stdout_is("");
+    assert_eq!(
+        o.err(),
+        replace_once(
+            &c.err(),
+            &format!("\n{CMU_NOTICE}{CYRUS_VERSION}"),
+            &format!("\n{}", our_version("saslpasswd2"))
+        ),
+        "{}",
+        d.ours
+    );
+    assert!(o.err().starts_with("saslpasswd2: invalid option -- '-'\n"));
+    // Nothing was written (not even `oo`, the file `--foo` named).
+    for who in [Impl::Ours, Impl::Cyrus] {
+        assert_eq!(fs::read_dir(s.work(who)).unwrap().count(), 0, "{who:?}");
+    }
+}
+
 #[test]
 fn passwd_format_prefix() {
     let d = declared("format-prefix");
@@ -1107,6 +1182,83 @@ fn passwd_noplain() {
     }
     assert!(dump(&s.at(Impl::Ours, "db")).is_empty());
     assert!(dump(&s.at(Impl::Cyrus, "db")).is_empty());
+}
+
+/// `u@r`'s OTP secret in `db`.
+fn otp_of(db: &Db) -> OtpSecret {
+    OtpSecret::parse(&db[&key("u", "r", OTP_SECRET)]).unwrap()
+}
+
+/// As Cyrus's, our saslpasswd2 writes an OTP secret afresh on every change: with the
+/// algorithm `otp_mda` names (default md5) whatever the old one used, and a new
+/// sequence (499) even when the password is the same.
+#[test]
+fn passwd_otp_secret_as_cyrus() {
+    use sasldb::account::secrets::OtpAlgorithm;
+    use sasldb::account::secrets::otp::otp_chain;
+    let s = scratch();
+    s.conf("sha1", "mech_list: otp\notp_mda: sha1\n");
+    // u@r: password "pw", an md5 OTP secret already used down to sequence 10.
+    let seed_db = s.path("seed");
+    let chain = otp_chain(OtpAlgorithm::Md5, b"seed42", b"pw", 10).unwrap();
+    let otp = format!(
+        "md5\t0010\tseed42\t{}\t00000000000000000000",
+        crate::support::hex(&chain)
+    );
+    write_bdb(
+        &seed_db,
+        &[
+            (key("u", "r", USER_PASSWORD), b"pw".to_vec()),
+            (key("u", "r", OTP_SECRET), otp.into_bytes()),
+        ],
+    );
+    let before = OtpSecret::parse(&dump(&seed_db)[&key("u", "r", OTP_SECRET)]).unwrap();
+    assert_eq!(
+        (before.sequence(), before.verify_password(b"pw").unwrap()),
+        (10, true)
+    );
+    s.copy_to_both(&seed_db, "db");
+
+    // (args, password, the algorithm both must write)
+    let steps: [(&[&str], &str, OtpAlgorithm); 4] = [
+        // The same password: a new sequence.
+        (&[], "pw", OtpAlgorithm::Md5),
+        // otp_mda: sha1 over an md5 secret.
+        (&["-a", "sha1"], "new", OtpAlgorithm::Sha1),
+        // The same password again, otp_mda still sha1.
+        (&["-a", "sha1"], "new", OtpAlgorithm::Sha1),
+        // The default (md5) over a sha1 secret.
+        (&[], "newer", OtpAlgorithm::Md5),
+    ];
+    for (i, (flags, pw, alg)) in steps.into_iter().enumerate() {
+        let mut args = vec!["-p"];
+        args.extend_from_slice(flags);
+        args.extend(["-f", "db", "-u", "r", "u"]);
+        let call = Call::passwd(&s, &args).stdin(pw);
+        let o = if i == 0 {
+            same_but_group_note(&call, "db")
+        } else {
+            call.same()
+        };
+        o.exited(0).stdout_is("");
+        let mut sides = Vec::new();
+        for who in [Impl::Ours, Impl::Cyrus] {
+            let db = dump(&s.at(who, "db"));
+            let otp = otp_of(&db);
+            assert_eq!(
+                (otp.algorithm(), otp.sequence()),
+                (alg, 499),
+                "step {i}, {who:?}"
+            );
+            assert!(
+                otp.verify_password(pw.as_bytes()).unwrap(),
+                "step {i} {who:?}"
+            );
+            assert_eq!(user_password(&db, "u", "r").unwrap(), pw.as_bytes());
+            sides.push(props(&db));
+        }
+        assert_eq!(sides[0], sides[1], "step {i}");
+    }
 }
 
 /// Two users added by Cyrus, copied to both sides; then `-d` of each.
@@ -1428,6 +1580,45 @@ fn passwd_unusable_databases() {
     }
 }
 
+/// With nothing to write (`-n`, and a `mech_list` naming no mechanism that keeps a
+/// secret), Cyrus never notices that libdb cannot read the file: it exits 0 having
+/// written nothing. Ours refuses the file, as it does whatever the change.
+#[test]
+fn passwd_nothing_to_write_unreadable_database() {
+    let d = declared("nothing-to-write-unreadable");
+    let s = scratch();
+    s.conf("saslpasswd", "mech_list: plain login\n");
+    let garbage = crate::support::Rng::new(18).bytes(5000);
+    for who in [Impl::Ours, Impl::Cyrus] {
+        fs::write(s.at(who, "db"), &garbage).unwrap();
+    }
+    let (o, c) = Call::passwd(&s, &["-p", "-n", "-f", "db", "-u", "r", "u"])
+        .stdin("pw")
+        .both();
+    c.exited(0).stdout_is("");
+    assert!(
+        !c.err().is_empty() && c.err().lines().all(|l| l.starts_with("BDB")),
+        "{}: {c:?}",
+        d.cyrus
+    );
+    o.exited(1).stdout_is("").stderr_is(
+        "saslpasswd2: generic failure: db: not a sasldb database (unrecognised magic bytes)\n",
+    );
+    // Something to write (no -n): Cyrus fails too.
+    let (o2, c2) = Call::passwd(&s, &["-p", "-f", "db", "-u", "r", "u"])
+        .stdin("pw")
+        .both();
+    c2.exited(1);
+    assert!(
+        c2.err().ends_with("saslpasswd2: generic failure\n"),
+        "{c2:?}"
+    );
+    assert_eq!(o2, o);
+    for who in [Impl::Ours, Impl::Cyrus] {
+        assert_eq!(fs::read(s.at(who, "db")).unwrap(), garbage, "{who:?}");
+    }
+}
+
 #[test]
 fn passwd_unreadable_database_as_nobody() {
     let d = declared("generic-failure-reason");
@@ -1460,9 +1651,12 @@ fn passwd_unreadable_database_as_nobody() {
     assert!(o.err().starts_with("listusers failed: "), "{o:?}");
 }
 
+/// A zero-byte file is an empty database for both; libdb complains on Cyrus's
+/// stderr, ours says nothing about it.
 #[test]
 fn passwd_zero_byte_database() {
     declared("write-path");
+    let d = declared("zero-byte-file");
     let s = scratch();
     for who in [Impl::Ours, Impl::Cyrus] {
         fs::write(s.at(who, "db"), b"").unwrap();
@@ -1471,11 +1665,22 @@ fn passwd_zero_byte_database() {
         .stdin("pw\n")
         .both();
     c.exited(0)
+        .stdout_is("")
         .stderr_is("BDB0004 fop_read_meta: db: unexpected file type or format\n");
     // The file was root:root (our umask); ours hands it to the postfix group.
     o.exited(0)
+        .stdout_is("")
         .stderr_is("saslpasswd2: db: group changed from root to postfix (mode 640)\n");
+    assert!(!o.err().contains("BDB"), "{}", d.ours);
     same_db_but_cyrus_otp(&s, "db", &[("alice", "r", b"pw")]);
+    // Both files are whole databases now, listed alike.
+    for who in [Impl::Ours, Impl::Cyrus] {
+        let p = s.at(who, "db");
+        Call::list(&s, &[p.to_str().unwrap()])
+            .same()
+            .exited(0)
+            .stderr_is("");
+    }
 }
 
 /// Ownership and the lock file, the one place where they are the point.
@@ -1603,6 +1808,59 @@ fn list_command_line() {
             d.ours
         );
     }
+}
+
+/// Like Cyrus's, our lister reads sasldblistusers.conf: a file that cannot be parsed
+/// stops it (exit 1; ours names the file and line); a valid one changes nothing, its
+/// sasldb_path included (the path given, or /etc/sasldb2, wins).
+#[test]
+fn list_reads_its_config() {
+    let d = declared("list-config-error-detail");
+    let s = scratch();
+    let fx = fixture("bdb/cyrus-2.1.28-debian.db");
+    let fx = fx.to_str().unwrap();
+    let listing = Call::list(&s, &[fx]).same();
+    listing.exited(0).stderr_is("");
+    let conf = s.path("conf/sasldblistusers.conf");
+
+    s.conf("sasldblistusers", "bad line\n");
+    for args in [&[fx][..], &["-f", fx]] {
+        let (o, c) = Call::list(&s, args).both();
+        c.exited(1)
+            .stdout_is("")
+            .stderr_is("Couldn't initialize server API\n");
+        o.exited(1).stdout_is("");
+        assert!(
+            o.err().starts_with(&format!(
+                "Couldn't initialize server API: {}, line 1: ",
+                conf.display()
+            )),
+            "{}: {o:?}",
+            d.ours
+        );
+        assert_eq!(o.err().lines().count(), 1, "{o:?}");
+    }
+    // Usage errors and -v come first, as for Cyrus.
+    let o = same_but_notice(&Call::list(&s, &["-x", fx]));
+    o.exited(1);
+    let (o, c) = Call::list(&s, &["-v"]).both();
+    o.exited(0);
+    c.exited(0);
+
+    // Valid files change nothing: not even their sasldb_path.
+    for text in [
+        "sasldb_path: /nonexistent/sasldb2\n",
+        "mech_list: nonexistent\nauxprop_plugin: nonexistent\n",
+        "# only a comment\n",
+    ] {
+        s.conf("sasldblistusers", text);
+        let o = Call::list(&s, &[fx]).same();
+        assert_eq!(o, listing, "{text:?}");
+    }
+    // A directory in its place reads as empty, for both.
+    fs::remove_file(&conf).unwrap();
+    fs::create_dir(&conf).unwrap();
+    assert_eq!(Call::list(&s, &[fx]).same(), listing);
 }
 
 #[test]
@@ -1763,6 +2021,60 @@ fn cross_listing_and_updates() {
     // dave's existing OTP secret was recomputed for the new password.
     take_otp(&mut db, "dave", "r", b"new-d");
     assert_eq!(user_password(&db, "dave", "r").unwrap(), b"new-d");
+}
+
+/// A 120-user file Cyrus made (libdb's split history: 6 buckets and a chain), changed
+/// the same way by each saslpasswd2: the same records, each file listed identically by
+/// both listers, but our rebuilt file (a table sized for its records) lists in
+/// another order than Cyrus's own file. The order is the file's, not the history's.
+#[test]
+fn listing_order_of_a_rebuilt_file() {
+    let d = declared("listing-order");
+    let s = scratch();
+    let seed = s.path("seed");
+    let seed_s = seed.to_str().unwrap();
+    for i in 0..120 {
+        Call::passwd(
+            &s,
+            &["-p", "-u", "example.net", "-f", seed_s, &format!("user{i}")],
+        )
+        .stdin(format!("pw{i}"))
+        .run(Impl::Cyrus)
+        .exited(0);
+    }
+    assert_eq!(dump(&seed).len(), 240);
+    s.copy_to_both(&seed, "db");
+    same_but_group_note(
+        &Call::passwd(&s, &["-p", "-u", "example.net", "-f", "db", "user109"]).stdin("x"),
+        "db",
+    )
+    .exited(0);
+    // The same records (the OTP secrets of user109 are fresh on both sides).
+    let mut ours = dump(&s.at(Impl::Ours, "db"));
+    let mut cyrus = dump(&s.at(Impl::Cyrus, "db"));
+    take_otp(&mut ours, "user109", "example.net", b"x");
+    take_otp(&mut cyrus, "user109", "example.net", b"x");
+    assert_eq!(ours, cyrus);
+    // Each file: both listers agree.
+    let mut listings = Vec::new();
+    for who in [Impl::Ours, Impl::Cyrus] {
+        let p = s.at(who, "db");
+        let o = Call::list(&s, &[p.to_str().unwrap()]).same();
+        o.exited(0).stderr_is("");
+        listings.push(o.out());
+    }
+    let sorted = |l: &str| {
+        let mut v: Vec<&str> = l.lines().collect();
+        v.sort_unstable();
+        v.join("\n")
+    };
+    assert_eq!(sorted(&listings[0]), sorted(&listings[1]));
+    assert_eq!(listings[0].lines().count(), 240);
+    // The two files: another order.
+    assert_ne!(listings[0], listings[1], "{} / {}", d.ours, d.cyrus);
+    let ours_len = fs::metadata(s.at(Impl::Ours, "db")).unwrap().len();
+    let cyrus_len = fs::metadata(s.at(Impl::Cyrus, "db")).unwrap().len();
+    assert_ne!(ours_len, cyrus_len, "{}", d.ours);
 }
 
 // ---------------------------------------------------------------------------------

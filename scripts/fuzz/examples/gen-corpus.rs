@@ -264,6 +264,93 @@ fn text_seeds(root: &Path) {
     }
 }
 
+/// Seeds for the `sasldb serve` targets: protocol transcripts as Postfix, doveadm,
+/// libsasl and Dovecot send them (pieces fed separately are split by 0xfe, messages
+/// of one exchange by 0xff; see the harness).
+fn serve_seeds(root: &Path) {
+    fn mux(fields: [&[u8]; 4]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for f in fields {
+            v.extend_from_slice(&(f.len() as u16).to_be_bytes());
+            v.extend_from_slice(f);
+        }
+        v
+    }
+    let hello = "VERSION\t1\t0\nCPID\t42\n";
+    let dovecot: Vec<(&str, Vec<String>)> = vec![
+        (
+            "postfix-plain",
+            vec![format!("{hello}AUTH\t1\tPLAIN\tservice=smtp\tnologin\tlip=127.0.0.1\trip=127.0.0.1\tsecured\tresp=AGFsaWNlAHNlY3JldA==\n")],
+        ),
+        (
+            "login-in-pieces",
+            vec![
+                format!("{hello}AUTH\t2\tLOGIN\tservice=smtp\tresp=\n"),
+                "CONT\t2\tYWxpY2U=\n".into(),
+                "CONT\t2\tc2VjcmV0\n".into(),
+            ],
+        ),
+        (
+            "cram-md5",
+            vec![
+                format!("{hello}AUTH\t3\tCRAM-MD5\tservice=smtp\n"),
+                "CONT\t3\tYWxpY2UgMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDA=\n".into(),
+            ],
+        ),
+        (
+            "scram-first",
+            vec!["VERSION\t1\t2\nCPID\t7\nAUTH\t4\tSCRAM-SHA-256\tservice=smtp\tfinal-resp-ok\tresp=bixuPWFsaWNlLHI9YWJj\n".into()],
+        ),
+        (
+            "errors",
+            vec![format!("{hello}AUTH\t5\tPLAIN\tservice=smtp\tresp=!!\nCONT\t9\tAA==\nCANCEL\t5\nAUTH\t6\tPLAIN\tservice=smtp\nCONT\t6\t\x01t\nAUTH\t6\tPLAIN\tservice=smtp\n")],
+        ),
+    ];
+    for (name, pieces) in &dovecot {
+        let bytes: Vec<Vec<u8>> = pieces.iter().map(|p| p.as_bytes().to_vec()).collect();
+        put(&root.join("serve_dovecot"), name, &bytes.join(&0xfe));
+    }
+    let sasl: &[(&str, &[u8])] = &[
+        ("plain", b"\x00\0alice\0secret"),
+        ("plain-authzid", b"\x00alice\0alice\0secret"),
+        ("login", b"\x01\xffalice\xffsecret"),
+        ("cram", b"\x02\xffalice 5c6e2b5ea6d3ec6b1fc2ccd9ee1a2c24"),
+        ("scram-sha1", b"\x03n,,n=alice,r=abc\xffc=biws,r=abc,p=AAAA"),
+        ("scram-sha256-authzid", b"\x04y,a=alice,n=alice,r=x=2C\xff"),
+    ];
+    for (name, bytes) in sasl {
+        put(&root.join("serve_sasl"), name, bytes);
+    }
+    put(
+        &root.join("serve_saslauthd"),
+        "postfix",
+        &mux([b"alice", b"secret", b"smtp", b""]),
+    );
+    put(
+        &root.join("serve_saslauthd"),
+        "realm",
+        &mux([b"alice", b"secret", b"imap", b"example.org"]),
+    );
+    put(
+        &root.join("serve_saslauthd"),
+        "empty-login",
+        &mux([b"", b"pw", b"smtp", b""]),
+    );
+    put(
+        &root.join("serve_saslauthd"),
+        "too-long",
+        &[&b"\x01\x01"[..], &[b'a'; 257]].concat(),
+    );
+    for (name, bytes) in [
+        ("dovecot", &b"alice@example.org\0secret\0\0"[..]),
+        ("lookup", b"alice\0\0\0"),
+        ("djb-timestamp", b"bob\0pw\x001234567890\0extra"),
+        ("short", b"alice\0pw"),
+    ] {
+        put(&root.join("serve_checkpassword"), name, bytes);
+    }
+}
+
 fn main() {
     let root: PathBuf = std::env::args_os()
         .nth(1)
@@ -274,5 +361,6 @@ fn main() {
     lmdb_seeds(&root);
     sqlite_seeds(&root);
     text_seeds(&root);
+    serve_seeds(&root);
     println!("seed corpora written under {}", root.display());
 }

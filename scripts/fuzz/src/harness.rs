@@ -781,3 +781,256 @@ pub fn getopt(data: &[u8]) {
     }
     assert!(g.operands().len() <= total);
 }
+
+// ------------------------------------------------------------------ sasldb serve
+
+/// The decoy secrets the mechanisms need (made once: it costs a PBKDF2).
+#[cfg(feature = "serve")]
+fn serve_env() -> sasldb::serve::mech::MechEnv<'static> {
+    use std::sync::OnceLock;
+    static DECOY: OnceLock<sasldb::serve::verify::Decoy> = OnceLock::new();
+    sasldb::serve::mech::MechEnv {
+        hostname: "fuzz.example",
+        decoy: DECOY.get_or_init(|| sasldb::serve::verify::Decoy::new().expect("random numbers")),
+    }
+}
+
+/// Credentials for the fuzzed exchanges: alice has a plaintext password, anyone else
+/// is unknown.
+#[cfg(feature = "serve")]
+fn serve_creds(authcid: &[u8]) -> Option<sasldb::serve::Credentials> {
+    authcid
+        .starts_with(b"alice")
+        .then(|| sasldb::serve::Credentials {
+            user_password: Some(sasldb::Secret::new(b"secret".to_vec())),
+            ..Default::default()
+        })
+}
+
+/// Drives an exchange to its end with `inputs` as the client's messages; checks that
+/// a lookup is only asked for once the id is known and that nothing follows the end.
+#[cfg(feature = "serve")]
+fn serve_exchange(
+    mut x: sasldb::serve::mech::Exchange,
+    mut p: sasldb::serve::mech::Progress,
+    inputs: &mut dyn Iterator<Item = &[u8]>,
+) -> (sasldb::serve::mech::Exchange, Option<Vec<u8>>) {
+    use sasldb::serve::mech::Progress;
+    let env = serve_env();
+    for _ in 0..8 {
+        match p {
+            Progress::Lookup => {
+                let id = x.authcid().expect("a lookup names the user").to_vec();
+                assert!(!id.is_empty() && !id.contains(&0));
+                p = x.credentials(serve_creds(&id), &env);
+            }
+            Progress::Challenge(c) => match inputs.next() {
+                Some(i) => {
+                    // A SCRAM proof costs a PBKDF2: only worth it for a well-formed one.
+                    if x.input_costly()
+                        && sasldb::serve::mech::scram::parse_client_final(i).is_err()
+                    {
+                        return (x, None);
+                    }
+                    p = x.input(i, &env)
+                }
+                None => return (x, Some(c)),
+            },
+            Progress::Success { .. } | Progress::Failure(_) => {
+                let again = x.input(b"more", &env);
+                assert!(
+                    matches!(again, Progress::Failure(_)),
+                    "input after the end: {again:?}"
+                );
+                return (x, None);
+            }
+        }
+    }
+    panic!("an exchange did not end after 8 steps");
+}
+
+/// Every message of every mechanism: the first byte picks the mechanism, the rest is
+/// the client's messages separated by 0xff (the first one is the initial response,
+/// or none if empty). Also the SCRAM parsers on the raw bytes.
+#[cfg(feature = "serve")]
+pub fn serve_sasl(data: &[u8]) {
+    use sasldb::serve::mech::{Exchange, Mechanism, scram};
+    let _ = scram::parse_client_first(data);
+    let _ = scram::parse_client_final(data);
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let mech = Mechanism::ALL[usize::from(pick) % Mechanism::ALL.len()];
+    let mut parts = rest.split(|&b| b == 0xff);
+    let initial = parts.next().filter(|p| !p.is_empty());
+    let (x, p) = Exchange::start(mech, initial, &serve_env());
+    let _ = serve_exchange(x, p, &mut parts);
+    let _ = sasldb::serve::mech::cram_md5::parse(data);
+    let _ = sasldb::serve::mech::plain::parse(data);
+}
+
+/// The Dovecot auth-client protocol: the bytes fed in pieces (split at 0xfe) to a
+/// session offering every mechanism; each request is driven through its exchange
+/// and answered; reply lines must be single lines; nothing follows a close.
+#[cfg(feature = "serve")]
+pub fn serve_dovecot(data: &[u8]) {
+    use sasldb::serve::dovecot::{Event, MAX_LINE, Session};
+    use sasldb::serve::mech::{Exchange, Mechanism, Progress};
+    use std::time::{Duration, Instant};
+    let check = |line: &[u8]| {
+        assert!(line.ends_with(b"\n"), "reply without LF: {line:?}");
+        assert_eq!(
+            line.iter().filter(|&&b| b == b'\n').count(),
+            1,
+            "reply spans lines"
+        );
+        assert!(!line.contains(&0), "NUL in a reply");
+        assert!(line.len() <= MAX_LINE, "reply over the line limit");
+    };
+    let env = serve_env();
+    let mut s = Session::new(Mechanism::ALL.to_vec());
+    let now = Instant::now();
+    let mut closed = false;
+    let mut out = Vec::new();
+    let mut chunks = 0;
+    for chunk in data.split(|&b| b == 0xfe) {
+        chunks += 1;
+        if chunks > 64 {
+            break;
+        }
+        s.feed(chunk, now, &mut out);
+        for ev in out.drain(..) {
+            assert!(!closed, "an event after Close");
+            match ev {
+                Event::Send(l) => check(&l),
+                Event::Close(why) => {
+                    assert_one_line("close", &why);
+                    closed = true;
+                }
+                Event::Auth {
+                    id, mech, initial, ..
+                } => {
+                    let (x, p) = Exchange::start(mech, initial.as_deref().map(|v| &v[..]), &env);
+                    answer(&mut s, id, x, p, now, &check);
+                }
+                Event::Cont {
+                    id,
+                    mut exchange,
+                    data,
+                    ..
+                } => {
+                    let p = if exchange.input_costly()
+                        && sasldb::serve::mech::scram::parse_client_final(&data).is_err()
+                    {
+                        Progress::Failure(sasldb::serve::mech::Failure::Malformed("skipped"))
+                    } else {
+                        exchange.input(&data, &env)
+                    };
+                    answer(&mut s, id, exchange, p, now, &check);
+                }
+            }
+        }
+    }
+    s.expire(
+        now + Duration::from_secs(3600),
+        Duration::from_secs(150),
+        &mut out,
+    );
+    for ev in out.drain(..) {
+        if let Event::Send(l) = ev {
+            check(&l);
+        }
+    }
+
+    fn answer(
+        s: &mut Session,
+        id: u32,
+        x: Exchange,
+        p: Progress,
+        now: Instant,
+        check: &dyn Fn(&[u8]),
+    ) {
+        let (x, challenge) = serve_exchange(x, p, &mut std::iter::empty());
+        let line = match challenge {
+            Some(c) => s.challenge(id, &c, x, now),
+            None => match x.authcid() {
+                Some(u) if u.starts_with(b"alice") => s.success(id, u, Some(b"v=x"), now),
+                u => s.failure(id, u, Some("temp_fail"), "Authentication\tfailed"),
+            },
+        };
+        if let Some(l) = line {
+            check(&l);
+        }
+    }
+}
+
+/// The saslauthd mux protocol: every prefix parses without panic; a request's fields
+/// are within limits and NUL-free, and its answer frames round-trip.
+#[cfg(feature = "serve")]
+pub fn serve_saslauthd(data: &[u8]) {
+    use sasldb::serve::saslauthd::{
+        MAX_FIELD, Parsed, encode_request, frame, parse, user_and_realm,
+    };
+    for end in [data.len(), data.len() / 2, data.len().min(8)] {
+        match parse(&data[..end]) {
+            Parsed::Request(r, used) => {
+                assert!(used <= end);
+                for f in [&r.login[..], &r.password[..], &r.service[..], &r.realm[..]] {
+                    assert!(f.len() <= MAX_FIELD && !f.contains(&0));
+                }
+                assert!(!r.login.is_empty() && !r.password.is_empty());
+                let again = encode_request(&r.login, &r.password, &r.service, &r.realm);
+                assert!(
+                    matches!(parse(&again), Parsed::Request(ref b, n) if *b == r && n == again.len())
+                );
+                let (u, realm) = user_and_realm(&r, b"default.example");
+                assert!(!realm.is_empty() || !r.realm.is_empty() || u.len() <= r.login.len());
+                let _ = format!("{r:?}");
+            }
+            Parsed::Refused(text) => assert!(text.starts_with(b"NO")),
+            Parsed::Incomplete => {}
+        }
+    }
+    let f = frame(data);
+    assert_eq!(usize::from(u16::from_be_bytes([f[0], f[1]])), f.len() - 2);
+}
+
+/// checkpassword's descriptor-3 input and its decisions; the `password=` field for
+/// Dovecot never holds a raw TAB, LF, CR or NUL.
+#[cfg(feature = "serve")]
+pub fn serve_checkpassword(data: &[u8]) {
+    use sasldb::serve::checkpassword::{Decision, Mode, decide, parse_input, password_field};
+    let env = serve_env();
+    match parse_input(data) {
+        Ok(input) => {
+            assert!(data.len() <= 512 && !input.login.is_empty());
+            for mode in [
+                Mode::Authenticate,
+                Mode::Lookup { credentials: true },
+                Mode::Lookup { credentials: false },
+            ] {
+                let creds = serve_creds(&input.login);
+                match decide(creds.as_ref(), &input, &mode, env.decoy) {
+                    Decision::Exit(c) => assert!([1, 3].contains(&c)),
+                    Decision::Run { fd4, .. } => {
+                        if let Some(f) = fd4 {
+                            assert!(f.ends_with(b"\t"));
+                            let body = &f[..f.len() - 1];
+                            assert!(!body.iter().any(|b| [b'\t', b'\n', b'\r', 0].contains(b)));
+                        }
+                    }
+                }
+            }
+        }
+        Err(e) => assert_one_line("checkpassword", e),
+    }
+    // The stored value itself as a password, escaped.
+    let creds = sasldb::serve::Credentials {
+        user_password: Some(sasldb::Secret::new(data.to_vec())),
+        ..Default::default()
+    };
+    if let Some(f) = password_field(&creds) {
+        let body = &f[..f.len() - 1];
+        assert!(!body.iter().any(|b| [b'\t', b'\n', b'\r', 0].contains(b)));
+    }
+}

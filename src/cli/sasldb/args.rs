@@ -90,6 +90,17 @@ pub enum Cmd {
     /// Refresh the copy of the database inside Postfix's chroot, atomically
     /// (root:postfix 0640).
     SyncChroot(SyncChrootArgs),
+    /// Serve authentication from the database in the foreground: the Dovecot
+    /// auth-client protocol (Postfix smtpd_sasl_type = dovecot, Exim) and the
+    /// saslauthd mux protocol (Cyrus libsasl pwcheck_method: saslauthd); --group names
+    /// the group to run as with --user.
+    #[cfg(feature = "serve")]
+    Serve(crate::serve::args::ServeArgs),
+    /// The DJB checkpassword interface (Dovecot passdb checkpassword): read
+    /// login NUL password NUL from descriptor 3, run PROG if it is right; exit 1 if
+    /// not, 111 on an internal error.
+    #[cfg(feature = "serve")]
+    Checkpassword(crate::serve::args::CheckpasswordArgs),
 }
 
 /// Import modes.

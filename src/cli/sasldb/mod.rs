@@ -8,6 +8,8 @@ mod admin;
 pub mod args;
 mod doctor;
 mod io;
+#[cfg(feature = "serve")]
+mod serve;
 mod users;
 
 use std::process::ExitCode;
@@ -43,6 +45,10 @@ pub fn main() -> ExitCode {
         Cmd::Init(a) => admin::init(&cli.global, a),
         Cmd::Check(a) => doctor::check(&cli.global, a),
         Cmd::SyncChroot(a) => doctor::sync_chroot(&cli.global, a),
+        #[cfg(feature = "serve")]
+        Cmd::Serve(a) => serve::serve(&cli.global, a),
+        #[cfg(feature = "serve")]
+        Cmd::Checkpassword(a) => serve::checkpassword(&cli.global, a),
     };
     match result {
         Ok(code) => code.into(),

@@ -8,8 +8,11 @@
 //! allocation is larger than the file.
 //!
 //! Reading takes no lock. libgdbm writers (Cyrus's GDBM backend) update the file in
-//! place under `flock`; a reader racing one may see a torn update and report the file
-//! as corrupt. Writers of this crate take that lock ([`super::DataFileLock`]).
+//! place under `flock`, so a read racing one may see a torn update. A file that does
+//! not parse is therefore parsed again under a shared lock ([`GdbmFile::open`]), a
+//! lookup that fails is repeated under it, and a scan that fails while another process
+//! holds the lock reports [`Error::Busy`], not corruption. Writers of this crate read
+//! the file under their exclusive lock ([`GdbmFile::from_locked`]).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -22,6 +25,7 @@ use super::bucket::{Bucket, BucketView, Element};
 use super::directory::Directory;
 use super::hash::{HOST_SIGNED_CHAR, hash, variants_differ};
 use super::header::{AvailBlock, HEAD_PROBE, Header};
+use super::lock::{DataFileLock, READ_WAIT, held_elsewhere};
 use super::{Fault, SMALL};
 use crate::error::{Error, IoContext, Result};
 use crate::location::Format;
@@ -37,6 +41,9 @@ pub struct GdbmFile {
     header: Header,
     dir: Directory,
     stack: Vec<(u64, AvailBlock)>,
+    /// Read under a lock this process holds for the whole life of the handle: no
+    /// libgdbm writer can be in the file, so a fault is corruption.
+    own_lock: bool,
 }
 
 /// What [`GdbmFile::verify`] found in a file that reads correctly.
@@ -58,10 +65,30 @@ pub struct VerifyReport {
 }
 
 impl GdbmFile {
-    /// Opens and validates a file.
+    /// Opens and validates a file. One that does not parse is parsed again under
+    /// libgdbm's shared lock (waiting up to [`READ_WAIT`] for a libgdbm writer to
+    /// finish its update) before the error is believed.
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).at(path)?;
-        Self::from_file(file, path)
+        match Self::from_file(file, path) {
+            Ok(f) => Ok(f),
+            Err(_) => {
+                let lock = DataFileLock::acquire_shared(path, READ_WAIT)?;
+                let mut f = Self::from_locked(&lock)?;
+                drop(lock);
+                f.own_lock = false;
+                Ok(f)
+            }
+        }
+    }
+
+    /// Validates the file `lock` holds; the handle is meant to be used while the lock
+    /// is held (a fault is then corruption, never a concurrent update).
+    pub fn from_locked(lock: &DataFileLock) -> Result<Self> {
+        let file = lock.file().try_clone().at(lock.path())?;
+        let mut f = Self::from_file(file, lock.path())?;
+        f.own_lock = true;
+        Ok(f)
     }
 
     /// Validates an already open file; `path` is used in messages.
@@ -87,6 +114,7 @@ impl GdbmFile {
             header,
             dir,
             stack,
+            own_lock: false,
         })
     }
 
@@ -114,6 +142,23 @@ impl GdbmFile {
         f.into_error(&self.path)
     }
 
+    /// A read error, unless another process holds libgdbm's lock on the file (a libgdbm
+    /// writer updating it in place): then [`Error::Busy`].
+    fn busy_or(&self, e: Error) -> Error {
+        let from_file = matches!(
+            e,
+            Error::Corrupt { .. } | Error::Unsupported { .. } | Error::Io { .. }
+        );
+        if from_file && !self.own_lock && held_elsewhere(&self.path) {
+            Error::Busy {
+                path: self.path.clone(),
+                format: Format::Gdbm,
+            }
+        } else {
+            e
+        }
+    }
+
     fn corrupt(&self, what: String) -> Error {
         self.fault(Fault::Corrupt(what))
     }
@@ -136,7 +181,21 @@ impl GdbmFile {
     /// Looks one key up: hash, directory entry, bucket, linear probe. Keys are tried
     /// with this machine's `char` signedness first, then (if they have bytes ≥ 0x80)
     /// with the other, so files written on x86 and on arm64 both work.
+    ///
+    /// A lookup that fails is repeated on the file opened again under libgdbm's shared
+    /// lock (a libgdbm writer may have been updating it), unless this handle was read
+    /// under a lock of this process.
     pub fn get(&self, key: &[u8]) -> Result<Option<Secret>> {
+        match self.get_once(key) {
+            Err(_) if !self.own_lock => {
+                let lock = DataFileLock::acquire_shared(&self.path, READ_WAIT)?;
+                Self::from_locked(&lock)?.get_once(key)
+            }
+            r => r,
+        }
+    }
+
+    fn get_once(&self, key: &[u8]) -> Result<Option<Secret>> {
         let mut variants = vec![HOST_SIGNED_CHAR];
         if variants_differ(key) {
             variants.push(!HOST_SIGNED_CHAR);
@@ -377,7 +436,7 @@ impl Iterator for Scan<'_> {
             }
             Err(e) => {
                 self.done = true;
-                Some(Err(e))
+                Some(Err(self.db.busy_or(e)))
             }
         }
     }
