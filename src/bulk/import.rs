@@ -632,6 +632,10 @@ pub fn apply(
     }
 
     let fresh = !txn.existed() && txn.is_empty();
+    if !fresh {
+        // One read for every user where each lookup is a round trip (PostgreSQL).
+        txn.prefetch_users(wanted.iter().map(|(e, realm)| (&e.user[..], &realm[..])))?;
+    }
     for (n, (e, realm)) in wanted.into_iter().enumerate() {
         if n % 1024 == 0 {
             progress(n);

@@ -3,12 +3,12 @@
 //! and applies every change at once on commit.
 
 use std::cell::{Cell, OnceCell};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use crate::error::Result;
 use crate::location::{Format, Location};
-use crate::record::{Key, Secret, user_prefix};
+use crate::record::{Key, KeyRef, Secret, user_prefix};
 use crate::storage::options::WriteOptions;
 use crate::storage::{Changes, Records, Writer};
 
@@ -38,6 +38,27 @@ pub struct Transaction {
     changes: Changes,
     key_index: OnceCell<BTreeSet<Vec<u8>>>,
     prefix_scans: Cell<u32>,
+    prefetched: Option<Prefetched>,
+}
+
+/// Users read in one go ([`Transaction::prefetch_users`]): per `user NUL realm NUL`
+/// of every user asked for, its properties and values as they were at `begin`.
+#[derive(Default)]
+struct Prefetched {
+    users: HashMap<Vec<u8>, Vec<Prop>>,
+}
+
+/// A property name and its value.
+type Prop = (Vec<u8>, Secret);
+
+impl Prefetched {
+    /// The properties of `key`'s user, if that user was prefetched, and the property.
+    fn user_of<'a>(&self, key: &'a [u8]) -> Option<(&[Prop], &'a [u8])> {
+        let k = KeyRef::parse(key).ok()?;
+        let split = k.user.len() + k.realm.len() + 2;
+        let props = self.users.get(&key[..split])?;
+        Some((props, &key[split..]))
+    }
 }
 
 impl std::fmt::Debug for Transaction {
@@ -61,6 +82,7 @@ impl Transaction {
             changes: Changes::default(),
             key_index: OnceCell::new(),
             prefix_scans: Cell::new(0),
+            prefetched: None,
         })
     }
 
@@ -98,6 +120,12 @@ impl Transaction {
         }
         if self.changes.replace_all {
             return Ok(None);
+        }
+        if let Some((props, name)) = self.prefetched.as_ref().and_then(|p| p.user_of(key)) {
+            return Ok(props
+                .iter()
+                .find(|(p, _)| p == name)
+                .map(|(_, v)| v.clone()));
         }
         if let Some(index) = self.key_index.get()
             && !index.contains(key)
@@ -139,6 +167,7 @@ impl Transaction {
     pub fn clear(&mut self) {
         self.changes.replace_all = true;
         self.changes.ops.clear();
+        self.prefetched = None;
     }
 
     /// The records of the database as it was when the transaction began (without
@@ -165,6 +194,44 @@ impl Transaction {
         Ok(self.key_index.get_or_init(|| keys))
     }
 
+    /// Reads the records of these users (`(user, realm)`) at once where every lookup
+    /// would be a round trip to a server (PostgreSQL), so that the questions that
+    /// follow about them ([`Transaction::properties`], [`Transaction::get`]) are
+    /// answered from memory; elsewhere this does nothing. A bulk change (an import)
+    /// asks this once instead of once per user.
+    pub(crate) fn prefetch_users<'a>(
+        &mut self,
+        users: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Result<()> {
+        let Some(base) = self.writer.base() else {
+            return Ok(());
+        };
+        if self.changes.replace_all {
+            return Ok(());
+        }
+        let users: Vec<(&[u8], &[u8])> = users.into_iter().collect();
+        let Some(records) = base.records_of_users(&users)? else {
+            return Ok(());
+        };
+        let p = self.prefetched.get_or_insert_with(Prefetched::default);
+        p.users.reserve(users.len());
+        for (u, r) in &users {
+            p.users.entry(user_prefix(u, r)).or_default();
+        }
+        for rec in records {
+            let Ok(k) = KeyRef::parse(&rec.key) else {
+                continue;
+            };
+            let split = k.user.len() + k.realm.len() + 2;
+            let mut key = rec.key;
+            let name = key.split_off(split);
+            if let Some(props) = p.users.get_mut(&key[..]) {
+                props.push((name, rec.value));
+            }
+        }
+        Ok(())
+    }
+
     /// The property names a user has, this transaction's changes included.
     pub fn properties(&self, user: &[u8], realm: &[u8]) -> Result<Vec<Vec<u8>>> {
         let prefix = user_prefix(user, realm);
@@ -173,7 +240,17 @@ impl Transaction {
             let rest = &k[prefix.len()..];
             (!rest.is_empty() && !rest.contains(&0)).then(|| rest.to_vec())
         };
-        if !self.changes.replace_all {
+        let prefetched = self.prefetched.as_ref().and_then(|p| p.users.get(&prefix));
+        if let (false, Some(list)) = (self.changes.replace_all, prefetched) {
+            let mut key = prefix.clone();
+            for (name, _) in list {
+                key.truncate(prefix.len());
+                key.extend_from_slice(name);
+                if !self.changes.ops.contains_key(&key) {
+                    props.extend(prop_of(&key));
+                }
+            }
+        } else if !self.changes.replace_all {
             // The first few questions look for the user's keys (nothing kept); a
             // transaction that keeps asking (an import) indexes every key once.
             let direct = self.key_index.get().is_none() && self.prefix_scans.get() < PREFIX_SCANS;

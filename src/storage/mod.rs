@@ -84,6 +84,13 @@ pub trait Backend: Send + Sync {
         LayoutHint::default()
     }
 
+    /// The records of these users (`user NUL realm NUL ...` keys) in one read, for a
+    /// store where every keyed lookup is a round trip to a server (PostgreSQL). None
+    /// (the default) where lookups are local: ask per key instead.
+    fn records_of_users(&self, _users: &[(&[u8], &[u8])]) -> Result<Option<Vec<Record>>> {
+        Ok(None)
+    }
+
     /// The keys that start with `prefix` (by default, from a full scan).
     fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
         let mut out = Vec::new();

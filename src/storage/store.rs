@@ -159,6 +159,15 @@ impl Store {
         self.backend().keys_with_prefix(prefix)
     }
 
+    /// The records of these users in one read where lookups are round trips to a
+    /// server; None where keyed lookups are local.
+    pub(crate) fn records_of_users(
+        &self,
+        users: &[(&[u8], &[u8])],
+    ) -> Result<Option<Vec<crate::record::Record>>> {
+        self.backend().records_of_users(users)
+    }
+
     /// The Berkeley DB file, for the write path's bucket patching.
     pub(super) fn as_bdb(&self) -> Option<&BdbFile> {
         match self {
