@@ -147,6 +147,54 @@ pub enum Error {
         euid: u32,
     },
 
+    /// As root, the database's path goes through a directory someone else can write:
+    /// they could swap a name on the way for a link to any file while root writes.
+    #[error(
+        "{}: refusing to write as root: {} is {why}, so another user could redirect the \
+         write to any file (keep the database in a directory only root can write, or allow \
+         this one explicitly with SASLDB_ALLOW_UNSAFE_DIR=1)",
+        path.display(),
+        dir.display()
+    )]
+    UnsafeDirectory {
+        /// The database, as given.
+        path: PathBuf,
+        /// The directory at fault.
+        dir: PathBuf,
+        /// Who else can write it ("owned by alice", "writable by everyone (sticky)").
+        why: String,
+    },
+
+    /// As root, the database's path follows a symbolic link that someone else can
+    /// replace (it lives in a directory they can write): never followed.
+    #[error(
+        "{}: refusing to follow the symbolic link {} as root: {} is {why}, so the link can \
+         be made to point to any file (name the real file instead)",
+        path.display(),
+        link.display(),
+        dir.display()
+    )]
+    UnsafeSymlink {
+        /// The database, as given.
+        path: PathBuf,
+        /// The link.
+        link: PathBuf,
+        /// The directory holding it.
+        dir: PathBuf,
+        /// Who else can write that directory.
+        why: String,
+    },
+
+    /// A file the write would go through (a lock file, a journal) is not what it must
+    /// be: a symlink, a file with other hard links...
+    #[error("{}: {why}", path.display())]
+    Refused {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        why: String,
+    },
+
     /// A symlink chain could not be resolved.
     #[error("{}: {what}", path.display())]
     BadSymlink {

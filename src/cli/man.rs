@@ -200,6 +200,10 @@ Group owning the database when run as root (\fB\-\-group\fR wins; default postfi
 .TP
 SASLDB_LOCK_TIMEOUT
 Seconds to wait for another writer's lock (default 30).
+.TP
+SASLDB_ALLOW_UNSAFE_DIR
+\fB1\fR lets root write a database whose directory (or a directory on its path) someone
+else can write; by default that is refused (a symbolic link there is never followed).
 "#,
     ),
     (
@@ -375,6 +379,10 @@ default postfix).
 .TP
 SASLDB_LOCK_TIMEOUT
 Seconds to wait for another writer's lock (default 30).
+.TP
+SASLDB_ALLOW_UNSAFE_DIR
+\fB1\fR lets root write a database whose directory (or a directory on its path) someone
+else can write; by default that is refused (a symbolic link there is never followed).
 "#,
     ),
     (

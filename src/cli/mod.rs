@@ -38,6 +38,15 @@ pub fn parse_location(raw: &std::ffi::OsStr) -> crate::Result<crate::Location> {
 pub const GROUP_ENV: &str = "SASLDB_GROUP";
 /// Environment variable with the writer lock timeout, in seconds.
 pub const LOCK_TIMEOUT_ENV: &str = "SASLDB_LOCK_TIMEOUT";
+/// Environment variable that lets root write a database whose path goes through a
+/// directory someone else can write (`1`).
+pub const ALLOW_UNSAFE_DIR_ENV: &str = "SASLDB_ALLOW_UNSAFE_DIR";
+
+/// Whether `SASLDB_ALLOW_UNSAFE_DIR` is `1` (or `yes`, `true`).
+pub fn allow_unsafe_dir() -> bool {
+    std::env::var(ALLOW_UNSAFE_DIR_ENV)
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "yes" | "true"))
+}
 
 /// The group the tools give a database as root: `flag` (`--group`), else
 /// `SASLDB_GROUP` when set and non-empty, else `postfix`.
@@ -64,12 +73,13 @@ pub fn ownership_policy(group_flag: Option<&str>) -> crate::OwnershipPolicy {
     crate::OwnershipPolicy::RootGroup(policy_group(group_flag))
 }
 
-/// The write options every tool starts from: [`ownership_policy`] and
-/// [`lock_timeout`].
+/// The write options every tool starts from: [`ownership_policy`], [`lock_timeout`]
+/// and [`allow_unsafe_dir`].
 pub fn write_options(group_flag: Option<&str>) -> crate::WriteOptions {
     crate::WriteOptions {
         ownership: ownership_policy(group_flag),
         lock_timeout: lock_timeout(),
+        allow_unsafe_dir: allow_unsafe_dir(),
         ..crate::WriteOptions::default()
     }
 }

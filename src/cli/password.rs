@@ -4,7 +4,9 @@
 //! (typeahead is discarded) and `ECHONL` on, one line is read, and the terminal is
 //! restored; a line that did not end in a newline gets one printed. Unlike Cyrus, the
 //! terminal is also restored when a signal interrupts the prompt, and a line longer
-//! than the limit is read to its end (so no part of it is left for the shell to run).
+//! than the limit is read to its end (so no part of it is left for the shell to run),
+//! up to [`MAX_READ`] bytes: an input without end (`</dev/zero`) is an error there, as
+//! a too long password is (Cyrus reads at most 1024 bytes).
 //!
 //! In pipe mode one line is read (up to the first newline or end of input). Cyrus did
 //! a single `read(2048)` and so cut passwords that arrived in several chunks. On a
@@ -39,6 +41,12 @@ pub enum ReadError {
 }
 
 pub use crate::account::{PasswordProblem, check_password};
+
+/// The most a password read consumes before it gives up with [`ReadError::TooLong`]
+/// (a terminal line is at most 4096 bytes; a pipe may never end). Up to this, the
+/// length of a too long line is reported exactly; nothing past [`MAX_SECRET_LEN`] is
+/// kept in memory.
+pub const MAX_READ: usize = 4 << 20;
 
 /// Whether descriptor 0 was closed when the process started.
 static STDIN_CLOSED_AT_START: AtomicBool = AtomicBool::new(false);
@@ -135,6 +143,10 @@ fn read_raw_line(tty: bool) -> Result<(Secret, bool), ReadError> {
         }
         if ended {
             return finish(line, total, true);
+        }
+        if total > MAX_READ {
+            // Too long whatever follows; stop reading an input that may not end.
+            return Err(ReadError::TooLong(total));
         }
         if tty && n < chunk.len() {
             break;

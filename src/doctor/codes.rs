@@ -27,6 +27,10 @@ pub enum Code {
     DbGroup,
     /// `db-mode`: The database's mode is not 0640 (readable or writable by others is an error).
     DbMode,
+    /// `dir-unsafe`: A directory on the database's path can be written by someone other than root (another owner, a group other than root's, everyone): root's writes refuse it.
+    DirUnsafe,
+    /// `lock-not-file`: The writer lock file is a symbolic link, has other hard links, or is not a regular file: writers refuse it.
+    LockNotFile,
     /// `lock-owner`: The writer lock file is not owned by root.
     LockOwner,
     /// `lock-group`: The writer lock file's group is not the policy's group.
@@ -35,6 +39,8 @@ pub enum Code {
     LockMode,
     /// `lmdb-lock-missing`: LMDB's -lock file is missing: readers such as smtpd need it read-write and cannot create it.
     LmdbLockMissing,
+    /// `lmdb-lock-not-file`: LMDB's -lock file is a symbolic link, has other hard links, or is not a regular file: readers and writers refuse it.
+    LmdbLockNotFile,
     /// `lmdb-lock-owner`: LMDB's -lock file is not owned by root.
     LmdbLockOwner,
     /// `lmdb-lock-group`: LMDB's -lock file's group is not the policy's group.
@@ -43,6 +49,8 @@ pub enum Code {
     LmdbLockMode,
     /// `stale-temp-files`: Temporary files an interrupted write left next to the database.
     StaleTempFiles,
+    /// `sqlite-journal`: SQLite's -journal file is not a regular file (a symbolic link...): SQLite never uses it, and every read and write fails while it is there.
+    SqliteJournal,
     /// `malformed-keys`: Keys that are not user NUL realm NUL property (or have no user).
     MalformedKeys,
     /// `no-usable-secret`: Users without userPassword or authPassword: no password login can succeed.
@@ -73,6 +81,8 @@ pub enum Code {
     ChrootUnused,
     /// `chroot-queue-directory`: Postfix's queue directory (the chroot) cannot be determined or does not exist.
     ChrootQueueDirectory,
+    /// `chroot-dir-unsafe`: A directory on the chroot copy's path can be written by someone other than root: root's writes refuse it.
+    ChrootDirUnsafe,
     /// `chroot-missing`: The copy a chrooted smtpd reads is missing.
     ChrootMissing,
     /// `chroot-unreadable`: The chroot copy cannot be read, or its content is damaged.
@@ -101,6 +111,8 @@ pub enum Code {
     ChrootMode,
     /// `chroot-lock-missing`: The chroot copy's LMDB -lock file is missing.
     ChrootLockMissing,
+    /// `chroot-lock-not-file`: The chroot copy's LMDB -lock file is a symbolic link, has other hard links, or is not a regular file.
+    ChrootLockNotFile,
     /// `chroot-lock-owner`: The chroot copy's LMDB -lock file is not owned by root.
     ChrootLockOwner,
     /// `chroot-lock-group`: The chroot copy's LMDB -lock file's group is not the policy's group.
@@ -110,7 +122,7 @@ pub enum Code {
 }
 
 /// Every code with its id and meaning, in the order the man page lists them.
-const TABLE: [(Code, &str, &str); 50] = [
+const TABLE: [(Code, &str, &str); 56] = [
     (
         Code::Group,
         "group",
@@ -162,6 +174,16 @@ const TABLE: [(Code, &str, &str); 50] = [
         "The database's mode is not 0640 (readable or writable by others is an error).",
     ),
     (
+        Code::DirUnsafe,
+        "dir-unsafe",
+        "A directory on the database's path can be written by someone other than root (another owner, a group other than root's, everyone): root's writes refuse it.",
+    ),
+    (
+        Code::LockNotFile,
+        "lock-not-file",
+        "The writer lock file is a symbolic link, has other hard links, or is not a regular file: writers refuse it.",
+    ),
+    (
         Code::LockOwner,
         "lock-owner",
         "The writer lock file is not owned by root.",
@@ -182,6 +204,11 @@ const TABLE: [(Code, &str, &str); 50] = [
         "LMDB's -lock file is missing: readers such as smtpd need it read-write and cannot create it.",
     ),
     (
+        Code::LmdbLockNotFile,
+        "lmdb-lock-not-file",
+        "LMDB's -lock file is a symbolic link, has other hard links, or is not a regular file: readers and writers refuse it.",
+    ),
+    (
         Code::LmdbLockOwner,
         "lmdb-lock-owner",
         "LMDB's -lock file is not owned by root.",
@@ -200,6 +227,11 @@ const TABLE: [(Code, &str, &str); 50] = [
         Code::StaleTempFiles,
         "stale-temp-files",
         "Temporary files an interrupted write left next to the database.",
+    ),
+    (
+        Code::SqliteJournal,
+        "sqlite-journal",
+        "SQLite's -journal file is not a regular file (a symbolic link...): SQLite never uses it, and every read and write fails while it is there.",
     ),
     (
         Code::MalformedKeys,
@@ -273,6 +305,11 @@ const TABLE: [(Code, &str, &str); 50] = [
         "Postfix's queue directory (the chroot) cannot be determined or does not exist.",
     ),
     (
+        Code::ChrootDirUnsafe,
+        "chroot-dir-unsafe",
+        "A directory on the chroot copy's path can be written by someone other than root: root's writes refuse it.",
+    ),
+    (
         Code::ChrootMissing,
         "chroot-missing",
         "The copy a chrooted smtpd reads is missing.",
@@ -341,6 +378,11 @@ const TABLE: [(Code, &str, &str); 50] = [
         Code::ChrootLockMissing,
         "chroot-lock-missing",
         "The chroot copy's LMDB -lock file is missing.",
+    ),
+    (
+        Code::ChrootLockNotFile,
+        "chroot-lock-not-file",
+        "The chroot copy's LMDB -lock file is a symbolic link, has other hard links, or is not a regular file.",
     ),
     (
         Code::ChrootLockOwner,
@@ -412,6 +454,15 @@ impl Subject {
                 Code::ChrootLockGroup,
                 Code::ChrootLockMode,
             ),
+        }
+    }
+
+    /// The code of a lock file of this kind that is not a regular file of its own.
+    pub(crate) fn not_file(self) -> Code {
+        match self {
+            Subject::ChrootLock | Subject::Chroot => Code::ChrootLockNotFile,
+            Subject::Lock => Code::LockNotFile,
+            _ => Code::LmdbLockNotFile,
         }
     }
 

@@ -91,6 +91,18 @@ pub enum Repair {
     },
     /// Remove the temporary files interrupted writes left next to the database.
     StaleTemps,
+    /// Remove a writers' lock file that is not a regular file of its own (a symbolic
+    /// link, a file with other hard links): under its lock when it is a file, so no
+    /// writer holding it is cut short. The next write creates a new one.
+    RemoveLock {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// Remove an SQLite journal that is not a regular file (SQLite never uses one).
+    RemoveJournal {
+        /// The journal.
+        path: PathBuf,
+    },
     /// Refresh the Postfix chroot copy with [`chroot::sync`].
     SyncChroot {
         /// The copy.
@@ -180,6 +192,9 @@ pub struct CheckOptions {
     pub hostname: String,
     /// Whether the realm resolver may run `postconf`.
     pub postconf: UsePostconf,
+    /// Whether `--fix` may write, as root, where a directory on the way can be written
+    /// by someone else (see [`crate::WriteOptions::allow_unsafe_dir`]).
+    pub allow_unsafe_dir: bool,
 }
 
 impl CheckOptions {
@@ -193,6 +208,7 @@ impl CheckOptions {
             queue_directory: None,
             hostname: postfix::system_hostname().map_err(|e| Error::Invalid(e.to_string()))?,
             postconf: UsePostconf::Auto,
+            allow_unsafe_dir: false,
         })
     }
 }
@@ -292,11 +308,10 @@ pub fn check(opts: &CheckOptions) -> Report {
         policy.as_ref(),
         DB_MODE,
     );
+    check_directories(&mut r, Code::DirUnsafe, "the database", given, root);
     let lock = lock_path(&real);
-    if let Ok(m) = fs::symlink_metadata(&lock)
-        && m.is_file()
-    {
-        check_ownership(
+    match fs::symlink_metadata(&lock) {
+        Ok(m) if m.is_file() && m.nlink() == 1 => check_ownership(
             &mut r,
             Subject::Lock,
             "the lock file",
@@ -304,7 +319,19 @@ pub fn check(opts: &CheckOptions) -> Report {
             &m,
             policy.as_ref(),
             DB_MODE,
-        );
+        ),
+        Ok(m) => r.push_fix(
+            Severity::Error,
+            Code::LockNotFile,
+            format!(
+                "the lock file {} is {}: writers refuse it; --fix removes it (the next write \
+                 creates a new one)",
+                lock.display(),
+                not_file_kind(&lock, &m)
+            ),
+            Repair::RemoveLock { path: lock },
+        ),
+        Err(_) => {}
     }
     if meta.nlink() == 1
         && let Ok(t) = Target::resolve(&real)
@@ -329,6 +356,9 @@ pub fn check(opts: &CheckOptions) -> Report {
     };
     if let Some(lock) = format.and_then(|f| storage::companion_lock(f, &real)) {
         check_lock_file(&mut r, Subject::LmdbLock, &lock, &meta, policy.as_ref());
+    }
+    if format == Some(Format::Sqlite) {
+        check_journal(&mut r, &real);
     }
 
     // The content.
@@ -687,6 +717,13 @@ fn check_copy(
         );
         return;
     }
+    check_directories(
+        r,
+        Code::ChrootDirUnsafe,
+        "the chroot copy",
+        &copy,
+        nix::unistd::geteuid().is_root(),
+    );
     let who = format!(
         "the chrooted smtpd ({}) opens {} inside {}",
         services.join(", "),
@@ -1068,10 +1105,21 @@ fn check_lock_file(
         },
     };
     match fs::symlink_metadata(&lock) {
-        Ok(m) => {
+        Ok(m) if m.is_file() && m.nlink() == 1 => {
             let want = storage::companion_lock_mode(own.mode);
             check_ownership(r, subject, "the LMDB lock file", &lock, &m, policy, want);
         }
+        Ok(m) => r.push_fix(
+            Severity::Error,
+            subject.not_file(),
+            format!(
+                "the LMDB lock file {} is {}: LMDB readers and writers refuse it (LMDB writes \
+                 its reader table into the lock file); --fix replaces it with a new lock file",
+                lock.display(),
+                not_file_kind(&lock, &m)
+            ),
+            Repair::LockFile { path: lock, own },
+        ),
         Err(_) => r.push_fix(
             Severity::Error,
             subject.missing(),
@@ -1082,6 +1130,95 @@ fn check_lock_file(
             ),
             Repair::LockFile { path: lock, own },
         ),
+    }
+}
+
+/// What a lock file (or journal) that is not a regular file of its own is, in words.
+fn not_file_kind(path: &Path, m: &Metadata) -> String {
+    if m.file_type().is_symlink() {
+        match fs::read_link(path) {
+            Ok(to) => format!("a symbolic link (to {})", to.display()),
+            Err(_) => "a symbolic link".into(),
+        }
+    } else if m.is_file() {
+        format!(
+            "a file with {} hard links (changing it would change its other names too)",
+            m.nlink()
+        )
+    } else if m.is_dir() {
+        "a directory".into()
+    } else {
+        "not a regular file".into()
+    }
+}
+
+/// A directory on the way to `path` (its final symlink followed) that someone else can
+/// write, with advice that works.
+fn check_directories(r: &mut Report, code: Code, what: &str, path: &Path, root: bool) {
+    let Ok(t) = Target::entry(path, true) else {
+        return;
+    };
+    let Some(u) = &t.unsafe_dir else {
+        return;
+    };
+    let dir = u.dir.display();
+    let advice = if u.why.ends_with("(sticky)") {
+        format!(
+            "move {what} to a directory only root can write (in a sticky directory anyone \
+             can create the names a write uses next to it)"
+        )
+    } else if u.why.starts_with("owned by") {
+        format!(
+            "give {dir} to root and take write access from the others (chown root:root {dir} \
+             && chmod go-w {dir}), or move {what} to a directory only root can write"
+        )
+    } else if u.why.starts_with("writable by group") {
+        format!("take the group's write access (chmod g-w {dir}), or move {what}")
+    } else {
+        format!("take everyone's write access (chmod o-w {dir}), or move {what}")
+    };
+    let (sev, refuse) = if root {
+        (
+            Severity::Error,
+            "root's writes refuse it (SASLDB_ALLOW_UNSAFE_DIR=1 overrides)",
+        )
+    } else {
+        (
+            Severity::Warning,
+            "a root write would refuse it (SASLDB_ALLOW_UNSAFE_DIR=1 overrides)",
+        )
+    };
+    r.push(
+        sev,
+        code,
+        format!(
+            "{u}: another user could swap a name on the way to {} for a link to any file \
+             while root writes it, so {refuse}; {advice}",
+            t.path.display()
+        ),
+    );
+}
+
+/// SQLite's journal, when it is not a regular file.
+fn check_journal(r: &mut Report, real: &Path) {
+    let mut j = real.as_os_str().to_os_string();
+    j.push("-journal");
+    let j = PathBuf::from(j);
+    if let Ok(m) = fs::symlink_metadata(&j)
+        && !m.is_file()
+    {
+        r.push_fix(
+            Severity::Error,
+            Code::SqliteJournal,
+            format!(
+                "{} is {}: SQLite never follows or uses it, and every read and write of the \
+                 database fails while it is there; --fix removes it (a real journal is a \
+                 regular file)",
+                j.display(),
+                not_file_kind(&j, &m)
+            ),
+            Repair::RemoveJournal { path: j },
+        );
     }
 }
 
@@ -1135,10 +1272,12 @@ pub fn fix(report: &Report, opts: &CheckOptions) -> FixOutcome {
         }
     }
     let rank = |r: &Repair| match r {
-        Repair::SyncChroot { .. } => 0,
-        Repair::Ownership { .. } => 1,
-        Repair::LockFile { .. } => 2,
-        Repair::StaleTemps => 3,
+        // A sync takes the writer lock and reads the database: these first.
+        Repair::RemoveLock { .. } | Repair::RemoveJournal { .. } => 0,
+        Repair::SyncChroot { .. } => 1,
+        Repair::Ownership { .. } => 2,
+        Repair::LockFile { .. } => 3,
+        Repair::StaleTemps => 4,
     };
     repairs.sort_by_key(|r| rank(r));
     for rep in repairs {
@@ -1152,6 +1291,7 @@ pub fn fix(report: &Report, opts: &CheckOptions) -> FixOutcome {
                     force: false,
                     create_dirs_below: Some(queue_directory.clone()),
                     lock_timeout: None,
+                    allow_unsafe_dir: opts.allow_unsafe_dir,
                 };
                 match chroot::sync(&opts.database, copy, &so) {
                     Ok(s) => out.done.push(format!(
@@ -1170,7 +1310,8 @@ pub fn fix(report: &Report, opts: &CheckOptions) -> FixOutcome {
             Repair::Ownership { path, own } => {
                 // The sync may have replaced the file meanwhile: only touch it if it
                 // still differs.
-                match chroot::apply_ownership(path, own) {
+                match safe_entry(path, false, opts).and_then(|_| chroot::apply_ownership(path, own))
+                {
                     Ok(()) => out.done.push(format!(
                         "{}: {}mode {:04o}",
                         path.display(),
@@ -1188,7 +1329,9 @@ pub fn fix(report: &Report, opts: &CheckOptions) -> FixOutcome {
                     Err(e) => out.failed.push(e.to_string()),
                 }
             }
-            Repair::LockFile { path, own } => match storage::prepare_companion_lock(path, own) {
+            Repair::LockFile { path, own } => match safe_entry(path, false, opts)
+                .and_then(|_| storage::prepare_companion_lock(path, own))
+            {
                 Ok(()) => out.done.push(format!(
                     "{}: lock file ready (mode {:04o})",
                     path.display(),
@@ -1200,15 +1343,88 @@ pub fn fix(report: &Report, opts: &CheckOptions) -> FixOutcome {
                 Ok(n) => out.done.push(format!("removed {n} temporary file(s)")),
                 Err(e) => out.failed.push(e.to_string()),
             },
+            Repair::RemoveLock { path } => match remove_lock(path, opts) {
+                Ok(()) => out.done.push(format!(
+                    "{}: removed (the next write creates a new lock file)",
+                    path.display()
+                )),
+                Err(e) => out.failed.push(e.to_string()),
+            },
+            Repair::RemoveJournal { path } => match remove_journal(path, opts) {
+                Ok(()) => out.done.push(format!("{}: removed", path.display())),
+                Err(e) => out.failed.push(e.to_string()),
+            },
         }
     }
     out
+}
+
+/// The entry `path` names, refused as root in a directory someone else can write
+/// unless allowed (as for writes).
+fn safe_entry(path: &Path, follow: bool, opts: &CheckOptions) -> crate::Result<Target> {
+    let t = Target::entry(path, follow)?;
+    t.check_safe(opts.allow_unsafe_dir)?;
+    Ok(t)
+}
+
+/// Removes a writers' lock file that is not a regular file of its own: a symlink (or
+/// other non-file) by its name; a hard-linked file under its own lock (waiting for a
+/// writer that holds it), then by its name. Nothing it points to, nor its other names,
+/// is touched.
+fn remove_lock(path: &Path, opts: &CheckOptions) -> crate::Result<()> {
+    use nix::fcntl::{Flock, FlockArg, OFlag};
+    let t = safe_entry(path, false, opts)?;
+    let Some(m) = &t.existing else {
+        return Ok(());
+    };
+    if !m.is_file() {
+        return t.handle.unlink(&t.name).map_err(|e| Error::io(path, e));
+    }
+    let f = t
+        .handle
+        .open_at(&t.name, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
+        .map_err(|e| Error::io(path, e))?;
+    let start = std::time::Instant::now();
+    let mut f = f;
+    let _held = loop {
+        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => break l,
+            Err((back, nix::errno::Errno::EWOULDBLOCK)) => {
+                if start.elapsed() >= DEFAULT_LOCK_TIMEOUT {
+                    return Err(Error::Locked {
+                        path: path.to_path_buf(),
+                        waited_secs: DEFAULT_LOCK_TIMEOUT.as_secs(),
+                    });
+                }
+                f = back;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err((_, e)) => return Err(Error::io(path, e.into())),
+        }
+    };
+    match t.handle.lstat(&t.name) {
+        Ok(Some(now)) if now.ino() == m.ino() && now.dev() == m.dev() => {
+            t.handle.unlink(&t.name).map_err(|e| Error::io(path, e))
+        }
+        // Replaced meanwhile: whatever is there now is checked again next time.
+        _ => Ok(()),
+    }
+}
+
+/// Removes an SQLite journal that is not a regular file (a real one is left alone).
+fn remove_journal(path: &Path, opts: &CheckOptions) -> crate::Result<()> {
+    let t = safe_entry(path, false, opts)?;
+    match &t.existing {
+        Some(m) if !m.is_file() => t.handle.unlink(&t.name).map_err(|e| Error::io(path, e)),
+        _ => Ok(()),
+    }
 }
 
 /// Removes leftover temporary files under the writer lock (so a running write's file
 /// is never taken).
 fn remove_temps(db: &Location, opts: &CheckOptions) -> crate::Result<usize> {
     let t = Target::resolve(db.path())?;
+    t.check_safe(opts.allow_unsafe_dir)?;
     let own = Ownership::plan(&t, &write_policy(opts))?;
     let _lock = WriteLock::acquire(&t, &own, DEFAULT_LOCK_TIMEOUT)?;
     t.remove_stale_temps()

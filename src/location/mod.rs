@@ -18,7 +18,9 @@ pub use crate::format::Format;
 
 pub use postgres::Url as PostgresUrl;
 #[cfg(feature = "postgres")]
-pub(crate) use postgres::{check_sslmode, parse_port};
+pub(crate) use postgres::{
+    check_session_attrs, check_sslmode, parse_port, parse_timeout, split_list,
+};
 
 /// Where a database lives: a path, with the format optionally forced by a
 /// `FORMAT:` prefix, or a `postgresql://` (or `postgres://`) URL naming a PostgreSQL

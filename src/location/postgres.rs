@@ -1,6 +1,6 @@
-//! The PostgreSQL URL (`postgresql://[USER@]HOST[:PORT][/DATABASE][?PARAMS]`): parsing
-//! and validation only. Connecting (the environment, the password file) is the
-//! PostgreSQL store's business (`storage::sql::pgsql`).
+//! The PostgreSQL URL (`postgresql://[USER@]HOST[:PORT][,HOST[:PORT]...][/DATABASE][?PARAMS]`):
+//! parsing and validation only. Connecting (the environment, the password file, TLS,
+//! choosing a host) is the PostgreSQL store's business (`storage::sql::pgsql`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -9,26 +9,61 @@ use std::str::FromStr;
 use crate::error::{Error, Result};
 
 /// The query parameters a URL may carry.
-const PARAMS: [&str; 8] = [
+const PARAMS: [&str; 13] = [
     "host",
+    "hostaddr",
     "port",
     "user",
     "dbname",
     "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "target_session_attrs",
     "connect_timeout",
     "application_name",
     "passfile",
+];
+
+/// libpq's `sslmode` values, weakest first.
+pub(crate) const SSLMODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+
+/// libpq's `target_session_attrs` values.
+pub(crate) const SESSION_ATTRS: [&str; 6] = [
+    "any",
+    "read-write",
+    "read-only",
+    "primary",
+    "standby",
+    "prefer-standby",
 ];
 
 /// A `postgresql://` URL, parsed (never holding a password).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Url {
     pub(crate) text: String,
-    pub(crate) host: Option<String>,
-    pub(crate) port: Option<u16>,
+    /// Host names, addresses or socket directories, in the order to try them (empty:
+    /// the URL names none).
+    pub(crate) hosts: Vec<String>,
+    /// `hostaddr`: numeric addresses to connect to, one per host (empty: none given).
+    pub(crate) hostaddrs: Vec<std::net::IpAddr>,
+    /// Ports: none, one for every host, or one per host (None: the default port).
+    pub(crate) ports: Vec<Option<u16>>,
     pub(crate) user: Option<String>,
     pub(crate) dbname: Option<String>,
     pub(crate) sslmode: Option<String>,
+    pub(crate) sslrootcert: Option<String>,
+    pub(crate) sslcert: Option<PathBuf>,
+    pub(crate) sslkey: Option<PathBuf>,
+    pub(crate) target_session_attrs: Option<String>,
+    /// Seconds; 0 means no limit (as libpq).
     pub(crate) connect_timeout: Option<u64>,
     pub(crate) application_name: Option<String>,
     pub(crate) passfile: Option<PathBuf>,
@@ -40,14 +75,20 @@ impl Url {
         scheme_len(s).is_some()
     }
 
-    /// The host (a name, an address, or a socket directory), if the URL names one.
+    /// The (first) host (a name, an address, or a socket directory), if the URL names
+    /// one.
     pub fn host(&self) -> Option<&str> {
-        self.host.as_deref()
+        self.hosts.first().map(String::as_str)
     }
 
-    /// The port, if the URL names one.
+    /// Every host the URL names, in the order they are tried.
+    pub fn hosts(&self) -> &[String] {
+        &self.hosts
+    }
+
+    /// The (first) port, if the URL names one.
     pub fn port(&self) -> Option<u16> {
-        self.port
+        self.ports.iter().flatten().next().copied()
     }
 
     /// The user, if the URL names one.
@@ -58,6 +99,16 @@ impl Url {
     /// The database, if the URL names one.
     pub fn dbname(&self) -> Option<&str> {
         self.dbname.as_deref()
+    }
+
+    /// The `sslmode` the URL asks for, if any.
+    pub fn sslmode(&self) -> Option<&str> {
+        self.sslmode.as_deref()
+    }
+
+    /// The `target_session_attrs` the URL asks for, if any.
+    pub fn target_session_attrs(&self) -> Option<&str> {
+        self.target_session_attrs.as_deref()
     }
 }
 
@@ -94,7 +145,7 @@ impl FromStr for Url {
             None => (rest, None),
         };
         let mut url = Url::default();
-        let hostport = match authority.rsplit_once('@') {
+        let hostlist = match authority.rsplit_once('@') {
             Some((userinfo, hp)) => {
                 if userinfo.contains(':') {
                     return Err(refuse_password());
@@ -104,29 +155,23 @@ impl FromStr for Url {
             }
             None => authority,
         };
-        if hostport.contains(',') {
-            return Err(bad("several hosts are not supported; name one host"));
-        }
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or_else(|| bad("an IPv6 address lacks its closing `]`"))?;
-            match after {
-                "" => (h.to_string(), None),
-                _ => match after.strip_prefix(':') {
-                    Some(p) => (h.to_string(), Some(p)),
-                    None => return Err(bad("garbage after the IPv6 address")),
-                },
+        if !hostlist.is_empty() {
+            let mut any_port = false;
+            for hostport in hostlist.split(',') {
+                let (host, port) = split_host_port(hostport).map_err(|e| bad(&e))?;
+                if host.is_empty() && hostlist.contains(',') {
+                    return Err(bad("an empty host in the host list"));
+                }
+                url.hosts.push(host);
+                any_port |= port.is_some();
+                url.ports.push(port);
             }
-        } else {
-            match hostport.split_once(':') {
-                Some((h, p)) => (decode(h).map_err(|e| bad(&e))?, Some(p)),
-                None => (decode(hostport).map_err(|e| bad(&e))?, None),
+            if !any_port {
+                url.ports.clear();
             }
-        };
-        url.host = Some(host).filter(|h| !h.is_empty());
-        if let Some(p) = port.filter(|p| !p.is_empty()) {
-            url.port = Some(parse_port(p).map_err(|e| bad(&e))?);
+            if url.hosts.len() == 1 && url.hosts[0].is_empty() {
+                url.hosts.clear();
+            }
         }
         if let Some(p) = path {
             url.dbname = Some(decode(p).map_err(|e| bad(&e))?).filter(|d| !d.is_empty());
@@ -139,23 +184,47 @@ impl FromStr for Url {
             }
             let v = decode(v).map_err(|e| bad(&e))?;
             match k.as_str() {
-                "host" | "hostaddr" => {
-                    if v.contains(',') {
-                        return Err(bad("several hosts are not supported; name one host"));
-                    }
-                    url.host = Some(v).filter(|h| !h.is_empty());
+                "host" => {
+                    url.hosts = split_list(&v);
                 }
-                "port" => url.port = Some(parse_port(&v).map_err(|e| bad(&e))?),
+                "hostaddr" => {
+                    url.hostaddrs = split_list(&v)
+                        .iter()
+                        .map(|a| {
+                            a.parse().map_err(|_| {
+                                bad(&format!("hostaddr `{a}` is not a numeric IP address"))
+                            })
+                        })
+                        .collect::<Result<_>>()?;
+                }
+                "port" => {
+                    url.ports = split_list(&v)
+                        .iter()
+                        .map(|p| match p.as_str() {
+                            "" => Ok(None),
+                            p => parse_port(p).map(Some).map_err(|e| bad(&e)),
+                        })
+                        .collect::<Result<_>>()?;
+                }
                 "user" => url.user = Some(v).filter(|u| !u.is_empty()),
                 "dbname" => url.dbname = Some(v).filter(|d| !d.is_empty()),
                 "sslmode" => {
                     check_sslmode(&v).map_err(|e| bad(&e))?;
                     url.sslmode = Some(v);
                 }
+                "sslrootcert" => url.sslrootcert = Some(v).filter(|p| !p.is_empty()),
+                "sslcert" => {
+                    url.sslcert = Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty())
+                }
+                "sslkey" => {
+                    url.sslkey = Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty())
+                }
+                "target_session_attrs" => {
+                    check_session_attrs(&v).map_err(|e| bad(&e))?;
+                    url.target_session_attrs = Some(v);
+                }
                 "connect_timeout" => {
-                    url.connect_timeout = Some(v.parse().map_err(|_| {
-                        bad(&format!("connect_timeout `{v}` is not a number of seconds"))
-                    })?)
+                    url.connect_timeout = Some(parse_timeout(&v).map_err(|e| bad(&e))?);
                 }
                 "application_name" => url.application_name = Some(v),
                 "passfile" => url.passfile = Some(PathBuf::from(v)),
@@ -167,9 +236,53 @@ impl FromStr for Url {
                 }
             }
         }
+        if !url.hostaddrs.is_empty()
+            && !url.hosts.is_empty()
+            && url.hostaddrs.len() != url.hosts.len()
+        {
+            return Err(bad(&format!(
+                "{} host names but {} hostaddr values: give one address per host",
+                url.hosts.len(),
+                url.hostaddrs.len()
+            )));
+        }
         url.text = s.to_string();
         Ok(url)
     }
+}
+
+/// `[v6]:port`, `host:port`, `host` (percent-decoded); an empty port is no port.
+fn split_host_port(hostport: &str) -> std::result::Result<(String, Option<u16>), String> {
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| "an IPv6 address lacks its closing `]`".to_string())?;
+        match after {
+            "" => (h.to_string(), None),
+            _ => match after.strip_prefix(':') {
+                Some(p) => (h.to_string(), Some(p)),
+                None => return Err("garbage after the IPv6 address".into()),
+            },
+        }
+    } else {
+        match hostport.split_once(':') {
+            Some((h, p)) => (decode(h)?, Some(p)),
+            None => (decode(hostport)?, None),
+        }
+    };
+    let port = match port.filter(|p| !p.is_empty()) {
+        Some(p) => Some(parse_port(p)?),
+        None => None,
+    };
+    Ok((host, port))
+}
+
+/// A comma-separated list (libpq's `host=a,b`); an empty value is an empty list.
+pub(crate) fn split_list(v: &str) -> Vec<String> {
+    if v.is_empty() {
+        return Vec::new();
+    }
+    v.split(',').map(|s| s.trim().to_string()).collect()
 }
 
 fn scheme_len(s: &str) -> Option<usize> {
@@ -187,14 +300,33 @@ pub(crate) fn parse_port(p: &str) -> std::result::Result<u16, String> {
     }
 }
 
+/// `connect_timeout`: whole seconds; 0 or less means no limit, as with libpq.
+pub(crate) fn parse_timeout(v: &str) -> std::result::Result<u64, String> {
+    match v.trim().parse::<i64>() {
+        Ok(n) => Ok(n.max(0) as u64),
+        Err(_) => Err(format!("connect_timeout `{v}` is not a number of seconds")),
+    }
+}
+
 pub(crate) fn check_sslmode(mode: &str) -> std::result::Result<(), String> {
-    match mode {
-        "disable" | "allow" | "prefer" => Ok(()),
-        "require" | "verify-ca" | "verify-full" => Err(format!(
-            "sslmode={mode}: this build has no TLS support; use a trusted network, a Unix \
-             socket or a tunnel (sslmode=disable, allow or prefer)"
-        )),
-        other => Err(format!("unknown sslmode `{other}`")),
+    if SSLMODES.contains(&mode) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown sslmode `{mode}` (one of {})",
+            SSLMODES.join(", ")
+        ))
+    }
+}
+
+pub(crate) fn check_session_attrs(v: &str) -> std::result::Result<(), String> {
+    if SESSION_ATTRS.contains(&v) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown target_session_attrs `{v}` (one of {})",
+            SESSION_ATTRS.join(", ")
+        ))
     }
 }
 
@@ -218,4 +350,66 @@ fn decode(s: &str) -> std::result::Result<String, String> {
         }
     }
     String::from_utf8(out).map_err(|_| "a decoded part is not UTF-8".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn host_lists() {
+        let u = url("postgresql://h1:5432,h2:5433/mail?target_session_attrs=read-write");
+        assert_eq!(u.hosts(), ["h1", "h2"]);
+        assert_eq!(u.ports, [Some(5432), Some(5433)]);
+        assert_eq!(u.target_session_attrs(), Some("read-write"));
+        let u = url("postgresql://a,[::1]:7,%2Ftmp%2Fs/x");
+        assert_eq!(u.hosts(), ["a", "::1", "/tmp/s"]);
+        assert_eq!(u.ports, [None, Some(7), None]);
+        let u = url("postgresql://a,b/x");
+        assert!(u.ports.is_empty());
+        let u = url("postgresql:///x?host=a,b&port=1,2&hostaddr=127.0.0.1,127.0.0.2");
+        assert_eq!(u.hosts(), ["a", "b"]);
+        assert_eq!(u.ports, [Some(1), Some(2)]);
+        assert_eq!(u.hostaddrs.len(), 2);
+        for (bad, want) in [
+            ("postgresql://a,,b/x", "empty host"),
+            (
+                "postgresql:///x?host=a,b&hostaddr=127.0.0.1",
+                "one address per host",
+            ),
+            (
+                "postgresql:///x?hostaddr=db.example.org",
+                "not a numeric IP",
+            ),
+            ("postgresql://a/x?sslmode=sometimes", "unknown sslmode"),
+            (
+                "postgresql://a/x?target_session_attrs=rw",
+                "unknown target_session_attrs",
+            ),
+            ("postgresql://a/x?connect_timeout=soon", "not a number"),
+        ] {
+            let e = bad.parse::<Url>().unwrap_err().to_string();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn tls_parameters() {
+        let u = url(
+            "postgresql://db/x?sslmode=verify-full&sslrootcert=/etc/ca.pem\
+             &sslcert=/c.pem&sslkey=/k.pem&connect_timeout=0",
+        );
+        assert_eq!(u.sslmode(), Some("verify-full"));
+        assert_eq!(u.sslrootcert.as_deref(), Some("/etc/ca.pem"));
+        assert_eq!(u.sslcert, Some(PathBuf::from("/c.pem")));
+        assert_eq!(u.sslkey, Some(PathBuf::from("/k.pem")));
+        assert_eq!(u.connect_timeout, Some(0));
+        for mode in SSLMODES {
+            url(&format!("postgresql://db/x?sslmode={mode}"));
+        }
+    }
 }

@@ -50,7 +50,7 @@
 use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -136,7 +136,7 @@ impl MasterCf {
     /// Reads `<config_dir>/master.cf`; `Ok(None)` when it does not exist.
     pub fn load(config_dir: &Path) -> Result<Option<MasterCf>> {
         let path = config_dir.join("master.cf");
-        match fs::read(&path) {
+        match super::read_config(&path) {
             Ok(text) => Ok(Some(MasterCf::parse(&path, &text))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(path, e)),
@@ -688,6 +688,9 @@ pub struct SyncOptions {
     pub create_dirs_below: Option<PathBuf>,
     /// How long to wait for the database's writer lock (`None`: the default).
     pub lock_timeout: Option<Duration>,
+    /// As root, write even where a directory on the way can be written by someone
+    /// else (see [`crate::WriteOptions::allow_unsafe_dir`]).
+    pub allow_unsafe_dir: bool,
 }
 
 /// What [`sync`] did.
@@ -742,26 +745,19 @@ pub fn sync(source: &Location, copy: &Path, opts: &SyncOptions) -> Result<SyncRe
     }
     // Resolved like a writer would, except that a hard-linked database is fine here:
     // it is only read (and its link to the copy is what a sync may have to split).
-    let real = fs::canonicalize(source.path()).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => Error::NotFound {
+    let not_found = |e: Error| match e.io_kind() {
+        Some(io::ErrorKind::NotFound) => Error::NotFound {
             path: source.path().to_path_buf(),
         },
-        _ => Error::io(source.path(), e),
-    })?;
-    let src_meta = fs::metadata(&real).at(&real)?;
-    persist::check_regular(&real, &src_meta)?;
-    let src_target = Target {
-        given: source.path().to_path_buf(),
-        dir: real
-            .parent()
-            .map_or_else(|| PathBuf::from("/"), Path::to_path_buf),
-        name: real
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_default(),
-        path: real.clone(),
-        existing: Some(src_meta.clone()),
+        _ => e,
     };
+    let src_target = Target::entry(source.path(), true).map_err(not_found)?;
+    let src_meta = src_target.existing.clone().ok_or_else(|| Error::NotFound {
+        path: source.path().to_path_buf(),
+    })?;
+    persist::check_regular(&src_target.path, &src_meta)?;
+    // Its writer lock file is created and given its owner here.
+    src_target.check_safe(opts.allow_unsafe_dir)?;
     // Our writers wait while we read, so the snapshot is one state of the database.
     let lock_own = Ownership::plan(&src_target, &opts.ownership).unwrap_or(Ownership {
         uid: 0,
@@ -774,6 +770,7 @@ pub fn sync(source: &Location, copy: &Path, opts: &SyncOptions) -> Result<SyncRe
     let write_opts = WriteOptions {
         ownership: opts.ownership.clone(),
         lock_timeout: opts.lock_timeout.unwrap_or(storage::DEFAULT_LOCK_TIMEOUT),
+        allow_unsafe_dir: opts.allow_unsafe_dir,
         ..WriteOptions::default()
     };
     let timeout = write_opts.lock_timeout;
@@ -781,23 +778,25 @@ pub fn sync(source: &Location, copy: &Path, opts: &SyncOptions) -> Result<SyncRe
     let db = Database::open(source)?;
     let format = db.format();
 
-    let dir = match copy.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = copy
-        .file_name()
-        .ok_or_else(|| Error::Invalid(format!("{}: not a file name", copy.display())))?
-        .to_os_string();
     let mut notes = Vec::new();
-    let existing = match fs::symlink_metadata(copy) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+    let copy_target = match Target::entry(copy, false) {
+        Ok(t) => t,
+        Err(e) if e.io_kind() == Some(io::ErrorKind::NotFound) => {
+            let dir = match copy.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
             make_dirs(&dir, opts.create_dirs_below.as_deref(), &mut notes)?;
-            Existing::Missing
+            Target::entry(copy, false)?
         }
-        Err(e) => return Err(Error::io(copy, e)),
-        Ok(m) if m.file_type().is_symlink() => Existing::Replace("a symbolic link".into()),
-        Ok(m) if m.is_file() => {
+        Err(e) => return Err(e),
+    };
+    copy_target.check_safe(opts.allow_unsafe_dir)?;
+    let existing = match &copy_target.existing {
+        None => Existing::Missing,
+        Some(m) if m.file_type().is_symlink() => Existing::Replace("a symbolic link".into()),
+        Some(m) if m.is_file() => {
+            let m = m.clone();
             if m.dev() == src_meta.dev() && m.ino() == src_meta.ino() {
                 if m.nlink() == 1 {
                     return Ok(SyncReport {
@@ -826,8 +825,8 @@ pub fn sync(source: &Location, copy: &Path, opts: &SyncOptions) -> Result<SyncRe
                 }
             }
         }
-        Ok(m) => {
-            persist::check_regular(copy, &m)?;
+        Some(m) => {
+            persist::check_regular(copy, m)?;
             unreachable!("check_regular refuses everything but files")
         }
     };
@@ -863,14 +862,11 @@ pub fn sync(source: &Location, copy: &Path, opts: &SyncOptions) -> Result<SyncRe
     }
 
     let target = Target {
-        given: copy.to_path_buf(),
-        path: copy.to_path_buf(),
-        dir: dir.clone(),
-        name,
         existing: match &existing {
             Existing::Healthy(m) => Some(m.clone()),
             _ => None,
         },
+        ..copy_target
     };
     let own = Ownership::plan(&target, &opts.ownership)?;
     let rebuild = |replacing: bool, notes: &mut Vec<String>| {
@@ -887,15 +883,28 @@ pub fn sync(source: &Location, copy: &Path, opts: &SyncOptions) -> Result<SyncRe
 
     let (action, records) = match existing {
         Existing::Healthy(_) if identical => {
-            apply_ownership(copy, &own)?;
+            persist::apply_at(&target.handle, &target.name, &own, own.mode)?;
             storage::prepare_companions(format, copy, &own)?;
             (SyncAction::Unchanged, db.records()?.count() as u64)
+        }
+        // Whoever could open a copy of another owner or a wider mode may hold it open:
+        // new content goes into a new file, never through that descriptor.
+        Existing::Healthy(ref m)
+            if storage::readers_keep_open(format) && own.mismatch(m).is_some() =>
+        {
+            notes.push(format!(
+                "{}: {}: rebuilt as a new file (whoever had the old one open keeps it); \
+                 running readers see the change once they reopen it",
+                copy.display(),
+                own.mismatch(m).unwrap_or_default()
+            ));
+            (SyncAction::Updated, rebuild(true, &mut notes)?)
         }
         // A running smtpd keeps such a copy open: change it in place.
         Existing::Healthy(_) if storage::readers_keep_open(format) => {
             let changes = all_records(&db)?;
             let n =
-                storage::update_in_place(format, copy, &own, &changes, &write_opts, &mut notes)?;
+                storage::update_in_place(format, &target, &own, &changes, &write_opts, &mut notes)?;
             (SyncAction::Updated, n)
         }
         Existing::Healthy(_) => (SyncAction::Updated, rebuild(false, &mut notes)?),
@@ -928,19 +937,12 @@ fn all_records(db: &Database) -> Result<Changes> {
     Ok(changes)
 }
 
-/// Gives an existing copy its owner, group and mode, by path (not following symlinks).
+/// Gives an existing file its owner, group and mode, through a descriptor of the file
+/// found without following a final symlink (see [`persist::apply_at`]: a symlink, a
+/// file with other hard links or anything but a regular file is refused).
 pub fn apply_ownership(path: &Path, own: &Ownership) -> Result<()> {
-    let m = fs::symlink_metadata(path).at(path)?;
-    if !m.is_file() {
-        return Ok(());
-    }
-    if own.enforced && (m.uid() != own.uid || m.gid() != own.gid) {
-        std::os::unix::fs::lchown(path, Some(own.uid), Some(own.gid)).at(path)?;
-    }
-    if m.mode() & 0o7777 != own.mode {
-        fs::set_permissions(path, fs::Permissions::from_mode(own.mode)).at(path)?;
-    }
-    Ok(())
+    let t = Target::entry(path, false)?;
+    persist::apply_at(&t.handle, &t.name, own, own.mode)
 }
 
 /// Creates the missing directories of `dir` below `base` (mode 0755).

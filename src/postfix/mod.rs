@@ -41,6 +41,28 @@ pub const DEFAULT_CONFIG_DIR: &str = "/etc/postfix";
 /// directory.
 pub const CONFIG_DIR_ENV: &str = "MAIL_CONFIG";
 
+/// The largest main.cf or master.cf we read: Postfix sets no limit, but real files
+/// are a few kilobytes, and a file that never ends must not fill our memory.
+pub const MAX_CONFIG_FILE: u64 = 4 << 20;
+
+/// The longest logical line of main.cf we accept (a syntax error beyond).
+pub const MAX_LOGICAL_LINE: usize = 1 << 20;
+
+/// Reads a Postfix configuration file of at most [`MAX_CONFIG_FILE`] bytes.
+pub(crate) fn read_config(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let mut text = Vec::new();
+    f.take(MAX_CONFIG_FILE + 1).read_to_end(&mut text)?;
+    if text.len() as u64 > MAX_CONFIG_FILE {
+        return Err(io::Error::other(format!(
+            "larger than {} MiB; not read",
+            MAX_CONFIG_FILE >> 20
+        )));
+    }
+    Ok(text)
+}
+
 /// Postfix's fallback domain (`DEF_MYDOMAIN`) for a hostname without a dot.
 pub const DEF_MYDOMAIN: &str = "localdomain";
 
@@ -283,10 +305,10 @@ pub struct MainCf {
 }
 
 impl MainCf {
-    /// Reads and parses `<config_dir>/main.cf`.
+    /// Reads and parses `<config_dir>/main.cf` (at most [`MAX_CONFIG_FILE`] bytes).
     pub fn load(config_dir: &Path) -> Result<MainCf, PostfixError> {
         let path = config_dir.join("main.cf");
-        let text = std::fs::read(&path).map_err(|source| PostfixError::Io {
+        let text = read_config(&path).map_err(|source| PostfixError::Io {
             path: path.clone(),
             source,
         })?;
@@ -318,6 +340,14 @@ impl MainCf {
             lineno: 0,
         };
         while let Some((line, mut logical)) = reader.next_logical(&cf.path, &mut cf.warnings) {
+            if logical.len() > MAX_LOGICAL_LINE {
+                return Err(PostfixError::Syntax {
+                    path: cf.path.clone(),
+                    line,
+                    what: "logical line longer than 1 MiB",
+                    text: format!("{}...", head(&logical, 40)),
+                });
+            }
             // Postfix hands the logical line to split_nameval() as a C string.
             if let Some(nul) = logical.iter().position(|&b| b == 0) {
                 logical.truncate(nul);
@@ -1261,12 +1291,14 @@ pub enum Method {
 /// Whether to ask the real `postconf`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum UsePostconf {
-    /// Use `postconf` from `PATH`, or [`POSTCONF_FALLBACK`], when one exists.
+    /// Use the `postconf` of main.cf's `command_directory`, else
+    /// [`POSTCONF_FALLBACK`], when it exists and only root (or we) can change it (see
+    /// [`find_postconf`]); never one from `PATH`.
     #[default]
     Auto,
     /// Never run `postconf`; always parse main.cf ourselves.
     Never,
-    /// Run this program as `postconf`.
+    /// Run this program as `postconf` (an absolute path; a relative one is not run).
     Program(PathBuf),
 }
 
@@ -1353,31 +1385,64 @@ impl DefaultRealm {
     }
 }
 
-/// Finds `postconf`: the first executable `postconf` in `PATH`, else
-/// [`POSTCONF_FALLBACK`] when it is executable.
-pub fn find_postconf() -> Option<PathBuf> {
-    find_postconf_in(std::env::var_os("PATH").as_deref())
+/// Finds `postconf`, never through `PATH`: `<command_directory>/postconf` when main.cf
+/// in `config_dir` sets an absolute `command_directory`, else [`POSTCONF_FALLBACK`];
+/// `None` when that is not an executable file. See [`trusted_program`] for the checks
+/// [`default_realm`] adds before running it.
+pub fn find_postconf(config_dir: &Path, hostname: &str) -> Option<PathBuf> {
+    let from_main_cf = MainCf::load(config_dir).ok().and_then(|cf| {
+        let raw = cf.get("command_directory")?.to_vec();
+        let dir = if raw.contains(&b'$') {
+            cf.params(hostname).expand(&raw).ok()?.value
+        } else {
+            raw
+        };
+        let dir = PathBuf::from(std::ffi::OsStr::from_bytes(dir.trim_ascii()));
+        dir.is_absolute().then(|| dir.join("postconf"))
+    });
+    let program = from_main_cf.unwrap_or_else(|| PathBuf::from(POSTCONF_FALLBACK));
+    std::fs::metadata(&program)
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .then_some(program)
 }
 
-/// [`find_postconf`] with the value of `PATH` passed in.
-pub fn find_postconf_in(path_var: Option<&OsStr>) -> Option<PathBuf> {
-    let is_exec = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if let Some(path_var) = path_var {
-        for dir in std::env::split_paths(path_var) {
-            if dir.as_os_str().is_empty() {
-                continue;
-            }
-            let candidate = dir.join("postconf");
-            if is_exec(&candidate) {
-                return Some(candidate);
-            }
-        }
+/// Why `program` must not be run as `postconf`, if so: as root, it (or a directory on
+/// its path) can be changed by someone other than root; not as root, by someone other
+/// than root or us. A program anyone can replace would run with our privileges and
+/// choose the realm.
+pub fn trusted_program(program: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let t = crate::storage::persist::Target::entry(program, true)
+        .map_err(|e| format!("cannot look at {}: {e}", program.display()))?;
+    if let Some(u) = &t.unsafe_dir {
+        return Err(format!("{u}"));
     }
-    let fallback = PathBuf::from(POSTCONF_FALLBACK);
-    is_exec(&fallback).then_some(fallback)
+    let m = t
+        .existing
+        .ok_or_else(|| format!("{} does not exist", program.display()))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if m.uid() != 0 && m.uid() != euid {
+        return Err(format!(
+            "{} is owned by {}",
+            t.path.display(),
+            crate::storage::persist::user_name(m.uid())
+        ));
+    }
+    if m.mode() & 0o002 != 0 || (m.mode() & 0o020 != 0 && m.gid() != 0) {
+        return Err(format!("{} can be written by others", t.path.display()));
+    }
+    Ok(())
 }
+
+/// How long `postconf` may take before it is killed and main.cf is parsed instead.
+pub const POSTCONF_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The most `postconf` may print on stdout (two parameter values).
+const POSTCONF_MAX_STDOUT: usize = 64 << 10;
+/// The most of its stderr kept (warnings become notes), in bytes, lines, and bytes
+/// per line.
+const POSTCONF_MAX_STDERR: usize = 16 << 10;
+const POSTCONF_MAX_NOTES: usize = 20;
+const NOTE_MAX_CHARS: usize = 300;
 
 /// The two values `postconf -c DIR -xh smtpd_sasl_local_domain myhostname` printed,
 /// plus its stderr lines.
@@ -1387,33 +1452,116 @@ struct PostconfAnswer {
     stderr: Vec<String>,
 }
 
+/// Reads a pipe to its end, keeping at most `max` bytes; returns them and the total.
+fn read_bounded(mut r: impl io::Read, max: usize) -> (Vec<u8>, u64) {
+    let mut kept = Vec::new();
+    let mut total = 0u64;
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                total += n as u64;
+                let room = max.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    (kept, total)
+}
+
+/// Shortens a line for a note.
+fn clip(line: &str) -> String {
+    match line.char_indices().nth(NOTE_MAX_CHARS) {
+        Some((i, _)) => format!("{}... ({} bytes)", &line[..i], line.len()),
+        None => line.to_owned(),
+    }
+}
+
 /// Runs the real postconf; on failure returns a one-line reason.
+///
+/// It runs with an empty environment (only a fixed `PATH`: nothing of ours, such as
+/// `PGPASSWORD`, reaches it), stdin from /dev/null, in a process group of its own,
+/// for at most [`POSTCONF_TIMEOUT`] (then the group is killed); at most 64 KiB of its
+/// output and 16 KiB of its warnings are read into memory.
 fn run_postconf(program: &Path, config_dir: &Path) -> Result<PostconfAnswer, String> {
-    let output = Command::new(program)
+    use std::os::unix::process::CommandExt;
+    use std::time::Instant;
+    let mut child = Command::new(program)
         .arg("-c")
         .arg(config_dir)
         .arg("-xh")
         .arg(LOCAL_DOMAIN_PARAM)
         .arg("myhostname")
-        .env_remove(CONFIG_DIR_ENV)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
         .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-    let stderr: Vec<String> = lossy(&output.stderr)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect();
-    if !output.status.success() {
-        let why = stderr.last().map(|l| format!(": {l}")).unwrap_or_default();
+    let out = child
+        .stdout
+        .take()
+        .map(|o| std::thread::spawn(move || read_bounded(o, POSTCONF_MAX_STDOUT)));
+    let err = child
+        .stderr
+        .take()
+        .map(|e| std::thread::spawn(move || read_bounded(e, POSTCONF_MAX_STDERR)));
+    let deadline = Instant::now() + POSTCONF_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Some(st),
+            Ok(None) if Instant::now() >= deadline => break None,
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            Err(_) => break None,
+        }
+    };
+    if status.is_none() {
+        // The whole group: postconf and anything it started.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let join = |h: Option<std::thread::JoinHandle<(Vec<u8>, u64)>>| {
+        h.and_then(|h| h.join().ok()).unwrap_or_default()
+    };
+    let (stdout, stdout_len) = join(out);
+    let (stderr_bytes, stderr_len) = join(err);
+    let Some(status) = status else {
         return Err(format!(
-            "{} failed ({}){why}",
+            "{} did not answer within {} s (killed)",
             program.display(),
-            output.status
+            POSTCONF_TIMEOUT.as_secs()
+        ));
+    };
+    let text = lossy(&stderr_bytes);
+    let all = text.lines().filter(|l| !l.trim().is_empty());
+    let mut stderr: Vec<String> = all.clone().take(POSTCONF_MAX_NOTES).map(clip).collect();
+    if stderr_len > stderr_bytes.len() as u64 || all.count() > POSTCONF_MAX_NOTES {
+        stderr.push(format!(
+            "({} printed {stderr_len} bytes of warnings; the rest is not shown)",
+            program.display()
         ));
     }
-    let out = output.stdout;
-    let lines: Vec<&[u8]> = match out.strip_suffix(b"\n") {
+    if !status.success() {
+        let why = stderr.first().map(|l| format!(": {l}")).unwrap_or_default();
+        return Err(format!("{} failed ({status}){why}", program.display()));
+    }
+    if stdout_len > POSTCONF_MAX_STDOUT as u64 {
+        return Err(format!(
+            "{} printed {stdout_len} bytes, more than the {POSTCONF_MAX_STDOUT} two \
+             parameter values may take",
+            program.display()
+        ));
+    }
+    let lines: Vec<&[u8]> = match stdout.strip_suffix(b"\n") {
         Some(body) => body.split(|&b| b == b'\n').collect(),
         None => Vec::new(),
     };
@@ -1427,7 +1575,7 @@ fn run_postconf(program: &Path, config_dir: &Path) -> Result<PostconfAnswer, Str
             "{} printed {} lines where 2 were expected: \"{}\"",
             program.display(),
             lines.len(),
-            head(&out, 200).escape_debug()
+            head(&stdout, 200).escape_debug()
         )),
     }
 }
@@ -1455,6 +1603,16 @@ fn run_postconf(program: &Path, config_dir: &Path) -> Result<PostconfAnswer, Str
 pub fn default_realm(query: &RealmQuery) -> Result<DefaultRealm, PostfixError> {
     let main_cf = query.config_dir.join("main.cf");
     match std::fs::metadata(&main_cf) {
+        // Neither postconf nor our parser gets a file that large.
+        Ok(m) if m.len() > MAX_CONFIG_FILE => {
+            return Err(PostfixError::Io {
+                path: main_cf,
+                source: io::Error::other(format!(
+                    "larger than {} MiB; not read",
+                    MAX_CONFIG_FILE >> 20
+                )),
+            });
+        }
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Ok(DefaultRealm {
@@ -1481,8 +1639,27 @@ pub fn default_realm(query: &RealmQuery) -> Result<DefaultRealm, PostfixError> {
 
     let mut notes = Vec::new();
     let program = match &query.postconf {
-        UsePostconf::Auto => find_postconf(),
+        UsePostconf::Auto => {
+            find_postconf(&query.config_dir, &query.hostname).filter(|p| match trusted_program(p) {
+                Ok(()) => true,
+                Err(why) => {
+                    notes.push(format!(
+                        "not running {}: {why}; parsed main.cf without postconf instead",
+                        p.display()
+                    ));
+                    false
+                }
+            })
+        }
         UsePostconf::Never => None,
+        UsePostconf::Program(p) if !p.is_absolute() => {
+            notes.push(format!(
+                "not running {}: postconf is only run by an absolute path; parsed main.cf \
+                 without postconf instead",
+                p.display()
+            ));
+            None
+        }
         UsePostconf::Program(p) => Some(p.clone()),
     };
 
@@ -1550,8 +1727,9 @@ pub fn default_realm(query: &RealmQuery) -> Result<DefaultRealm, PostfixError> {
     let myhostname = lossy(&myhostname).into_owned();
     if let Err(why) = valid_hostname(&myhostname) {
         notes.push(format!(
-            "myhostname `{myhostname}` is not a valid hostname for Postfix ({why}); \
-             Postfix daemons refuse to start with it"
+            "myhostname `{}` is not a valid hostname for Postfix ({why}); \
+             Postfix daemons refuse to start with it",
+            clip(&myhostname)
         ));
     }
     Ok(DefaultRealm {
@@ -2067,24 +2245,97 @@ mod tests {
     }
 
     #[test]
-    fn find_postconf_searches_path_then_fallback() {
+    fn find_postconf_takes_command_directory_never_path() {
         let dir = tempfile::tempdir().unwrap();
-        let fake = dir.path().join("postconf");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let fake = bin.join("postconf");
         std::fs::write(&fake, "#!/bin/sh\n").unwrap();
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let path = std::env::join_paths([dir.path()]).unwrap();
-        // Not executable: skipped.
-        assert_ne!(
-            find_postconf_in(Some(&path)).as_deref(),
-            Some(fake.as_path())
-        );
-        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert_eq!(
-            find_postconf_in(Some(&path)).as_deref(),
-            Some(fake.as_path())
-        );
         let fallback = Path::new(POSTCONF_FALLBACK);
         let expect = fallback.exists().then(|| fallback.to_path_buf());
-        assert_eq!(find_postconf_in(Some(OsStr::new("/nonexistent"))), expect);
+        // No main.cf: the fallback (PATH is never searched).
+        assert_eq!(find_postconf(dir.path(), "h"), expect);
+        std::fs::write(
+            dir.path().join("main.cf"),
+            format!(
+                "base = {}\ncommand_directory = $base/bin\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        // Not executable: none.
+        assert_eq!(find_postconf(dir.path(), "h"), None);
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            find_postconf(dir.path(), "h").as_deref(),
+            Some(fake.as_path())
+        );
+        assert_eq!(trusted_program(&fake), Ok(()));
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o757)).unwrap();
+        assert!(
+            trusted_program(&fake)
+                .unwrap_err()
+                .contains("written by others")
+        );
+        // A relative command_directory is not taken.
+        std::fs::write(dir.path().join("main.cf"), "command_directory = bin\n").unwrap();
+        assert_eq!(find_postconf(dir.path(), "h"), expect);
+    }
+
+    #[test]
+    fn postconf_runs_bounded_in_a_clean_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("main.cf"), "myhostname = x.example\n").unwrap();
+        let prog = |name: &str, body: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            p
+        };
+        // The environment it sees: nothing but PATH.
+        let env = prog(
+            "env",
+            "test \"$(env | grep -v '^PATH=' | grep -v '^PWD=' | grep -v '^SHLVL=' | grep -v '^_=')\" = '' && printf 'a\\nb\\n'",
+        );
+        let a = run_postconf(&env, dir.path()).unwrap();
+        assert_eq!(
+            (a.local_domain, a.myhostname),
+            (b"a".to_vec(), b"b".to_vec())
+        );
+        // Endless output: bounded, then refused.
+        let yes = prog("yes", "exec yes");
+        let t = std::time::Instant::now();
+        let e = run_postconf(&yes, dir.path()).err().unwrap();
+        assert!(
+            e.contains("more than") || e.contains("did not answer"),
+            "{e}"
+        );
+        assert!(t.elapsed() < POSTCONF_TIMEOUT + std::time::Duration::from_secs(3));
+        // A hang: killed after the timeout.
+        let hang = prog("hang", "sleep 600");
+        let t = std::time::Instant::now();
+        let e = run_postconf(&hang, dir.path()).err().unwrap();
+        assert!(e.contains("did not answer within 5 s"), "{e}");
+        assert!(t.elapsed() < POSTCONF_TIMEOUT + std::time::Duration::from_secs(3));
+        // Endless warnings: a few lines kept.
+        let noisy = prog(
+            "noisy",
+            "yes warning | head -c 10000000 >&2; printf 'a\\nb\\n'",
+        );
+        let a = run_postconf(&noisy, dir.path()).unwrap();
+        assert!(
+            a.stderr.len() <= POSTCONF_MAX_NOTES + 1,
+            "{}",
+            a.stderr.len()
+        );
+        assert!(
+            a.stderr
+                .last()
+                .unwrap()
+                .contains("10000000 bytes of warnings"),
+            "{:?}",
+            a.stderr.last()
+        );
     }
 }

@@ -28,8 +28,13 @@
 //! - LMDB and SQLite run every lookup in a short read transaction of its own, so
 //!   their handles see every commit: they are opened again only when the file is
 //!   replaced (another inode).
-//! - PostgreSQL keeps one connection per thread; a failed call drops it, and the call
-//!   is retried once on a new connection.
+//! - PostgreSQL keeps one connection per thread. The store itself makes a dropped
+//!   connection again: a call whose connection was lost is retried once on a new one
+//!   (to whichever host the URL's `target_session_attrs` now picks), and a call after
+//!   a failed one connects afresh (`src/storage/sql/pgsql.rs`, "Connections that
+//!   drop"). That is the only retry: a failed call drops the handle here, so the next
+//!   call opens the database again, but is not retried here too (each try may wait
+//!   up to `connect_timeout` per host on a server that is down).
 //! - [`Authority::reopen`] (SIGHUP) drops every thread's handle at its next call.
 
 use std::cell::RefCell;
@@ -290,13 +295,15 @@ impl LibraryAuthority {
     }
 
     /// Runs `f` on this thread's handle, opening or reopening it as needed; a
-    /// failure drops the handle and is retried once on a fresh one.
+    /// failure drops the handle and, for a file, is retried once on a fresh one (a
+    /// PostgreSQL store retries a lost connection itself: see the module docs).
     fn with_db<T>(
         &self,
         mut f: impl FnMut(&Database) -> crate::Result<T>,
     ) -> Result<T, AuthorityError> {
         let mut last = None;
-        for _ in 0..2 {
+        let tries = if self.location.is_file() { 2 } else { 1 };
+        for _ in 0..tries {
             match self.try_with_db(&mut f) {
                 Ok(v) => return Ok(v),
                 Err(e) => {

@@ -5,8 +5,14 @@
 //! - a socket file left by a killed server (nothing accepts on it: `connect` is
 //!   refused) is removed and bound again; a socket something still listens on is
 //!   refused ("in use"), and so is any path that is not a socket (never removed);
-//! - the socket is created under umask 0177 (nobody else can connect in the moment
-//!   before its mode is set), then given its owner, group and mode;
+//! - the socket's directory is opened once, walking the path without following a
+//!   link it does not trust ([`crate::storage::persist::dir::walk`]), and every step
+//!   goes through that descriptor: the socket is bound at `/proc/self/fd/<dir>/<name>`,
+//!   created with its final mode (the umask set for it), and given its owner and group
+//!   through a descriptor of the socket file itself, checked to be a socket with one
+//!   link. Whoever can write the directory (Postfix's `private/` belongs to `postfix`)
+//!   may swap the name for a symbolic or hard link to any file at any moment: root
+//!   never changes the owner or mode of anything by path;
 //! - the listen backlog is [`BACKLOG`].
 //!
 //! Socket activation ([`activated`]): when `LISTEN_PID` is this process and
@@ -17,8 +23,8 @@
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
@@ -39,6 +45,9 @@ pub enum ListenError {
     /// A system call failed.
     #[error("{}: {}", .0.display(), crate::io_text(.1))]
     Io(PathBuf, #[source] io::Error),
+    /// The socket's directory could not be walked to.
+    #[error(transparent)]
+    Path(#[from] crate::Error),
     /// No such user or group.
     #[error("no such {0} `{1}`")]
     NoSuch(&'static str, String),
@@ -89,31 +98,74 @@ pub fn group(name: &str) -> Result<Gid, ListenError> {
 /// (device, inode) of the socket file, so it is only removed at exit if it is still
 /// ours.
 pub fn bind(path: &Path, perms: &SocketPerms) -> Result<(UnixListener, (u64, u64)), ListenError> {
+    use nix::fcntl::OFlag;
+    use std::os::fd::{AsFd, AsRawFd};
+
     let io_err = |e| ListenError::Io(path.to_path_buf(), e);
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => match UnixStream::connect(path) {
+    let w = crate::storage::persist::dir::walk(path, false)?;
+    let (dir, name) = (&w.dir, w.name.as_os_str());
+    // The name as the kernel resolves it through our descriptor of the directory (the
+    // plain path where there is no /proc and nobody else can change it).
+    let via = if Path::new("/proc/self/fd").is_dir() {
+        let mut p = format!("/proc/self/fd/{}/", dir.as_fd().as_raw_fd()).into_bytes();
+        p.extend_from_slice(name.as_bytes());
+        PathBuf::from(std::ffi::OsString::from_vec(p))
+    } else if w.unsafe_dir.is_none() {
+        path.to_path_buf()
+    } else {
+        return Err(io_err(io::Error::other(
+            "without /proc, a socket is not bound in a directory others can write",
+        )));
+    };
+    match dir.lstat(name).map_err(io_err)? {
+        Some(m) if m.file_type().is_socket() => match UnixStream::connect(&via) {
             Ok(_) => return Err(ListenError::InUse(path.to_path_buf())),
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                std::fs::remove_file(path).map_err(io_err)?;
+                dir.unlink(name).map_err(io_err)?;
             }
             Err(e) => return Err(io_err(e)),
         },
-        Ok(_) => return Err(ListenError::NotASocket(path.to_path_buf())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(e)),
+        Some(_) => return Err(ListenError::NotASocket(path.to_path_buf())),
+        None => {}
     }
-    // umask is process-wide: binding happens before any other thread exists.
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
-    let bound = UnixListener::bind(path);
+    // Created with its final mode: umask is process-wide, and binding happens before
+    // any other thread exists.
+    let mask = nix::sys::stat::Mode::from_bits_truncate(!perms.mode & 0o777);
+    let old = nix::sys::stat::umask(mask);
+    let bound = UnixListener::bind(&via);
     nix::sys::stat::umask(old);
     let listener = bound.map_err(io_err)?;
-    if perms.owner.is_some() || perms.group.is_some() {
-        nix::unistd::chown(path, perms.owner, perms.group)
-            .map_err(|e| io_err(io::Error::from(e)))?;
+    // The socket file, never through a link: O_PATH | O_NOFOLLOW opens a symbolic link
+    // itself, which is then refused.
+    let file = dir
+        .open_at(name, OFlag::O_PATH)
+        .and_then(|f| f.metadata().map(|m| (f, m)));
+    let (file, m) = file.map_err(io_err)?;
+    if !m.file_type().is_socket() || m.nlink() != 1 {
+        return Err(io_err(io::Error::other(
+            "the socket was replaced after it was bound (someone else can write its directory)",
+        )));
     }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(perms.mode)).map_err(io_err)?;
+    if perms.owner.is_some() || perms.group.is_some() {
+        let (uid, gid) = (
+            perms.owner.map_or(u32::MAX, |u| u.as_raw()),
+            perms.group.map_or(u32::MAX, |g| g.as_raw()),
+        );
+        // SAFETY: fchownat on a descriptor we own, with an empty, NUL-terminated path.
+        let r = unsafe {
+            libc::fchownat(
+                file.as_raw_fd(),
+                c"".as_ptr(),
+                uid,
+                gid,
+                libc::AT_EMPTY_PATH,
+            )
+        };
+        if r != 0 {
+            return Err(io_err(io::Error::last_os_error()));
+        }
+    }
     set_backlog(&listener);
-    let m = std::fs::symlink_metadata(path).map_err(io_err)?;
     Ok((listener, (m.dev(), m.ino())))
 }
 
@@ -282,6 +334,7 @@ pub fn raise_nofile(want: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn stale_sockets_replaced_live_ones_refused() {
@@ -309,5 +362,22 @@ mod tests {
         std::fs::write(&p, b"x").unwrap();
         assert!(matches!(bind(&p, &perms), Err(ListenError::NotASocket(_))));
         assert!(p.exists());
+        // A symbolic link at the name is never followed, to a socket or a file.
+        std::fs::remove_file(&p).unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"v").unwrap();
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        assert!(matches!(bind(&p, &perms), Err(ListenError::NotASocket(_))));
+        assert_eq!(std::fs::read(&victim).unwrap(), b"v");
+        // The socket is bound in the directory opened, its mode set from the start.
+        std::fs::remove_file(&p).unwrap();
+        let perms = SocketPerms {
+            owner: Some(nix::unistd::geteuid()),
+            group: Some(nix::unistd::getegid()),
+            mode: 0o666,
+        };
+        let (_l, id3) = bind(&p, &perms).unwrap();
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        assert_eq!((m.mode() & 0o777, (m.dev(), m.ino())), (0o666, id3));
     }
 }

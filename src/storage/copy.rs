@@ -4,15 +4,11 @@
 //! changed in place.
 
 use std::path::Path;
-#[cfg(feature = "lmdb")]
-use std::{fs, io};
 
-#[cfg(feature = "lmdb")]
-use crate::error::IoContext;
 use crate::error::{Error, Result};
 use crate::location::Format;
-#[cfg(feature = "sqlite")]
-use crate::storage::RecordOps;
+#[cfg(any(feature = "lmdb", feature = "sqlite"))]
+use crate::storage::MapOps;
 #[cfg(feature = "lmdb")]
 use crate::storage::lmdb;
 use crate::storage::options::WriteOptions;
@@ -22,6 +18,10 @@ use crate::storage::sort::sort_records;
 #[cfg(feature = "sqlite")]
 use crate::storage::sql::sqlite;
 use crate::storage::store::not_built;
+#[cfg(feature = "lmdb")]
+use crate::storage::writer::rebuild_lmdb;
+#[cfg(feature = "sqlite")]
+use crate::storage::writer::rebuild_sqlite;
 use crate::storage::writer::{bdb_options, gdbm_options};
 use crate::storage::{Changes, Store, bdb, gdbm};
 
@@ -53,11 +53,12 @@ pub(crate) fn prepare_companions(format: Format, path: &Path, own: &Ownership) -
     }
 }
 
-/// Applies `changes` in place to the existing file at `path` (LMDB or SQLite); the
-/// caller holds the writer lock.
+/// Applies `changes` in place to the existing file `target` (LMDB or SQLite); the
+/// caller holds the writer lock, and has checked the file's ownership
+/// ([`Ownership::mismatch`]: a file someone else may hold open is rebuilt instead).
 pub(crate) fn update_in_place(
     format: Format,
-    path: &Path,
+    target: &Target,
     own: &Ownership,
     changes: &Changes,
     opts: &WriteOptions,
@@ -67,12 +68,18 @@ pub(crate) fn update_in_place(
     let _ = (own, changes, &notes, opts);
     match format {
         #[cfg(feature = "lmdb")]
-        Format::Lmdb => lmdb::commit_with(path, own, changes, &opts.lmdb),
+        Format::Lmdb => lmdb::commit_at(target, own, &mut MapOps::new(changes), &opts.lmdb),
         #[cfg(feature = "sqlite")]
-        Format::Sqlite => sqlite::commit_with(path, own, changes, opts.lock_timeout, notes),
+        Format::Sqlite => sqlite::commit_at(
+            target,
+            own,
+            &mut MapOps::new(changes),
+            opts.lock_timeout,
+            notes,
+        ),
         other => Err(Error::Invalid(format!(
             "{}: a {other} database is not changed in place",
-            path.display()
+            target.path.display()
         ))),
     }
 }
@@ -110,37 +117,13 @@ pub(crate) fn rebuild_file(
         }
         #[cfg(feature = "sqlite")]
         Format::Sqlite => {
-            let (file, tmp) = persist::create_temp(target, own)?;
-            drop(file);
-            let mut ops = RecordOps::new(source.scan()?);
-            let n = sqlite::commit_ops(tmp.path(), own, &mut ops, opts.lock_timeout, notes)?;
-            tmp.rename_into_place(&target.path)?;
-            Ok(n)
+            let records = source.scan()?;
+            rebuild_sqlite(target, own, records, None, opts, notes)
         }
         #[cfg(feature = "lmdb")]
         Format::Lmdb => {
-            // A fresh name for the bulk load, which links its result there.
-            let (file, tmp) = persist::create_temp(target, own)?;
-            drop(file);
-            fs::remove_file(tmp.path()).at(tmp.path())?;
-            let tmp_lock = lmdb::lock_path(tmp.path());
-            let built = sort_records(source.scan()?, source.sorted(), &to)
-                .and_then(|records| lmdb::build_new_with(tmp.path(), records, own, &opts.lmdb));
-            let _ = fs::remove_file(&tmp_lock);
-            let n = built?;
-            let lock = lmdb::lock_path(&target.path);
-            if replacing {
-                // Readers of the old file keep the old lock file; new ones get a new
-                // pair.
-                match fs::remove_file(&lock) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io(lock, e)),
-                }
-            }
-            tmp.rename_into_place(&target.path)?;
-            lmdb::prepare_lock_file(&lock, own)?;
-            Ok(n)
+            let records = sort_records(source.scan()?, source.sorted(), &to)?;
+            rebuild_lmdb(target, own, records, opts, replacing)
         }
         other => {
             let _ = (notes, replacing);

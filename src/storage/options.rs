@@ -85,6 +85,14 @@ pub struct WriteOptions {
     pub lmdb: LmdbOptions,
     /// Temporary files and memory of bulk changes.
     pub spill: SpillOptions,
+    /// As root, write even when a directory on the way to the database can be written
+    /// by someone else (another owner, a group other than root's, everyone): for a
+    /// database that deliberately lives in, say, a service user's directory. Every
+    /// file operation still goes through the directory opened once, never following a
+    /// symlink; LMDB files are opened by their descriptors; an SQLite database, which
+    /// SQLite opens by name, is refused there anyway. Off by default: such a path is
+    /// refused with an error naming the directory.
+    pub allow_unsafe_dir: bool,
 }
 
 impl Default for WriteOptions {
@@ -97,6 +105,7 @@ impl Default for WriteOptions {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             lmdb: LmdbOptions::default(),
             spill: SpillOptions::default(),
+            allow_unsafe_dir: false,
         }
     }
 }

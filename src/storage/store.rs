@@ -66,6 +66,36 @@ impl Store {
         Store::open_file(format, path)
     }
 
+    /// Opens the existing file a writer resolved, through its directory's descriptor
+    /// (never by path, except SQLite, whose writer requires a path nobody else can
+    /// change), as a database of `format`.
+    pub(crate) fn open_target(
+        format: Format,
+        target: &crate::storage::persist::Target,
+    ) -> Result<Store> {
+        let file = || {
+            target
+                .handle
+                .open_at(
+                    &target.name,
+                    nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK,
+                )
+                .map_err(|e| Error::io(&target.path, e))
+        };
+        Ok(match format {
+            Format::Bdb => Store::Bdb(BdbFile::from_file(file()?, &target.path)?),
+            Format::Gdbm => Store::Gdbm(GdbmFile::from_file(file()?, &target.path)?),
+            #[cfg(feature = "lmdb")]
+            Format::Lmdb => Store::Lmdb(LmdbFile::open_target(target)?),
+            #[cfg(feature = "sqlite")]
+            Format::Sqlite => Store::Sqlite(SqliteFile::open_target(
+                target,
+                crate::storage::options::DEFAULT_LOCK_TIMEOUT,
+            )?),
+            _ => Store::open_file(format, &target.path)?,
+        })
+    }
+
     /// Opens the file at `path` as a database of `format`.
     pub(crate) fn open_file(format: Format, path: &Path) -> Result<Store> {
         Ok(match format {

@@ -21,7 +21,9 @@ use std::path::Path;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::location::{Detected, Format, Location, detect};
+use crate::location::{Detected, Format, Location, detect_bytes};
+#[cfg(feature = "sqlite")]
+use crate::storage::RecordOps;
 use crate::storage::bdb;
 use crate::storage::endian::Endian;
 use crate::storage::gdbm;
@@ -86,6 +88,7 @@ impl Writer {
         }
         check_file_location(location)?;
         let target = Target::resolve(location.path())?;
+        target.check_safe(opts.allow_unsafe_dir)?;
         let own = Ownership::plan(&target, &opts.ownership)?;
         let lock = WriteLock::acquire(&target, &own, opts.lock_timeout)?;
         let mut notes = Vec::new();
@@ -96,10 +99,11 @@ impl Writer {
                 target.dir.display()
             ));
         }
-        // Re-read the file's state now that we hold the lock.
-        let target = Target::resolve(location.path())?;
+        // Re-read the file's state now that we hold the lock, in the directory the
+        // lock was taken in.
+        let target = target.refresh()?;
         let detected = match &target.existing {
-            Some(m) if m.len() > 0 => Some(detect(&target.path)?),
+            Some(m) if m.len() > 0 => Some(detect_target(&target)?),
             _ => None,
         };
         let format = match detected {
@@ -109,8 +113,21 @@ impl Writer {
             }
             _ => location.format().unwrap_or(opts.new_format),
         };
+        #[cfg(feature = "sqlite")]
+        if format == Format::Sqlite {
+            if target.path_is_stable() {
+                sqlite::check_journal(&target)?;
+            } else {
+                // Root in a directory others can write (allowed): SQLite opens by
+                // name, so the file is read through a descriptor and rebuilt, never
+                // written in place; a journal there is refused before anything is read.
+                sqlite::refuse_journal(&target)?;
+            }
+        }
         let gdbm_lock = match &target.existing {
-            Some(_) if format == Format::Gdbm => Some(gdbm::DataFileLock::acquire(
+            Some(_) if format == Format::Gdbm => Some(gdbm::DataFileLock::acquire_in(
+                &target.handle,
+                &target.name,
                 &target.path,
                 opts.lock_timeout,
             )?),
@@ -120,7 +137,7 @@ impl Writer {
             (Some(Detected::Format(Format::Gdbm)), Some(lock)) => {
                 Some(Store::Gdbm(gdbm::GdbmFile::from_locked(lock)?))
             }
-            (Some(Detected::Format(f)), _) => Some(Store::open_file(f, &target.path)?),
+            (Some(Detected::Format(f)), _) => Some(Store::open_target(f, &target)?),
             _ => None,
         };
         if !format.is_file() {
@@ -281,7 +298,7 @@ impl Writer {
                 let (target, own) = self.file()?;
                 let hint = self.layout_hint();
                 let whole = replace_all || complete;
-                self.write_gdbm(&target, &own, &hint, Source::Sorted(sort, whole))
+                self.write_gdbm(&target, &own, &hint, Source::Sorted(Box::new(sort), whole))
             }
             Kind::Ops(sort) => {
                 let mut ops = SortedOps::new(sort, replace_all)?;
@@ -293,27 +310,56 @@ impl Writer {
     /// Applies changes in place (LMDB, SQLite) in one transaction, or into a new file
     /// (a bulk load of a new LMDB file).
     fn commit_ops(&mut self, ops: &mut SortedOps) -> Result<u64> {
-        let (target, own) = self.file()?;
+        #[cfg_attr(not(feature = "lmdb"), allow(unused_mut))]
+        let (mut target, own) = self.file()?;
         match self.format {
             #[cfg(feature = "lmdb")]
             Format::Lmdb => {
-                self.base = None;
                 if target.existing.is_none() {
+                    self.base = None;
                     let puts = std::mem::replace(ops, SortedOps::empty()).into_puts();
-                    return lmdb::build_new_with(&target.path, puts, &own, &self.opts.lmdb);
+                    return lmdb::build_new_at(&target, puts, &own, &self.opts.lmdb);
                 }
-                lmdb::commit_ops(&target.path, &own, ops, &self.opts.lmdb)
+                if self.foreign_file(&target, &own) {
+                    // Not written through: first a copy of our own renamed over it,
+                    // then the changes in place in that copy.
+                    self.rebuild_foreign(&target, &own, Changes::default())?;
+                    target.existing = target
+                        .handle
+                        .lstat(&target.name)
+                        .map_err(|e| Error::io(&target.path, e))?;
+                }
+                self.base = None;
+                lmdb::commit_at(&target, &own, ops, &self.opts.lmdb)
+            }
+            #[cfg(feature = "sqlite")]
+            Format::Sqlite
+                if self.foreign_file(&target, &own) || self.sqlite_by_name_unsafe(&target) =>
+            {
+                // A new file: the old records, then the changes, both through the
+                // temporary file's descriptor where names are not stable.
+                let base = self.base.take();
+                let scan = match &base {
+                    Some(b) if !ops.replace_all() => Some(b.scan()?),
+                    _ => None,
+                };
+                let records: Records<'_> = match scan {
+                    Some(s) => s,
+                    None => Box::new(std::iter::empty()),
+                };
+                let mut notes = Vec::new();
+                let n = rebuild_sqlite(&target, &own, records, Some(ops), &self.opts, &mut notes)?;
+                self.notes.extend(notes);
+                self.notes.push(format!(
+                    "{}: written as a new file instead of in place",
+                    target.path.display()
+                ));
+                Ok(n)
             }
             #[cfg(feature = "sqlite")]
             Format::Sqlite => {
                 self.base = None;
-                sqlite::commit_ops(
-                    &target.path,
-                    &own,
-                    ops,
-                    self.opts.lock_timeout,
-                    &mut self.notes,
-                )
+                sqlite::commit_at(&target, &own, ops, self.opts.lock_timeout, &mut self.notes)
             }
             other => {
                 let _ = ops.bytes();
@@ -373,24 +419,25 @@ impl Writer {
                 .records)
             }
             Format::Gdbm => self.write_gdbm(&target, &own, &hint, Source::Changes(&changes)),
+            #[cfg(any(feature = "lmdb", feature = "sqlite"))]
+            Format::Lmdb | Format::Sqlite
+                if self.foreign_file(&target, &own) || self.sqlite_by_name_unsafe(&target) =>
+            {
+                self.rebuild_foreign(&target, &own, changes)
+            }
             #[cfg(feature = "lmdb")]
             Format::Lmdb => {
                 // Our own read handle must end first: it would keep the environment
                 // open read-only in this process.
                 self.base = None;
-                lmdb::commit_ops(
-                    &target.path,
-                    &own,
-                    &mut MapOps::new(&changes),
-                    &self.opts.lmdb,
-                )
+                lmdb::commit_at(&target, &own, &mut MapOps::new(&changes), &self.opts.lmdb)
             }
             #[cfg(feature = "sqlite")]
             Format::Sqlite => {
                 // Changes apply in place; no read connection stays open meanwhile.
                 self.base = None;
-                sqlite::commit_ops(
-                    &target.path,
+                sqlite::commit_at(
+                    &target,
                     &own,
                     &mut MapOps::new(&changes),
                     self.opts.lock_timeout,
@@ -412,7 +459,9 @@ impl Writer {
         let Some(db) = self.base.as_ref().and_then(Store::as_bdb) else {
             return Ok(None);
         };
-        if changes.replace_all || changes.ops.len() > bdb::patch::MAX_OPS {
+        if changes.replace_all || changes.ops.len() > bdb::patch::MAX_OPS || db.is_sparse()? {
+            // A file much larger than its data (a sparse one) is rebuilt compactly: a
+            // copy would write out every hole.
             return Ok(None);
         }
         let ops: Vec<bdb::patch::Op<'_>> = changes
@@ -422,6 +471,10 @@ impl Writer {
             .collect();
         match bdb::patch::plan(db, &ops)? {
             Some(patch) => {
+                // The pages a patch does not touch are copied as they are: the file
+                // must pass the readers' checks first (a rebuild reads every record
+                // anyway), or the write carries damage on, and says nothing.
+                db.check_records()?;
                 let stats = persist::replace_file(target, own, |f| patch.write(db, f))?;
                 Ok(Some(stats.records))
             }
@@ -457,7 +510,7 @@ impl Writer {
             Format::Lmdb if self.wants_sorted_input() => {
                 let (target, own) = self.file()?;
                 let sorted_records = sort_records(records, sorted, &to)?;
-                lmdb::build_new_with(&target.path, sorted_records, &own, &self.opts.lmdb)
+                lmdb::build_new_at(&target, sorted_records, &own, &self.opts.lmdb)
             }
             // In place: a replace-all stage.
             _ => {
@@ -473,6 +526,76 @@ impl Writer {
                 self.commit_stage(st)
             }
         }
+    }
+
+    /// Whether the existing file, written in place (LMDB, SQLite), belongs to someone
+    /// other than the policy's owner and group, or has a wider mode: whoever could
+    /// open it may hold it open, and would read what is written through it.
+    #[cfg(any(feature = "lmdb", feature = "sqlite"))]
+    fn foreign_file(&self, target: &Target, own: &Ownership) -> bool {
+        // An empty file too: its owner may hold it open as well.
+        target
+            .existing
+            .as_ref()
+            .is_some_and(|m| own.mismatch(m).is_some())
+    }
+
+    /// Whether this is an SQLite database that root would have to open by name in a
+    /// directory others can write: rebuilt through descriptors instead (see
+    /// [`rebuild_sqlite`]).
+    #[cfg(any(feature = "lmdb", feature = "sqlite"))]
+    fn sqlite_by_name_unsafe(&self, target: &Target) -> bool {
+        self.format == Format::Sqlite && !target.path_is_stable()
+    }
+
+    /// Applies `changes` to a file [`Writer::foreign_file`] refuses to write through: a
+    /// new file with the old records and the changes, renamed over it.
+    #[cfg(any(feature = "lmdb", feature = "sqlite"))]
+    fn rebuild_foreign(
+        &mut self,
+        target: &Target,
+        own: &Ownership,
+        changes: Changes,
+    ) -> Result<u64> {
+        let why = target
+            .existing
+            .as_ref()
+            .and_then(|m| own.mismatch(m))
+            .or_else(|| {
+                target
+                    .unsafe_dir
+                    .as_ref()
+                    .map(|u| format!("{u}, and SQLite opens files by name (root never does there)"))
+            })
+            .unwrap_or_default();
+        let base = self.base.take();
+        let scan = match &base {
+            Some(b) if !changes.replace_all => Some(b.scan()?),
+            _ => None,
+        };
+        let merged = crate::storage::merge(scan, &changes);
+        let n = match self.format {
+            #[cfg(feature = "lmdb")]
+            Format::Lmdb => {
+                let sorted = sort_records(merged, false, &self.spill_to())?;
+                rebuild_lmdb(target, own, sorted, &self.opts, true)?
+            }
+            #[cfg(feature = "sqlite")]
+            Format::Sqlite => {
+                let mut notes = Vec::new();
+                let n = rebuild_sqlite(target, own, merged, None, &self.opts, &mut notes)?;
+                self.notes.extend(notes);
+                n
+            }
+            other => return Err(not_built(other, &target.path)),
+        };
+        self.notes.push(format!(
+            "{}: {why}: written as a new file instead of in place (whoever had the old one \
+             open keeps only the old content); running readers see the change once they \
+             reopen it",
+            target.path.display()
+        ));
+        Ok(n)
     }
 
     fn layout_hint(&self) -> LayoutHint {
@@ -519,7 +642,7 @@ impl Writer {
                         sort.base(&r.key, &r.value)?;
                     }
                 }
-                persist::replace_file(target, own, |f| gdbm::write_sorted(sort, &opts, f))?
+                persist::replace_file(target, own, |f| gdbm::write_sorted(*sort, &opts, f))?
             }
         };
         self.base = None;
@@ -535,7 +658,128 @@ impl Writer {
 enum Source<'r, 'c> {
     Records(Records<'r>),
     Changes(&'c Changes),
-    Sorted(gdbm::HashSort, bool),
+    Sorted(Box<gdbm::HashSort>, bool),
+}
+
+/// The format of the existing file a writer resolved, from its first bytes, read
+/// through the directory's descriptor.
+fn detect_target(target: &Target) -> Result<Detected> {
+    use std::os::unix::fs::FileExt;
+    let f = target
+        .handle
+        .open_at(
+            &target.name,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK,
+        )
+        .map_err(|e| Error::io(&target.path, e))?;
+    let mut head = [0u8; 32];
+    let mut n = 0;
+    while n < head.len() {
+        match f.read_at(&mut head[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(&target.path, e)),
+        }
+    }
+    detect_bytes(&head[..n]).ok_or_else(|| Error::UnknownFormat {
+        path: target.path.clone(),
+        reason: if n < 16 {
+            format!("only {n} bytes long")
+        } else {
+            "unrecognised magic bytes".to_string()
+        },
+    })
+}
+
+/// Builds a new SQLite file from `records` next to `target` and renames it over the
+/// entry there. SQLite opens the new file by name where nobody else can change the
+/// names on the way; elsewhere (root, allowed in a directory others can write) through
+/// a `/proc/self/fd` link to the temporary file's descriptor, its journal in our
+/// private directory (see [`sqlite::commit_via`]).
+#[cfg(feature = "sqlite")]
+pub(crate) fn rebuild_sqlite(
+    target: &Target,
+    own: &Ownership,
+    records: Records<'_>,
+    then: Option<&mut dyn OpSource>,
+    opts: &WriteOptions,
+    notes: &mut Vec<String>,
+) -> Result<u64> {
+    let (file, tmp) = persist::create_temp(target, own)?;
+    let mut changes = RecordOps::new(records);
+    let tmp_target = Target {
+        given: tmp.path().to_path_buf(),
+        path: tmp.path().to_path_buf(),
+        name: tmp.name().to_os_string(),
+        existing: None,
+        ..target.clone()
+    };
+    let n = if target.path_is_stable() {
+        drop(file);
+        let n = sqlite::commit_at(&tmp_target, own, &mut changes, opts.lock_timeout, notes)?;
+        match then {
+            Some(ops) => sqlite::commit_at(&tmp_target, own, ops, opts.lock_timeout, notes)?,
+            None => n,
+        }
+    } else {
+        let links = sqlite::proc_links(&file)?;
+        let via = links.path("db");
+        let n = sqlite::commit_via(
+            &tmp_target,
+            own,
+            &mut changes,
+            opts.lock_timeout,
+            notes,
+            Some(&via),
+        )?;
+        let n = match then {
+            Some(ops) => {
+                sqlite::commit_via(&tmp_target, own, ops, opts.lock_timeout, notes, Some(&via))?
+            }
+            None => n,
+        };
+        // SQLite closed the file: our descriptor may go now.
+        drop(links);
+        drop(file);
+        n
+    };
+    tmp.rename_into_place(&target.name)?;
+    Ok(n)
+}
+
+/// Builds a new LMDB file from `records` (in key order) next to `target` and renames
+/// it over the entry there, then gives it a lock file. With `new_lock`, the lock file
+/// is a new one too (renamed over the old): readers of the old file keep the old pair,
+/// new ones get the new pair.
+#[cfg(feature = "lmdb")]
+pub(crate) fn rebuild_lmdb(
+    target: &Target,
+    own: &Ownership,
+    records: Records<'_>,
+    opts: &WriteOptions,
+    new_lock: bool,
+) -> Result<u64> {
+    let (n, tmp) = lmdb::build_temp(target, records, own, &opts.lmdb)?;
+    let mut lock = target.name.clone();
+    lock.push("-lock");
+    let fresh_lock = if new_lock {
+        let (f, t) = persist::create_temp(target, own)?;
+        let o = Ownership {
+            mode: lmdb::lock_mode(own.mode),
+            ..own.clone()
+        };
+        o.apply(&f, t.path())?;
+        Some(t)
+    } else {
+        None
+    };
+    tmp.rename_into_place(&target.name)?;
+    match fresh_lock {
+        Some(t) => t.rename_into_place(&lock)?,
+        None => lmdb::prepare_lock_at(&target.handle, &lock, own)?,
+    }
+    Ok(n)
 }
 
 /// Layout of the GDBM file to write: the existing file's block size and numsync

@@ -8,19 +8,34 @@ use sasldb::{Database, Error, Location};
 use crate::support::{Rng, fixture};
 
 /// Opens and fully reads a file (scan, verify, every lookup the scan found), with a
-/// watchdog: a hang fails the test instead of blocking it.
+/// watchdog: a hang fails the test instead of blocking it. The writers' check
+/// (`check_records`, run before a patch carries pages over) must fail exactly where
+/// and as the scan does.
 fn read_all(path: &Path) -> Result<usize, Error> {
     let p = path.to_path_buf();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        let mut disagree = None;
         let r = (|| {
             let db = BdbFile::open(&p)?;
+            let checked = db.check_records().map_err(|e| e.to_string());
             let mut n = 0;
             let mut keys = Vec::new();
             for rec in db.scan() {
-                let rec = rec?;
+                let rec = match rec {
+                    Ok(r) => r,
+                    Err(e) => {
+                        if checked.as_ref().err() != Some(&e.to_string()) {
+                            disagree = Some(format!("scan: {e}; check_records: {checked:?}"));
+                        }
+                        return Err(e);
+                    }
+                };
                 keys.push(rec.key);
                 n += 1;
+            }
+            if let Err(c) = &checked {
+                disagree = Some(format!("scan: ok; check_records: {c}"));
             }
             for k in keys.iter().take(50) {
                 db.get(k)?;
@@ -28,10 +43,13 @@ fn read_all(path: &Path) -> Result<usize, Error> {
             db.verify()?;
             Ok(n)
         })();
-        let _ = tx.send(r);
+        let _ = tx.send((r, disagree));
     });
-    rx.recv_timeout(Duration::from_secs(10))
-        .expect("reading a damaged file hung")
+    let (r, disagree) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("reading a damaged file hung");
+    assert_eq!(disagree, None, "{}", path.display());
+    r
 }
 
 fn write_tmp(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {

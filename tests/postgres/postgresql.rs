@@ -512,6 +512,7 @@ fn connection_password_sources_and_errors() {
         &run(&[("PGPASSFILE", pgpass_s)], &srv.url(&empty)),
     );
     assert!(err.contains("no such database"), "{err}");
+    // This server has ssl = off: sslmode=require cannot be met, prefer falls back.
     let err = failed(
         "TLS",
         &run(
@@ -519,7 +520,14 @@ fn connection_password_sources_and_errors() {
             &format!("{url}?sslmode=require"),
         ),
     );
-    assert!(err.contains("no TLS support"), "{err}");
+    assert!(err.contains("server does not support TLS"), "{err}");
+    ok(
+        "sslmode=prefer",
+        &run(
+            &[("PGPASSFILE", pgpass_s)],
+            &format!("{url}?sslmode=prefer"),
+        ),
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -800,4 +808,90 @@ fn readme_shows_the_tested_plugin_config() {
         readme.contains(&example),
         "README.md does not show PLUGIN_CONFIG:\n{example}"
     );
+}
+
+/// A bulk import (1,500 users) while a foreign writer that takes no advisory lock (the
+/// plugin) holds an uncommitted insert of one of its users, on each bulk path: into a
+/// table with rows (the rows copied into a temporary table, existing ones changed by
+/// one UPDATE, new ones added by a plain INSERT), into an empty table (one COPY
+/// straight into it), and without the right to make temporary tables (the rows passed
+/// as arrays). The INSERT or COPY waits for the foreign row, fails on the duplicate key
+/// once it commits, and the transaction runs again as an upsert. Nothing is lost and
+/// the import's value wins.
+#[test]
+fn sasldb_bulk_import_past_a_foreign_insert() {
+    let srv = server();
+    for (db, old, temp) in [
+        ("bulk_foreign", true, true),
+        ("bulk_foreign_empty", false, true),
+        ("bulk_foreign_no_temp", true, false),
+    ] {
+        let db = srv.database(db, "");
+        if !temp {
+            srv.superuser(&format!(
+                "REVOKE TEMPORARY ON DATABASE {db} FROM PUBLIC, {}",
+                crate::support::pg::ROLE
+            ));
+        }
+        let url = srv.url(&db);
+        ok("init", &sasldb(srv, &["-f", &url, "init"], None));
+        if old {
+            ok(
+                "first import",
+                &sasldb(
+                    srv,
+                    &["-f", &url, "import", "-q", "-"],
+                    Some(b"old@example.org:old\n"),
+                ),
+            );
+        }
+        let mut foreign = srv.client(&db);
+        let mut ft = foreign.transaction().unwrap();
+        ft.execute(
+            "INSERT INTO sasldb VALUES ('u0700', 'example.org', 'userPassword', 'theirs'::bytea)",
+            &[],
+        )
+        .unwrap();
+        let mut input = String::from("old@example.org:changed\n");
+        for i in 0..1500 {
+            input.push_str(&format!("u{i:04}@example.org:ours {i}\n"));
+        }
+        let mut cmd = ours::sasldb();
+        cmd.args(["-f", &url, "import", "-q", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        srv.env(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{db}: the import did not wait for the foreign insert"
+        );
+        ft.commit().unwrap();
+        ok("bulk import", &child.wait_with_output().unwrap());
+        let recs: BTreeMap<Vec<u8>, Vec<u8>> = records(srv, &db).into_iter().collect();
+        assert_eq!(recs.len(), 1501, "{db}");
+        assert_eq!(
+            recs[&key("old", "example.org", USER_PASSWORD)],
+            b"changed",
+            "{db}"
+        );
+        assert_eq!(
+            recs[&key("u0700", "example.org", USER_PASSWORD)],
+            b"ours 700",
+            "{db}"
+        );
+        assert_eq!(
+            recs[&key("u1499", "example.org", USER_PASSWORD)],
+            b"ours 1499",
+            "{db}"
+        );
+    }
 }

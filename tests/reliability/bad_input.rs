@@ -415,8 +415,9 @@ fn setup(s: &Scratch, db: Db) -> (PathBuf, Option<u32>, Option<Mount>) {
         }
         Db::ForeignOwner => {
             fs::set_permissions(s.root(), fs::Permissions::from_mode(0o755)).unwrap();
-            std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
+            // Made first: root does not write into a directory nobody owns.
             make_db(s, "bdb", &path);
+            std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
             std::os::unix::fs::chown(&path, Some(1234), Some(1234)).unwrap();
             fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
             (path, Some(NOBODY), None)

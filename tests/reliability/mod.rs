@@ -28,6 +28,10 @@ mod permissions;
 /// No password in argv of spawned processes, in messages, or left in freed memory.
 mod secrets_leak;
 
+/// A local user attacks root's writes: directories, links, lock files, files kept
+/// open, hostile files, postconf and endless inputs (issue 14).
+mod hostile;
+
 /// Bulk work with a tiny sort budget gives the same results; a killed import leaves no
 /// spill file.
 mod spill;

@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use super::run::run_with_stdin;
 
 /// The variables every run of our binaries starts without.
-pub const REDIRECTING_ENV: [&str; 13] = [
+pub const REDIRECTING_ENV: [&str; 14] = [
     // Where Cyrus's <appname>.conf files are looked for.
     "SASL_CONF_PATH",
     // The Postfix configuration directory (the default realm, check, sync-chroot).
@@ -21,6 +21,8 @@ pub const REDIRECTING_ENV: [&str; 13] = [
     // The group a written database is handed to, and the writers' lock timeout.
     "SASLDB_GROUP",
     "SASLDB_LOCK_TIMEOUT",
+    // Lets root write through a directory others can write.
+    "SASLDB_ALLOW_UNSAFE_DIR",
     // Stops getopt's argument permutation.
     "POSIXLY_CORRECT",
     // libpq's defaults for a postgresql:// URL.

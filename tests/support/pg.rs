@@ -26,6 +26,10 @@
 //! postmaster SIGQUIT (immediate shutdown), waits for it to go, and removes both
 //! directories. A watchdog shell started with the server does the same if the test
 //! binary dies without running `atexit` (killed by a signal).
+//!
+//! A test may also start servers of its own ([`PgServer::start_with`]: a TLS-only
+//! server with its certificates and `pg_hba.conf`; [`PgServer::standby`]: a hot
+//! standby made with `pg_basebackup -R`), stopped the same way when dropped.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -44,7 +48,24 @@ pub const ROLE: &str = "sasl";
 /// How often `pg_ctl start` is retried when another process took the port.
 const PORT_ATTEMPTS: usize = 5;
 
-/// The running server.
+/// What a server is started with, beyond the shared server's settings.
+#[derive(Debug, Default, Clone)]
+pub struct PgOptions {
+    /// More `-c name=value` settings.
+    pub settings: Vec<String>,
+    /// A `pg_hba.conf` replacing initdb's (which allows scram-sha-256 from 127.0.0.1,
+    /// replication included).
+    pub hba: Option<String>,
+    /// Files put into the data directory before the server starts (name, content,
+    /// mode), owned by the postgres user: a TLS certificate and key.
+    pub files: Vec<(String, Vec<u8>, u32)>,
+    /// The server accepts TLS connections only: the harness's own connections use TLS
+    /// (without checking the certificate: the harness is not what is tested).
+    pub harness_tls: bool,
+}
+
+/// A running server: the shared one ([`server`]), or one a test owns
+/// ([`PgServer::start_with`], [`PgServer::standby`]), stopped when it is dropped.
 #[derive(Debug)]
 pub struct PgServer {
     dir: PathBuf,
@@ -53,13 +74,15 @@ pub struct PgServer {
     role_password: String,
     superuser_password: String,
     postmaster: i32,
+    harness_tls: bool,
+    shared: bool,
 }
 
 static SERVER: OnceLock<PgServer> = OnceLock::new();
 
 /// The shared server, started on first use.
 pub fn server() -> &'static PgServer {
-    SERVER.get_or_init(PgServer::start)
+    SERVER.get_or_init(|| PgServer::start(&PgOptions::default(), true, None))
 }
 
 /// The directory of Debian's server binaries (the newest installed version). A missing
@@ -86,10 +109,34 @@ pub fn pg_bin(name: &str) -> PathBuf {
     }
 }
 
+/// Runs a PostgreSQL server binary as the postgres system user.
+fn as_postgres(bin: &str) -> Command {
+    let mut c = Command::new("runuser");
+    c.args(["-u", "postgres", "--"]).arg(pg_bin(bin));
+    c.stdin(Stdio::null());
+    c
+}
+
 impl PgServer {
-    fn start() -> PgServer {
-        let initdb = pg_bin("initdb");
-        let pg_ctl = pg_bin("pg_ctl");
+    /// A new private server of this test's own (not the shared one), with `opts`.
+    pub fn start_with(opts: &PgOptions) -> PgServer {
+        PgServer::start(opts, false, None)
+    }
+
+    /// A hot standby of this server: `pg_basebackup -R` from it, started on a port of
+    /// its own (same role, same passwords).
+    pub fn standby(&self) -> PgServer {
+        PgServer::start(
+            &PgOptions {
+                harness_tls: self.harness_tls,
+                ..PgOptions::default()
+            },
+            false,
+            Some(self),
+        )
+    }
+
+    fn start(opts: &PgOptions, shared: bool, primary: Option<&PgServer>) -> PgServer {
         let pg_user = User::from_name("postgres")
             .unwrap()
             .expect("the postgres system user (Debian package postgresql)");
@@ -105,52 +152,89 @@ impl PgServer {
             .tempdir()
             .unwrap()
             .keep();
-        let mut rng = Rng::new(std::process::id() as u64 ^ 0x9e37);
+        let salt = dir
+            .to_string_lossy()
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+        let mut rng = Rng::new(std::process::id() as u64 ^ 0x9e37 ^ salt);
         let token = |rng: &mut Rng| hex(&rng.bytes(12));
-        let superuser_password = token(&mut rng);
-        // A colon exercises pgpass escaping. (No `\` or `'`: the plugin pastes
-        // sql_passwd into a libpq conninfo string unescaped.)
-        let role_password = format!("pw:{}", token(&mut rng));
+        let (superuser_password, role_password) = match primary {
+            Some(p) => (p.superuser_password.clone(), p.role_password.clone()),
+            // A colon exercises pgpass escaping. (No `\` or `'`: the plugin pastes
+            // sql_passwd into a libpq conninfo string unescaped.)
+            None => (token(&mut rng), format!("pw:{}", token(&mut rng))),
+        };
         let pwfile = dir.join("superuser.pw");
         fs::write(&pwfile, &superuser_password).unwrap();
         chown(&pwfile, Some(pg_user.uid), None).unwrap();
         fs::set_permissions(&pwfile, fs::Permissions::from_mode(0o600)).unwrap();
-        run_ok(
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&initdb)
-                .arg("-D")
-                .arg(dir.join("data"))
-                .args(["-A", "scram-sha-256", "-U", "postgres", "-E", "UTF8"])
-                .args(["--locale=C.UTF-8", "--no-sync", "--no-instructions"])
-                .arg(format!("--pwfile={}", pwfile.display()))
-                .current_dir(&dir)
-                .stdin(Stdio::null()),
-        );
+        let data = dir.join("data");
+        match primary {
+            None => {
+                run_ok(
+                    as_postgres("initdb")
+                        .arg("-D")
+                        .arg(&data)
+                        .args(["-A", "scram-sha-256", "-U", "postgres", "-E", "UTF8"])
+                        .args(["--locale=C.UTF-8", "--no-sync", "--no-instructions"])
+                        .arg(format!("--pwfile={}", pwfile.display()))
+                        .current_dir(&dir),
+                );
+            }
+            Some(p) => {
+                // The superuser's password for pg_basebackup, from a file only it reads.
+                let pass = dir.join("superuser.pgpass");
+                fs::write(
+                    &pass,
+                    format!("127.0.0.1:{}:*:postgres:{}\n", p.port, p.superuser_password),
+                )
+                .unwrap();
+                chown(&pass, Some(pg_user.uid), None).unwrap();
+                fs::set_permissions(&pass, fs::Permissions::from_mode(0o600)).unwrap();
+                run_ok(
+                    as_postgres("pg_basebackup")
+                        .arg("-D")
+                        .arg(&data)
+                        .args(["-R", "-X", "stream", "-c", "fast", "-h", "127.0.0.1"])
+                        .arg(format!("--port={}", p.port))
+                        .args(["-U", "postgres", "--no-sync"])
+                        .env("PGPASSFILE", &pass)
+                        .env_remove("PGPASSWORD")
+                        .current_dir(&dir),
+                );
+            }
+        }
+        if let Some(hba) = &opts.hba {
+            fs::write(data.join("pg_hba.conf"), hba).unwrap();
+        }
+        for (name, content, mode) in &opts.files {
+            let f = data.join(name);
+            fs::write(&f, content).unwrap();
+            chown(&f, Some(pg_user.uid), Some(pg_user.gid)).unwrap();
+            fs::set_permissions(&f, fs::Permissions::from_mode(*mode)).unwrap();
+        }
+        let settings: String = opts.settings.iter().map(|s| format!(" -c {s}")).collect();
 
         let mut last = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
-            let out = Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&pg_ctl)
+            let out = as_postgres("pg_ctl")
                 .arg("-D")
-                .arg(dir.join("data"))
+                .arg(&data)
                 .arg("-l")
                 .arg(dir.join("log"))
-                .args(["-w", "-t", "30", "-o"])
+                .args(["-w", "-t", "60", "-o"])
                 .arg(format!(
                     "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-                     -c synchronous_commit=off -c full_page_writes=off -c max_connections=60",
+                     -c synchronous_commit=off -c full_page_writes=off -c max_connections=60{settings}",
                     dir.display()
                 ))
                 .arg("start")
                 .current_dir(&dir)
-                .stdin(Stdio::null())
                 .output()
                 .unwrap();
             if out.status.success() {
-                let pid = fs::read_to_string(dir.join("data/postmaster.pid"))
+                let pid = fs::read_to_string(data.join("postmaster.pid"))
                     .ok()
                     .and_then(|s| s.lines().next()?.trim().parse().ok())
                     .expect("postmaster.pid");
@@ -161,17 +245,23 @@ impl PgServer {
                     role_password,
                     superuser_password,
                     postmaster: pid,
+                    harness_tls: opts.harness_tls,
+                    shared,
                 };
                 s.write_pgpass();
                 s.watchdog();
-                // SAFETY: registers a plain extern "C" function.
-                unsafe {
-                    libc::atexit(stop_at_exit);
+                if shared {
+                    // SAFETY: registers a plain extern "C" function.
+                    unsafe {
+                        libc::atexit(stop_at_exit);
+                    }
                 }
-                s.superuser(&format!(
-                    "CREATE ROLE {ROLE} LOGIN PASSWORD '{}'",
-                    s.role_password.replace('\'', "''")
-                ));
+                if primary.is_none() {
+                    s.superuser(&format!(
+                        "CREATE ROLE {ROLE} LOGIN PASSWORD '{}'",
+                        s.role_password.replace('\'', "''")
+                    ));
+                }
                 return s;
             }
             last = format!(
@@ -190,13 +280,39 @@ impl PgServer {
         panic!("private PostgreSQL server did not start\n{last}");
     }
 
+    /// Promotes this standby to a primary (`pg_ctl promote`, waiting for it).
+    pub fn promote(&self) {
+        run_ok(
+            as_postgres("pg_ctl")
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .args(["-w", "-t", "60", "promote"]),
+        );
+    }
+
+    /// Stops the server now (`pg_ctl stop -m fast`); it stays stopped.
+    pub fn stop_now(&self) {
+        run_ok(
+            as_postgres("pg_ctl")
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .args(["-w", "-t", "60", "-m", "fast", "stop"]),
+        );
+    }
+
     fn write_pgpass(&self) {
         let esc = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
-        let text = format!(
-            "# test role\n127.0.0.1:{}:*:{ROLE}:{}\n",
-            self.port,
-            esc(&self.role_password)
-        );
+        // A test's own servers (a TLS server reached by name, a primary and its
+        // standby) share the role's password: any host, any port.
+        let text = if self.shared {
+            format!(
+                "# test role\n127.0.0.1:{}:*:{ROLE}:{}\n",
+                self.port,
+                esc(&self.role_password)
+            )
+        } else {
+            format!("# test role\n*:*:*:{ROLE}:{}\n", esc(&self.role_password))
+        };
         let f = self.pgpass();
         fs::write(&f, text).unwrap();
         fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
@@ -258,14 +374,22 @@ impl PgServer {
     }
 
     fn connect(&self, user: &str, db: &str, password: &str) -> postgres::Client {
-        postgres::Config::new()
-            .host("127.0.0.1")
+        let mut cfg = postgres::Config::new();
+        cfg.host("127.0.0.1")
             .port(self.port)
             .user(user)
             .dbname(db)
-            .password(password)
-            .connect(postgres::NoTls)
-            .unwrap_or_else(|e| panic!("connect as {user} to {db}: {e}"))
+            .password(password);
+        let c = if self.harness_tls {
+            let mut b =
+                openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
+            b.set_verify(openssl::ssl::SslVerifyMode::NONE);
+            cfg.ssl_mode(postgres::config::SslMode::Require)
+                .connect(postgres_openssl::MakeTlsConnector::new(b.build()))
+        } else {
+            cfg.connect(postgres::NoTls)
+        };
+        c.unwrap_or_else(|e| panic!("connect as {user} to {db}: {e}"))
     }
 
     /// A client connected as the test role to `db` (for checks in SQL).
@@ -298,11 +422,18 @@ impl PgServer {
     pub fn env(&self, cmd: &mut Command) {
         for v in [
             "PGHOST",
+            "PGHOSTADDR",
             "PGPORT",
             "PGUSER",
             "PGDATABASE",
             "PGPASSWORD",
             "PGSSLMODE",
+            "PGSSLROOTCERT",
+            "PGSSLCERT",
+            "PGSSLKEY",
+            "PGTARGETSESSIONATTRS",
+            "PGCONNECT_TIMEOUT",
+            "PGAPPNAME",
         ] {
             cmd.env_remove(v);
         }
@@ -322,6 +453,14 @@ impl PgServer {
         }
         let _ = fs::remove_dir_all(&self.dir);
         let _ = fs::remove_dir_all(&self.pgpass_dir);
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        if !self.shared {
+            self.stop();
+        }
     }
 }
 

@@ -276,8 +276,10 @@ pub struct InitArgs {}
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Repair what is safe to repair: owner, group and mode (root:postfix 0640, never
-    /// wider), a missing LMDB lock file, leftover temporary files, and the Postfix
-    /// chroot copy (refreshed as by sync-chroot). User data is never deleted.
+    /// wider), a missing LMDB lock file, a lock file or SQLite journal that is a
+    /// symbolic or hard link (removed; a lock file made again), leftover temporary files,
+    /// and the Postfix chroot copy (refreshed as by sync-chroot). User data is never
+    /// deleted; directories are not changed (the finding says how).
     #[arg(long)]
     pub fix: bool,
     /// Print the findings as JSON.

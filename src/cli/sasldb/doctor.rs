@@ -15,6 +15,7 @@ pub fn check(g: &Global, a: &CheckArgs) -> Result<Exit> {
     let mut opts = CheckOptions::for_database(location(g, conf.as_ref())?)?;
     opts.group = crate::cli::policy_group(g.group.as_deref());
     opts.queue_directory = a.queue_directory.clone();
+    opts.allow_unsafe_dir = crate::cli::allow_unsafe_dir();
     let mut report = doctor::check(&opts);
     let mut fixed = None;
     if a.fix && report.findings.iter().any(|f| f.fixable) {
@@ -150,6 +151,7 @@ pub fn sync_chroot(g: &Global, a: &SyncChrootArgs) -> Result<Exit> {
         force: a.force,
         create_dirs_below: below,
         lock_timeout: Some(crate::cli::lock_timeout()),
+        allow_unsafe_dir: crate::cli::allow_unsafe_dir(),
     };
     let r = chroot::sync(&loc, &copy, &opts)?;
     for n in r.notes.iter().chain(&r.warnings) {

@@ -84,6 +84,14 @@ impl BdbFile {
         })
     }
 
+    /// Whether the file is sparse: over 1 MiB, with less than half of its length
+    /// allocated. Copying it would write out every hole.
+    pub fn is_sparse(&self) -> Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let m = self.file.metadata().at(&self.path)?;
+        Ok(m.len() > 1 << 20 && m.blocks().saturating_mul(512) < m.len() / 2)
+    }
+
     /// The open file (the write path copies unchanged pages from it).
     pub(super) fn file(&self) -> &File {
         &self.file
@@ -348,6 +356,13 @@ impl BdbFile {
         Scan::new(self, false)
     }
 
+    /// Reads every record as [`BdbFile::scan`] does, with the same checks and errors,
+    /// without copying on-page keys and values out (overflow items are still read
+    /// whole, one at a time): what a writer runs on pages it is about to carry over.
+    pub fn check_records(&self) -> Result<()> {
+        Scan::new(self, false).check_rest()
+    }
+
     /// Reads every page reachable from the buckets and the free list and checks the
     /// structure: page types and links, items, overflow chains, no page reached twice,
     /// and (with the default hash function) that every key lives in its bucket and
@@ -479,11 +494,39 @@ impl<'a> Scan<'a> {
     }
 
     fn step(&mut self) -> Result<Option<Record>> {
+        if !self.next_pair()? {
+            return Ok(None);
+        }
+        let i = self.pair - 1;
+        self.read_pair(i).map(Some)
+    }
+
+    /// Walks every remaining pair with the checks [`Scan::step`] makes (so the same
+    /// errors, at the same places), without copying on-page keys or values.
+    fn check_rest(&mut self) -> Result<()> {
+        while self.next_pair()? {
+            let i = self.pair - 1;
+            let db = self.db;
+            let hp = HashPage::trusted(&self.page, db.meta.endian, db.overhead, &self.hdr);
+            // Both items first, then their overflow chains, as `read_pair` does.
+            let k = hp.item(2 * i).map_err(|f| db.fault(f))?;
+            let d = hp.item(2 * i + 1).map_err(|f| db.fault(f))?;
+            for item in [k, d] {
+                if let Item::OffPage { pgno, tlen } = item {
+                    db.read_overflow(pgno, tlen, Some(&mut self.visited))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves to the next pair, loading the pages of the bucket chains as needed;
+    /// false at the end.
+    fn next_pair(&mut self) -> Result<bool> {
         loop {
             if self.loaded && self.pair < self.pairs {
-                let i = self.pair;
                 self.pair += 1;
-                return self.read_pair(i).map(Some);
+                return Ok(true);
             }
             if self.loaded && self.hdr.next != 0 {
                 let (next, cur) = (self.hdr.next, self.hdr.pgno);
@@ -497,7 +540,7 @@ impl<'a> Scan<'a> {
             }
             self.loaded = false;
             if self.next_bucket > u64::from(self.db.meta.max_bucket) {
-                return Ok(None);
+                return Ok(false);
             }
             self.bucket = self.next_bucket as u32;
             self.next_bucket += 1;

@@ -230,6 +230,9 @@ struct Winners {
     have_last: bool,
 }
 
+/// A winning record: `reversed hash, key, value`.
+type Winner<'a> = (u32, &'a [u8], &'a [u8]);
+
 impl Winners {
     fn new(sorted: Sorted) -> Winners {
         Winners {
@@ -245,7 +248,7 @@ impl Winners {
     }
 
     /// The next winning record: `(reversed hash, key, value)`.
-    fn next(&mut self) -> Result<Option<(u32, &[u8], &[u8])>> {
+    fn next(&mut self) -> Result<Option<Winner<'_>>> {
         loop {
             let skip = {
                 let Some((k, _)) = self.sorted.next()? else {

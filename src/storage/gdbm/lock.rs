@@ -23,8 +23,9 @@
 //! read that fails while another process holds the lock ([`held_elsewhere`]) is
 //! reported as [`Error::Busy`].
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 
 use crate::error::{Error, IoContext, Result};
+use crate::storage::persist::{Dir, Target};
 
 /// How long a reader waits for a libgdbm writer to finish before giving up with
 /// [`Error::Locked`] (libgdbm writers hold the lock for one update).
@@ -44,37 +46,68 @@ pub struct DataFileLock {
     flock: Flock<File>,
     path: PathBuf,
     writable: bool,
+    /// The directory the file was opened in, and its name there: every later look at
+    /// the name goes through it.
+    dir: Dir,
+    name: OsString,
 }
 
 impl DataFileLock {
     /// Takes `flock(LOCK_EX)` on the existing file `path`, waiting up to `timeout` for
     /// libgdbm readers and writers to let go.
     pub fn acquire(path: &Path, timeout: Duration) -> Result<DataFileLock> {
-        Self::take(path, timeout, FlockArg::LockExclusiveNonblock)
+        let t = Target::entry(path, true)?;
+        Self::acquire_in(&t.handle, &t.name, &t.path, timeout)
+    }
+
+    /// [`DataFileLock::acquire`] on the file `name` in the open directory `dir`
+    /// (`path` is for messages): what a writer does, in the directory it resolved.
+    pub fn acquire_in(
+        dir: &Dir,
+        name: &OsStr,
+        path: &Path,
+        timeout: Duration,
+    ) -> Result<DataFileLock> {
+        Self::take(dir, name, path, timeout, FlockArg::LockExclusiveNonblock)
     }
 
     /// Takes `flock(LOCK_SH)` on the existing file `path`, waiting up to `timeout` for
     /// a libgdbm writer to let go.
     pub fn acquire_shared(path: &Path, timeout: Duration) -> Result<DataFileLock> {
-        Self::take(path, timeout, FlockArg::LockSharedNonblock)
+        let t = Target::entry(path, true)?;
+        Self::take(
+            &t.handle,
+            &t.name,
+            &t.path,
+            timeout,
+            FlockArg::LockSharedNonblock,
+        )
     }
 
-    fn take(path: &Path, timeout: Duration, how: FlockArg) -> Result<DataFileLock> {
+    fn take(
+        dir: &Dir,
+        name: &OsStr,
+        path: &Path,
+        timeout: Duration,
+        how: FlockArg,
+    ) -> Result<DataFileLock> {
         let start = Instant::now();
         let mut delay = Duration::from_millis(1);
         let exclusive = matches!(how, FlockArg::LockExclusiveNonblock);
         loop {
-            let (file, writable) = open(path, exclusive)?;
+            let (file, writable) = open(dir, name, path, exclusive)?;
             match Flock::lock(file, how) {
                 Ok(flock) => {
                     // The file may have been replaced between open and flock.
                     let held = flock.metadata().at(path)?;
-                    match std::fs::symlink_metadata(path) {
-                        Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
+                    match dir.lstat(name) {
+                        Ok(Some(now)) if now.ino() == held.ino() && now.dev() == held.dev() => {
                             return Ok(DataFileLock {
                                 flock,
                                 path: path.to_path_buf(),
                                 writable,
+                                dir: dir.clone(),
+                                name: name.to_os_string(),
                             });
                         }
                         _ => continue,
@@ -115,9 +148,10 @@ impl DataFileLock {
         let Ok(held) = self.flock.metadata() else {
             return false;
         };
-        let replaced = match std::fs::symlink_metadata(&self.path) {
-            Ok(now) => now.ino() != held.ino() || now.dev() != held.dev(),
-            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        let replaced = match self.dir.lstat(&self.name) {
+            Ok(Some(now)) => now.ino() != held.ino() || now.dev() != held.dev(),
+            Ok(None) => true,
+            Err(_) => false,
         };
         if !replaced || !self.writable || held.len() < 4 {
             return false;
@@ -126,18 +160,20 @@ impl DataFileLock {
     }
 }
 
-/// Opens `path` for locking: read-write when `rw` and allowed (so that it can be
-/// retired), else read-only.
-fn open(path: &Path, rw: bool) -> Result<(File, bool)> {
-    let opts = |write: bool| {
-        let mut o = OpenOptions::new();
-        o.read(true)
-            .write(write)
-            .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits());
-        o
+/// Opens `name` in `dir` for locking (never following a link): read-write when `rw`
+/// and allowed (so that it can be retired), else read-only.
+fn open(dir: &Dir, name: &OsStr, path: &Path, rw: bool) -> Result<(File, bool)> {
+    // O_NONBLOCK: a FIFO planted there must not block the open.
+    let flags = |write: bool| {
+        OFlag::O_NONBLOCK
+            | if write {
+                OFlag::O_RDWR
+            } else {
+                OFlag::O_RDONLY
+            }
     };
     if rw {
-        match opts(true).open(path) {
+        match dir.open_at(name, flags(true)) {
             Ok(f) => return Ok((f, true)),
             Err(e)
                 if matches!(
@@ -147,7 +183,7 @@ fn open(path: &Path, rw: bool) -> Result<(File, bool)> {
             Err(e) => return Err(Error::io(path, e)),
         }
     }
-    Ok((opts(false).open(path).at(path)?, false))
+    Ok((dir.open_at(name, flags(false)).at(path)?, false))
 }
 
 /// Whether another open file description (in practice another process: a libgdbm

@@ -192,6 +192,9 @@ struct Winners {
     have_last: bool,
 }
 
+/// A winning record: `hash, key, value`.
+type Winner<'a> = (u32, &'a [u8], &'a [u8]);
+
 impl Winners {
     fn rewind(&mut self) -> Result<()> {
         self.have_last = false;
@@ -199,7 +202,7 @@ impl Winners {
     }
 
     /// The next winning record: `(hash, key, value)`.
-    fn next(&mut self) -> Result<Option<(u32, &[u8], &[u8])>> {
+    fn next(&mut self) -> Result<Option<Winner<'_>>> {
         loop {
             let skip = {
                 let Some((k, _)) = self.sorted.next()? else {

@@ -84,6 +84,10 @@ pub(crate) struct Env {
     /// Transactions begun through this wrapper and not yet ended (including ones
     /// still waiting in `mdb_txn_begin`).
     live: Mutex<usize>,
+    /// Descriptors of the files LMDB opened by their `/proc/self/fd` links (data,
+    /// then lock), kept open until the environment is closed: closing any descriptor
+    /// of the lock file would drop the `fcntl` locks LMDB holds on it.
+    kept: Vec<std::fs::File>,
 }
 
 // SAFETY: an MDB_env is meant to be shared between threads; every call we make on it
@@ -96,11 +100,13 @@ unsafe impl Sync for Env {}
 impl Env {
     /// Creates and opens an environment on the file `path` (`MDB_NOSUBDIR`, so the lock
     /// file is `path-lock` unless `MDB_NOLOCK`). Files LMDB itself creates get `0600`.
+    /// `kept` are closed after the environment (see [`Env::kept`]).
     pub fn open(
         path: &Path,
         flags: c_uint,
         map_size: Option<usize>,
         max_readers: Option<u32>,
+        kept: Vec<std::fs::File>,
     ) -> MdbResult<Env> {
         let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| Code(libc::EINVAL))?;
         let mut raw = ptr::null_mut();
@@ -113,6 +119,7 @@ impl Env {
             raw,
             flags,
             live: Mutex::new(0),
+            kept,
         };
         if let Some(n) = max_readers {
             // SAFETY: env.raw is a valid, not yet opened environment.
@@ -125,6 +132,11 @@ impl Env {
         // SAFETY: valid handle and NUL-terminated path.
         check(unsafe { sys::mdb_env_open(env.raw, cpath.as_ptr(), flags, 0o600) })?;
         Ok(env)
+    }
+
+    /// The descriptors given to [`Env::open`], open as long as the environment.
+    pub fn kept(&self) -> &[std::fs::File] {
+        &self.kept
     }
 
     /// Whether the environment was opened `MDB_RDONLY`.
@@ -235,6 +247,8 @@ impl Drop for Env {
         // SAFETY: every transaction holds a borrow of or an Arc to the Env, so none is
         // live here; the handle is closed exactly once.
         unsafe { sys::mdb_env_close(self.raw) };
+        // Only now may our own descriptors of the files go.
+        self.kept.clear();
     }
 }
 

@@ -32,10 +32,22 @@
 //!   readers that do not set `sasldb_mapsize` pick it up. A running reader whose map is
 //!   smaller than the grown *data* gets `MDB_MAP_RESIZED` on its next transaction
 //!   (LMDB 0.9's rule); Cyrus does not retry then, so the lookup fails once.
+//! - **Files by descriptor**: LMDB opens `<path>` and `<path>-lock` by name and follows
+//!   symlinks. So we open both first, through the database's open directory, without
+//!   following a link (a symlinked lock file is refused, never followed), check that
+//!   they are regular files with one link (the data file of a write, and the lock
+//!   file, into which LMDB writes its reader table), create a missing lock file
+//!   ourselves, and give LMDB exactly these files through a private directory of
+//!   `/proc/self/fd/N` links ([`persist::ProcLinks`]). Our descriptors stay open until
+//!   the environment is closed (closing one would drop LMDB's `fcntl` locks).
 //! - **Ownership**: a new database is created by us with `O_EXCL` mode 0600, given its
 //!   owner, group and final mode (0640 as root) before LMDB writes anything; its lock
-//!   file gets the same owner and group with mode 0660. After every commit both are
-//!   set again.
+//!   file gets the same owner and group with mode 0660 (never wider, whatever the data
+//!   file's mode). After every commit both are set again, through the descriptors the
+//!   environment keeps. The writer (`storage::Writer`) writes in place only a
+//!   file that already has the policy's owner, group and mode; any other is rebuilt
+//!   and renamed over, lock file included (someone who could open it may hold it
+//!   open).
 //! - **One environment per file per process**: LMDB's locks are `fcntl` locks, which a
 //!   process loses on *any* close of the file; opening the same file twice in one
 //!   process would silently drop our reader registration. Environments are therefore
@@ -61,10 +73,14 @@
 pub mod check;
 mod ffi;
 
-use std::fs::{self, File, Metadata, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::{self, File, Metadata};
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
 use std::sync::{Arc, Mutex, Weak};
 
 pub use check::{DbRecord, FileInfo, Meta};
@@ -73,7 +89,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::location::Format;
 use crate::record::{Record, Secret};
 use crate::storage::options::LmdbOptions as Options;
-use crate::storage::persist::{self, Ownership, Target};
+use crate::storage::persist::{self, Dir, Ownership, ProcLinks, Target};
 use crate::storage::{Backend, Changes, LayoutHint, MapOps, OpSource, Records};
 
 use ffi::{Code, Env, RoTxn};
@@ -205,13 +221,66 @@ enum Mode {
     Write,
 }
 
-/// The environment of the data file `path` (already resolved, existing), shared with
-/// any other user in this process. Checks the file before LMDB maps it.
-fn shared_env(path: &Path, mode: Mode, opts: &Options) -> Result<Arc<Env>> {
+/// A data file in an open directory: where an environment is opened.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    dir: &'a Dir,
+    name: &'a OsStr,
+    /// The real path, for messages (and for LMDB itself when /proc is missing and the
+    /// path is stable).
+    path: &'a Path,
+    stable: bool,
+}
+
+impl<'a> At<'a> {
+    fn of(t: &'a Target) -> At<'a> {
+        At {
+            dir: &t.handle,
+            name: &t.name,
+            path: &t.path,
+            stable: t.path_is_stable(),
+        }
+    }
+}
+
+/// Who a lock file we create belongs to: the writer's policy, or (for a reader) the
+/// data file's owner and group.
+#[derive(Clone, Copy)]
+enum LockOwner<'a> {
+    Policy(&'a Ownership),
+    DataFile(&'a Metadata),
+}
+
+/// The environment of the existing data file `at`, shared with any other user in this
+/// process. The data file and its lock file are opened here without following a
+/// symlink and must be regular files (the data file of a write, and the lock file,
+/// with one link); a missing lock file is created with `owner`'s ownership. LMDB then
+/// opens exactly these two files through `/proc/self/fd` links ([`ProcLinks`]): no
+/// name it opens can be swapped meanwhile. The file is checked before LMDB maps it.
+fn shared_env(at: At<'_>, mode: Mode, opts: &Options, owner: LockOwner<'_>) -> Result<Arc<Env>> {
+    let path = at.path;
     require_09(path)?;
-    let file = File::open(path).at(path)?;
-    let meta = file.metadata().at(path)?;
+    let data = at
+        .dir
+        .open_at(at.name, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => Error::Refused {
+                path: path.to_path_buf(),
+                why: "the LMDB data file is a symbolic link here; refusing to follow it".into(),
+            },
+            Some(libc::ENOENT) => Error::NotFound {
+                path: path.to_path_buf(),
+            },
+            _ => Error::io(path, e),
+        })?;
+    let meta = data.metadata().at(path)?;
     persist::check_regular(path, &meta)?;
+    if mode == Mode::Write && meta.nlink() > 1 {
+        return Err(Error::HardLinked {
+            path: path.to_path_buf(),
+            links: meta.nlink(),
+        });
+    }
     let mut table = OPEN.lock().unwrap_or_else(|p| p.into_inner());
     table.retain(|s| s.env.strong_count() > 0);
     if let Some(env) = table
@@ -228,16 +297,18 @@ fn shared_env(path: &Path, mode: Mode, opts: &Options) -> Result<Arc<Env>> {
                     .into(),
             });
         }
+        // Closing our descriptor of the data file is harmless: LMDB keeps its `fcntl`
+        // locks on the lock file only.
         return Ok(env);
     }
     let mut file_map = 0u64;
     if meta.len() > 0 {
-        let info = match check::check_file(&file, path) {
+        let info = match check::check_file(&data, path) {
             // A writer that commits twice during the walk may reuse a page we are
             // about to read; a file at rest gives the same answer twice.
             Err(Error::Corrupt { .. }) => {
                 std::thread::sleep(std::time::Duration::from_millis(50));
-                check::check_file(&file, path)?
+                check::check_file(&data, path)?
             }
             r => r?,
         };
@@ -248,19 +319,51 @@ fn shared_env(path: &Path, mode: Mode, opts: &Options) -> Result<Arc<Env>> {
             reason: "the file is empty".into(),
         });
     }
-    drop(file);
-    let flags = match mode {
+    let lock = open_lock(at, &meta, owner)?;
+    let mut flags = match mode {
         Mode::Read => ffi::MDB_RDONLY,
         Mode::Write => 0,
     };
+    if lock.is_none() {
+        // A read-only file system without a lock file: nobody can write there.
+        flags |= ffi::MDB_NOLOCK;
+    }
     // A writer never shrinks the map recorded in the file (Cyrus readers and writers
     // without `sasldb_mapsize` use it); a reader maps what it is told, as Cyrus does.
     let map_size = match (opts.map_size()?, mode) {
         (Some(want), Mode::Write) => Some(want.max(usize::try_from(file_map).unwrap_or(0))),
         (want, _) => want,
     };
-    let env =
-        Env::open(path, flags, map_size, opts.max_readers).map_err(|c| open_error(path, c))?;
+    let links = if ProcLinks::available() {
+        let mut entries = vec![("db", data.as_fd())];
+        if let Some(l) = &lock {
+            entries.push(("db-lock", l.as_fd()));
+        }
+        match ProcLinks::new(&entries) {
+            Ok(l) => Some(l),
+            // No temporary directory to make them in (a sandbox): the names are as
+            // good where nobody else can change them.
+            Err(_) if at.stable => None,
+            Err(e) => return Err(Error::io(std::env::temp_dir(), e)),
+        }
+    } else if at.stable {
+        None
+    } else {
+        return Err(Error::Refused {
+            path: path.to_path_buf(),
+            why: "without /proc, LMDB would open this file and its lock file by name in a \
+                  directory others can write; refusing"
+                .into(),
+        });
+    };
+    let env_path = links
+        .as_ref()
+        .map_or_else(|| path.to_path_buf(), |l| l.path("db"));
+    let mut kept = vec![data];
+    kept.extend(lock);
+    let env = Env::open(&env_path, flags, map_size, opts.max_readers, kept)
+        .map_err(|c| open_error(path, c))?;
+    drop(links);
     let env = Arc::new(env);
     table.push(Shared {
         dev: meta.dev(),
@@ -270,38 +373,128 @@ fn shared_env(path: &Path, mode: Mode, opts: &Options) -> Result<Arc<Env>> {
     Ok(env)
 }
 
+/// Opens the lock file `<name>-lock` read-write without following a symlink (creating
+/// it when missing), and checks it is a regular file with one link: LMDB writes its
+/// reader table into it. `None`: missing on a read-only file system.
+fn open_lock(at: At<'_>, data: &Metadata, owner: LockOwner<'_>) -> Result<Option<File>> {
+    let mut name = at.name.to_os_string();
+    name.push("-lock");
+    let lock = at.dir.join(&name);
+    let rw = OFlag::O_RDWR | OFlag::O_NONBLOCK;
+    let file = loop {
+        match at.dir.open_at(&name, rw) {
+            Ok(f) => break f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(Error::Refused {
+                    path: lock,
+                    why: "the LMDB lock file is a symbolic link; refusing to let LMDB write \
+                          through it (remove it: sasldb check --fix replaces it)"
+                        .into(),
+                });
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EROFS) => {
+                break at
+                    .dir
+                    .open_at(&name, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
+                    .at(&lock)?;
+            }
+            Err(e) => {
+                return Err(Error::Backend {
+                    path: at.path.to_path_buf(),
+                    format: Format::Lmdb,
+                    message: format!(
+                        "cannot open the lock file {} read-write ({}): LMDB readers need \
+                         write access to the lock file",
+                        lock.display(),
+                        crate::error::io_text(&e)
+                    ),
+                });
+            }
+        }
+        // Missing: create it before LMDB would, with our umask and identity.
+        match at.dir.create_new(&name) {
+            Ok(f) => {
+                let given = match owner {
+                    LockOwner::Policy(own) => Ownership {
+                        mode: lock_mode(own.mode),
+                        ..own.clone()
+                    }
+                    .apply(&f, &lock),
+                    LockOwner::DataFile(m) => give_lock_of(&f, &lock, m),
+                };
+                if let Err(e) = given {
+                    drop(f);
+                    let _ = at.dir.unlink(&name);
+                    return Err(e);
+                }
+                break f;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) if e.raw_os_error() == Some(libc::EROFS) => return Ok(None),
+            Err(e) => {
+                return Err(Error::Backend {
+                    path: at.path.to_path_buf(),
+                    format: Format::Lmdb,
+                    message: format!(
+                        "cannot create the lock file {} ({}): LMDB readers need it; create \
+                         it once as the database's owner (any write through this tool does)",
+                        lock.display(),
+                        crate::error::io_text(&e)
+                    ),
+                });
+            }
+        }
+    };
+    let _ = data;
+    let m = file.metadata().at(&lock)?;
+    persist::check_regular(&lock, &m)?;
+    if m.nlink() > 1 {
+        return Err(Error::Refused {
+            path: lock,
+            why: format!(
+                "the LMDB lock file has {} hard links; refusing to let LMDB write its reader \
+                 table into a file with other names (remove it: sasldb check --fix replaces it)",
+                m.nlink()
+            ),
+        });
+    }
+    Ok(Some(file))
+}
+
+/// A lock file a reader created: the data file's owner (as root) and group (best
+/// effort: a non-member cannot give it), and its lock mode.
+fn give_lock_of(f: &File, lock: &Path, data: &Metadata) -> Result<()> {
+    let euid = nix::unistd::geteuid();
+    let uid = (euid.is_root() && data.uid() != euid.as_raw())
+        .then(|| nix::unistd::Uid::from_raw(data.uid()));
+    let _ = nix::unistd::fchown(f, uid, Some(nix::unistd::Gid::from_raw(data.gid())));
+    f.set_permissions(fs::Permissions::from_mode(lock_mode(data.mode())))
+        .at(lock)
+}
+
 // ---------------------------------------------------------------------------------
 // Files and ownership.
 
-fn open_flags() -> i32 {
-    libc::O_NOFOLLOW | libc::O_CLOEXEC
-}
-
 /// The lock file's mode for a data file mode (see
-/// `persist::companion_lock_mode`).
+/// `persist::companion_lock_mode`): never wider than 0660.
 pub fn lock_mode(data_mode: u32) -> u32 {
     persist::companion_lock_mode(data_mode)
 }
 
-/// Creates `path` with `O_EXCL` mode 0600 and gives it `own` (with `mode`) before any
-/// byte is written. `Ok(None)` when it already exists.
-fn create_owned(path: &Path, own: &Ownership, mode: u32) -> Result<Option<File>> {
-    let r = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(open_flags())
-        .open(path);
-    match r {
+/// Creates `name` in `dir` with `O_EXCL` mode 0600 and gives it `own` (with `mode`)
+/// before any byte is written. `Ok(None)` when it already exists.
+fn create_owned(dir: &Dir, name: &OsStr, own: &Ownership, mode: u32) -> Result<Option<File>> {
+    let path = dir.join(name);
+    match dir.create_new(name) {
         Ok(f) => {
             let o = Ownership {
                 mode,
                 ..own.clone()
             };
-            if let Err(e) = o.apply(&f, path) {
+            if let Err(e) = o.apply(&f, &path) {
                 drop(f);
-                let _ = fs::remove_file(path);
+                let _ = dir.unlink(name);
                 return Err(e);
             }
             Ok(Some(f))
@@ -311,23 +504,20 @@ fn create_owned(path: &Path, own: &Ownership, mode: u32) -> Result<Option<File>>
     }
 }
 
-/// Gives an existing file `own` with `mode`, by path: the lock file must never be
-/// opened and closed by us while an environment of this process uses it, since any
-/// close drops the process's `fcntl` locks on it. A symlink or non-file is left alone.
-/// When the policy is not enforced (not root), failures are ignored: the file keeps
-/// working with its current owner.
-fn reapply(path: &Path, own: &Ownership, mode: u32) -> Result<()> {
+/// Gives a file the environment holds open `own` with `mode`, through its descriptor:
+/// the lock file must never be opened and closed by us while an environment of this
+/// process uses it, since any close drops the process's `fcntl` locks on it. When the
+/// policy is not enforced (not root), failures are ignored: the file keeps working
+/// with its current owner.
+fn reapply(file: &File, path: &Path, own: &Ownership, mode: u32) -> Result<()> {
     let r = (|| -> io::Result<()> {
-        let m = fs::symlink_metadata(path)?;
-        if !m.file_type().is_file() {
-            return Ok(());
-        }
+        let m = file.metadata()?;
         if m.uid() != own.uid || m.gid() != own.gid {
-            let uid = (m.uid() != own.uid).then_some(own.uid);
-            std::os::unix::fs::lchown(path, uid, Some(own.gid))?;
+            let uid = (m.uid() != own.uid).then(|| nix::unistd::Uid::from_raw(own.uid));
+            nix::unistd::fchown(file, uid, Some(nix::unistd::Gid::from_raw(own.gid)))?;
         }
         if m.mode() & 0o7777 != mode {
-            fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
         }
         Ok(())
     })();
@@ -337,52 +527,49 @@ fn reapply(path: &Path, own: &Ownership, mode: u32) -> Result<()> {
     }
 }
 
-/// Makes sure the lock file `lock` exists with `own`'s owner and group and the lock
-/// mode of `own.mode` (0660 for 0640): created with `O_EXCL` when missing, else given
-/// them by path. For copies that only readers open (the Postfix chroot copy).
+/// Makes sure the lock file `lock` exists as a regular file of its own with `own`'s
+/// owner and group and the lock mode of `own.mode` (0660 for 0640): created with
+/// `O_EXCL` when missing; a symbolic link, a file with other hard links or anything
+/// but a regular file there is replaced by a new lock file. For copies that only
+/// readers open (the Postfix chroot copy) and for repairs.
 pub fn prepare_lock_file(lock: &Path, own: &Ownership) -> Result<()> {
-    let mode = lock_mode(own.mode);
-    if create_owned(lock, own, mode)?.is_none() {
-        reapply(lock, own, mode)?;
-    }
-    Ok(())
+    let w = persist::dir::walk(lock, false)?;
+    prepare_lock_at(&w.dir, &w.name, own)
 }
 
-/// Before a read-only open: creates a missing lock file with the data file's owner and
-/// group, instead of letting LMDB create it with our umask and our identity.
-fn prepare_read_lock(path: &Path, data: &Metadata) -> Result<()> {
-    let lock = lock_path(path);
-    let r = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(open_flags())
-        .open(&lock);
-    let f = match r {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
-        // A read-only file system: LMDB runs without a lock file there, safely.
-        Err(e) if e.raw_os_error() == Some(libc::EROFS) => return Ok(()),
-        Err(e) => {
-            return Err(Error::Backend {
-                path: path.to_path_buf(),
-                format: Format::Lmdb,
-                message: format!(
-                    "cannot create the lock file {} ({e}): LMDB readers need it; create it \
-                     once as the database's owner (any write through this tool does)",
-                    lock.display()
-                ),
-            });
+/// [`prepare_lock_file`] for the name `name` in `dir`.
+pub(crate) fn prepare_lock_at(dir: &Dir, name: &OsStr, own: &Ownership) -> Result<()> {
+    let mode = lock_mode(own.mode);
+    let path = dir.join(name);
+    for _ in 0..4 {
+        if create_owned(dir, name, own, mode)?.is_some() {
+            return Ok(());
         }
-    };
-    let euid = nix::unistd::geteuid();
-    let uid = (euid.is_root() && data.uid() != euid.as_raw())
-        .then(|| nix::unistd::Uid::from_raw(data.uid()));
-    // Best effort: a non-member cannot give the file the data file's group.
-    let _ = nix::unistd::fchown(&f, uid, Some(nix::unistd::Gid::from_raw(data.gid())));
-    f.set_permissions(fs::Permissions::from_mode(lock_mode(data.mode())))
-        .at(&lock)
+        let m = match dir.lstat(name).at(&path)? {
+            Some(m) => m,
+            None => continue,
+        };
+        if m.file_type().is_file() && m.nlink() == 1 {
+            let o = Ownership {
+                mode,
+                ..own.clone()
+            };
+            return persist::apply_at(dir, name, &o, mode);
+        }
+        if m.file_type().is_dir() {
+            return persist::check_regular(&path, &m);
+        }
+        // Not a lock file of its own: a new one takes its name.
+        match dir.unlink(name) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    Err(Error::io(
+        path,
+        io::Error::from(io::ErrorKind::AlreadyExists),
+    ))
 }
 
 // ---------------------------------------------------------------------------------
@@ -415,21 +602,46 @@ impl LmdbFile {
 
     /// [`LmdbFile::open`] with Cyrus's options.
     pub fn open_with(path: &Path, opts: &Options) -> Result<LmdbFile> {
-        let real = fs::canonicalize(path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Error::NotFound {
+        let not_found = |e: Error| match e.io_kind() {
+            Some(io::ErrorKind::NotFound) => Error::NotFound {
                 path: path.to_path_buf(),
             },
-            _ => Error::io(path, e),
+            _ => e,
+        };
+        let t = Target::entry(path, true).map_err(not_found)?;
+        let real = t.path.clone();
+        let meta = t.existing.clone().ok_or_else(|| Error::NotFound {
+            path: path.to_path_buf(),
         })?;
-        let meta = fs::metadata(&real).at(&real)?;
         persist::check_regular(&real, &meta)?;
-        prepare_read_lock(&real, &meta)?;
-        let env = shared_env(&real, Mode::Read, opts)?;
+        let env = shared_env(At::of(&t), Mode::Read, opts, LockOwner::DataFile(&meta))?;
         let info = env
             .info()
             .map_err(|c| lmdb_error(&real, "mdb_env_info", c))?;
         Ok(LmdbFile {
             path: real,
+            env,
+            page_size: info.page_size,
+        })
+    }
+
+    /// [`LmdbFile::open`] on a file a writer resolved (its directory open).
+    pub(crate) fn open_target(t: &Target) -> Result<LmdbFile> {
+        let meta = t.existing.clone().ok_or_else(|| Error::NotFound {
+            path: t.path.clone(),
+        })?;
+        persist::check_regular(&t.path, &meta)?;
+        let env = shared_env(
+            At::of(t),
+            Mode::Read,
+            &Options::default(),
+            LockOwner::DataFile(&meta),
+        )?;
+        let info = env
+            .info()
+            .map_err(|c| lmdb_error(&t.path, "mdb_env_info", c))?;
+        Ok(LmdbFile {
+            path: t.path.clone(),
             env,
             page_size: info.page_size,
         })
@@ -582,14 +794,6 @@ pub fn commit(path: &Path, own: &Ownership, changes: &Changes) -> Result<u64> {
     commit_with(path, own, changes, &Options::default())
 }
 
-/// Applies `changes` in one write transaction: see [`commit_ops`].
-pub fn commit_with(path: &Path, own: &Ownership, changes: &Changes, opts: &Options) -> Result<u64> {
-    for k in changes.ops.keys() {
-        check_key(k)?;
-    }
-    commit_ops(path, own, &mut MapOps::new(changes), opts)
-}
-
 /// Applies changes in key order in one write transaction: deletes and puts, or with
 /// `replace_all` `mdb_drop` then the puts (appended in key order). The map is first
 /// grown to fit the changes; `MDB_MAP_FULL` aborts the transaction, the map doubles
@@ -599,39 +803,52 @@ pub fn commit_with(path: &Path, own: &Ownership, changes: &Changes, opts: &Optio
 /// missing lock file (0660-style, same owner and group); after the commit both get
 /// `own` again. `path` should be the real file (see [`Target::resolve`]); the caller
 /// holds our writer lock.
-pub(crate) fn commit_ops(
-    path: &Path,
+pub fn commit_with(path: &Path, own: &Ownership, changes: &Changes, opts: &Options) -> Result<u64> {
+    commit_at(
+        &Target::resolve(path)?,
+        own,
+        &mut MapOps::new(changes),
+        opts,
+    )
+}
+
+/// [`commit_with`] on a resolved target (its directory open: every file is opened
+/// through it, never by path), the changes read one at a time in key order.
+pub(crate) fn commit_at(
+    target: &Target,
     own: &Ownership,
     ops: &mut dyn OpSource,
     opts: &Options,
 ) -> Result<u64> {
+    let path = &target.path;
     require_09(path)?;
-    let lock = lock_path(path);
-    let created = create_owned(path, own, own.mode)?.is_some();
-    let lock_created = create_owned(&lock, own, lock_mode(own.mode))?.is_some();
-    let result = commit_env(path, ops, opts);
+    let dir = &target.handle;
+    let mut lock_name = target.name.clone();
+    lock_name.push("-lock");
+    let created = create_owned(dir, &target.name, own, own.mode)?.is_some();
+    let lock_created = create_owned(dir, &lock_name, own, lock_mode(own.mode))?.is_some();
+    let result = commit_env(At::of(target), own, ops, opts);
     if result.is_err() && created {
         // Nothing was ever committed to a file we created: leave no empty database.
         if lock_created {
-            let _ = fs::remove_file(&lock);
+            let _ = dir.unlink(&lock_name);
         }
-        let _ = fs::remove_file(path);
+        let _ = dir.unlink(&target.name);
     }
-    let n = result?;
-    reapply(path, own, own.mode)?;
-    reapply(&lock, own, lock_mode(own.mode))?;
-    Ok(n)
+    result
 }
 
-fn commit_env(path: &Path, ops: &mut dyn OpSource, opts: &Options) -> Result<u64> {
-    let env = shared_env(path, Mode::Write, opts)?;
+fn commit_env(at: At<'_>, own: &Ownership, ops: &mut dyn OpSource, opts: &Options) -> Result<u64> {
+    let path = at.path;
+    // A size hint only: read through the directory, before the environment opens.
+    let used = at.dir.lstat(at.name).ok().flatten().map_or(0, |m| m.len());
+    let env = shared_env(at, Mode::Write, opts, LockOwner::Policy(own))?;
     let info = env
         .info()
         .map_err(|c| lmdb_error(path, "mdb_env_info", c))?;
     // Room for the changes up front (a retry reapplies every change): the file as it
     // is, plus three times the bytes the changes carry (page headers, node headers,
     // half-full pages, the copy-on-write pages of one transaction).
-    let used = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let page = u64::from(info.page_size.max(1));
     let fit = (used + 3 * ops.bytes()).div_ceil(page) * page;
     let want = opts
@@ -644,15 +861,24 @@ fn commit_env(path: &Path, ops: &mut dyn OpSource, opts: &Options) -> Result<u64
         // Best effort: a live snapshot elsewhere in this process keeps the old size.
         let _ = env.set_mapsize(want as usize);
     }
-    loop {
+    let n = loop {
         ops.rewind()?;
         match apply(&env, ops) {
-            Ok(n) => return Ok(n),
+            Ok(n) => break n,
             Err(Failure::Lmdb(c)) if c.0 == ffi::MDB_MAP_FULL => grow(&env, path)?,
             Err(Failure::Lmdb(c)) => return Err(lmdb_error(path, "write transaction", c)),
             Err(Failure::Other(e)) => return Err(e),
         }
+    };
+    // The policy again, through the descriptors the environment holds.
+    let kept = env.kept();
+    if let Some(data) = kept.first() {
+        reapply(data, path, own, own.mode)?;
     }
+    if let Some(lock) = kept.get(1) {
+        reapply(lock, &lock_path(path), own, lock_mode(own.mode))?;
+    }
+    Ok(n)
 }
 
 /// Why a write transaction failed.
@@ -720,14 +946,55 @@ pub fn build_new_with(
 ) -> Result<u64> {
     require_09(path)?;
     let target = Target::resolve(path)?;
+    build_new_at(&target, sorted_records, own, opts)
+}
+
+/// [`build_new_with`] on a resolved target.
+pub(crate) fn build_new_at(
+    target: &Target,
+    sorted_records: impl IntoIterator<Item = Result<Record>>,
+    own: &Ownership,
+    opts: &Options,
+) -> Result<u64> {
     if target.existing.is_some() {
         return Err(Error::Invalid(format!(
             "{}: already exists; a bulk load only creates new databases",
             target.path.display()
         )));
     }
-    let (tmp_file, tmp) = persist::create_temp(&target, own)?;
-    drop(tmp_file);
+    let (total, tmp) = build_temp(target, sorted_records, own, opts)?;
+    let mut lock = target.name.clone();
+    lock.push("-lock");
+    prepare_lock_at(&target.handle, &lock, own)?;
+    tmp.link_into_place(&target.name)?;
+    Ok(total)
+}
+
+/// Builds a complete database from records in strictly increasing key order into a
+/// temporary file next to `target` (see [`build_new_with`]), and returns the record
+/// count and the file, which the caller links or renames into place.
+pub(crate) fn build_temp(
+    target: &Target,
+    sorted_records: impl IntoIterator<Item = Result<Record>>,
+    own: &Ownership,
+    opts: &Options,
+) -> Result<(u64, persist::TempFile)> {
+    require_09(&target.path)?;
+    let (tmp_file, tmp) = persist::create_temp(target, own)?;
+    // LMDB opens the file by name: through our descriptor's /proc/self/fd link when
+    // there is one (no lock file with MDB_NOLOCK), else by a name nobody else can swap.
+    let env_path = if ProcLinks::available() {
+        PathBuf::from(format!("/proc/self/fd/{}", tmp_file.as_raw_fd()))
+    } else if target.path_is_stable() {
+        tmp.path().to_path_buf()
+    } else {
+        return Err(Error::Refused {
+            path: target.path.clone(),
+            why: "without /proc, LMDB would open the new file by name in a directory others \
+                  can write; refusing"
+                .into(),
+        });
+    };
     let mut map_size = opts.map_size()?.unwrap_or(DEFAULT_MAP_SIZE as usize);
     let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
     let mut total = 0u64;
@@ -758,7 +1025,7 @@ pub fn build_new_with(
         if batch.is_empty() && total > 0 {
             break;
         }
-        let env = Env::open(tmp.path(), BULK_FLAGS, Some(map_size), None)
+        let env = Env::open(&env_path, BULK_FLAGS, Some(map_size), None, Vec::new())
             .map_err(|c| lmdb_error(tmp.path(), "mdb_env_open", c))?;
         load_batch(&env, tmp.path(), &batch)?;
         map_size = env
@@ -772,12 +1039,8 @@ pub fn build_new_with(
         total += batch.len() as u64;
         last = batch.last().map(|r| r.key.clone());
     }
-    let lock = lock_path(&target.path);
-    if create_owned(&lock, own, lock_mode(own.mode))?.is_none() {
-        reapply(&lock, own, lock_mode(own.mode))?;
-    }
-    tmp.link_into_place(&target.path)?;
-    Ok(total)
+    drop(tmp_file);
+    Ok((total, tmp))
 }
 
 fn load_batch(env: &Env, path: &Path, batch: &[Record]) -> Result<()> {
@@ -811,7 +1074,10 @@ mod tests {
         assert_eq!(lock_mode(0o640), 0o660);
         assert_eq!(lock_mode(0o600), 0o600);
         assert_eq!(lock_mode(0o100640), 0o660);
-        assert_eq!(lock_mode(0o644), 0o666);
+        // Never anything for others, whatever the data file allows them.
+        assert_eq!(lock_mode(0o644), 0o660);
+        assert_eq!(lock_mode(0o666), 0o660);
+        assert_eq!(lock_mode(0o604), 0o600);
     }
 
     #[test]

@@ -4,29 +4,42 @@
 //!
 //! # Naming the database
 //!
-//! A database is named by a libpq-style URL, `postgresql://[USER@]HOST[:PORT][/DATABASE]`
-//! (or `postgres://`), with the query parameters `host`, `port`, `user`, `dbname`,
-//! `sslmode`, `connect_timeout`, `application_name` and `passfile`. A host starting
-//! with `/` (written `%2F...` in the host part, or `?host=/var/run/postgresql`) is a
-//! Unix-socket directory. What the URL leaves out comes from `PGHOST`, `PGPORT`,
-//! `PGUSER`, `PGDATABASE`, `PGSSLMODE`, `PGCONNECT_TIMEOUT`, then libpq's defaults (the
-//! socket directory `/var/run/postgresql`, port 5432, the login name, a database named
-//! after the user).
+//! A database is named by a libpq-style URL,
+//! `postgresql://[USER@]HOST[:PORT][,HOST[:PORT]...][/DATABASE]` (or `postgres://`), with
+//! the query parameters `host`, `hostaddr`, `port`, `user`, `dbname`, `sslmode`,
+//! `sslrootcert`, `sslcert`, `sslkey`, `target_session_attrs`, `connect_timeout`,
+//! `application_name` and `passfile`. A host starting with `/` (written `%2F...` in the
+//! host part, or `?host=/var/run/postgresql`) is a Unix-socket directory. What the URL
+//! leaves out comes from `PGHOST`, `PGHOSTADDR`, `PGPORT`, `PGUSER`, `PGDATABASE`,
+//! `PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT`, `PGSSLKEY`, `PGTARGETSESSIONATTRS`,
+//! `PGCONNECT_TIMEOUT`, `PGAPPNAME`, then libpq's defaults (the socket directory
+//! `/var/run/postgresql`, port 5432, the login name, a database named after the user,
+//! `sslmode=prefer`), except `connect_timeout`: 10 seconds per host unless set (0: no
+//! limit).
 //!
 //! **Credentials never go on the command line**: a URL holding a password
 //! (`user:password@` or `?password=`) is refused. The password comes from
 //! `PGPASSWORD`, else from the password file (`passfile=`, else `PGPASSFILE`, else
-//! `~/.pgpass`), matched exactly as libpq does ([`pgpass_lookup`]): lines
-//! `host:port:database:user:password`, `*` matching anything, `\:` and `\\` escapes,
-//! first match wins, `localhost` standing for the default socket directory, and a file
-//! with any group or world permission ignored (libpq requires 0600 or less).
+//! `~/.pgpass`), matched exactly as libpq does ([`pgpass_lookup`], for each host):
+//! lines `host:port:database:user:password`, `*` matching anything, `\:` and `\\`
+//! escapes, first match wins, `localhost` standing for the default socket directory,
+//! and a file with any group or world permission ignored (libpq requires 0600 or less).
 //!
-//! TLS is not built in: `sslmode` `disable`, `allow` and `prefer` connect in clear
-//! text; `require` and stronger are refused. Reach a remote server over a trusted
-//! network, a Unix socket, or a tunnel.
+//! # Hosts, TLS, timeouts
+//!
+//! Several hosts (`h1:5432,h2:5432`, or lists in `host=`/`port=`/`PGHOST`/`PGPORT`)
+//! are tried in order, as libpq does, each within `connect_timeout` for the whole
+//! start-up (TCP, TLS, authentication); `target_session_attrs` (`any`, `read-write`,
+//! `read-only`, `primary`, `standby`, `prefer-standby`) skips the hosts that are not
+//! what it asks for. Writers ([`Session`]) always need `read-write`: they reach the
+//! primary wherever it is in the list. Readers ([`PgStore::open`]) take the URL's
+//! choice (default `any`: the first host that answers). TLS follows `sslmode`,
+//! `sslrootcert`, `sslcert`, `sslkey` and their `PGSSL*` variables exactly as libpq does,
+//! through OpenSSL (see the `tls` submodule's table).
 //!
 //! # Schema
 //!
+//! The SQLite store's layout, one row per record:
 //! The SQLite store's layout, one row per record:
 //!
 //! ```sql
@@ -72,22 +85,55 @@
 //!
 //! # Writing and concurrency
 //!
-//! A [`Session`] (what [`crate::Transaction`] uses) connects, sets `lock_timeout` to the
-//! lock timeout, and takes the session-level advisory lock
-//! `pg_advisory_lock(0x5341534C, 1)` ("SASL"), the PostgreSQL counterpart of the
-//! `<db>.lock` file: writers on any host serialise on it, so what a writer read at the
-//! start still holds when it writes (an import's "exists?" checks, a realm rename), and
-//! the lock dies with the connection. [`Session::commit`] applies a change set in ONE
-//! PostgreSQL transaction (READ COMMITTED): deletes, then `INSERT ... ON CONFLICT DO
-//! UPDATE` row upserts from arrays, so a concurrent writer that does not take the lock
-//! (the plugin: `saslpasswd2`, OTP sequence updates) never makes it fail with a
-//! duplicate key. A serialization failure or deadlock (SQLSTATE 40001, 40P01) rolls back
-//! and is retried, up to [`RETRIES`] times. A missing table is created in the same
-//! transaction as the first write ([`init`] does only that).
+//! A [`Session`] (what [`crate::Transaction`] uses) connects to a host that accepts
+//! writes, sets `lock_timeout` to the lock timeout, and takes the session-level
+//! advisory lock `pg_advisory_lock(0x5341534C, 1)` ("SASL"), the PostgreSQL counterpart
+//! of the `<db>.lock` file: writers on any host serialise on it, so what a writer read
+//! at the start still holds when it writes (an import's "exists?" checks, a realm
+//! rename), and the lock dies with the connection. [`Session::commit`] applies a change
+//! set in ONE PostgreSQL transaction (READ COMMITTED) of a constant number of
+//! statements: deletes (the keys passed as arrays), then the rows to store: a small set
+//! with one `INSERT ... ON CONFLICT DO UPDATE` of arrays; from 1,000 rows on, one binary
+//! `COPY` straight into an empty table, or else one `COPY` into a temporary table, one
+//! `UPDATE ... FROM` it of the rows that exist and one plain `INSERT` of the others
+//! (cheaper than the upsert: no speculative insertion per row; without the `TEMPORARY`
+//! right, the same two statements from arrays), with `work_mem` raised for the
+//! transaction so that the joins hash in memory. A concurrent writer that does not take
+//! the lock (the plugin: `saslpasswd2`, OTP sequence updates) never makes a change set
+//! fail: the upsert updates its row, and a unique violation of the `COPY` or plain
+//! `INSERT` runs the transaction again as an upsert. A serialization failure or deadlock (SQLSTATE
+//! 40001, 40P01) rolls back and is retried, up to [`RETRIES`] times. A missing table is
+//! created in the same transaction as the first write ([`init`] does only that), at
+//! `fillfactor = 50`, so that a password change is a HOT update (no new index entry).
+//! An import reads the table once, in key order, beside its sorted input (see
+//! `bulk::import`).
+//!
+//! # Connections that drop
+//!
+//! A writer's connection that drops (a server restart, `pg_terminate_backend`, a
+//! failover) loses the advisory lock with it, so the writer reconnects (to whichever
+//! host now accepts writes), takes the lock again, and then:
+//! - if the connection dropped while the commit was under way, it first looks whether
+//!   the change set is in the table (every row it puts there with its value, every row
+//!   it deletes gone): then the commit happened, and nothing more is done;
+//! - otherwise it runs again every read it made under the old connection (each is
+//!   logged with a SHA-256 digest of its result) and compares: if all match, nothing it
+//!   decided on changed, and the read or the whole change set is retried on the new
+//!   connection; if any differs (another writer got in), it fails with an error saying
+//!   so, having written nothing.
+//!
+//! Either way a change set is applied once and whole, or not at all. A writer gives up
+//! after [`RECONNECTS`] lost connections.
 //!
 //! Reading ([`PgStore`]) takes no lock; a scan fetches the table in key order in
 //! batches (one statement each), so a commit between two batches can be partly visible
-//! in one scan, as with SQLite.
+//! in one scan, as with SQLite. A reader whose connection dropped reconnects on its
+//! next call (a call that fails on a connection that had worked is retried once on a
+//! new one), so a long-running reader survives server restarts and failovers.
+
+mod conn;
+pub mod tls;
+mod write;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -95,18 +141,24 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use postgres::config::SslMode;
-use postgres::error::SqlState;
-use postgres::{Client, GenericClient, NoTls};
+use sha2::{Digest, Sha256};
+use tokio_postgres::Client;
 use zeroize::Zeroizing;
+
+use conn::{Conn, Connector, is_connection_loss};
+pub use conn::{HostParams, Target};
+use tls::TlsSettings;
+pub use write::{Session, init};
 
 use crate::error::{Error, Result};
 use crate::location::Format;
-use crate::location::{PostgresUrl as Url, check_sslmode, parse_port};
+use crate::location::{
+    PostgresUrl as Url, check_session_attrs, check_sslmode, parse_port, parse_timeout, split_list,
+};
 use crate::record::{KeyRef, Record, Secret, encode_into};
-use crate::storage::{Backend, Changes, Records};
+use crate::storage::{Backend, Records};
 
 /// The table holding the records.
 pub const TABLE: &str = "sasldb";
@@ -118,11 +170,14 @@ pub const SCHEMA_MARK: &str = "sasldb 1:";
 pub const LOCK_KEY: (i32, i32) = (0x5341_534C, 1);
 /// How often a commit is retried after a serialization failure or deadlock.
 pub const RETRIES: u32 = 8;
+/// How many lost connections a writer recovers from before it gives up.
+pub const RECONNECTS: u32 = 3;
 /// libpq's default socket directory on Debian.
 pub const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 /// The default port.
 pub const DEFAULT_PORT: u16 = 5432;
-/// How long a connection attempt may take unless `connect_timeout` says otherwise.
+/// How long a connection attempt to one host may take unless `connect_timeout` says
+/// otherwise.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The plugin configuration lines for `smtpd.conf` or `<app>.conf`, with `HOST:PORT`,
@@ -143,8 +198,7 @@ sql_update: INSERT INTO sasldb (username, realm, property, value) VALUES ('%u', 
 
 /// Rows fetched per statement during a scan.
 const BATCH: i64 = 4096;
-/// Rows per array in one write statement.
-const CHUNK: usize = 5000;
+
 impl Url {
     /// The connection parameters: the URL, then the environment (`PGHOST`...), then
     /// libpq's defaults; the password from `PGPASSWORD` or the password file.
@@ -155,19 +209,64 @@ impl Url {
     /// [`Url::resolve`] with the environment given as a function.
     pub fn resolve_with(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnParams> {
         let bad = |what: String| Error::Invalid(format!("{self}: {what}"));
-        let host = self
-            .host
-            .clone()
-            .or_else(|| env("PGHOST"))
-            .unwrap_or_else(|| DEFAULT_SOCKET_DIR.to_string());
-        if host.contains(',') {
-            return Err(bad("several hosts are not supported; name one host".into()));
-        }
-        let port = match (self.port, env("PGPORT")) {
-            (Some(p), _) => p,
-            (None, Some(p)) => parse_port(&p).map_err(|e| bad(format!("PGPORT: {e}")))?,
-            (None, None) => DEFAULT_PORT,
+        let hosts = if self.hosts.is_empty() {
+            env("PGHOST").map(|h| split_list(&h)).unwrap_or_default()
+        } else {
+            self.hosts.clone()
         };
+        let hostaddrs: Vec<std::net::IpAddr> = if self.hostaddrs.is_empty() {
+            match env("PGHOSTADDR") {
+                Some(a) => split_list(&a)
+                    .iter()
+                    .map(|a| {
+                        a.parse()
+                            .map_err(|_| bad(format!("PGHOSTADDR: `{a}` is not a numeric address")))
+                    })
+                    .collect::<Result<_>>()?,
+                None => Vec::new(),
+            }
+        } else {
+            self.hostaddrs.clone()
+        };
+        // libpq: hostaddr alone names the hosts; otherwise one per host.
+        let hosts: Vec<String> = match (hosts.is_empty(), hostaddrs.is_empty()) {
+            (true, true) => vec![DEFAULT_SOCKET_DIR.to_string()],
+            (true, false) => hostaddrs.iter().map(|a| a.to_string()).collect(),
+            _ => hosts,
+        };
+        if !hostaddrs.is_empty() && hostaddrs.len() != hosts.len() {
+            return Err(bad(format!(
+                "{} hosts but {} hostaddr values: give one address per host",
+                hosts.len(),
+                hostaddrs.len()
+            )));
+        }
+        if hosts.iter().any(String::is_empty) {
+            return Err(bad("an empty host in the host list".into()));
+        }
+        let ports: Vec<Option<u16>> = if self.ports.is_empty() {
+            match env("PGPORT") {
+                Some(p) => split_list(&p)
+                    .iter()
+                    .map(|p| match p.as_str() {
+                        "" => Ok(None),
+                        p => parse_port(p)
+                            .map(Some)
+                            .map_err(|e| bad(format!("PGPORT: {e}"))),
+                    })
+                    .collect::<Result<_>>()?,
+                None => Vec::new(),
+            }
+        } else {
+            self.ports.clone()
+        };
+        if ports.len() > 1 && ports.len() != hosts.len() {
+            return Err(bad(format!(
+                "could not match {} port numbers to {} hosts",
+                ports.len(),
+                hosts.len()
+            )));
+        }
         let user = match self.user.clone().or_else(|| env("PGUSER")) {
             Some(u) => u,
             None => login_name().ok_or_else(|| {
@@ -179,56 +278,96 @@ impl Url {
             .clone()
             .or_else(|| env("PGDATABASE"))
             .unwrap_or_else(|| user.clone());
-        let sslmode = self
-            .sslmode
+        if let Some(m) = &self.sslmode {
+            check_sslmode(m).map_err(bad)?;
+        } else if let Some(m) = env("PGSSLMODE") {
+            check_sslmode(&m).map_err(|e| bad(format!("PGSSLMODE: {e}")))?;
+        }
+        let home = home_dir(env);
+        let tls = TlsSettings::resolve(
+            self.sslmode.as_deref(),
+            self.sslrootcert.as_deref(),
+            self.sslcert.as_deref(),
+            self.sslkey.as_deref(),
+            env,
+            home.as_deref(),
+        )
+        .map_err(bad)?;
+        let target = match self
+            .target_session_attrs
             .clone()
-            .or_else(|| env("PGSSLMODE"))
-            .unwrap_or_else(|| "prefer".into());
-        check_sslmode(&sslmode).map_err(bad)?;
-        let connect_timeout = match (self.connect_timeout, env("PGCONNECT_TIMEOUT")) {
-            (Some(s), _) => Duration::from_secs(s.max(2)),
-            (None, Some(s)) => Duration::from_secs(
-                s.trim()
-                    .parse::<u64>()
-                    .map_err(|_| bad(format!("PGCONNECT_TIMEOUT `{s}` is not a number")))?
-                    .max(2),
-            ),
-            (None, None) => DEFAULT_CONNECT_TIMEOUT,
+            .or_else(|| env("PGTARGETSESSIONATTRS"))
+        {
+            Some(t) => {
+                check_session_attrs(&t).map_err(|e| bad(format!("target_session_attrs: {e}")))?;
+                Target::parse(&t).expect("checked")
+            }
+            None => Target::Any,
+        };
+        let secs = match (self.connect_timeout, env("PGCONNECT_TIMEOUT")) {
+            (Some(s), _) => Some(s),
+            (None, Some(s)) => {
+                Some(parse_timeout(&s).map_err(|e| bad(format!("PGCONNECT_TIMEOUT: {e}")))?)
+            }
+            (None, None) => None,
+        };
+        let connect_timeout = match secs {
+            None => Some(DEFAULT_CONNECT_TIMEOUT),
+            Some(0) => None,
+            // libpq: at least 2 seconds.
+            Some(s) => Some(Duration::from_secs(s.max(2))),
         };
         let mut p = ConnParams {
             url: self.to_string(),
-            host,
-            port,
+            hosts: Vec::with_capacity(hosts.len()),
             user,
             dbname,
             application_name: self
                 .application_name
                 .clone()
+                .or_else(|| env("PGAPPNAME"))
                 .unwrap_or_else(|| "sasldb".into()),
             connect_timeout,
-            password: None,
+            target,
+            tls,
             password_from: None,
             passfile_note: None,
         };
-        if let Some(pw) = env("PGPASSWORD") {
-            p.password = Some(Zeroizing::new(pw));
+        let env_password = env("PGPASSWORD").map(Zeroizing::new);
+        if env_password.is_some() {
             p.password_from = Some("PGPASSWORD".into());
-            return Ok(p);
         }
         let passfile = self
             .passfile
             .clone()
             .or_else(|| env("PGPASSFILE").map(PathBuf::from))
-            .or_else(|| home_dir(env).map(|h| h.join(".pgpass")));
-        if let Some(file) = passfile {
-            match pgpass_lookup(&file, &p.host, p.port, &p.dbname, &p.user) {
-                Ok(Some(pw)) => {
-                    p.password = Some(pw);
-                    p.password_from = Some(file.display().to_string());
+            .or_else(|| home.map(|h| h.join(".pgpass")));
+        for (i, host) in hosts.into_iter().enumerate() {
+            let port = ports
+                .get(i)
+                .or(ports.first())
+                .copied()
+                .flatten()
+                .unwrap_or(DEFAULT_PORT);
+            let mut h = HostParams {
+                host,
+                hostaddr: hostaddrs.get(i).copied(),
+                port,
+                password: env_password.clone(),
+            };
+            if h.password.is_none()
+                && let Some(file) = &passfile
+            {
+                match pgpass_lookup(file, &h.host, h.port, &p.dbname, &p.user) {
+                    Ok(Some(pw)) => {
+                        h.password = Some(pw);
+                        p.password_from = Some(file.display().to_string());
+                    }
+                    Ok(None) => {}
+                    Err(note) => p.passfile_note = Some(note),
                 }
-                Ok(None) => {}
-                Err(note) => p.passfile_note = Some(note),
             }
+            p.hosts.push(h);
         }
         Ok(p)
     }
@@ -279,7 +418,7 @@ pub fn pgpass_lookup(
             file.display()
         ));
     }
-    let Ok(text) = fs::read(file).map(Zeroizing::new) else {
+    let Ok(f) = fs::File::open(file) else {
         return Ok(None);
     };
     let host = if host.is_empty() || host == DEFAULT_SOCKET_DIR {
@@ -288,7 +427,54 @@ pub fn pgpass_lookup(
         host
     };
     let port = port.to_string();
-    Ok(pgpass_match(&text, [host, &port, dbname, user]))
+    Ok(pgpass_scan(f, [host, &port, dbname, user]))
+}
+
+/// The longest password file line considered; longer ones are skipped.
+const MAX_PASSFILE_LINE: usize = 64 << 10;
+
+/// [`pgpass_match`] over a password file read line by line, in wiped buffers: lines
+/// longer than [`MAX_PASSFILE_LINE`] are skipped, so memory stays bounded whatever the
+/// file holds (a read error ends the search).
+fn pgpass_scan(mut r: impl std::io::Read, want: [&str; 4]) -> Option<Zeroizing<String>> {
+    let mut chunk = Zeroizing::new(vec![0u8; 64 << 10]);
+    let mut line = Zeroizing::new(Vec::with_capacity(MAX_PASSFILE_LINE));
+    let mut skipping = false;
+    loop {
+        let n = match r.read(&mut chunk[..]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        };
+        let mut data = &chunk[..n];
+        while !data.is_empty() {
+            let (part, ended) = match memchr::memchr(b'\n', data) {
+                Some(i) => (&data[..i], true),
+                None => (data, false),
+            };
+            if !skipping && line.len() + part.len() <= MAX_PASSFILE_LINE {
+                line.extend_from_slice(part);
+            } else {
+                skipping = true;
+                line.clear();
+            }
+            if ended {
+                if !skipping && let Some(pw) = pgpass_match(&line, want) {
+                    return Some(pw);
+                }
+                line.clear();
+                skipping = false;
+                data = &data[part.len() + 1..];
+            } else {
+                data = &[];
+            }
+        }
+    }
+    if skipping {
+        return None;
+    }
+    pgpass_match(&line, want)
 }
 
 /// The password of the first line of `text` whose four fields match `want`.
@@ -352,23 +538,24 @@ fn field_matches<'a>(buf: &'a [u8], token: &[u8]) -> Option<&'a [u8]> {
     None
 }
 
-/// Resolved connection parameters. The password is never shown ([`fmt::Debug`] hides
-/// it).
+/// Resolved connection parameters. Passwords are never shown ([`fmt::Debug`] hides
+/// them).
 pub struct ConnParams {
     url: String,
-    /// Host name, address, or socket directory.
-    pub host: String,
-    /// Port.
-    pub port: u16,
+    /// The hosts to try, in order, each with its port and password.
+    pub hosts: Vec<HostParams>,
     /// User.
     pub user: String,
     /// Database.
     pub dbname: String,
     /// `application_name`.
     pub application_name: String,
-    /// Connection timeout.
-    pub connect_timeout: Duration,
-    password: Option<Zeroizing<String>>,
+    /// How long connecting to one host may take (None: no limit).
+    pub connect_timeout: Option<Duration>,
+    /// `target_session_attrs` (what readers ask for; writers need `read-write`).
+    pub target: Target,
+    /// TLS.
+    pub tls: TlsSettings,
     /// Where the password came from (`PGPASSWORD` or the password file's path).
     pub password_from: Option<String>,
     /// Why a password file was ignored, if it was.
@@ -378,69 +565,52 @@ pub struct ConnParams {
 impl fmt::Debug for ConnParams {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnParams")
-            .field("host", &self.host)
-            .field("port", &self.port)
+            .field(
+                "hosts",
+                &self.hosts.iter().map(HostParams::label).collect::<Vec<_>>(),
+            )
             .field("user", &self.user)
             .field("dbname", &self.dbname)
-            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("target", &self.target)
+            .field("sslmode", &self.tls.mode)
+            .field(
+                "passwords",
+                &self
+                    .hosts
+                    .iter()
+                    .map(|h| h.password.as_ref().map(|_| "<hidden>"))
+                    .collect::<Vec<_>>(),
+            )
             .field("password_from", &self.password_from)
             .finish()
     }
 }
 
 impl ConnParams {
-    /// Whether a password was found.
+    /// Whether a password was found (for any host).
     pub fn has_password(&self) -> bool {
-        self.password.is_some()
+        self.hosts.iter().any(|h| h.password.is_some())
     }
 
-    /// Connects (plain text; see the module docs on TLS).
-    pub fn connect(&self) -> Result<Client> {
-        let mut cfg = postgres::Config::new();
-        cfg.user(&self.user)
-            .dbname(&self.dbname)
-            .port(self.port)
-            .application_name(&self.application_name)
-            .connect_timeout(self.connect_timeout)
-            .ssl_mode(SslMode::Disable);
-        if self.host.starts_with('/') {
-            cfg.host_path(&self.host);
-        } else {
-            cfg.host(&self.host);
+    /// Connects to the first host that accepts and is what `target` asks for.
+    pub(crate) fn connect(&self, target: Target) -> Result<Conn> {
+        Connector {
+            url: &self.url,
+            hosts: &self.hosts,
+            user: &self.user,
+            dbname: &self.dbname,
+            application_name: &self.application_name,
+            connect_timeout: self.connect_timeout,
+            tls: &self.tls,
+            passfile_note: self.passfile_note.as_deref(),
+            password_from: self.password_from.as_deref(),
         }
-        if let Some(pw) = &self.password {
-            cfg.password(pw.as_bytes());
-        }
-        cfg.connect(NoTls).map_err(|e| {
-            let mut msg = format!(
-                "cannot connect to {}{}:{} as {} (database {}): {}",
-                if self.host.starts_with('/') {
-                    "socket "
-                } else {
-                    ""
-                },
-                self.host,
-                self.port,
-                self.user,
-                self.dbname,
-                error_text(&e)
-            );
-            if self.password.is_none() && msg.contains("password missing") {
-                msg.push_str(
-                    "; the server asks for a password: set PGPASSWORD or add \
-                     `host:port:database:user:password` to ~/.pgpass (or PGPASSFILE), mode 0600",
-                );
-            }
-            if let Some(note) = &self.passfile_note {
-                msg.push_str(&format!("; {note}"));
-            }
-            backend_error(&self.url, msg)
-        })
+        .connect(target)
     }
 }
 
 /// One line from a PostgreSQL error (severity, message, detail and hint).
-fn error_text(e: &postgres::Error) -> String {
+fn error_text(e: &tokio_postgres::Error) -> String {
     let text = match e.as_db_error() {
         Some(db) => {
             let mut m = format!("{}: {}", db.severity(), db.message());
@@ -476,7 +646,7 @@ fn backend_error(url: &str, message: String) -> Error {
     }
 }
 
-fn pg_error(url: &str, e: &postgres::Error) -> Error {
+fn pg_error(url: &str, e: &tokio_postgres::Error) -> Error {
     backend_error(url, error_text(e))
 }
 
@@ -491,8 +661,26 @@ struct Table {
     ours: bool,
 }
 
+impl Table {
+    /// What a table this module creates looks like.
+    const OURS: Table = Table {
+        value_expr: "value",
+        bytea: true,
+        ours: true,
+    };
+}
+
+/// What went wrong inspecting the table.
+enum InspectError {
+    Pg(tokio_postgres::Error),
+    Other(Error),
+}
+
 /// Inspects the `sasldb` table the search path finds; None when there is none.
-fn inspect(c: &mut impl GenericClient, url: &str) -> Result<Option<Table>> {
+async fn inspect(
+    c: &impl tokio_postgres::GenericClient,
+    url: &str,
+) -> std::result::Result<Option<Table>, InspectError> {
     let row = c
         .query_opt(
             "SELECT c.relkind::text, coalesce(obj_description(c.oid, 'pg_class'), ''), \
@@ -503,7 +691,8 @@ fn inspect(c: &mut impl GenericClient, url: &str) -> Result<Option<Table>> {
              FROM pg_class c WHERE c.oid = to_regclass('sasldb')",
             &[],
         )
-        .map_err(|e| pg_error(url, &e))?;
+        .await
+        .map_err(InspectError::Pg)?;
     let Some(row) = row else {
         return Ok(None);
     };
@@ -512,17 +701,17 @@ fn inspect(c: &mut impl GenericClient, url: &str) -> Result<Option<Table>> {
     let cols: Vec<String> = row.get(2);
     let bytea: Option<bool> = row.get(3);
     if !matches!(kind.as_str(), "r" | "p" | "v" | "m" | "f") {
-        return Err(Error::UnknownFormat {
+        return Err(InspectError::Other(Error::UnknownFormat {
             path: PathBuf::from(url),
             reason: "sasldb is not a table".into(),
-        });
+        }));
     }
     let missing: Vec<&str> = ["username", "realm", "property", "value"]
         .into_iter()
         .filter(|c| !cols.iter().any(|have| have == c))
         .collect();
     if !missing.is_empty() {
-        return Err(Error::Unsupported {
+        return Err(InspectError::Other(Error::Unsupported {
             path: PathBuf::from(url),
             format: Format::Postgres,
             what: format!(
@@ -530,7 +719,7 @@ fn inspect(c: &mut impl GenericClient, url: &str) -> Result<Option<Table>> {
                 cols.join(", "),
                 missing.join(", ")
             ),
-        });
+        }));
     }
     let bytea = bytea.unwrap_or(false);
     Ok(Some(Table {
@@ -544,11 +733,123 @@ fn inspect(c: &mut impl GenericClient, url: &str) -> Result<Option<Table>> {
     }))
 }
 
+/// The three names of a key as text; None when the key is malformed or a name is not
+/// UTF-8 (such a key cannot be in the table).
+fn key_names(key: &[u8]) -> Option<[String; 3]> {
+    let k = KeyRef::parse(key).ok()?;
+    let s = |b: &[u8]| std::str::from_utf8(b).ok().map(str::to_string);
+    Some([s(k.user)?, s(k.realm)?, s(k.property)?])
+}
+
+/// One read of the table, as a value: what a writer logs so that it can run it again
+/// after a reconnection and see whether the answer changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ReadQuery {
+    /// One key.
+    Get([String; 3]),
+    /// Every property of one user.
+    User(String, String),
+    /// A scan batch: up to [`BATCH`] records after this key (None: from the start).
+    Batch(Option<[String; 3]>),
+}
+
+const COLS: &str = "username::text, realm::text, property::text";
+const NOT_NULL: &str = "username IS NOT NULL AND realm IS NOT NULL AND property IS NOT NULL \
+                        AND value IS NOT NULL";
+
+impl ReadQuery {
+    /// Runs the query: the records it finds, in key order.
+    async fn run(
+        &self,
+        c: &Client,
+        table: &Table,
+    ) -> std::result::Result<Vec<Record>, tokio_postgres::Error> {
+        let v = table.value_expr;
+        let order = "ORDER BY username::text COLLATE \"C\", realm::text COLLATE \"C\", \
+                     property::text COLLATE \"C\"";
+        let rows = match self {
+            ReadQuery::Get([u, r, p]) => {
+                c.query(
+                    &format!(
+                        "SELECT {COLS}, {v} FROM sasldb WHERE username = $1 AND realm = $2 \
+                         AND property = $3 AND value IS NOT NULL LIMIT 1"
+                    ),
+                    &[u, r, p],
+                )
+                .await?
+            }
+            ReadQuery::User(u, r) => {
+                c.query(
+                    &format!(
+                        "SELECT {COLS}, {v} FROM sasldb WHERE username = $1 AND realm = $2 \
+                         AND {NOT_NULL} {order}"
+                    ),
+                    &[u, r],
+                )
+                .await?
+            }
+            ReadQuery::Batch(None) => {
+                c.query(
+                    &format!("SELECT {COLS}, {v} FROM sasldb WHERE {NOT_NULL} {order} LIMIT $1"),
+                    &[&BATCH],
+                )
+                .await?
+            }
+            ReadQuery::Batch(Some([u, r, p])) => {
+                c.query(
+                    &format!(
+                        "SELECT {COLS}, {v} FROM sasldb WHERE {NOT_NULL} AND \
+                         (username::text COLLATE \"C\", realm::text COLLATE \"C\", \
+                          property::text COLLATE \"C\") > ($2, $3, $4) {order} LIMIT $1"
+                    ),
+                    &[&BATCH, u, r, p],
+                )
+                .await?
+            }
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (u, r, p): (&str, &str, &str) = (row.get(0), row.get(1), row.get(2));
+            let value: Vec<u8> = row.get(3);
+            let mut key = Vec::with_capacity(u.len() + r.len() + p.len() + 2);
+            encode_into(&mut key, u.as_bytes(), r.as_bytes(), p.as_bytes());
+            out.push(Record::new(key, value));
+        }
+        Ok(out)
+    }
+}
+
+/// A digest of a read's answer (keys and values, in order).
+fn digest(records: &[Record]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for r in records {
+        h.update((r.key.len() as u64).to_le_bytes());
+        h.update(&r.key);
+        h.update((r.value.len() as u64).to_le_bytes());
+        h.update(&r.value[..]);
+    }
+    h.finalize().into()
+}
+
+/// A writer's hold on the database: the advisory lock (on the current connection), and
+/// every read made under it with the digest of its answer.
+struct Hold {
+    lock_timeout: Duration,
+    log: Vec<(ReadQuery, [u8; 32])>,
+}
+
+/// The connection and, for a writer, its hold.
+struct Inner {
+    conn: Option<Conn>,
+    hold: Option<Hold>,
+}
+
 /// A PostgreSQL sasldb opened for reading (or, inside a [`Session`], for a writer).
 pub struct PgStore {
     url: String,
-    client: Mutex<Client>,
+    params: Arc<ConnParams>,
     table: Table,
+    inner: Mutex<Inner>,
 }
 
 impl fmt::Debug for PgStore {
@@ -561,17 +862,28 @@ impl fmt::Debug for PgStore {
 }
 
 impl PgStore {
-    /// Connects and checks that the database has a `sasldb` table; a missing table is
-    /// [`Error::NotFound`] (create it with [`init`] or `sasldb init`).
+    /// Connects (to a host `target_session_attrs` accepts) and checks that the database
+    /// has a `sasldb` table; a missing table is [`Error::NotFound`] (create it with
+    /// [`init`] or `sasldb init`).
     pub fn open(url: &Url) -> Result<PgStore> {
-        let params = url.resolve()?;
-        let mut client = params.connect()?;
+        let params = Arc::new(url.resolve()?);
+        let mut conn = params.connect(params.target)?;
         let url = url.to_string();
-        match inspect(&mut client, &url)? {
+        let table = conn
+            .run(|c| async { inspect(&*c, &url).await })
+            .map_err(|e| match e {
+                InspectError::Pg(e) => pg_error(&url, &e),
+                InspectError::Other(e) => e,
+            })?;
+        match table {
             Some(table) => Ok(PgStore {
                 url,
-                client: Mutex::new(client),
+                params,
                 table,
+                inner: Mutex::new(Inner {
+                    conn: Some(conn),
+                    hold: None,
+                }),
             }),
             None => Err(Error::NotFound {
                 path: PathBuf::from(url),
@@ -584,43 +896,145 @@ impl PgStore {
         self.table.ours
     }
 
-    /// The connection (a panic in another thread while it held the connection leaves
-    /// it usable: every statement is complete or rolled back by the server).
-    fn client(&self) -> MutexGuard<'_, Client> {
-        self.client.lock().unwrap_or_else(|p| p.into_inner())
+    /// The host the current connection reached (None: not connected now).
+    pub fn connected_host(&self) -> Option<String> {
+        self.lock().conn.as_ref().map(|c| c.host.clone())
     }
 
-    fn fetch_batch(&self, after: Option<&[String; 3]>, out: &mut VecDeque<Record>) -> Result<()> {
-        let v = self.table.value_expr;
-        let cols = "username::text, realm::text, property::text";
-        let order = "ORDER BY username::text COLLATE \"C\", realm::text COLLATE \"C\", \
-                     property::text COLLATE \"C\" LIMIT $1";
-        let not_null = "username IS NOT NULL AND realm IS NOT NULL AND property IS NOT NULL \
-                        AND value IS NOT NULL";
-        let mut c = self.client();
-        let rows = match after {
-            None => c.query(
-                &format!("SELECT {cols}, {v} FROM sasldb WHERE {not_null} {order}"),
-                &[&BATCH],
-            ),
-            Some([u, r, p]) => c.query(
-                &format!(
-                    "SELECT {cols}, {v} FROM sasldb WHERE {not_null} AND \
-                     (username::text COLLATE \"C\", realm::text COLLATE \"C\", \
-                      property::text COLLATE \"C\") > ($2, $3, $4) {order}"
-                ),
-                &[&BATCH, u, r, p],
-            ),
+    /// The state (a panic in another thread while it held the connection leaves it
+    /// usable: every statement is complete or rolled back by the server).
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs one read. A reader whose connection is gone reconnects; a read that fails
+    /// because a connection that had worked dropped is retried once on a new one. A
+    /// writer's reads are logged, and its reconnection takes the lock again and checks
+    /// the log first (see the module docs).
+    fn read(&self, q: ReadQuery) -> Result<Vec<Record>> {
+        let mut inner = self.lock();
+        let mut fresh = false;
+        loop {
+            if inner.conn.is_none() {
+                self.reconnect(&mut inner, true)?;
+                fresh = true;
+            }
+            let conn = inner.conn.as_mut().expect("connected");
+            let table = &self.table;
+            let res = conn.run(|c| async { q.run(&*c, table).await });
+            match res {
+                Ok(records) => {
+                    if let Some(hold) = &mut inner.hold {
+                        hold.log.push((q, digest(&records)));
+                    }
+                    return Ok(records);
+                }
+                Err(e) => {
+                    let lost = is_connection_loss(&e, conn);
+                    if lost {
+                        inner.conn = None;
+                    }
+                    if !lost || fresh {
+                        return Err(pg_error(&self.url, &e));
+                    }
+                }
+            }
         }
-        .map_err(|e| pg_error(&self.url, &e))?;
-        for row in rows {
-            let (u, r, p): (&str, &str, &str) = (row.get(0), row.get(1), row.get(2));
-            let value: Vec<u8> = row.get(3);
-            let mut key = Vec::with_capacity(u.len() + r.len() + p.len() + 2);
-            encode_into(&mut key, u.as_bytes(), r.as_bytes(), p.as_bytes());
-            out.push_back(Record::new(key, value));
+    }
+
+    /// A new connection: for a reader, to a host its URL accepts; for a writer, to one
+    /// that accepts writes, with the lock taken again and (when `validate`) every
+    /// logged read found unchanged.
+    fn reconnect(&self, inner: &mut Inner, validate: bool) -> Result<()> {
+        inner.conn = None;
+        let Some(hold) = &inner.hold else {
+            inner.conn = Some(self.params.connect(self.params.target)?);
+            return Ok(());
+        };
+        let mut lost = 0;
+        let mut conn = loop {
+            match lock_session(&self.params, &self.url, hold.lock_timeout) {
+                Ok(c) => break c,
+                Err(LockError::Lost(_)) if lost < RECONNECTS => lost += 1,
+                Err(LockError::Lost(e)) => return Err(pg_error(&self.url, &e)),
+                Err(LockError::Other(e)) => return Err(e),
+            }
+        };
+        if validate {
+            validate_log(&mut conn, &hold.log, &self.table, &self.url)?;
         }
+        inner.conn = Some(conn);
         Ok(())
+    }
+}
+
+/// Why a writer could not take the lock.
+enum LockError {
+    /// The connection dropped while taking it (it can be tried again).
+    Lost(tokio_postgres::Error),
+    Other(Error),
+}
+
+/// Connects to a host that accepts writes, sets `lock_timeout`, and takes the writers'
+/// advisory lock, waiting up to `timeout` (then [`Error::Locked`]).
+fn lock_session(
+    params: &ConnParams,
+    url: &str,
+    timeout: Duration,
+) -> std::result::Result<Conn, LockError> {
+    let mut conn = params
+        .connect(Target::ReadWrite)
+        .map_err(LockError::Other)?;
+    let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
+    let start = std::time::Instant::now();
+    let res = conn.run(|c| async move {
+        c.batch_execute(&format!("SET lock_timeout = {ms}")).await?;
+        c.execute(
+            "SELECT pg_advisory_lock($1, $2)",
+            &[&LOCK_KEY.0, &LOCK_KEY.1],
+        )
+        .await
+    });
+    match res {
+        Ok(_) => Ok(conn),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            Err(LockError::Other(Error::Locked {
+                path: PathBuf::from(url),
+                waited_secs: start.elapsed().as_secs(),
+            }))
+        }
+        Err(e) if is_connection_loss(&e, &conn) => Err(LockError::Lost(e)),
+        Err(e) => Err(LockError::Other(pg_error(url, &e))),
+    }
+}
+
+/// Runs every logged read again on `conn` and compares the answers; an error saying
+/// what changed when one differs.
+fn validate_log(
+    conn: &mut Conn,
+    log: &[(ReadQuery, [u8; 32])],
+    table: &Table,
+    url: &str,
+) -> Result<()> {
+    let res = conn.run(|c| async move {
+        for (i, (q, want)) in log.iter().enumerate() {
+            let now = q.run(&*c, table).await?;
+            if digest(&now) != *want {
+                return Ok(Some(i));
+            }
+        }
+        Ok::<_, tokio_postgres::Error>(None)
+    });
+    match res {
+        Ok(None) => Ok(()),
+        Ok(Some(_)) => Err(backend_error(
+            url,
+            "the connection to the server was lost, and before a new one took the writers' \
+             lock again the sasldb table changed where this change set had read it (another \
+             writer got in): nothing of this change set was written; run it again"
+                .into(),
+        )),
+        Err(e) => Err(pg_error(url, &e)),
     }
 }
 
@@ -630,28 +1044,10 @@ impl Backend for PgStore {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Secret>> {
-        let Ok(k) = KeyRef::parse(key) else {
+        let Some(names) = key_names(key) else {
             return Ok(None);
         };
-        let (Ok(u), Ok(r), Ok(p)) = (
-            std::str::from_utf8(k.user),
-            std::str::from_utf8(k.realm),
-            std::str::from_utf8(k.property),
-        ) else {
-            return Ok(None);
-        };
-        let row = self
-            .client()
-            .query_opt(
-                &format!(
-                    "SELECT {} FROM sasldb WHERE username = $1 AND realm = $2 \
-                     AND property = $3 AND value IS NOT NULL LIMIT 1",
-                    self.table.value_expr
-                ),
-                &[&u, &r, &p],
-            )
-            .map_err(|e| pg_error(&self.url, &e))?;
-        Ok(row.map(|row| Secret::new(row.get::<_, Vec<u8>>(0))))
+        Ok(self.read(ReadQuery::Get(names))?.pop().map(|r| r.value))
     }
 
     fn scan(&self) -> Result<Records<'_>> {
@@ -667,6 +1063,31 @@ impl Backend for PgStore {
     /// collation, and UTF-8 code point order is byte order.
     fn sorted(&self) -> bool {
         true
+    }
+
+    /// A user's keys (`user NUL realm NUL`) in one statement; other prefixes scan.
+    fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let mut parts = prefix.split(|&b| b == 0);
+        if let (Some(u), Some(r), Some([]), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        {
+            let (Ok(u), Ok(r)) = (std::str::from_utf8(u), std::str::from_utf8(r)) else {
+                return Ok(Vec::new());
+            };
+            return Ok(self
+                .read(ReadQuery::User(u.to_string(), r.to_string()))?
+                .into_iter()
+                .map(|r| r.key)
+                .collect());
+        }
+        let mut out = Vec::new();
+        for rec in self.scan()? {
+            let rec = rec?;
+            if rec.key.starts_with(prefix) {
+                out.push(rec.key);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -688,267 +1109,21 @@ impl Iterator for Scan<'_> {
         if self.done {
             return None;
         }
-        if let Err(e) = self.store.fetch_batch(self.last.as_ref(), &mut self.buf) {
-            self.done = true;
-            return Some(Err(e));
+        match self.store.read(ReadQuery::Batch(self.last.clone())) {
+            Ok(records) => self.buf.extend(records),
+            Err(e) => {
+                self.done = true;
+                return Some(Err(e));
+            }
         }
         if (self.buf.len() as i64) < BATCH {
             self.done = true;
         }
         if let Some(last) = self.buf.back() {
-            let k = KeyRef::parse(&last.key).expect("keys built from three names");
-            let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-            self.last = Some([s(k.user), s(k.realm), s(k.property)]);
+            self.last = Some(key_names(&last.key).expect("keys built from three names"));
         }
         self.buf.pop_front().map(Ok)
     }
-}
-
-/// A writer's connection: holds the advisory lock from [`Session::begin`] until it is
-/// dropped, and reads the table as of each statement.
-pub struct Session {
-    url: String,
-    store: Arc<PgStore>,
-    exists: bool,
-}
-
-impl fmt::Debug for Session {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("url", &self.url)
-            .field("exists", &self.exists)
-            .finish()
-    }
-}
-
-impl Session {
-    /// Connects and takes the writers' advisory lock, waiting up to `timeout` (then
-    /// [`Error::Locked`]). The same timeout bounds every later lock wait of this
-    /// connection (row locks a foreign writer holds).
-    pub fn begin(url: &Url, timeout: Duration) -> Result<Session> {
-        let params = url.resolve()?;
-        let mut client = params.connect()?;
-        let url_s = url.to_string();
-        let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
-        client
-            .batch_execute(&format!("SET lock_timeout = {ms}"))
-            .map_err(|e| pg_error(&url_s, &e))?;
-        let start = Instant::now();
-        if let Err(e) = client.execute(
-            "SELECT pg_advisory_lock($1, $2)",
-            &[&LOCK_KEY.0, &LOCK_KEY.1],
-        ) {
-            if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
-                return Err(Error::Locked {
-                    path: PathBuf::from(url_s),
-                    waited_secs: start.elapsed().as_secs(),
-                });
-            }
-            return Err(pg_error(&url_s, &e));
-        }
-        let table = inspect(&mut client, &url_s)?;
-        let exists = table.is_some();
-        Ok(Session {
-            store: Arc::new(PgStore {
-                url: url_s.clone(),
-                client: Mutex::new(client),
-                table: table.unwrap_or(Table {
-                    value_expr: "value",
-                    bytea: true,
-                    ours: true,
-                }),
-            }),
-            url: url_s,
-            exists,
-        })
-    }
-
-    /// Whether the `sasldb` table existed when the session began.
-    pub fn existed(&self) -> bool {
-        self.exists
-    }
-
-    /// The table for reading, sharing this session's connection (and lock); None when
-    /// there is no table yet.
-    pub fn reader(&self) -> Option<Arc<PgStore>> {
-        self.exists.then(|| self.store.clone())
-    }
-
-    /// Applies `changes` in one PostgreSQL transaction, creating the table first when
-    /// there is none; retries after a serialization failure or deadlock. Returns the
-    /// number of records afterwards.
-    pub fn commit(&mut self, changes: &Changes) -> Result<u64> {
-        let writes = Writes::of(changes, &self.url)?;
-        let mut attempt = 0;
-        loop {
-            let mut client = self.store.client();
-            match writes.apply(&mut client, &self.url) {
-                Ok(n) => {
-                    self.exists = true;
-                    return Ok(n);
-                }
-                Err(Failure::Retry(_)) if attempt < RETRIES => {
-                    attempt += 1;
-                    drop(client);
-                    std::thread::sleep(Duration::from_millis(20 << attempt.min(5)));
-                }
-                Err(Failure::Retry(e)) => {
-                    return Err(backend_error(
-                        &self.url,
-                        format!("gave up after {attempt} retries: {}", error_text(&e)),
-                    ));
-                }
-                Err(Failure::Fatal(e)) => return Err(e),
-            }
-        }
-    }
-}
-
-/// A change set as the columns the write statements take.
-struct Writes<'a> {
-    replace_all: bool,
-    del: [Vec<&'a str>; 3],
-    put: [Vec<&'a str>; 3],
-    values: Vec<&'a [u8]>,
-}
-
-enum Failure {
-    /// A serialization failure or deadlock: the transaction can run again.
-    Retry(postgres::Error),
-    Fatal(Error),
-}
-
-impl<'a> Writes<'a> {
-    fn of(changes: &'a Changes, url: &str) -> Result<Writes<'a>> {
-        let mut w = Writes {
-            replace_all: changes.replace_all,
-            del: Default::default(),
-            put: Default::default(),
-            values: Vec::new(),
-        };
-        if !changes.replace_all {
-            for key in changes.deletes() {
-                let Ok(k) = KeyRef::parse(key) else { continue };
-                // A name that is not UTF-8 cannot be in the table.
-                if let (Ok(u), Ok(r), Ok(p)) = (
-                    std::str::from_utf8(k.user),
-                    std::str::from_utf8(k.realm),
-                    std::str::from_utf8(k.property),
-                ) {
-                    w.del[0].push(u);
-                    w.del[1].push(r);
-                    w.del[2].push(p);
-                }
-            }
-        }
-        for (key, value) in changes.puts() {
-            let k = KeyRef::parse(key)?;
-            let name = |what: &str, b: &'a [u8]| {
-                std::str::from_utf8(b).map_err(|_| Error::Unsupported {
-                    path: PathBuf::from(url),
-                    format: Format::Postgres,
-                    what: format!(
-                        "the {what} {:?} is not UTF-8 (the PostgreSQL store keeps names as text)",
-                        String::from_utf8_lossy(b)
-                    ),
-                })
-            };
-            if k.property.is_empty() {
-                return Err(Error::Invalid(format!(
-                    "{url}: an empty property name cannot be stored"
-                )));
-            }
-            w.put[0].push(name("user name", k.user)?);
-            w.put[1].push(name("realm", k.realm)?);
-            w.put[2].push(name("property name", k.property)?);
-            w.values.push(value.as_slice());
-        }
-        Ok(w)
-    }
-
-    fn apply(&self, client: &mut Client, url: &str) -> std::result::Result<u64, Failure> {
-        let fail = |e: postgres::Error| match e.code() {
-            Some(c)
-                if *c == SqlState::T_R_SERIALIZATION_FAILURE
-                    || *c == SqlState::T_R_DEADLOCK_DETECTED =>
-            {
-                Failure::Retry(e)
-            }
-            _ => Failure::Fatal(pg_error(url, &e)),
-        };
-        let mut tx = client.transaction().map_err(fail)?;
-        // Our own value NULL is a value, not the plugin's "delete" (see the trigger).
-        tx.batch_execute("SET LOCAL sasldb.keep_null = 'on'")
-            .map_err(fail)?;
-        let table = match inspect(&mut tx, url).map_err(Failure::Fatal)? {
-            Some(t) => t,
-            None => {
-                tx.batch_execute(SCHEMA).map_err(fail)?;
-                inspect(&mut tx, url)
-                    .map_err(Failure::Fatal)?
-                    .ok_or_else(|| Failure::Fatal(backend_error(url, "table not created".into())))?
-            }
-        };
-        if self.replace_all {
-            tx.execute("DELETE FROM sasldb", &[]).map_err(fail)?;
-        }
-        for start in (0..self.del[0].len()).step_by(CHUNK) {
-            let end = (start + CHUNK).min(self.del[0].len());
-            let [u, r, p] = &self.del;
-            tx.execute(
-                "DELETE FROM sasldb s USING unnest($1::text[], $2::text[], $3::text[]) AS d(u, r, p) \
-                 WHERE s.username = d.u AND s.realm = d.r AND s.property = d.p",
-                &[&&u[start..end], &&r[start..end], &&p[start..end]],
-            )
-            .map_err(fail)?;
-        }
-        let value = if table.bytea {
-            "v"
-        } else {
-            "convert_from(v, getdatabaseencoding())"
-        };
-        let insert = format!(
-            "INSERT INTO sasldb (username, realm, property, value) \
-             SELECT u, r, p, {value} FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) \
-             AS t(u, r, p, v) \
-             ON CONFLICT (username, realm, property) DO UPDATE SET value = excluded.value"
-        );
-        for start in (0..self.values.len()).step_by(CHUNK) {
-            let end = (start + CHUNK).min(self.values.len());
-            let [u, r, p] = &self.put;
-            tx.execute(
-                &insert,
-                &[
-                    &&u[start..end],
-                    &&r[start..end],
-                    &&p[start..end],
-                    &&self.values[start..end],
-                ],
-            )
-            .map_err(fail)?;
-        }
-        let n: i64 = tx
-            .query_one(
-                "SELECT count(*) FROM sasldb WHERE username IS NOT NULL AND realm IS NOT NULL \
-                 AND property IS NOT NULL AND value IS NOT NULL",
-                &[],
-            )
-            .map_err(fail)?
-            .get(0);
-        tx.commit().map_err(fail)?;
-        Ok(n.max(0) as u64)
-    }
-}
-
-/// Creates the `sasldb` table (and its trigger) if the database has none, under the
-/// writers' lock. Returns whether it was created.
-pub fn init(url: &Url, timeout: Duration) -> Result<bool> {
-    let mut s = Session::begin(url, timeout)?;
-    if s.existed() {
-        return Ok(false);
-    }
-    s.commit(&Changes::default())?;
-    Ok(true)
 }
 
 #[cfg(test)]
@@ -1001,9 +1176,8 @@ mod tests {
             assert!(!e.contains("hunter2") && !e.contains("sasl:"), "{e}");
         }
         for (bad, want) in [
-            ("postgresql://a,b/mail", "several hosts"),
             ("postgresql://db:99999/mail", "invalid port"),
-            ("postgresql://db/mail?sslmode=require", "no TLS support"),
+            ("postgresql://db/mail?sslmode=required", "unknown sslmode"),
             (
                 "postgresql://db/mail?options=-c%20x",
                 "unsupported parameter `options`",
@@ -1025,24 +1199,102 @@ mod tests {
             _ => None,
         };
         let p = url("postgresql:///mail").resolve_with(&env).unwrap();
+        let h = &p.hosts[0];
         assert_eq!(
-            (p.host.as_str(), p.port, p.user.as_str(), p.dbname.as_str()),
+            (h.host.as_str(), h.port, p.user.as_str(), p.dbname.as_str()),
             ("pg.example.org", 5444, "envuser", "mail")
         );
-        assert_eq!(p.password.as_deref().map(String::as_str), Some("from env"));
+        assert_eq!(h.password.as_deref().map(String::as_str), Some("from env"));
         assert!(!format!("{p:?}").contains("from env"));
+        assert_eq!(p.target, Target::Any);
+        assert_eq!(p.tls.mode, tls::SslMode::Prefer);
+        assert_eq!(p.connect_timeout, Some(DEFAULT_CONNECT_TIMEOUT));
         // The URL wins over the environment; the database defaults to the user.
         let p = url("postgresql://u@h:1").resolve_with(&env).unwrap();
+        let h = &p.hosts[0];
         assert_eq!(
-            (p.host.as_str(), p.port, p.user.as_str(), p.dbname.as_str()),
+            (h.host.as_str(), h.port, p.user.as_str(), p.dbname.as_str()),
             ("h", 1, "u", "u")
         );
         let none = |_: &str| None;
         let p = url("postgresql://u@/d").resolve_with(&none).unwrap();
         assert_eq!(
-            (p.host.as_str(), p.port),
+            (p.hosts[0].host.as_str(), p.hosts[0].port),
             (DEFAULT_SOCKET_DIR, DEFAULT_PORT)
         );
+    }
+
+    #[test]
+    fn host_lists_and_session_attrs() {
+        let none = |_: &str| None;
+        let hosts = |p: &ConnParams| {
+            p.hosts
+                .iter()
+                .map(|h| (h.host.clone(), h.port))
+                .collect::<Vec<_>>()
+        };
+        let p = url("postgresql://u@h1:5432,h2:5433/mail?target_session_attrs=read-write")
+            .resolve_with(&none)
+            .unwrap();
+        assert_eq!(hosts(&p), [("h1".into(), 5432), ("h2".into(), 5433)]);
+        assert_eq!(p.target, Target::ReadWrite);
+        // A port for some hosts only: the others get the default.
+        let p = url("postgresql://u@h1,h2:6000/mail")
+            .resolve_with(&none)
+            .unwrap();
+        assert_eq!(hosts(&p), [("h1".into(), 5432), ("h2".into(), 6000)]);
+        // PGHOST and PGPORT lists; one port for every host.
+        let env = |k: &str| match k {
+            "PGHOST" => Some("a,b,c".to_string()),
+            "PGPORT" => Some("7000".to_string()),
+            "PGTARGETSESSIONATTRS" => Some("prefer-standby".to_string()),
+            "PGCONNECT_TIMEOUT" => Some("0".to_string()),
+            _ => None,
+        };
+        let p = url("postgresql://u@/mail").resolve_with(&env).unwrap();
+        assert_eq!(
+            hosts(&p),
+            [("a".into(), 7000), ("b".into(), 7000), ("c".into(), 7000)]
+        );
+        assert_eq!(p.target, Target::PreferStandby);
+        assert_eq!(p.connect_timeout, None);
+        let env2 = |k: &str| match k {
+            "PGHOST" => Some("a,b,c".to_string()),
+            "PGPORT" => Some("1,2".to_string()),
+            _ => None,
+        };
+        let e = url("postgresql://u@/mail").resolve_with(&env2).unwrap_err();
+        assert!(e.to_string().contains("2 port numbers to 3 hosts"), "{e}");
+        // hostaddr: the address to connect to, the name for the certificate check.
+        let p =
+            url("postgresql://u@/mail?host=db.example.org&hostaddr=127.0.0.1&connect_timeout=1")
+                .resolve_with(&none)
+                .unwrap();
+        assert_eq!(p.hosts[0].host, "db.example.org");
+        assert_eq!(p.hosts[0].hostaddr, Some([127, 0, 0, 1].into()));
+        assert_eq!(p.connect_timeout, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn pgpass_per_host() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pgpass");
+        fs::write(&f, "h1:5432:mail:u:one\nh2:5433:mail:u:two\n").unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+        let none = |_: &str| None;
+        let p = url(&format!(
+            "postgresql://u@h1,h2:5433,h3/mail?passfile={}",
+            f.display()
+        ))
+        .resolve_with(&none)
+        .unwrap();
+        let pw: Vec<Option<&str>> = p
+            .hosts
+            .iter()
+            .map(|h| h.password.as_deref().map(String::as_str))
+            .collect();
+        assert_eq!(pw, [Some("one"), Some("two"), None]);
     }
 
     #[test]

@@ -4,7 +4,9 @@ CREATE TABLE sasldb (
   property text COLLATE "C" NOT NULL CHECK (property <> ''),
   value    bytea NOT NULL,
   PRIMARY KEY (username, realm, property)
-);
+) WITH (fillfactor = 50);
+-- Half-full pages: a password change is a HOT update (no new index entry), so
+-- changing every user's password does not rewrite the index.
 COMMENT ON TABLE sasldb IS 'sasldb 1: Cyrus SASL records (username, realm, property, value)';
 -- Cyrus's sql plugin "deletes" by storing the text 'NULL' (saslpasswd2 -d, SASL_SET_DISABLE).
 -- The sasldb tools store a real 4-byte value NULL with sasldb.keep_null set.

@@ -112,10 +112,12 @@
 //! batches can therefore be partly visible in one scan.
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
 use std::time::Duration;
 
 use std::sync::{Mutex, MutexGuard};
@@ -129,7 +131,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::location::Format;
 use crate::record::{KeyRef, Record, Secret, encode_into};
 use crate::storage::options::DEFAULT_LOCK_TIMEOUT;
-use crate::storage::persist::{self, Ownership};
+use crate::storage::persist::{self, Ownership, Target};
 use crate::storage::{Backend, Changes, MapOps, OpSource, Records};
 
 /// The table holding the records.
@@ -166,6 +168,11 @@ pub struct SqliteFile {
     // One connection, used by one thread at a time (SQLITE_OPEN_NO_MUTEX).
     conn: Mutex<Connection>,
     ours: bool,
+    // Opened through a descriptor of ours (see [`SqliteFile::open_target`]): the link
+    // SQLite opened it by, and the descriptor, kept until the connection is closed
+    // (declared after it, so dropped after it: closing the descriptor earlier would
+    // drop SQLite's `fcntl` locks on the file).
+    _via: Option<(persist::ProcLinks, File)>,
 }
 
 impl std::fmt::Debug for SqliteFile {
@@ -191,7 +198,12 @@ impl SqliteFile {
             | OpenFlags::SQLITE_OPEN_EXRESCODE;
         let mut conn = Connection::open_with_flags(path, flags).map_err(|e| sql_error(path, e))?;
         harden(&conn, path, busy)?;
-        if hot_journal(&conn) && roll_back_hot_journal(path, busy).is_ok() {
+        // Rolling back opens the file read-write by name: only where nobody else can
+        // swap a name on the way.
+        if hot_journal(&conn)
+            && persist::Target::entry(path, true).is_ok_and(|t| t.path_is_stable())
+            && roll_back_hot_journal(path, busy).is_ok()
+        {
             conn = Connection::open_with_flags(path, flags).map_err(|e| sql_error(path, e))?;
             harden(&conn, path, busy)?;
         }
@@ -200,6 +212,40 @@ impl SqliteFile {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
             ours,
+            _via: None,
+        })
+    }
+
+    /// Opens the file a writer resolved. Where nobody else can change the names on the
+    /// way, by its path; else (root writing in a directory others can write, as
+    /// `SASLDB_ALLOW_UNSAFE_DIR` allows) through a descriptor opened in the directory
+    /// without following links, which SQLite gets as a `/proc/self/fd` link: the name
+    /// cannot be swapped under it. A journal left there (a crashed or running writer)
+    /// is refused first in that case: SQLite would not see it through the link.
+    pub(crate) fn open_target(target: &Target, busy: Duration) -> Result<SqliteFile> {
+        if target.path_is_stable() {
+            return Self::open_with_timeout(&target.path, busy);
+        }
+        refuse_journal(target)?;
+        let path = &target.path;
+        let file = target
+            .handle
+            .open_at(&target.name, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
+            .at(path)?;
+        persist::check_regular(path, &file.metadata().at(path)?)?;
+        let links = proc_links(&file)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_EXRESCODE;
+        let conn =
+            Connection::open_with_flags(links.path("db"), flags).map_err(|e| sql_error(path, e))?;
+        harden(&conn, path, busy)?;
+        let ours = check_schema(&conn, path)?;
+        Ok(SqliteFile {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+            ours,
+            _via: Some((links, file)),
         })
     }
 
@@ -566,25 +612,59 @@ pub fn commit_with(
     busy: Duration,
     notes: &mut Vec<String>,
 ) -> Result<u64> {
-    commit_ops(path, own, &mut MapOps::new(changes), busy, notes)
+    commit_at(
+        &Target::resolve(path)?,
+        own,
+        &mut MapOps::new(changes),
+        busy,
+        notes,
+    )
 }
 
-/// [`commit_with`] for changes read one at a time (in key order: rows are then
-/// inserted at the right edge of the table's tree, and SQLite's page cache stays
-/// small whatever their number).
-pub(crate) fn commit_ops(
-    path: &Path,
+/// [`commit_with`] on a resolved target, its changes read one at a time (in key
+/// order: rows are then inserted at the right edge of the table's tree, and SQLite's
+/// page cache stays small whatever their number). SQLite opens the database and its
+/// journal by name, so as root the path must be one nobody else can change
+/// ([`Target::path_is_stable`]); the file itself is created, checked and given its
+/// ownership through the directory's descriptor first.
+pub(crate) fn commit_at(
+    target: &Target,
     own: &Ownership,
     changes: &mut dyn OpSource,
     busy: Duration,
     notes: &mut Vec<String>,
 ) -> Result<u64> {
-    prepare_file(path, own)?;
+    if !target.path_is_stable() {
+        return Err(unstable_path(target));
+    }
+    commit_via(target, own, changes, busy, notes, None)
+}
+
+/// [`commit_at`], SQLite opening the file by `via` (a `/proc/self/fd` link to a
+/// descriptor of the file, see [`persist::ProcLinks`]) instead of its path when given.
+/// The journal then lives next to the link: only for a new file nobody else has seen
+/// yet (a rebuild's temporary file), whose crashed transaction nobody needs to roll
+/// back.
+pub(crate) fn commit_via(
+    target: &Target,
+    own: &Ownership,
+    changes: &mut dyn OpSource,
+    busy: Duration,
+    notes: &mut Vec<String>,
+    via: Option<&Path>,
+) -> Result<u64> {
+    let path = &target.path;
+    prepare_file(target, own)?;
+    check_journal(target)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_NOFOLLOW
         | OpenFlags::SQLITE_OPEN_EXRESCODE;
-    let mut conn = Connection::open_with_flags(path, flags).map_err(|e| sql_error(path, e))?;
+    // The link is ours, in a directory of ours: followed on purpose.
+    let (open, flags) = match via {
+        Some(v) => (v, flags),
+        None => (path.as_path(), flags | OpenFlags::SQLITE_OPEN_NOFOLLOW),
+    };
+    let mut conn = Connection::open_with_flags(open, flags).map_err(|e| sql_error(path, e))?;
     harden(&conn, path, busy)?;
     let e = |e| sql_error(path, e);
 
@@ -711,35 +791,121 @@ pub(crate) fn commit_ops(
     Ok(records.max(0) as u64)
 }
 
+/// A private directory with a link `db` to `file`'s descriptor, for SQLite to open.
+pub(crate) fn proc_links(file: &File) -> Result<persist::ProcLinks> {
+    use std::os::fd::AsFd;
+    if !persist::ProcLinks::available() {
+        return Err(Error::Refused {
+            path: PathBuf::from("/proc/self/fd"),
+            why: "without /proc, SQLite would open the database by name in a directory others \
+                  can write; refusing"
+                .into(),
+        });
+    }
+    persist::ProcLinks::new(&[("db", file.as_fd())]).map_err(|e| Error::io(std::env::temp_dir(), e))
+}
+
+/// Refuses a journal `<db>-journal` in a directory others can write (see
+/// [`SqliteFile::open_target`]): a writer is running, or one crashed and its journal
+/// must be rolled back by a connection that opens the file by name.
+pub(crate) fn refuse_journal(target: &Target) -> Result<()> {
+    check_journal(target)?;
+    let mut name = target.name.clone();
+    name.push("-journal");
+    let journal = target.handle.join(&name);
+    match target.handle.lstat(&name).at(&journal)? {
+        Some(m) if m.len() > 0 => Err(Error::Refused {
+            path: journal,
+            why: format!(
+                "SQLite's journal is there (a writer is running, or one crashed), and {}: \
+                 root rolls a journal back only where nobody else can write the directory; \
+                 wait for the writer, or move the database with its journal to such a \
+                 directory and run any write there",
+                target
+                    .unsafe_dir
+                    .as_ref()
+                    .map(|u| u.to_string())
+                    .unwrap_or_default()
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The error for an SQLite database, as root, in a directory others can write.
+pub(crate) fn unstable_path(target: &Target) -> Error {
+    let why = target
+        .unsafe_dir
+        .as_ref()
+        .map(|u| u.to_string())
+        .unwrap_or_default();
+    Error::Refused {
+        path: target.path.clone(),
+        why: format!(
+            "SQLite opens the database and its journal by name, and {why}: as root, an \
+             SQLite database must be in a directory only root can write"
+        ),
+    }
+}
+
 /// Makes sure the database file exists with its final owner, group and mode before
 /// SQLite writes anything into it, then closes our descriptor again.
-fn prepare_file(path: &Path, own: &Ownership) -> Result<()> {
-    let nofollow = nix::fcntl::OFlag::O_NOFOLLOW.bits()
-        | nix::fcntl::OFlag::O_CLOEXEC.bits()
-        | nix::fcntl::OFlag::O_NONBLOCK.bits();
-    let created = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(nofollow)
-        .open(path);
-    let file: File = match created {
+fn prepare_file(target: &Target, own: &Ownership) -> Result<()> {
+    let path = &target.path;
+    let dir = &target.handle;
+    let file: File = match dir.create_new(&target.name) {
         Ok(f) => f,
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => OpenOptions::new()
-            .read(true)
-            .custom_flags(nofollow)
-            .open(path)
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => dir
+            .open_at(&target.name, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
             .at(path)?,
         Err(err) => return Err(Error::io(path, err)),
     };
     let meta = file.metadata().at(path)?;
     persist::check_regular(path, &meta)?;
+    if meta.nlink() > 1 {
+        return Err(Error::HardLinked {
+            path: path.clone(),
+            links: meta.nlink(),
+        });
+    }
     own.apply(&file, path)?;
     // Closed here, before SQLite opens the file: closing another descriptor of the
     // file while SQLite holds POSIX locks on it would release them.
     drop(file);
     Ok(())
+}
+
+/// The rollback journal `<db>-journal`, if one is there, must be a regular file:
+/// SQLite never follows a link to it (`O_NOFOLLOW`), so a link (or anything else)
+/// there makes every write fail until it is removed.
+pub(crate) fn check_journal(target: &Target) -> Result<()> {
+    let mut name = target.name.clone();
+    name.push("-journal");
+    let journal = target.handle.join(&name);
+    match target.handle.lstat(&name).at(&journal)? {
+        Some(m) if !m.file_type().is_file() => Err(Error::Refused {
+            path: journal,
+            why: format!(
+                "the SQLite journal is {}: SQLite never uses it, and no write can happen \
+                 while it is there; remove it (a real journal is a regular file; sasldb check \
+                 --fix removes it)",
+                journal_kind(&m)
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// What a journal that is not a regular file is, in a few words.
+pub(crate) fn journal_kind(m: &std::fs::Metadata) -> &'static str {
+    let t = m.file_type();
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// Turns an SQLite error into one line of ours.
@@ -764,12 +930,25 @@ fn sql_error(path: &Path, err: rusqlite::Error) -> Error {
                 };
             }
             ErrorCode::ReadOnly if f.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK => {
+                let mut j = path.as_os_str().to_os_string();
+                j.push("-journal");
+                let j = PathBuf::from(j);
+                let message = match std::fs::symlink_metadata(&j) {
+                    Ok(m) if !m.is_file() => format!(
+                        "{} is {}: SQLite never uses it, and every read and write fails while \
+                         it is there; remove it (sasldb check --fix does)",
+                        j.display(),
+                        journal_kind(&m)
+                    ),
+                    _ => "a crashed writer left a hot journal that only a writer can roll back: \
+                          any write by a user who can write the file and its directory (root) \
+                          rolls it back"
+                        .into(),
+                };
                 return Error::Backend {
                     path,
                     format: Format::Sqlite,
-                    message: "a crashed writer left a hot journal that only a writer \
-                              can roll back (run any write, e.g. as root)"
-                        .into(),
+                    message,
                 };
             }
             _ => {

@@ -1,0 +1,605 @@
+//! Writing: a [`Session`] holds the writers' advisory lock on a connection to a host
+//! that accepts writes, and applies a change set in one transaction, recovering from a
+//! lost connection as the parent module's docs say.
+
+use std::cell::Cell;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+use super::{
+    Hold, Inner, InspectError, LockError, PgStore, RECONNECTS, RETRIES, SCHEMA, Table,
+    backend_error, error_text, inspect, is_connection_loss, lock_session, pg_error, validate_log,
+};
+use crate::error::{Error, Result};
+use crate::location::{Format, PostgresUrl as Url};
+use crate::record::KeyRef;
+use crate::storage::Changes;
+
+/// Bytes of names and values per write statement: a change set of any usual size is
+/// one statement per kind of change; a huge one is cut into pieces of this size.
+const STATEMENT_BYTES: usize = 64 << 20;
+
+/// From this many rows to store on, the rows go through a `COPY` ([`Writes::store_bulk`]):
+/// existing rows are changed by one `UPDATE ... FROM` and the others added by a plain
+/// `INSERT` (cheaper than `INSERT ... ON CONFLICT`, which pays for a speculative
+/// insertion per row); a row a foreign writer added meanwhile (a unique violation)
+/// makes the transaction run again with the upsert.
+const BULK_ROWS: usize = 1000;
+
+/// A writer's connection: holds the advisory lock from [`Session::begin`] until it is
+/// dropped, and reads the table as of each statement.
+pub struct Session {
+    url: String,
+    store: Arc<PgStore>,
+    exists: bool,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("url", &self.url)
+            .field("exists", &self.exists)
+            .finish()
+    }
+}
+
+impl Session {
+    /// Connects to a host that accepts writes and takes the writers' advisory lock,
+    /// waiting up to `timeout` (then [`Error::Locked`]). The same timeout bounds every
+    /// later lock wait of this connection (row locks a foreign writer holds).
+    pub fn begin(url: &Url, timeout: Duration) -> Result<Session> {
+        let params = Arc::new(url.resolve()?);
+        let url_s = url.to_string();
+        // A connection lost before anything was read is simply made again.
+        let mut lost = 0;
+        let (conn, table) = loop {
+            let mut conn = match lock_session(&params, &url_s, timeout) {
+                Err(LockError::Lost(_)) if lost < RECONNECTS => {
+                    lost += 1;
+                    continue;
+                }
+                Err(LockError::Lost(e)) => return Err(pg_error(&url_s, &e)),
+                Err(LockError::Other(e)) => return Err(e),
+                Ok(c) => c,
+            };
+            match conn.run(|c| async { inspect(&*c, &url_s).await }) {
+                Ok(t) => break (conn, t),
+                Err(InspectError::Pg(e)) if is_connection_loss(&e, &conn) && lost < RECONNECTS => {
+                    lost += 1;
+                }
+                Err(InspectError::Pg(e)) => return Err(pg_error(&url_s, &e)),
+                Err(InspectError::Other(e)) => return Err(e),
+            }
+        };
+        let exists = table.is_some();
+        Ok(Session {
+            store: Arc::new(PgStore {
+                url: url_s.clone(),
+                params,
+                table: table.unwrap_or(Table::OURS),
+                inner: Mutex::new(Inner {
+                    conn: Some(conn),
+                    hold: Some(Hold {
+                        lock_timeout: timeout,
+                        log: Vec::new(),
+                    }),
+                }),
+            }),
+            url: url_s,
+            exists,
+        })
+    }
+
+    /// Whether the `sasldb` table existed when the session began.
+    pub fn existed(&self) -> bool {
+        self.exists
+    }
+
+    /// The table for reading, sharing this session's connection (and lock); None when
+    /// there is no table yet.
+    pub fn reader(&self) -> Option<Arc<PgStore>> {
+        self.exists.then(|| self.store.clone())
+    }
+
+    /// Applies `changes` in one PostgreSQL transaction, creating the table first when
+    /// there is none; retries after a serialization failure or deadlock, and after a
+    /// lost connection as the module docs say. Returns the number of records
+    /// afterwards.
+    pub fn commit(&mut self, changes: &Changes) -> Result<u64> {
+        let writes = Writes::of(changes, &self.url)?;
+        let store = &*self.store;
+        let url = self.url.as_str();
+        let mut inner = store.lock();
+        let mut attempt = 0;
+        let mut lost = 0;
+        let mut upsert = false;
+        loop {
+            if inner.conn.is_none() {
+                store.reconnect(&mut inner, true)?;
+            }
+            let sent = Cell::new(false);
+            let conn = inner.conn.as_mut().expect("connected");
+            let res = conn.run(|c| writes.apply(c, url, &sent, upsert));
+            let e = match res {
+                Ok(n) => {
+                    self.exists = true;
+                    return Ok(n);
+                }
+                Err(ApplyError::Other(e)) => return Err(e),
+                Err(ApplyError::Pg(e)) => e,
+            };
+            if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && !upsert {
+                // A foreign writer added a row between the UPDATE and the INSERT.
+                upsert = true;
+                continue;
+            }
+            if is_serialization_failure(&e) {
+                if attempt >= RETRIES {
+                    return Err(backend_error(
+                        url,
+                        format!("gave up after {attempt} retries: {}", error_text(&e)),
+                    ));
+                }
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(20 << attempt.min(5)));
+                continue;
+            }
+            if !is_connection_loss(&e, conn) {
+                return Err(pg_error(url, &e));
+            }
+            // The connection is gone, and the lock with it.
+            inner.conn = None;
+            lost += 1;
+            let why = error_text(&e);
+            let outcome = if sent.get() {
+                "the commit had been sent: whether it happened could not be checked"
+            } else {
+                "nothing of this change set was written"
+            };
+            if lost > RECONNECTS {
+                return Err(backend_error(
+                    url,
+                    format!(
+                        "the connection to the server was lost {lost} times ({why}); giving \
+                         up: {outcome}"
+                    ),
+                ));
+            }
+            if let Err(e) = store.reconnect(&mut inner, false) {
+                return Err(backend_error(
+                    url,
+                    format!(
+                        "the connection to the server was lost ({why}) and could not be made \
+                         again ({}): {outcome}",
+                        strip_url(&e.to_string(), url)
+                    ),
+                ));
+            }
+            let Inner { conn, hold } = &mut *inner;
+            let conn = conn.as_mut().expect("reconnected");
+            if sent.get() {
+                // Did the commit happen before the connection dropped?
+                match conn.run(|c| writes.applied(c, &store.table)) {
+                    Ok(Some(n)) => {
+                        self.exists = true;
+                        return Ok(n);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        inner.conn = None;
+                        return Err(backend_error(
+                            url,
+                            format!(
+                                "the connection to the server was lost ({why}), and checking \
+                                 whether the commit happened failed: {}",
+                                error_text(&e)
+                            ),
+                        ));
+                    }
+                }
+            }
+            let log = &hold.as_ref().expect("a writer's store").log;
+            if let Err(e) = validate_log(conn, log, &store.table, url) {
+                inner.conn = None;
+                return Err(e);
+            }
+            // Nothing this change set was based on changed: run it again, whole.
+        }
+    }
+}
+
+/// The message of an error about `url`, without the leading `url: `.
+fn strip_url(text: &str, url: &str) -> String {
+    text.strip_prefix(url)
+        .and_then(|t| t.strip_prefix(": "))
+        .unwrap_or(text)
+        .to_string()
+}
+
+fn is_serialization_failure(e: &tokio_postgres::Error) -> bool {
+    matches!(e.code(), Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+        || *c == SqlState::T_R_DEADLOCK_DETECTED)
+}
+
+/// What went wrong applying a change set.
+enum ApplyError {
+    Pg(tokio_postgres::Error),
+    Other(Error),
+}
+
+impl From<tokio_postgres::Error> for ApplyError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        ApplyError::Pg(e)
+    }
+}
+
+impl From<InspectError> for ApplyError {
+    fn from(e: InspectError) -> Self {
+        match e {
+            InspectError::Pg(e) => ApplyError::Pg(e),
+            InspectError::Other(e) => ApplyError::Other(e),
+        }
+    }
+}
+
+/// A change set as the columns the write statements take.
+struct Writes<'a> {
+    replace_all: bool,
+    del: [Vec<&'a str>; 3],
+    put: [Vec<&'a str>; 3],
+    values: Vec<&'a [u8]>,
+}
+
+/// Index ranges of `n` rows cut so that each piece holds at most [`STATEMENT_BYTES`]
+/// (at least one row each).
+fn pieces(n: usize, size: impl Fn(usize) -> usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for i in 0..n {
+        let s = size(i) + 16;
+        if i > start && bytes + s > STATEMENT_BYTES {
+            out.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes += s;
+    }
+    if start < n {
+        out.push(start..n);
+    }
+    out
+}
+
+impl<'a> Writes<'a> {
+    fn of(changes: &'a Changes, url: &str) -> Result<Writes<'a>> {
+        let mut w = Writes {
+            replace_all: changes.replace_all,
+            del: Default::default(),
+            put: Default::default(),
+            values: Vec::new(),
+        };
+        if !changes.replace_all {
+            for key in changes.deletes() {
+                let Ok(k) = KeyRef::parse(key) else { continue };
+                // A name that is not UTF-8 cannot be in the table.
+                if let (Ok(u), Ok(r), Ok(p)) = (
+                    std::str::from_utf8(k.user),
+                    std::str::from_utf8(k.realm),
+                    std::str::from_utf8(k.property),
+                ) {
+                    w.del[0].push(u);
+                    w.del[1].push(r);
+                    w.del[2].push(p);
+                }
+            }
+        }
+        for (key, value) in changes.puts() {
+            let k = KeyRef::parse(key)?;
+            let name = |what: &str, b: &'a [u8]| {
+                std::str::from_utf8(b).map_err(|_| Error::Unsupported {
+                    path: PathBuf::from(url),
+                    format: Format::Postgres,
+                    what: format!(
+                        "the {what} {:?} is not UTF-8 (the PostgreSQL store keeps names as text)",
+                        String::from_utf8_lossy(b)
+                    ),
+                })
+            };
+            if k.property.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "{url}: an empty property name cannot be stored"
+                )));
+            }
+            w.put[0].push(name("user name", k.user)?);
+            w.put[1].push(name("realm", k.realm)?);
+            w.put[2].push(name("property name", k.property)?);
+            w.values.push(value.as_slice());
+        }
+        Ok(w)
+    }
+
+    fn del_pieces(&self) -> Vec<std::ops::Range<usize>> {
+        let [u, r, p] = &self.del;
+        pieces(u.len(), |i| u[i].len() + r[i].len() + p[i].len())
+    }
+
+    fn put_pieces(&self) -> Vec<std::ops::Range<usize>> {
+        let [u, r, p] = &self.put;
+        pieces(u.len(), |i| {
+            u[i].len() + r[i].len() + p[i].len() + self.values[i].len()
+        })
+    }
+
+    /// The whole change set in one transaction; `sent` is set just before COMMIT goes
+    /// to the server. `upsert`: store rows with `INSERT ... ON CONFLICT` only.
+    async fn apply(
+        &self,
+        client: &mut Client,
+        url: &str,
+        sent: &Cell<bool>,
+        upsert: bool,
+    ) -> std::result::Result<u64, ApplyError> {
+        let tx = client.transaction().await?;
+        // Our own value NULL is a value, not the plugin's "delete" (see the trigger).
+        tx.batch_execute("SET LOCAL sasldb.keep_null = 'on'")
+            .await?;
+        let table = match inspect(&tx, url).await? {
+            Some(t) => t,
+            None => {
+                tx.batch_execute(SCHEMA).await?;
+                inspect(&tx, url).await?.ok_or_else(|| {
+                    ApplyError::Other(backend_error(url, "table not created".into()))
+                })?
+            }
+        };
+        if self.replace_all {
+            tx.execute("DELETE FROM sasldb", &[]).await?;
+        }
+        for range in self.del_pieces() {
+            let [u, r, p] = &self.del;
+            tx.execute(
+                "DELETE FROM sasldb s USING unnest($1::text[], $2::text[], $3::text[]) AS d(u, r, p) \
+                 WHERE s.username = d.u AND s.realm = d.r AND s.property = d.p",
+                &[&&u[range.clone()], &&r[range.clone()], &&p[range]],
+            )
+            .await?;
+        }
+        let value = if table.bytea {
+            "v"
+        } else {
+            "convert_from(v, getdatabaseencoding())"
+        };
+        let upsert_sql = format!(
+            "INSERT INTO sasldb (username, realm, property, value) SELECT u, r, p, {value} \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS t(u, r, p, v) \
+             ON CONFLICT (username, realm, property) DO UPDATE SET value = excluded.value"
+        );
+        if !upsert && self.values.len() >= BULK_ROWS {
+            self.store_bulk(&tx, &table, value).await?;
+        } else {
+            for range in self.put_pieces() {
+                let [u, r, p] = &self.put;
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+                    &&u[range.clone()],
+                    &&r[range.clone()],
+                    &&p[range.clone()],
+                    &&self.values[range.clone()],
+                ];
+                tx.execute(&upsert_sql, &params).await?;
+            }
+        }
+        let n = count(&tx).await?;
+        sent.set(true);
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Stores the rows of a big change set in a constant number of statements: into a
+    /// table with no rows, one binary `COPY` straight into it; otherwise one `COPY` into
+    /// a temporary table, one `UPDATE ... FROM` it for the rows that exist and one plain
+    /// `INSERT` of the others. (Without the right to make temporary tables, the same two
+    /// statements with the rows passed as arrays.) A row a foreign writer adds meanwhile
+    /// makes the `COPY` or `INSERT` fail with a unique violation: the caller runs the
+    /// transaction again with the upsert.
+    async fn store_bulk(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        table: &Table,
+        value: &str,
+    ) -> std::result::Result<(), tokio_postgres::Error> {
+        // Memory for hashing every row of the joins below at once (this transaction only).
+        tx.batch_execute("SET LOCAL work_mem = '64MB'").await?;
+        let row = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM sasldb), \
+                 has_database_privilege(current_database(), 'TEMPORARY')",
+                &[],
+            )
+            .await?;
+        let (any_row, temp): (bool, bool) = (row.get(0), row.get(1));
+        let n = self.values.len() as u64;
+        if !any_row && table.ours && table.bytea {
+            self.copy_rows(
+                tx,
+                "COPY sasldb (username, realm, property, value) FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+            return Ok(());
+        }
+        let same = "s.username = t.u AND s.realm = t.r AND s.property = t.p";
+        if temp {
+            tx.batch_execute(
+                "CREATE TEMPORARY TABLE sasldb_put (u text COLLATE \"C\", r text COLLATE \"C\", \
+                 p text COLLATE \"C\", v bytea) ON COMMIT DROP",
+            )
+            .await?;
+            self.copy_rows(
+                tx,
+                "COPY sasldb_put (u, r, p, v) FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+            let updated = tx
+                .execute(
+                    &format!("UPDATE sasldb s SET value = {value} FROM sasldb_put t WHERE {same}"),
+                    &[],
+                )
+                .await?;
+            if updated < n {
+                let only_new = if updated == 0 {
+                    String::new()
+                } else {
+                    format!("WHERE NOT EXISTS (SELECT 1 FROM sasldb s WHERE {same})")
+                };
+                tx.execute(
+                    &format!(
+                        "INSERT INTO sasldb (username, realm, property, value) \
+                         SELECT u, r, p, {value} FROM sasldb_put t {only_new}"
+                    ),
+                    &[],
+                )
+                .await?;
+            }
+            return Ok(());
+        }
+        let rows = "unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS t(u, r, p, v)";
+        let insert_sql = format!(
+            "INSERT INTO sasldb (username, realm, property, value) SELECT u, r, p, {value} FROM {rows}"
+        );
+        for range in self.put_pieces() {
+            let [u, r, p] = &self.put;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+                &&u[range.clone()],
+                &&r[range.clone()],
+                &&p[range.clone()],
+                &&self.values[range.clone()],
+            ];
+            let updated = tx
+                .execute(
+                    &format!("UPDATE sasldb s SET value = {value} FROM {rows} WHERE {same}"),
+                    &params,
+                )
+                .await?;
+            if updated == 0 {
+                tx.execute(&insert_sql, &params).await?;
+            } else if updated < range.len() as u64 {
+                tx.execute(
+                    &format!("{insert_sql} WHERE NOT EXISTS (SELECT 1 FROM sasldb s WHERE {same})"),
+                    &params,
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every row to store, through one binary `COPY ... FROM STDIN` (`sql`).
+    async fn copy_rows(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        sql: &str,
+    ) -> std::result::Result<u64, tokio_postgres::Error> {
+        use tokio_postgres::binary_copy::BinaryCopyInWriter;
+        use tokio_postgres::types::Type;
+        let sink = tx.copy_in(sql).await?;
+        let writer =
+            BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::TEXT, Type::TEXT, Type::BYTEA]);
+        let mut writer = std::pin::pin!(writer);
+        let [u, r, p] = &self.put;
+        for i in 0..self.values.len() {
+            writer
+                .as_mut()
+                .write(&[&u[i], &r[i], &p[i], &self.values[i]])
+                .await?;
+        }
+        writer.as_mut().finish().await
+    }
+
+    /// Whether the table holds this change set (every put with its value, no deleted
+    /// row; for a replacement, nothing else): the record count if so.
+    async fn applied(
+        &self,
+        c: &mut Client,
+        table: &Table,
+    ) -> std::result::Result<Option<u64>, tokio_postgres::Error> {
+        let exists: bool = c
+            .query_one("SELECT to_regclass('sasldb') IS NOT NULL", &[])
+            .await?
+            .get(0);
+        if !exists {
+            return Ok(None);
+        }
+        let val = table.value_expr;
+        for range in self.put_pieces() {
+            let [u, r, p] = &self.put;
+            let n: i64 = c
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) \
+                         AS t(u, r, p, v) JOIN sasldb s ON s.username = t.u AND s.realm = t.r \
+                         AND s.property = t.p AND {val} = t.v"
+                    ),
+                    &[
+                        &&u[range.clone()],
+                        &&r[range.clone()],
+                        &&p[range.clone()],
+                        &&self.values[range.clone()],
+                    ],
+                )
+                .await?
+                .get(0);
+            if n != range.len() as i64 {
+                return Ok(None);
+            }
+        }
+        for range in self.del_pieces() {
+            let [u, r, p] = &self.del;
+            let n: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM unnest($1::text[], $2::text[], $3::text[]) AS d(u, r, p) \
+                     JOIN sasldb s ON s.username = d.u AND s.realm = d.r AND s.property = d.p",
+                    &[&&u[range.clone()], &&r[range.clone()], &&p[range]],
+                )
+                .await?
+                .get(0);
+            if n != 0 {
+                return Ok(None);
+            }
+        }
+        let n = count(&*c).await?;
+        if self.replace_all && n != self.values.len() as u64 {
+            return Ok(None);
+        }
+        Ok(Some(n))
+    }
+}
+
+/// The number of records.
+async fn count(
+    c: &impl tokio_postgres::GenericClient,
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM sasldb WHERE username IS NOT NULL AND realm IS NOT NULL \
+             AND property IS NOT NULL AND value IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    Ok(n.max(0) as u64)
+}
+
+/// Creates the `sasldb` table (and its trigger) if the database has none, under the
+/// writers' lock. Returns whether it was created.
+pub fn init(url: &Url, timeout: Duration) -> Result<bool> {
+    let mut s = Session::begin(url, timeout)?;
+    if s.existed() {
+        return Ok(false);
+    }
+    s.commit(&Changes::default())?;
+    Ok(true)
+}
