@@ -56,6 +56,10 @@ pub const MAX_LINE: usize = 64 << 10;
 pub const MAX_ELEMENT: usize = 1 << 20;
 /// Bytes read from the input at a time.
 const CHUNK: usize = 64 << 10;
+/// A line, record or element this long stops the read: the input is not an import
+/// file, and may never end (`</dev/zero`). Shorter ones that are too long to hold
+/// are rejected one by one, with their reasons.
+pub const MAX_RUN: usize = 4 << 20;
 /// Memory for rejections before they spill.
 const REJECT_BUDGET: usize = 1 << 20;
 /// Imports of more entries than this hand the records that stay to the stage.
@@ -380,25 +384,32 @@ impl Item {
         }
     }
 
-    fn extend(&mut self, b: &[u8]) {
+    fn extend(&mut self, b: &[u8]) -> Result<()> {
         self.shape.feed(b);
         if self.too_long {
-            return;
+            if self.shape.len > MAX_RUN {
+                return Err(Error::Invalid(format!(
+                    "input: an entry longer than {} MiB: not an import file (reading stopped)",
+                    MAX_RUN >> 20
+                )));
+            }
+            return Ok(());
         }
         if self.buf.len() + b.len() > self.max {
             self.too_long = true;
             self.buf.iter_mut().for_each(|x| *x = 0);
             self.buf.clear();
-            return;
+            return Ok(());
         }
         if self.buf.capacity() == 0 {
             *self.buf = Vec::with_capacity(self.max);
         }
         self.buf.extend_from_slice(b);
+        Ok(())
     }
 
-    fn push(&mut self, b: u8) {
-        self.extend(&[b]);
+    fn push(&mut self, b: u8) -> Result<()> {
+        self.extend(&[b])
     }
 
     fn clear(&mut self) {
@@ -523,7 +534,7 @@ fn parse_lines(
                     let long = (i > MAX_LINE).then(|| Shape::of(raw));
                     one(line, raw, long, raw.first().copied())?;
                 } else {
-                    item.extend(&avail[..i]);
+                    item.extend(&avail[..i]).map_err(|_| runaway_line(line))?;
                     let long = item.too_long.then_some(item.shape);
                     one(line, &item.buf, long, first)?;
                     item.clear();
@@ -536,11 +547,19 @@ fn parse_lines(
                 if first.is_none() && item.buf.is_empty() && !item.too_long {
                     first = avail.first().copied();
                 }
-                item.extend(avail);
+                item.extend(avail).map_err(|_| runaway_line(line + 1))?;
                 chunks.consume(n);
             }
         }
     }
+}
+
+/// The error that stops reading at line `line`, longer than [`MAX_RUN`].
+fn runaway_line(line: usize) -> Error {
+    Error::Invalid(format!(
+        "input: line {line} is longer than {} MiB: not an import file (reading stopped)",
+        MAX_RUN >> 20
+    ))
 }
 
 /// Where the CSV reader is within a record.
@@ -757,7 +776,7 @@ fn parse_csv(
                             }
                         }
                         _ => {
-                            rec.item.push(c);
+                            rec.item.push(c)?;
                             state = CsvState::Unquoted;
                         }
                     }
@@ -784,7 +803,7 @@ fn parse_csv(
                             reason: "a quote inside an unquoted field".into(),
                         }));
                     }
-                    _ => rec.item.push(c),
+                    _ => rec.item.push(c)?,
                 },
                 CsvState::Quoted => match c {
                     b'"' => state = CsvState::QuoteSeen,
@@ -792,12 +811,12 @@ fn parse_csv(
                         if c == b'\n' {
                             line += 1;
                         }
-                        rec.item.push(c);
+                        rec.item.push(c)?;
                     }
                 },
                 CsvState::QuoteSeen => match c {
                     b'"' => {
-                        rec.item.push(b'"');
+                        rec.item.push(b'"')?;
                         state = CsvState::Quoted;
                     }
                     b',' => {
@@ -881,6 +900,14 @@ fn parse_json(
     let mut elements = 0usize;
     let mut at_start = true;
     let mut bom = 0usize;
+    // Whitespace outside elements, in a row: endless blanks stop the read too.
+    let mut blanks = 0usize;
+    let runaway = || {
+        Err(Error::Invalid(format!(
+            "input: more than {} MiB of blanks: not an import file (reading stopped)",
+            MAX_RUN >> 20
+        )))
+    };
     loop {
         let avail = chunks.avail()?;
         if avail.is_empty() {
@@ -916,6 +943,10 @@ fn parse_json(
                         line += 1;
                     }
                     if json_ws(c) {
+                        blanks += 1;
+                        if blanks > MAX_RUN {
+                            return runaway();
+                        }
                         i += 1;
                         continue;
                     }
@@ -930,9 +961,14 @@ fn parse_json(
                         if c == b'\n' {
                             line += 1;
                         }
+                        blanks += 1;
+                        if blanks > MAX_RUN {
+                            return runaway();
+                        }
                         i += 1;
                         continue;
                     }
+                    blanks = 0;
                     if c == b']' && elements == 0 {
                         state = JsonState::Done;
                         i += 1;
@@ -969,7 +1005,7 @@ fn parse_json(
                         i += 1;
                         continue;
                     }
-                    elem.extend(&avail[seg..i]);
+                    elem.extend(&avail[seg..i])?;
                     elements += 1;
                     json_element(elem_line, &elem, entry, reject)?;
                     elem.clear();
@@ -980,17 +1016,20 @@ fn parse_json(
                     };
                     i += 1;
                 }
-                JsonState::After => {
+                JsonState::After | JsonState::Done => {
                     if !json_ws(c) {
                         return fatal("text after the JSON array");
                     }
+                    blanks += 1;
+                    if blanks > MAX_RUN {
+                        return runaway();
+                    }
                     i += 1;
                 }
-                JsonState::Done => i += 1,
             }
         }
         if state == JsonState::Element {
-            elem.extend(&avail[seg..n]);
+            elem.extend(&avail[seg..n])?;
         }
         chunks.consume(n);
     }
@@ -1890,6 +1929,45 @@ mod tests {
 
     fn s(a: &str, r: Option<&str>, p: &str) -> (String, Option<String>, Option<String>) {
         (a.into(), r.map(Into::into), Some(p.into()))
+    }
+
+    /// Endless input that never ends an entry (`</dev/zero`, endless blanks around
+    /// JSON elements) stops the read with an error, in every format.
+    #[test]
+    fn endless_input_stops() {
+        use std::io::Read;
+        let cases: [(InputFormat, Box<dyn Read>, &str); 5] = [
+            (
+                InputFormat::Lines,
+                Box::new(std::io::repeat(0)),
+                "line 1 is longer than 4 MiB",
+            ),
+            (
+                InputFormat::Lines,
+                Box::new(b"a:b\n".chain(std::io::repeat(b'x'))),
+                "line 2 is longer than 4 MiB",
+            ),
+            (
+                InputFormat::Csv,
+                Box::new(b"user,password\n\"".chain(std::io::repeat(b'a'))),
+                "longer than 4 MiB",
+            ),
+            (
+                InputFormat::Json,
+                Box::new(b"[{\"user\":".chain(std::io::repeat(b' '))),
+                "longer than 4 MiB",
+            ),
+            (
+                InputFormat::Json,
+                Box::new(b"[{\"user\":\"a\"},".chain(std::io::repeat(b'\n'))),
+                "4 MiB of blanks",
+            ),
+        ];
+        for (format, mut r, want) in cases {
+            let e = parse_stream(&mut r, format, &mut |_| Ok(()), &mut |_| Ok(()))
+                .expect_err("endless input must fail");
+            assert!(e.to_string().contains(want), "{format:?}: {e}");
+        }
     }
 
     #[test]
