@@ -116,7 +116,7 @@ impl Changes {
     }
 
     /// The puts, in key order (for backends that apply changes in place).
-    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[cfg(feature = "postgres")]
     pub(crate) fn puts(&self) -> impl Iterator<Item = (&Vec<u8>, &Secret)> {
         self.ops
             .iter()
@@ -124,7 +124,7 @@ impl Changes {
     }
 
     /// The deletes, in key order.
-    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[cfg(feature = "postgres")]
     pub(crate) fn deletes(&self) -> impl Iterator<Item = &Vec<u8>> {
         self.ops.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k)
     }
@@ -144,10 +144,12 @@ impl fmt::Debug for Changes {
 }
 
 /// One change: a key and its new value (`None`: delete).
+#[cfg_attr(not(any(feature = "lmdb", feature = "sqlite")), allow(dead_code))]
 pub(crate) type Op<'a> = (&'a [u8], Option<&'a [u8]>);
 
 /// Changes in key order, read one at a time, and again from the start when a
 /// transaction is retried: what the formats changed in place (LMDB, SQLite) apply.
+#[cfg_attr(not(any(feature = "lmdb", feature = "sqlite")), allow(dead_code))]
 pub(crate) trait OpSource {
     /// Starts again from the first change.
     fn rewind(&mut self) -> Result<()>;
@@ -160,11 +162,13 @@ pub(crate) trait OpSource {
 }
 
 /// A [`Changes`] map as an [`OpSource`].
+#[cfg(any(feature = "lmdb", feature = "sqlite"))]
 pub(crate) struct MapOps<'a> {
     changes: &'a Changes,
     iter: std::collections::btree_map::Iter<'a, Vec<u8>, Option<Secret>>,
 }
 
+#[cfg(any(feature = "lmdb", feature = "sqlite"))]
 impl<'a> MapOps<'a> {
     pub(crate) fn new(changes: &'a Changes) -> MapOps<'a> {
         MapOps {
@@ -174,6 +178,7 @@ impl<'a> MapOps<'a> {
     }
 }
 
+#[cfg(any(feature = "lmdb", feature = "sqlite"))]
 impl OpSource for MapOps<'_> {
     fn rewind(&mut self) -> Result<()> {
         self.iter = self.changes.ops.iter();
@@ -202,14 +207,15 @@ impl OpSource for MapOps<'_> {
 
 /// A stream of records as an [`OpSource`] of puts that replace everything, readable
 /// once (for a transaction that is never retried).
+#[cfg(feature = "sqlite")]
 pub(crate) struct RecordOps<'a> {
     records: Records<'a>,
     current: Option<Record>,
     started: bool,
 }
 
+#[cfg(feature = "sqlite")]
 impl<'a> RecordOps<'a> {
-    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn new(records: Records<'a>) -> RecordOps<'a> {
         RecordOps {
             records,
@@ -219,6 +225,7 @@ impl<'a> RecordOps<'a> {
     }
 }
 
+#[cfg(feature = "sqlite")]
 impl OpSource for RecordOps<'_> {
     fn rewind(&mut self) -> Result<()> {
         if self.started {

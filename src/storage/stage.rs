@@ -156,6 +156,7 @@ impl Stage {
 }
 
 /// The changes of an [`Kind::Ops`] stage in key order.
+#[cfg_attr(not(any(feature = "lmdb", feature = "sqlite")), allow(dead_code))]
 pub(super) struct SortedOps {
     sorted: Sorted,
     replace_all: bool,
@@ -177,6 +178,7 @@ impl SortedOps {
     }
 
     /// No changes.
+    #[cfg(feature = "lmdb")]
     pub(super) fn empty() -> SortedOps {
         SortedOps {
             sorted: Sorted::empty(),
@@ -188,6 +190,7 @@ impl SortedOps {
     }
 
     /// Only puts, in strictly increasing key order (what a bulk load takes).
+    #[cfg(feature = "lmdb")]
     pub(super) fn into_puts(mut self) -> crate::storage::Records<'static> {
         let mut failed = false;
         Box::new(std::iter::from_fn(move || {

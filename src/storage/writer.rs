@@ -22,6 +22,8 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::location::{Detected, Format, Location, detect_bytes};
+#[cfg(any(feature = "lmdb", feature = "sqlite"))]
+use crate::storage::MapOps;
 #[cfg(feature = "sqlite")]
 use crate::storage::RecordOps;
 use crate::storage::bdb;
@@ -31,14 +33,16 @@ use crate::storage::gdbm;
 use crate::storage::lmdb;
 use crate::storage::options::WriteOptions;
 use crate::storage::persist::{self, Ownership, Target, WriteLock};
-use crate::storage::sort::{SpillTo, sort_records};
+use crate::storage::sort::SpillTo;
+#[cfg(feature = "lmdb")]
+use crate::storage::sort::sort_records;
 #[cfg(feature = "postgres")]
 use crate::storage::sql::pgsql;
 #[cfg(feature = "sqlite")]
 use crate::storage::sql::sqlite;
 use crate::storage::stage::{self, Kind, SortedOps};
 use crate::storage::store::{check_file_location, check_forced, not_built};
-use crate::storage::{Changes, LayoutHint, MapOps, OpSource, Records, Stage, Store};
+use crate::storage::{Changes, LayoutHint, OpSource, Records, Stage, Store};
 
 /// A database held for writing: the writer lock (a `<db>.lock` file, or PostgreSQL's
 /// advisory lock) from [`Writer::begin`] until drop, and the database as it was when
@@ -312,6 +316,8 @@ impl Writer {
     fn commit_ops(&mut self, ops: &mut SortedOps) -> Result<u64> {
         #[cfg_attr(not(feature = "lmdb"), allow(unused_mut))]
         let (mut target, own) = self.file()?;
+        #[cfg(not(any(feature = "lmdb", feature = "sqlite")))]
+        let _ = &own;
         match self.format {
             #[cfg(feature = "lmdb")]
             Format::Lmdb => {
