@@ -94,7 +94,7 @@ impl Order {
     /// missing or Berkeley DB/GDBM file: [`Order::Hashed`]). Should the database turn
     /// out otherwise when the import runs, the entries are sorted again.
     pub fn for_location(location: &crate::location::Location) -> Order {
-        use crate::location::{Detected, Format};
+        use crate::location::Detected;
         if location.postgres().is_some() {
             return Order::Key;
         }
@@ -103,7 +103,7 @@ impl Order {
             return Order::Hashed;
         }
         match crate::location::detect(location.path()) {
-            Ok(Detected::Format(Format::Lmdb | Format::Sqlite)) => Order::Key,
+            Ok(Detected::Format(f)) if crate::storage::scans_in_key_order(f) => Order::Key,
             _ => Order::Hashed,
         }
     }

@@ -357,7 +357,7 @@ pub fn check(opts: &CheckOptions) -> Report {
     if let Some(lock) = format.and_then(|f| storage::companion_lock(f, &real)) {
         check_lock_file(&mut r, Subject::LmdbLock, &lock, &meta, policy.as_ref());
     }
-    if format == Some(Format::Sqlite) {
+    if format.is_some_and(storage::has_journal) {
         check_journal(&mut r, &real);
     }
 

@@ -48,6 +48,7 @@ use crate::Database;
 use crate::account::LEGACY_PROPERTIES;
 use crate::account::secrets::{ScramHash, ScramSecret};
 use crate::record::{AUTH_PASSWORD, KeyRef, Secret, USER_PASSWORD};
+use crate::storage;
 use crate::{Format, Location};
 
 /// Why the database could not answer. The text names the database and the failure,
@@ -249,19 +250,19 @@ impl Slot {
         match (self.version, version) {
             // A database server: always current.
             (None, None) => true,
-            (Some(old), Some(now)) => match self.db.format() {
-                // Every lookup is a transaction of its own: only a replaced file
-                // (another inode) needs a new handle.
-                Format::Lmdb | Format::Sqlite => (old.dev, old.ino) == (now.dev, now.ino),
-                // The handle caches the file's layout (metadata page, directory).
-                _ => {
-                    old == now
-                        && self
-                            .opened
-                            .duration_since(now.modified())
-                            .is_ok_and(|quiet| quiet >= RACY)
-                }
-            },
+            // Every lookup is a transaction of its own: only a replaced file
+            // (another inode) needs a new handle.
+            (Some(old), Some(now)) if storage::changed_in_place(self.db.format()) => {
+                (old.dev, old.ino) == (now.dev, now.ino)
+            }
+            // The handle caches the file's layout (metadata page, directory).
+            (Some(old), Some(now)) => {
+                old == now
+                    && self
+                        .opened
+                        .duration_since(now.modified())
+                        .is_ok_and(|quiet| quiet >= RACY)
+            }
             _ => false,
         }
     }

@@ -32,6 +32,12 @@ pub(crate) fn readers_keep_open(format: Format) -> bool {
     format == Format::Lmdb
 }
 
+/// Whether a database file of `format` may have a rollback journal beside it that its
+/// library opens by name (SQLite's `-journal`).
+pub(crate) fn has_journal(format: Format) -> bool {
+    format == Format::Sqlite
+}
+
 /// Makes sure the companion lock file `lock` exists with `own`'s owner and group and
 /// the lock mode of `own.mode`.
 pub(crate) fn prepare_companion_lock(lock: &Path, own: &Ownership) -> Result<()> {

@@ -33,7 +33,8 @@ pub mod sql;
 
 #[cfg(feature = "postfix")]
 pub(crate) use copy::{
-    prepare_companion_lock, prepare_companions, readers_keep_open, rebuild_file, update_in_place,
+    has_journal, prepare_companion_lock, prepare_companions, readers_keep_open, rebuild_file,
+    update_in_place,
 };
 #[cfg(feature = "postfix")]
 pub(crate) use options::DEFAULT_LOCK_TIMEOUT;
@@ -52,6 +53,20 @@ use crate::record::{Record, Secret};
 
 /// A stream of records in a backend's storage order.
 pub type Records<'a> = Box<dyn Iterator<Item = Result<Record>> + 'a>;
+
+/// Whether writers change a database file of `format` in place, each change one
+/// transaction of the format's own (LMDB, SQLite), rather than replace the file: a
+/// reader's handle then stays current until the file is replaced.
+#[cfg(feature = "serve")]
+pub(crate) fn changed_in_place(format: Format) -> bool {
+    matches!(format, Format::Lmdb | Format::Sqlite)
+}
+
+/// Whether a scan of a database of `format` yields its records in key order (LMDB,
+/// SQLite, PostgreSQL keep their keys sorted; Berkeley DB and GDBM hash them).
+pub(crate) fn scans_in_key_order(format: Format) -> bool {
+    matches!(format, Format::Lmdb | Format::Sqlite | Format::Postgres)
+}
 
 /// Hints a backend gives about its on-disk layout, kept when the file is rewritten.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
