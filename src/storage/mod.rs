@@ -19,6 +19,7 @@
 mod copy;
 mod stage;
 mod store;
+mod tagged;
 mod writer;
 
 pub mod bdb;

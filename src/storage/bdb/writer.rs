@@ -32,7 +32,8 @@ use super::page_order;
 use crate::error::{Error, Result};
 use crate::record::{Record, Secret};
 use crate::storage::endian::Endian;
-use crate::storage::sort::{ExternalSort, Sorted, SpillTo};
+use crate::storage::sort::SpillTo;
+use crate::storage::tagged::{TAG_BASE, TAG_DELETE, TAG_PUT, TaggedSort};
 
 /// Average bucket fill the writer aims for.
 const TARGET_FILL: f64 = 0.70;
@@ -101,12 +102,6 @@ pub struct WriteStats {
     pub pages: u32,
 }
 
-/// Tags that order a key's records in a [`BucketSort`]: a change wins over the file's
-/// record, and a delete over a put.
-const TAG_DELETE: u8 = 0;
-const TAG_PUT: u8 = 1;
-const TAG_BASE: u8 = 2;
-
 /// Records on their way into a new file, sorted into the order the file is written in.
 ///
 /// The bucket of a key is the low bits of its hash, and how many bits depends on the
@@ -121,13 +116,12 @@ const TAG_BASE: u8 = 2;
 /// the first of delete, put, base wins, so a change set merges with the old file in
 /// the same pass.
 pub struct BucketSort {
-    sort: ExternalSort,
+    sort: TaggedSort,
     page_size: usize,
     /// Keys may repeat (base records or deletes were pushed): a counting pass is needed.
     merged: bool,
     space: u64,
     records: u64,
-    head: Vec<u8>,
 }
 
 impl std::fmt::Debug for BucketSort {
@@ -142,12 +136,11 @@ impl BucketSort {
     /// An empty sort for a file of `page_size`-byte pages, spilling as `to` says.
     pub fn new(to: &SpillTo, page_size: u32) -> BucketSort {
         BucketSort {
-            sort: ExternalSort::new(to),
+            sort: TaggedSort::new(to),
             page_size: page_size as usize,
             merged: false,
             space: 0,
             records: 0,
-            head: Vec::with_capacity(8),
         }
     }
 
@@ -161,15 +154,7 @@ impl BucketSort {
                 });
             }
         }
-        self.head.clear();
-        self.head
-            .extend_from_slice(&func5(key).reverse_bits().to_be_bytes());
-        self.head
-            .extend_from_slice(&(key.len() as u32).to_be_bytes());
-        let head = std::mem::take(&mut self.head);
-        let r = self.sort.push_parts(&[&head, key, &[tag]], &[value]);
-        self.head = head;
-        r
+        self.sort.push(func5(key).reverse_bits(), tag, key, value)
     }
 
     /// A record of the new file.
@@ -199,7 +184,7 @@ impl BucketSort {
 
     /// Whether nothing was pushed.
     pub fn is_empty(&self) -> bool {
-        self.sort.is_empty()
+        self.sort.len() == 0
     }
 
     /// Whether part of the sort went to a file.
@@ -207,80 +192,10 @@ impl BucketSort {
         self.sort.spilled()
     }
 
-    /// The puts and deletes pushed, in key order of the sort (for a change set small
+    /// The puts and deletes pushed, in the sort's order (for a change set small
     /// enough to apply another way). Base records are not expected here.
     pub fn into_ops(self) -> Result<Vec<(Vec<u8>, Option<Secret>)>> {
-        let mut out = Vec::with_capacity(self.sort.len() as usize);
-        let mut sorted = self.sort.finish()?;
-        while let Some((k, v)) = sorted.next()? {
-            let (key, tag) = (&k[8..k.len() - 1], k[k.len() - 1]);
-            out.push((
-                key.to_vec(),
-                (tag != TAG_DELETE).then(|| Zeroizing::new(v.to_vec())),
-            ));
-        }
-        Ok(out)
-    }
-}
-
-/// Reads a finished [`BucketSort`]: one record per key, the one that wins.
-struct Winners {
-    sorted: Sorted,
-    last: Zeroizing<Vec<u8>>,
-    have_last: bool,
-}
-
-/// A winning record: `reversed hash, key, value`.
-type Winner<'a> = (u32, &'a [u8], &'a [u8]);
-
-impl Winners {
-    fn new(sorted: Sorted) -> Winners {
-        Winners {
-            sorted,
-            last: Zeroizing::new(Vec::with_capacity(256)),
-            have_last: false,
-        }
-    }
-
-    fn rewind(&mut self) -> Result<()> {
-        self.have_last = false;
-        self.sorted.rewind()
-    }
-
-    /// The next winning record: `(reversed hash, key, value)`.
-    fn next(&mut self) -> Result<Option<Winner<'_>>> {
-        loop {
-            let skip = {
-                let Some((k, _)) = self.sorted.next()? else {
-                    return Ok(None);
-                };
-                let (key, tag) = (&k[8..k.len() - 1], k[k.len() - 1]);
-                if self.have_last && key == &self.last[..] {
-                    // Tags sort deletes, then puts, then base records: a change after
-                    // the first record of a key means the key was given twice.
-                    if tag != TAG_BASE {
-                        return Err(Error::Invalid(format!(
-                            "duplicate key `{}` in the records to write",
-                            String::from_utf8_lossy(key)
-                        )));
-                    }
-                    true
-                } else {
-                    self.last.clear();
-                    if key.len() > self.last.capacity() {
-                        self.last = Zeroizing::new(Vec::with_capacity(key.len()));
-                    }
-                    self.last.extend_from_slice(key);
-                    self.have_last = true;
-                    tag == TAG_DELETE
-                }
-            };
-            if !skip {
-                let (k, v) = self.sorted.current().expect("a record was just read");
-                let rev = u32::from_be_bytes(k[..4].try_into().expect("4"));
-                return Ok(Some((rev, &k[8..k.len() - 1], v)));
-            }
-        }
+        self.sort.into_ops()
     }
 }
 
@@ -347,7 +262,7 @@ pub fn write_sorted(
     };
     let merged = sort.merged;
     let (mut space, mut count) = (sort.space, sort.records);
-    let mut winners = Winners::new(sort.sort.finish()?);
+    let mut winners = sort.sort.finish()?;
     if merged {
         // Which records survive is known only now: count them first.
         (space, count) = (0, 0);

@@ -30,7 +30,8 @@ use super::{HASH_BITS, MIN_BLOCK_SIZE, SMALL};
 use crate::error::{Error, Result};
 use crate::record::{Record, Secret};
 use crate::storage::bdb::PageSink;
-use crate::storage::sort::{ExternalSort, Sorted, SpillTo};
+use crate::storage::sort::SpillTo;
+use crate::storage::tagged::{TAG_BASE, TAG_DELETE, TAG_PUT, TaggedSort, Winners};
 
 /// Largest block size the writer accepts.
 pub const MAX_BLOCK_SIZE: u32 = 1 << 24;
@@ -79,12 +80,6 @@ pub struct WriteStats {
     pub file_len: u64,
 }
 
-/// Tags that order a key's records in a [`HashSort`]: a change wins over the file's
-/// record, and a delete over a put.
-const TAG_DELETE: u8 = 0;
-const TAG_PUT: u8 = 1;
-const TAG_BASE: u8 = 2;
-
 /// Records on their way into a new file, sorted by hash (then key length, key and
 /// tag): the order of the directory, whose entries are the top bits of the hash.
 /// Memory is the sort's budget plus one bucket's worth of hashes, whatever the number
@@ -95,9 +90,8 @@ const TAG_BASE: u8 = 2;
 /// of delete, put, base wins, so a change set merges with the old file in the same
 /// pass.
 pub struct HashSort {
-    sort: ExternalSort,
+    sort: TaggedSort,
     signed_char: bool,
-    head: Vec<u8>,
 }
 
 impl std::fmt::Debug for HashSort {
@@ -113,9 +107,8 @@ impl HashSort {
     /// spilling as `to` says.
     pub fn new(to: &SpillTo, signed_char: bool) -> HashSort {
         HashSort {
-            sort: ExternalSort::new(to),
+            sort: TaggedSort::new(to),
             signed_char,
-            head: Vec::with_capacity(8),
         }
     }
 
@@ -128,15 +121,7 @@ impl HashSort {
                 max: i32::MAX as usize,
             });
         }
-        self.head.clear();
-        self.head
-            .extend_from_slice(&hash(key, self.signed_char).to_be_bytes());
-        self.head
-            .extend_from_slice(&(key.len() as u32).to_be_bytes());
-        let head = std::mem::take(&mut self.head);
-        let r = self.sort.push_parts(&[&head, key, &[tag]], &[value]);
-        self.head = head;
-        r
+        self.sort.push(hash(key, self.signed_char), tag, key, value)
     }
 
     /// A record of the new file.
@@ -161,7 +146,7 @@ impl HashSort {
 
     /// Whether nothing was pushed.
     pub fn is_empty(&self) -> bool {
-        self.sort.is_empty()
+        self.sort.len() == 0
     }
 
     /// Whether part of the sort went to a file.
@@ -172,67 +157,7 @@ impl HashSort {
     /// The puts and deletes pushed (for a change set small enough to apply another
     /// way). Base records are not expected here.
     pub fn into_ops(self) -> Result<Vec<(Vec<u8>, Option<Secret>)>> {
-        let mut out = Vec::with_capacity(self.sort.len() as usize);
-        let mut sorted = self.sort.finish()?;
-        while let Some((k, v)) = sorted.next()? {
-            let (key, tag) = (&k[8..k.len() - 1], k[k.len() - 1]);
-            out.push((
-                key.to_vec(),
-                (tag != TAG_DELETE).then(|| Zeroizing::new(v.to_vec())),
-            ));
-        }
-        Ok(out)
-    }
-}
-
-/// Reads a finished [`HashSort`]: one record per key, the one that wins.
-struct Winners {
-    sorted: Sorted,
-    last: Zeroizing<Vec<u8>>,
-    have_last: bool,
-}
-
-/// A winning record: `hash, key, value`.
-type Winner<'a> = (u32, &'a [u8], &'a [u8]);
-
-impl Winners {
-    fn rewind(&mut self) -> Result<()> {
-        self.have_last = false;
-        self.sorted.rewind()
-    }
-
-    /// The next winning record: `(hash, key, value)`.
-    fn next(&mut self) -> Result<Option<Winner<'_>>> {
-        loop {
-            let skip = {
-                let Some((k, _)) = self.sorted.next()? else {
-                    return Ok(None);
-                };
-                let (key, tag) = (&k[8..k.len() - 1], k[k.len() - 1]);
-                if self.have_last && key == &self.last[..] {
-                    if tag != TAG_BASE {
-                        return Err(Error::Invalid(format!(
-                            "duplicate key `{}` in the records to write",
-                            String::from_utf8_lossy(key)
-                        )));
-                    }
-                    true
-                } else {
-                    self.last.clear();
-                    if key.len() > self.last.capacity() {
-                        self.last = Zeroizing::new(Vec::with_capacity(key.len()));
-                    }
-                    self.last.extend_from_slice(key);
-                    self.have_last = true;
-                    tag == TAG_DELETE
-                }
-            };
-            if !skip {
-                let (k, v) = self.sorted.current().expect("a record was just read");
-                let h = u32::from_be_bytes(k[..4].try_into().expect("4"));
-                return Ok(Some((h, &k[8..k.len() - 1], v)));
-            }
-        }
+        self.sort.into_ops()
     }
 }
 
@@ -369,11 +294,7 @@ pub fn write_sorted(
         ));
     }
     let elems = l.bucket_elems(bs).expect("a 512-byte block holds a bucket");
-    let mut winners = Winners {
-        sorted: sort.sort.finish()?,
-        last: Zeroizing::new(Vec::with_capacity(256)),
-        have_last: false,
-    };
+    let mut winners = sort.sort.finish()?;
 
     // Pass 1: buckets, in hash (= directory) order.
     let cap = (elems * 7 / 8).max(1) as usize;
