@@ -314,53 +314,26 @@ impl Writer {
     /// Applies changes in place (LMDB, SQLite) in one transaction, or into a new file
     /// (a bulk load of a new LMDB file).
     fn commit_ops(&mut self, ops: &mut SortedOps) -> Result<u64> {
-        #[cfg_attr(not(feature = "lmdb"), allow(unused_mut))]
-        let (mut target, own) = self.file()?;
+        let (target, own) = self.file()?;
         #[cfg(not(any(feature = "lmdb", feature = "sqlite")))]
         let _ = &own;
         match self.format {
             #[cfg(feature = "lmdb")]
-            Format::Lmdb => {
-                if target.existing.is_none() {
-                    self.base = None;
-                    let puts = std::mem::replace(ops, SortedOps::empty()).into_puts();
-                    return lmdb::build_new_at(&target, puts, &own, &self.opts.lmdb);
-                }
-                if self.foreign_file(&target, &own) {
-                    // Not written through: first a copy of our own renamed over it,
-                    // then the changes in place in that copy.
-                    self.rebuild_foreign(&target, &own, Changes::default())?;
-                    target.existing = target
-                        .handle
-                        .lstat(&target.name)
-                        .map_err(|e| Error::io(&target.path, e))?;
-                }
+            Format::Lmdb if target.existing.is_none() => {
                 self.base = None;
-                lmdb::commit_at(&target, &own, ops, &self.opts.lmdb)
+                let puts = std::mem::replace(ops, SortedOps::empty()).into_puts();
+                lmdb::build_new_at(&target, puts, &own, &self.opts.lmdb)
             }
-            #[cfg(feature = "sqlite")]
-            Format::Sqlite
+            #[cfg(any(feature = "lmdb", feature = "sqlite"))]
+            Format::Lmdb | Format::Sqlite
                 if self.foreign_file(&target, &own) || self.sqlite_by_name_unsafe(&target) =>
             {
-                // A new file: the old records, then the changes, both through the
-                // temporary file's descriptor where names are not stable.
-                let base = self.base.take();
-                let scan = match &base {
-                    Some(b) if !ops.replace_all() => Some(b.scan()?),
-                    _ => None,
-                };
-                let records: Records<'_> = match scan {
-                    Some(s) => s,
-                    None => Box::new(std::iter::empty()),
-                };
-                let mut notes = Vec::new();
-                let n = rebuild_sqlite(&target, &own, records, Some(ops), &self.opts, &mut notes)?;
-                self.notes.extend(notes);
-                self.notes.push(format!(
-                    "{}: written as a new file instead of in place",
-                    target.path.display()
-                ));
-                Ok(n)
+                self.rebuild_foreign(&target, &own, Changes::default(), Some(ops))
+            }
+            #[cfg(feature = "lmdb")]
+            Format::Lmdb => {
+                self.base = None;
+                lmdb::commit_at(&target, &own, ops, &self.opts.lmdb)
             }
             #[cfg(feature = "sqlite")]
             Format::Sqlite => {
@@ -429,7 +402,7 @@ impl Writer {
             Format::Lmdb | Format::Sqlite
                 if self.foreign_file(&target, &own) || self.sqlite_by_name_unsafe(&target) =>
             {
-                self.rebuild_foreign(&target, &own, changes)
+                self.rebuild_foreign(&target, &own, changes, None)
             }
             #[cfg(feature = "lmdb")]
             Format::Lmdb => {
@@ -554,14 +527,17 @@ impl Writer {
         self.format == Format::Sqlite && !target.path_is_stable()
     }
 
-    /// Applies `changes` to a file [`Writer::foreign_file`] refuses to write through: a
-    /// new file with the old records and the changes, renamed over it.
+    /// Applies `changes`, then `then` (a stage's changes, in key order), to a file
+    /// [`Writer::foreign_file`] refuses to write through: a new file with the old
+    /// records and the changes, renamed over it (for LMDB, the staged changes are then
+    /// made in place in that new file, which is ours).
     #[cfg(any(feature = "lmdb", feature = "sqlite"))]
     fn rebuild_foreign(
         &mut self,
         target: &Target,
         own: &Ownership,
         changes: Changes,
+        then: Option<&mut dyn OpSource>,
     ) -> Result<u64> {
         let why = target
             .existing
@@ -575,8 +551,9 @@ impl Writer {
             })
             .unwrap_or_default();
         let base = self.base.take();
+        let replace_all = changes.replace_all || then.as_ref().is_some_and(|o| o.replace_all());
         let scan = match &base {
-            Some(b) if !changes.replace_all => Some(b.scan()?),
+            Some(b) if !replace_all => Some(b.scan()?),
             _ => None,
         };
         let merged = crate::storage::merge(scan, &changes);
@@ -584,12 +561,17 @@ impl Writer {
             #[cfg(feature = "lmdb")]
             Format::Lmdb => {
                 let sorted = sort_records(merged, false, &self.spill_to())?;
-                rebuild_lmdb(target, own, sorted, &self.opts, true)?
+                let n = rebuild_lmdb(target, own, sorted, &self.opts, true)?;
+                match then {
+                    // The new file is ours: the staged changes go in place.
+                    Some(ops) => lmdb::commit_at(target, own, ops, &self.opts.lmdb)?,
+                    None => n,
+                }
             }
             #[cfg(feature = "sqlite")]
             Format::Sqlite => {
                 let mut notes = Vec::new();
-                let n = rebuild_sqlite(target, own, merged, None, &self.opts, &mut notes)?;
+                let n = rebuild_sqlite(target, own, merged, then, &self.opts, &mut notes)?;
                 self.notes.extend(notes);
                 n
             }
