@@ -388,8 +388,8 @@ impl Item {
         self.shape.feed(b);
         if self.too_long {
             if self.shape.len > MAX_RUN {
-                return Err(Error::Invalid(format!(
-                    "input: an entry longer than {} MiB: not an import file (reading stopped)",
+                return Err(runaway(format_args!(
+                    "an entry longer than {} MiB",
                     MAX_RUN >> 20
                 )));
             }
@@ -554,10 +554,17 @@ fn parse_lines(
     }
 }
 
-/// The error that stops reading at line `line`, longer than [`MAX_RUN`].
-fn runaway_line(line: usize) -> Error {
+/// The error that stops the read at an input run over [`MAX_RUN`] bytes (`what`).
+fn runaway(what: std::fmt::Arguments<'_>) -> Error {
     Error::Invalid(format!(
-        "input: line {line} is longer than {} MiB: not an import file (reading stopped)",
+        "input: {what}: not an import file (reading stopped)"
+    ))
+}
+
+/// [`runaway`] at line `line`.
+fn runaway_line(line: usize) -> Error {
+    runaway(format_args!(
+        "line {line} is longer than {} MiB",
         MAX_RUN >> 20
     ))
 }
@@ -902,9 +909,9 @@ fn parse_json(
     let mut bom = 0usize;
     // Whitespace outside elements, in a row: endless blanks stop the read too.
     let mut blanks = 0usize;
-    let runaway = || {
-        Err(Error::Invalid(format!(
-            "input: more than {} MiB of blanks: not an import file (reading stopped)",
+    let blank_run = || {
+        Err(runaway(format_args!(
+            "more than {} MiB of blanks",
             MAX_RUN >> 20
         )))
     };
@@ -945,7 +952,7 @@ fn parse_json(
                     if json_ws(c) {
                         blanks += 1;
                         if blanks > MAX_RUN {
-                            return runaway();
+                            return blank_run();
                         }
                         i += 1;
                         continue;
@@ -963,7 +970,7 @@ fn parse_json(
                         }
                         blanks += 1;
                         if blanks > MAX_RUN {
-                            return runaway();
+                            return blank_run();
                         }
                         i += 1;
                         continue;
@@ -1022,7 +1029,7 @@ fn parse_json(
                     }
                     blanks += 1;
                     if blanks > MAX_RUN {
-                        return runaway();
+                        return blank_run();
                     }
                     i += 1;
                 }
