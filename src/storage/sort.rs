@@ -245,6 +245,10 @@ fn prefetch(p: *const u8) {
     let _ = p;
 }
 
+/// From this many records on, [`Arena::sort`] distributes them by their first bits
+/// before comparing.
+const DISTRIBUTE_FROM: usize = 4096;
+
 /// Bytes of one arena block (a longer record gets a block of its own).
 const BLOCK: usize = 1 << 20;
 
@@ -320,16 +324,56 @@ impl Arena {
         Ok(())
     }
 
+    /// Sorts the spans by key (records pushed first come first among equal keys).
+    ///
+    /// Most sorts here are of keys that start with a hash (an import's users, the
+    /// records of a hash file being written), whose first bits spread the records
+    /// evenly: those are first distributed by their top bits into a second index (a
+    /// counting sort, one pass), leaving a few records per bucket to compare. Keys that
+    /// share their first bits (names in key order) are compared throughout.
     fn sort(&mut self) {
         let blocks = &self.blocks;
         let key = |s: &Span| &blocks[s.block as usize][s.off as usize..(s.off + s.klen) as usize];
-        // Records pushed first come first among equal keys.
-        self.spans.sort_unstable_by(|a, b| {
+        // A total order: equal keys by their place in the arena, which is push order.
+        let cmp = |a: &Span, b: &Span| {
             a.head
                 .cmp(&b.head)
                 .then_with(|| key(a).cmp(key(b)))
                 .then((a.block, a.off).cmp(&(b.block, b.off)))
-        });
+        };
+        let n = self.spans.len();
+        if n < DISTRIBUTE_FROM {
+            self.spans.sort_unstable_by(cmp);
+            return;
+        }
+        let bits = n.ilog2().clamp(8, 16);
+        let bucket = |s: &Span| (s.head >> (64 - bits)) as usize;
+        let mut starts = vec![0u32; (1 << bits) + 1];
+        for s in &self.spans {
+            starts[bucket(s) + 1] += 1;
+        }
+        // Too many records under one prefix: the distribution would not pay.
+        if starts.iter().any(|&c| c as usize > n / 8) {
+            self.spans.sort_unstable_by(cmp);
+            return;
+        }
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let mut out = vec![self.spans[0]; n];
+        let mut next = starts.clone();
+        for s in &self.spans {
+            let b = bucket(s);
+            out[next[b] as usize] = *s;
+            next[b] += 1;
+        }
+        for w in starts.windows(2) {
+            let (a, b) = (w[0] as usize, w[1] as usize);
+            if b - a > 1 {
+                out[a..b].sort_unstable_by(cmp);
+            }
+        }
+        self.spans = out;
     }
 
     /// Forgets the records, wiping their bytes but keeping the blocks.
@@ -912,6 +956,35 @@ mod tests {
         assert_eq!(drain(&mut out), want);
         // Nothing named was left in the directory.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn in_memory_order_with_and_without_distribution() {
+        // Keys led by a hash (distributed by their first bits), keys sharing their
+        // first bytes (compared throughout), and both around the size where the
+        // distribution starts; duplicates keep their push order either way.
+        for n in [DISTRIBUTE_FROM - 1, DISTRIBUTE_FROM, 50_000] {
+            for hashed in [true, false] {
+                let mut s = ExternalSort::new(&SpillTo::memory_only());
+                let mut want = Vec::new();
+                for i in 0..n as u64 {
+                    let j = i % (n as u64 / 3 + 1);
+                    let k = if hashed {
+                        let h = j.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                        let mut k = h.to_be_bytes().to_vec();
+                        k.extend_from_slice(format!("u{j}").as_bytes());
+                        k
+                    } else {
+                        format!("user{j:09}").into_bytes()
+                    };
+                    s.push(&k, &i.to_le_bytes()).unwrap();
+                    want.push((k, i.to_le_bytes().to_vec()));
+                }
+                want.sort_by(|a, b| a.0.cmp(&b.0));
+                let mut out = s.finish().unwrap();
+                assert_eq!(drain(&mut out), want, "{n} records, hashed {hashed}");
+            }
+        }
     }
 
     #[test]
