@@ -67,6 +67,17 @@ impl SecretBuf {
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// Bytes held.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Wipes the content and empties the buffer, keeping its room.
+    pub(crate) fn clear(&mut self) {
+        self.0.iter_mut().for_each(|b| *b = 0);
+        self.0.clear();
+    }
 }
 
 /// Why a key or one of its components was refused.

@@ -35,6 +35,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
+use std::ops::Range;
 
 use zeroize::Zeroizing;
 
@@ -45,7 +46,7 @@ use crate::account::{
 use crate::database::Transaction;
 use crate::error::{Error, Result};
 use crate::record::{AUTH_PASSWORD, KeyRef, OTP_SECRET, USER_PASSWORD};
-use crate::record::{MAX_NAME_LEN, MAX_SECRET_LEN, Secret};
+use crate::record::{MAX_NAME_LEN, MAX_SECRET_LEN, Secret, SecretBuf};
 use crate::storage::Stage;
 use crate::storage::sort::{ExternalSort, Sorted, SortedStream, SpillTo};
 
@@ -1490,56 +1491,104 @@ impl Held {
     }
 }
 
-/// One property of a user during an import: its value in the database and, once
-/// changed, its new value.
+/// One property of a user during an import: its name and value in the database (as
+/// places in the set's buffer) and, once changed, its new value.
 struct Prop {
-    name: Vec<u8>,
-    base: Option<Secret>,
+    name: Range<usize>,
+    base: Option<Range<usize>>,
     now: Option<Secret>,
     changed: bool,
 }
 
-impl Prop {
-    fn current(&self) -> Option<&Secret> {
-        if self.changed {
-            self.now.as_ref()
-        } else {
-            self.base.as_ref()
-        }
-    }
+/// A user's properties during an import. One set serves each user in turn: names and
+/// the database's values are held in one buffer, wiped between users, so a user
+/// costs no allocation unless one of their values changes.
+struct PropSet {
+    buf: SecretBuf,
+    props: Vec<Prop>,
 }
 
-/// A user's properties during an import.
-#[derive(Default)]
-struct PropSet(Vec<Prop>);
-
 impl PropSet {
+    fn new() -> PropSet {
+        PropSet {
+            buf: SecretBuf::with_capacity(512),
+            props: Vec::with_capacity(8),
+        }
+    }
+
+    /// Forgets the last user's properties (wiping their values).
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.props.clear();
+    }
+
+    fn hold(&mut self, b: &[u8]) -> Range<usize> {
+        let at = self.buf.len();
+        self.buf.push(b);
+        at..self.buf.len()
+    }
+
+    /// A property as the database holds it.
+    fn push_base(&mut self, name: &[u8], value: &[u8]) {
+        let name = self.hold(name);
+        let base = Some(self.hold(value));
+        self.props.push(Prop {
+            name,
+            base,
+            now: None,
+            changed: false,
+        });
+    }
+
+    fn name(&self, p: &Prop) -> &[u8] {
+        &self.buf.as_bytes()[p.name.clone()]
+    }
+
+    fn base(&self, p: &Prop) -> Option<&[u8]> {
+        p.base.clone().map(|r| &self.buf.as_bytes()[r])
+    }
+
+    /// The property's value now: its new one once changed, else the database's.
+    fn current<'a>(&'a self, p: &'a Prop) -> Option<&'a [u8]> {
+        if p.changed {
+            p.now.as_deref().map(|v| &v[..])
+        } else {
+            self.base(p)
+        }
+    }
+
+    fn position(&self, name: &[u8]) -> Option<usize> {
+        self.props.iter().position(|p| self.name(p) == name)
+    }
+
     fn set(&mut self, name: &[u8], value: Option<Secret>) {
-        match self.0.iter_mut().find(|p| p.name == name) {
-            Some(p) => {
+        match self.position(name) {
+            Some(i) => {
+                let p = &mut self.props[i];
                 p.now = value;
                 p.changed = true;
             }
-            None => self.0.push(Prop {
-                name: name.to_vec(),
-                base: None,
-                now: value,
-                changed: true,
-            }),
+            None => {
+                let name = self.hold(name);
+                self.props.push(Prop {
+                    name,
+                    base: None,
+                    now: value,
+                    changed: true,
+                });
+            }
         }
     }
 
-    fn get(&self, name: &[u8]) -> Option<&Secret> {
-        self.0
-            .iter()
-            .find(|p| p.name == name)
-            .and_then(Prop::current)
+    fn get(&self, name: &[u8]) -> Option<&[u8]> {
+        let p = &self.props[self.position(name)?];
+        self.current(p)
     }
 }
 
 impl UserProps for PropSet {
     fn get(&self, prop: &str) -> Result<Option<Secret>> {
-        Ok(PropSet::get(self, prop.as_bytes()).cloned())
+        Ok(PropSet::get(self, prop.as_bytes()).map(|v| Secret::new(v.to_vec())))
     }
 
     fn put(&mut self, prop: &str, value: Secret) -> Result<()> {
@@ -1607,12 +1656,12 @@ impl Merge<'_> {
         if keep && !self.wants_kept() {
             return Ok(());
         }
-        for p in &props.0 {
+        for p in &props.props {
             self.key.clear();
             self.key.extend_from_slice(prefix);
-            self.key.extend_from_slice(&p.name);
+            self.key.extend_from_slice(props.name(p));
             if let Some(st) = &mut self.stage {
-                match (&p.base, keep) {
+                match (props.base(p), keep) {
                     (Some(v), true) => st.keep(&self.key, v)?,
                     _ => st.delete(&self.key)?,
                 }
@@ -1632,7 +1681,7 @@ impl Merge<'_> {
 
     /// A user of the input (`entry`, encoded as [`Input::push`] does), with the
     /// properties the database holds for them.
-    fn user(&mut self, prefix: &[u8], entry: &[u8], mut props: PropSet) -> Result<()> {
+    fn user(&mut self, prefix: &[u8], entry: &[u8], props: &mut PropSet) -> Result<()> {
         let (password, entry_props) = decode_entry(entry)?;
         let policy = self.opts.policy;
         let plain_only = policy.plaintext && !policy.scram && !policy.otp;
@@ -1642,20 +1691,20 @@ impl Merge<'_> {
         {
             // A plaintext password and at most a plaintext password stored: what a
             // password change does then, without its general machinery.
-            match &props.0[..] {
+            match &props.props[..] {
                 [] => {
                     self.summary.added += 1;
                     return self.put(prefix, USER_PASSWORD.as_bytes(), pw);
                 }
-                [p] if p.name == USER_PASSWORD.as_bytes() => {
+                [p] if props.name(p) == USER_PASSWORD.as_bytes() => {
                     if self.opts.mode == Mode::CreateOnly {
                         self.summary.kept += 1;
-                        return self.keep_or_delete_all(prefix, &props, true);
+                        return self.keep_or_delete_all(prefix, props, true);
                     }
-                    let old = p.base.as_deref().map(|v| &v[..]).unwrap_or_default();
+                    let old = props.base(p).unwrap_or_default();
                     if bool::from(subtle::ConstantTimeEq::ct_eq(old, pw)) {
                         self.summary.unchanged += 1;
-                        return self.keep_or_delete_all(prefix, &props, true);
+                        return self.keep_or_delete_all(prefix, props, true);
                     }
                     self.summary.updated += 1;
                     return self.put(prefix, USER_PASSWORD.as_bytes(), pw);
@@ -1664,31 +1713,32 @@ impl Merge<'_> {
             }
         }
         if self.opts.mode == Mode::ReplaceAll {
-            for p in &mut props.0 {
-                if !MANAGED.iter().any(|m| m.as_bytes() == p.name) {
+            for i in 0..props.props.len() {
+                if !MANAGED.iter().any(|m| m.as_bytes() == props.name(&props.props[i])) {
+                    let p = &mut props.props[i];
                     p.now = None;
                     p.changed = true;
                 }
             }
         }
         let names: Vec<Vec<u8>> = props
-            .0
+            .props
             .iter()
-            .filter(|p| p.current().is_some())
-            .map(|p| p.name.clone())
+            .filter(|p| props.current(p).is_some())
+            .map(|p| props.name(p).to_vec())
             .collect();
         let exists = !names.is_empty();
         if exists && self.opts.mode == Mode::CreateOnly {
             self.summary.kept += 1;
-            return self.keep_or_delete_all(prefix, &props, true);
+            return self.keep_or_delete_all(prefix, props, true);
         }
         let mut outcome = match password {
-            Some(pw) => change_password(&mut props, pw, policy, &names)?,
+            Some(pw) => change_password(props, pw, policy, &names)?,
             None if exists => Outcome::Unchanged,
             None => Outcome::Added,
         };
         for (name, value) in &entry_props {
-            if props.get(name).map(|v| &v[..]) != Some(*value) {
+            if props.get(name) != Some(*value) {
                 props.set(name, Some(Secret::new(value.to_vec())));
                 if outcome == Outcome::Unchanged {
                     outcome = Outcome::Updated;
@@ -1700,18 +1750,18 @@ impl Merge<'_> {
             Outcome::Updated => self.summary.updated += 1,
             Outcome::Unchanged => self.summary.unchanged += 1,
         }
-        for p in &props.0 {
+        for p in &props.props {
             let same = !p.changed
-                || match (&p.base, &p.now) {
-                    (Some(a), Some(b)) => a[..] == b[..],
+                || match (props.base(p), &p.now) {
+                    (Some(a), Some(b)) => a == &b[..],
                     (None, None) => true,
                     _ => false,
                 };
             self.key.clear();
             self.key.extend_from_slice(prefix);
-            self.key.extend_from_slice(&p.name);
+            self.key.extend_from_slice(props.name(p));
             if let Some(st) = &mut self.stage {
-                match p.current() {
+                match props.current(p) {
                     Some(v) if same => st.keep(&self.key, v)?,
                     Some(v) => st.put(&self.key, v)?,
                     None if p.base.is_some() => st.delete(&self.key)?,
@@ -1807,6 +1857,8 @@ pub fn apply_input(
         e.set(entries.next()?);
         let mut done = 0usize;
         let mut next_report = 0usize;
+        let mut props = PropSet::new();
+        let mut group: Vec<u8> = Vec::with_capacity(512);
         loop {
             // A malformed key of the database stands alone.
             if b.some && KeyRef::parse(&b.key()[off..]).is_err() {
@@ -1826,27 +1878,22 @@ pub fn apply_input(
                 _ => std::cmp::Ordering::Greater,
             };
             // The database's records of the next user (when it is the database's).
-            let mut props = PropSet::default();
-            let group: Vec<u8> = if cmp != std::cmp::Ordering::Greater {
+            props.clear();
+            group.clear();
+            if cmp != std::cmp::Ordering::Greater {
                 let bg = b_group.expect("a base record");
-                let group = b.key()[..bg].to_vec();
+                group.extend_from_slice(&b.key()[..bg]);
                 while b.some && b.key().starts_with(&group) {
                     if KeyRef::parse(&b.key()[off..]).is_ok() {
-                        props.0.push(Prop {
-                            name: b.key()[bg..].to_vec(),
-                            base: Some(Secret::new(b.value().to_vec())),
-                            now: None,
-                            changed: false,
-                        });
+                        props.push_base(&b.key()[bg..], b.value());
                     } else {
                         m.malformed(&b.key()[off..], b.value())?;
                     }
                     b.set(base.next()?);
                 }
-                group
             } else {
-                e.key()[..e_group.expect("an entry")].to_vec()
-            };
+                group.extend_from_slice(&e.key()[..e_group.expect("an entry")]);
+            }
             let prefix = &group[off..];
             if cmp == std::cmp::Ordering::Less {
                 m.base_only(prefix, &props)?;
@@ -1854,7 +1901,7 @@ pub fn apply_input(
             }
             // The input's entries for this user: the first wins.
             let first_line = line_of_key(e.key());
-            m.user(prefix, e.value(), props)?;
+            m.user(prefix, e.value(), &mut props)?;
             done += 1;
             loop {
                 e.set(entries.next()?);
