@@ -48,7 +48,7 @@ use crate::error::{Error, Result};
 use crate::record::{AUTH_PASSWORD, KeyRef, OTP_SECRET, USER_PASSWORD};
 use crate::record::{MAX_NAME_LEN, MAX_SECRET_LEN, Secret, SecretBuf};
 use crate::storage::Stage;
-use crate::storage::sort::{ExternalSort, Sorted, SortedStream, SpillTo};
+use crate::storage::sort::{ExternalSort, Sorted, SortedStream, SpillTo, group_hash};
 
 /// The longest line (lines format) or CSV record accepted, in bytes. The longest valid
 /// entry is about 1.5 KiB (255-byte names, a 1023-byte password).
@@ -118,20 +118,9 @@ impl Order {
     }
 }
 
-/// FNV-1a, 64 bits: the hash of [`Order::Hashed`].
+/// The hash of [`Order::Hashed`].
 fn user_hash(b: &[u8]) -> [u8; 8] {
-    user_hash_parts(&[b])
-}
-
-/// [`user_hash`] of the concatenation of `parts`.
-fn user_hash_parts(parts: &[&[u8]]) -> [u8; 8] {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for &c in *part {
-            h = (h ^ u64::from(c)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h.to_be_bytes()
+    group_hash(&[b])
 }
 
 /// One user to import.
@@ -1297,7 +1286,7 @@ impl Input {
         let line = (e.line as u64).to_be_bytes();
         let hash = match self.order {
             Order::Key => [0u8; 8],
-            Order::Hashed => user_hash_parts(&[e.user, b"\0", realm, b"\0"]),
+            Order::Hashed => group_hash(&[e.user, b"\0", realm, b"\0"]),
         };
         let head: &[u8] = &hash[..self.order.offset()];
         let key: [&[u8]; 6] = [head, e.user, b"\0", realm, b"\0", &line];
@@ -1714,7 +1703,10 @@ impl Merge<'_> {
         }
         if self.opts.mode == Mode::ReplaceAll {
             for i in 0..props.props.len() {
-                if !MANAGED.iter().any(|m| m.as_bytes() == props.name(&props.props[i])) {
+                if !MANAGED
+                    .iter()
+                    .any(|m| m.as_bytes() == props.name(&props.props[i]))
+                {
                     let p = &mut props.props[i];
                     p.now = None;
                     p.changed = true;

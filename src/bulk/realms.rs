@@ -6,12 +6,12 @@
 //! Renames and deletes are staged in a [`Transaction`] (see `storage::stage`), so
 //! they apply atomically when it commits, or not at all.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::database::{Database, Transaction};
 use crate::error::{Error, Result};
 use crate::record::KeyRef;
-use crate::storage::sort::ExternalSort;
+use crate::storage::sort::{ExternalSort, group_hash};
 
 /// A realm and how many users and records it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,43 +25,64 @@ pub struct RealmCount {
 }
 
 /// Every realm of `db` with its users and records, in bytewise order of the realm.
-/// The keys are sorted by realm, then user, in bounded memory (through temporary
-/// files for a large database); only the realms are held.
+/// The keys are sorted by a hash of their user (`realm NUL user NUL`, which leads the
+/// sort key) in bounded memory, through temporary files for a large database: a
+/// user's records come together, which is all counting needs; only the realms are
+/// held.
 pub fn count(db: &Database) -> Result<Vec<RealmCount>> {
     let mut sort = ExternalSort::new(&db.spill_to().keys_only());
     for rec in db.records()? {
         let rec = rec?;
         if let Ok(k) = KeyRef::parse(&rec.key) {
-            sort.push_parts(&[k.realm, b"\0", k.user, b"\0", k.property], &[])?;
+            let user = [k.realm, b"\0", k.user, b"\0"];
+            let h = group_hash(&user);
+            sort.push_parts(&[&h, k.realm, b"\0", k.user, b"\0"], &[])?;
         }
     }
     let mut sorted = sort.finish()?;
-    let mut out: Vec<RealmCount> = Vec::new();
+    let mut realms: BTreeMap<Vec<u8>, RealmCount> = BTreeMap::new();
+    // The realm of the last user, counted here until another realm's user comes.
+    let mut cur = RealmCount {
+        realm: Vec::new(),
+        users: 0,
+        records: 0,
+    };
     let mut last_user: Vec<u8> = Vec::new();
-    while let Some((k, _)) = sorted.next()? {
-        // realm NUL user NUL property; names hold no NUL.
-        let mut nuls = memchr::memchr_iter(0, k);
-        let (a, b) = (nuls.next().unwrap_or(0), nuls.next().unwrap_or(k.len()));
-        let (realm, realm_user) = (&k[..a], &k[..b]);
-        match out.last_mut() {
-            Some(c) if c.realm == realm => {
-                c.records += 1;
-                if last_user != realm_user {
-                    c.users += 1;
-                }
+    let flush = |realms: &mut BTreeMap<Vec<u8>, RealmCount>, c: &RealmCount| {
+        if c.records == 0 {
+            return;
+        }
+        match realms.get_mut(&c.realm[..]) {
+            Some(r) => {
+                r.users += c.users;
+                r.records += c.records;
             }
-            _ => out.push(RealmCount {
-                realm: realm.to_vec(),
-                users: 1,
-                records: 1,
-            }),
+            None => {
+                realms.insert(c.realm.clone(), c.clone());
+            }
         }
-        if last_user != realm_user {
-            last_user.clear();
-            last_user.extend_from_slice(realm_user);
+    };
+    while let Some((k, _)) = sorted.next()? {
+        // hash, realm NUL user NUL; names hold no NUL.
+        if k == &last_user[..] {
+            cur.records += 1;
+            continue;
         }
+        last_user.clear();
+        last_user.extend_from_slice(k);
+        let realm = &k[8..8 + memchr::memchr(0, &k[8..]).unwrap_or(k.len() - 8)];
+        if cur.realm != realm {
+            flush(&mut realms, &cur);
+            cur.realm.clear();
+            cur.realm.extend_from_slice(realm);
+            cur.users = 0;
+            cur.records = 0;
+        }
+        cur.users += 1;
+        cur.records += 1;
     }
-    Ok(out)
+    flush(&mut realms, &cur);
+    Ok(realms.into_values().collect())
 }
 
 /// What a staged rename or delete touches.
@@ -182,4 +203,59 @@ pub fn delete(txn: &mut Transaction, realm: &[u8]) -> Result<Staged> {
     }
     txn.set_stage(stage)?;
     Ok(staged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::database::{SpillOptions, WriteOptions};
+    use crate::location::Location;
+    use crate::record::Key;
+
+    /// Users with several records each, in realms whose users interleave in the hash
+    /// order, counted with a sort that fits in memory and with one that spills.
+    #[test]
+    fn counts_users_and_records_per_realm() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = Location::path_only(dir.path().join("db"));
+        let opts = WriteOptions {
+            ownership: crate::OwnershipPolicy::RootGroup(
+                nix::unistd::getegid().as_raw().to_string(),
+            ),
+            ..WriteOptions::default()
+        };
+        let mut txn = Transaction::begin(&loc, &opts).unwrap();
+        let mut want: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for i in 0..3000u32 {
+            let realm = format!("r{}.example", i % 7);
+            let props = 1 + i % 3;
+            for p in 0..props {
+                let key = Key::new(
+                    format!("u{i}").as_bytes(),
+                    realm.as_bytes(),
+                    format!("p{p}").as_bytes(),
+                )
+                .unwrap();
+                txn.put(&key, b"v".to_vec());
+            }
+            let w = want.entry(realm).or_default();
+            w.0 += 1;
+            w.1 += u64::from(props);
+        }
+        txn.commit().unwrap();
+        let want: Vec<RealmCount> = want
+            .into_iter()
+            .map(|(realm, (users, records))| RealmCount {
+                realm: realm.into_bytes(),
+                users,
+                records,
+            })
+            .collect();
+        for memory in [SpillOptions::default().memory, 0] {
+            let db = Database::open(&loc)
+                .unwrap()
+                .with_spill(SpillOptions { dir: None, memory });
+            assert_eq!(count(&db).unwrap(), want, "sort memory {memory}");
+        }
+    }
 }

@@ -225,6 +225,20 @@ fn key_head(key: &[&[u8]]) -> u64 {
     u64::from_be_bytes(b)
 }
 
+/// A hash to lead a sort key with (FNV-1a, 64 bits, big-endian) when the sort is only
+/// for grouping: records with equal `parts` still come together, and keys that lead
+/// with it sort by distribution rather than by comparing names that share long
+/// prefixes (see [`Arena::sort`]).
+pub fn group_hash(parts: &[&[u8]]) -> [u8; 8] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &c in *part {
+            h = (h ^ u64::from(c)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h.to_be_bytes()
+}
+
 /// How many records ahead [`Sorted::next`] asks the processor to fetch: records are
 /// read in key order from all over the arena, and each read would otherwise wait for
 /// main memory.
