@@ -40,6 +40,70 @@ pub const MAX_SECRET_LEN: usize = 1023;
 /// A secret value: raw bytes, wiped from memory when dropped.
 pub type Secret = Zeroizing<Vec<u8>>;
 
+/// A large buffer that may hold secrets (a file page, a sort block): wiped when
+/// dropped, like a [`Secret`], but with one fill of its whole capacity rather than
+/// [`zeroize`]'s volatile store per byte, which costs microseconds on a 4 KiB page
+/// (and a page is read for every lookup). The zeroed bytes are then handed to
+/// [`std::hint::black_box`], an opaque read, so the fill is not a dead store the
+/// optimizer may drop. The buffer must not grow (a reallocation would leave a copy
+/// behind): it is made at its full size.
+pub(crate) struct WipeBuf(Vec<u8>);
+
+impl WipeBuf {
+    /// `len` zero bytes.
+    pub(crate) fn zeroed(len: usize) -> WipeBuf {
+        WipeBuf(vec![0u8; len])
+    }
+
+    /// An empty buffer with room for `cap` bytes, to be filled without growing.
+    pub(crate) fn with_capacity(cap: usize) -> WipeBuf {
+        WipeBuf(Vec::with_capacity(cap))
+    }
+
+    /// Room for bytes.
+    pub(crate) fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+
+    /// Appends bytes that fit in the room left (checked).
+    pub(crate) fn extend_from_slice(&mut self, b: &[u8]) {
+        assert!(
+            self.0.len() + b.len() <= self.0.capacity(),
+            "a wiped buffer must not grow"
+        );
+        self.0.extend_from_slice(b);
+    }
+
+    /// Wipes the content and empties the buffer, keeping its room.
+    pub(crate) fn clear(&mut self) {
+        self.0.fill(0);
+        std::hint::black_box(&self.0[..]);
+        self.0.clear();
+    }
+}
+
+impl std::ops::Deref for WipeBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for WipeBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+impl Drop for WipeBuf {
+    fn drop(&mut self) {
+        let cap = self.0.capacity();
+        self.0.clear();
+        self.0.resize(cap, 0);
+        std::hint::black_box(&self.0[..]);
+    }
+}
+
 /// A byte buffer for text that holds secrets (export lines): wiped on drop, and when
 /// it must grow its content moves to a new buffer and the old one is wiped (a `Vec`
 /// growing in place would leave copies in freed memory).

@@ -21,6 +21,7 @@ use super::mech::{Exchange, MechEnv, Mechanism, Progress};
 use super::verify::{Decoy, verify_plain};
 use super::{Config, ServeError, listen, log, saslauthd};
 use crate::account::{Verdict, split_userid};
+use crate::record::WipeBuf;
 
 /// Which protocol a socket speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -608,7 +609,7 @@ fn mux_fast(
     rt: &tokio::runtime::Handle,
 ) {
     use std::io::{Read, Write};
-    let mut buf = Zeroizing::new([0u8; saslauthd::MAX_REQUEST]);
+    let mut buf = WipeBuf::zeroed(saslauthd::MAX_REQUEST);
     let mut n = 0;
     let mut yields = 0;
     let req = loop {
@@ -722,7 +723,7 @@ fn mux_check(shared: &Shared, req: &saslauthd::Request) -> (&'static [u8], bool)
 /// what was read already).
 async fn mux_conn(mut stream: UnixStream, shared: Arc<Shared>, pre: Zeroizing<Vec<u8>>) {
     let deadline = tokio::time::Instant::now() + shared.cfg.timeout;
-    let mut buf = Zeroizing::new([0u8; saslauthd::MAX_REQUEST]);
+    let mut buf = WipeBuf::zeroed(saslauthd::MAX_REQUEST);
     let mut n = pre.len().min(buf.len());
     buf[..n].copy_from_slice(&pre[..n]);
     drop(pre);
@@ -853,7 +854,7 @@ async fn dovecot_conn(stream: UnixStream, shared: Arc<Shared>) {
     }
     let (tx, mut rx) = mpsc::channel::<(u32, Reply)>(dovecot::MAX_REQUESTS + 8);
     let mut in_flight = 0usize;
-    let mut buf = Zeroizing::new(vec![0u8; 4096]);
+    let mut buf = WipeBuf::zeroed(4096);
     let mut events = Vec::new();
     let mut last = Instant::now();
     loop {

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, IoContext, Result};
-use crate::record::Record;
+use crate::record::{Record, WipeBuf};
 use crate::storage::Records;
 
 /// Bytes of records (with their index) held in memory before a run is spilled, by
@@ -270,7 +270,7 @@ const BLOCK: usize = 1 << 20;
 /// no copy is left behind and memory grows a block at a time), with their spans: no
 /// allocation per record, so a million records sort without a million heap blocks.
 struct Arena {
-    blocks: Vec<Zeroizing<Vec<u8>>>,
+    blocks: Vec<WipeBuf>,
     /// Blocks in use (the others are kept, emptied, for reuse).
     used: usize,
     bytes: usize,
@@ -317,7 +317,7 @@ impl Arena {
             if self.used < self.blocks.len() && self.blocks[self.used].capacity() >= len {
                 // A block emptied by the last spill.
             } else {
-                let block = Zeroizing::new(Vec::with_capacity(len.max(BLOCK)));
+                let block = WipeBuf::with_capacity(len.max(BLOCK));
                 self.blocks.insert(self.used, block);
             }
             self.used += 1;
@@ -393,7 +393,6 @@ impl Arena {
     /// Forgets the records, wiping their bytes but keeping the blocks.
     fn clear(&mut self) {
         for b in &mut self.blocks[..self.used] {
-            b.iter_mut().for_each(|x| *x = 0);
             b.clear();
         }
         self.used = 0;

@@ -47,7 +47,7 @@ pub struct Patch {
     /// `(pgno, page image)`, each page once.
     pages: Vec<(u32, Zeroizing<Vec<u8>>)>,
     /// The new meta page.
-    meta_page: Zeroizing<Vec<u8>>,
+    meta_page: crate::record::WipeBuf,
     /// Bytes of the old file to copy (its pages up to `last_pgno`).
     copy_len: u64,
     stats: WriteStats,

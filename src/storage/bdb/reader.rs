@@ -23,7 +23,7 @@ use super::page::{
 use super::{Fault, key_order};
 use crate::error::{Error, IoContext, Result};
 use crate::location::Format;
-use crate::record::{Record, Secret};
+use crate::record::{Record, Secret, WipeBuf};
 use crate::storage::{Backend, LayoutHint, Records};
 
 /// An open Berkeley DB hash file, read-only.
@@ -197,8 +197,8 @@ impl BdbFile {
         Ok(hdr)
     }
 
-    pub(super) fn new_page(&self) -> Zeroizing<Vec<u8>> {
-        Zeroizing::new(vec![0u8; self.meta.page_size as usize])
+    pub(super) fn new_page(&self) -> WipeBuf {
+        WipeBuf::zeroed(self.meta.page_size as usize)
     }
 
     /// Checks that a loaded page is a hash page and indexes it.
@@ -432,7 +432,7 @@ impl Backend for BdbFile {
 pub struct Scan<'a> {
     db: &'a BdbFile,
     next_bucket: u64,
-    page: Zeroizing<Vec<u8>>,
+    page: WipeBuf,
     hdr: Header,
     bucket: u32,
     loaded: bool,
