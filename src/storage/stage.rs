@@ -39,7 +39,59 @@ pub(super) enum Kind {
     Gdbm(gdbm::HashSort),
     /// Key → `[1] value` for a put, `[0]` for a delete.
     Ops(ExternalSort),
-    Map(Changes),
+    Map(MapStage),
+}
+
+/// Changes for the change map ([`Changes`]), gathered in a list and made into the map
+/// at the end: a bulk producer stages its keys in key order, and building a map from
+/// a sorted list costs no key comparisons beyond one per key (inserting each into the
+/// map searches it). A key staged again replaces the earlier change, as in the map.
+pub(super) struct MapStage {
+    replace_all: bool,
+    ops: Vec<(Vec<u8>, Option<Secret>)>,
+    /// Whether the keys came in strictly increasing order so far.
+    sorted: bool,
+}
+
+impl MapStage {
+    pub(super) fn new(replace_all: bool) -> MapStage {
+        MapStage {
+            replace_all,
+            ops: Vec::new(),
+            sorted: true,
+        }
+    }
+
+    fn push(&mut self, key: &[u8], value: Option<Secret>) {
+        if let Some((last, _)) = self.ops.last()
+            && last.as_slice() >= key
+        {
+            self.sorted = false;
+        }
+        self.ops.push((key.to_vec(), value));
+    }
+
+    /// Changes staged (a key staged twice counts twice until the map is made).
+    fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub(super) fn into_changes(self) -> Changes {
+        let ops = if self.sorted {
+            // Strictly increasing keys: the map is built from the list as it is.
+            self.ops.into_iter().collect()
+        } else {
+            let mut ops = std::collections::BTreeMap::new();
+            for (k, v) in self.ops {
+                ops.insert(k, v);
+            }
+            ops
+        };
+        Changes {
+            replace_all: self.replace_all,
+            ops,
+        }
+    }
 }
 
 impl std::fmt::Debug for Stage {
@@ -59,8 +111,7 @@ impl Stage {
             Kind::Gdbm(s) => s.put(key, value),
             Kind::Ops(s) => s.push_parts(&[key], &[&[1u8], value]),
             Kind::Map(c) => {
-                c.ops
-                    .insert(key.to_vec(), Some(Secret::new(value.to_vec())));
+                c.push(key, Some(Secret::new(value.to_vec())));
                 Ok(())
             }
         }
@@ -92,7 +143,7 @@ impl Stage {
             Kind::Gdbm(s) => s.delete(key),
             Kind::Ops(s) => s.push(key, &[0u8]),
             Kind::Map(c) => {
-                c.ops.insert(key.to_vec(), None);
+                c.push(key, None);
                 Ok(())
             }
         }
@@ -104,7 +155,7 @@ impl Stage {
             Kind::Bdb(s) => s.len(),
             Kind::Gdbm(s) => s.len(),
             Kind::Ops(s) => s.len(),
-            Kind::Map(c) => c.ops.len() as u64,
+            Kind::Map(c) => c.len() as u64,
         }
     }
 
@@ -144,7 +195,7 @@ impl Stage {
                 }
                 out
             }
-            Kind::Map(c) => return Ok(c),
+            Kind::Map(c) => return Ok(c.into_changes()),
         };
         for (k, v) in ops {
             if changes.ops.insert(k, v).is_some() {
@@ -260,4 +311,48 @@ pub(super) fn new(kind: Kind, replace_all: bool, complete: bool) -> Stage {
 /// An empty sort of changes by key.
 pub(super) fn ops_sort(to: &SpillTo) -> ExternalSort {
     ExternalSort::new(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ops(c: &Changes) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        c.ops
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_ref().map(|v| v.to_vec())))
+            .collect()
+    }
+
+    #[test]
+    fn map_stage_in_order_and_out_of_order_match_the_map() {
+        // In key order: the map is built from the list.
+        let mut m = MapStage::new(false);
+        m.push(b"a", Some(Secret::new(b"1".to_vec())));
+        m.push(b"b", None);
+        m.push(b"c", Some(Secret::new(b"3".to_vec())));
+        assert!(m.sorted);
+        let c = m.into_changes();
+        assert!(!c.replace_all);
+        assert_eq!(
+            ops(&c),
+            vec![
+                (b"a".to_vec(), Some(b"1".to_vec())),
+                (b"b".to_vec(), None),
+                (b"c".to_vec(), Some(b"3".to_vec())),
+            ]
+        );
+        // Out of order, and a key staged again: the later change wins, as in the map.
+        let mut m = MapStage::new(true);
+        m.push(b"b", Some(Secret::new(b"x".to_vec())));
+        m.push(b"a", Some(Secret::new(b"1".to_vec())));
+        m.push(b"b", None);
+        assert!(!m.sorted);
+        let c = m.into_changes();
+        assert!(c.replace_all);
+        assert_eq!(
+            ops(&c),
+            vec![(b"a".to_vec(), Some(b"1".to_vec())), (b"b".to_vec(), None)]
+        );
+    }
 }

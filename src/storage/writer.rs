@@ -265,10 +265,7 @@ impl Writer {
                 let o = gdbm_options(&self.layout_hint(), self.dir());
                 Kind::Gdbm(gdbm::HashSort::new(&to, o.signed_char))
             }
-            Format::Postgres => Kind::Map(Changes {
-                replace_all,
-                ..Changes::default()
-            }),
+            Format::Postgres => Kind::Map(stage::MapStage::new(replace_all)),
             _ => Kind::Ops(stage::ops_sort(&to)),
         };
         Ok(stage::new(kind, replace_all, complete))
@@ -283,7 +280,7 @@ impl Writer {
         let replace_all = st.replace_all;
         let complete = st.wants_kept();
         match st.kind {
-            Kind::Map(changes) => self.commit(changes),
+            Kind::Map(changes) => self.commit(changes.into_changes()),
             Kind::Bdb(mut sort) => {
                 let (target, own) = self.file()?;
                 let opts = bdb_options(&self.layout_hint(), &self.opts)?;

@@ -125,11 +125,16 @@
 //! Either way a change set is applied once and whole, or not at all. A writer gives up
 //! after [`RECONNECTS`] lost connections.
 //!
-//! Reading ([`PgStore`]) takes no lock; a scan fetches the table in key order in
-//! batches (one statement each), so a commit between two batches can be partly visible
-//! in one scan, as with SQLite. A reader whose connection dropped reconnects on its
-//! next call (a call that fails on a connection that had worked is retried once on a
-//! new one), so a long-running reader survives server restarts and failovers.
+//! Reading ([`PgStore`]) takes no lock; a scan reads the table in key order in
+//! statements of up to 65,536 records, taken 4,096 at a time (a writer logs each such
+//! batch as the query for the 4,096 records after the last key it had): the server
+//! keeps sending the rows while the caller works on a batch. Any other use of the
+//! connection meanwhile abandons the open statement (its remaining rows are skipped)
+//! and the scan goes on with one statement per batch. A commit between two statements
+//! can be partly visible in one scan, as with SQLite. A reader whose connection
+//! dropped reconnects on its next call (a call that fails on a connection that had
+//! worked is retried once on a new one), so a long-running reader survives server
+//! restarts and failovers.
 
 mod conn;
 pub mod tls;
@@ -140,6 +145,7 @@ use std::fmt;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -147,7 +153,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 use zeroize::Zeroizing;
 
-use conn::{Conn, Connector, is_connection_loss};
+use conn::{Conn, Connector, OpenRows, is_connection_loss};
 pub use conn::{HostParams, Target};
 use tls::TlsSettings;
 pub use write::{Session, init};
@@ -196,8 +202,11 @@ sql_insert: INSERT INTO sasldb (username, realm, property, value) VALUES ('%u', 
 sql_update: INSERT INTO sasldb (username, realm, property, value) VALUES ('%u', '%r', '%p', convert_to('%v', getdatabaseencoding())) ON CONFLICT (username, realm, property) DO UPDATE SET value = excluded.value
 ";
 
-/// Rows fetched per statement during a scan.
+/// Records per batch of a scan (what a writer logs one read of).
 const BATCH: i64 = 4096;
+/// Records one statement of a scan returns at most (a multiple of [`BATCH`]): what an
+/// abandoned statement may still send.
+const STREAM_ROWS: i64 = 16 * BATCH;
 
 impl Url {
     /// The connection parameters: the URL, then the environment (`PGHOST`...), then
@@ -757,6 +766,91 @@ const COLS: &str = "username::text, realm::text, property::text";
 const NOT_NULL: &str = "username IS NOT NULL AND realm IS NOT NULL AND property IS NOT NULL \
                         AND value IS NOT NULL";
 
+/// The statement reading the table in key order, after a key (`$2`, `$3`, `$4`) or from
+/// the start, up to `$1` records.
+fn scan_sql(table: &Table, after: bool) -> String {
+    let v = table.value_expr;
+    let order = "ORDER BY username::text COLLATE \"C\", realm::text COLLATE \"C\", \
+                 property::text COLLATE \"C\"";
+    if after {
+        format!(
+            "SELECT {COLS}, {v} FROM sasldb WHERE {NOT_NULL} AND \
+             (username::text COLLATE \"C\", realm::text COLLATE \"C\", \
+              property::text COLLATE \"C\") > ($2, $3, $4) {order} LIMIT $1"
+        )
+    } else {
+        format!("SELECT {COLS}, {v} FROM sasldb WHERE {NOT_NULL} {order} LIMIT $1")
+    }
+}
+
+/// A record of a result row (`username`, `realm`, `property`, value).
+fn record_of(row: &tokio_postgres::Row) -> Record {
+    let (u, r, p): (&str, &str, &str) = (row.get(0), row.get(1), row.get(2));
+    let value: Vec<u8> = row.get(3);
+    let mut key = Vec::with_capacity(u.len() + r.len() + p.len() + 2);
+    encode_into(&mut key, u.as_bytes(), r.as_bytes(), p.as_bytes());
+    Record::new(key, value)
+}
+
+/// The next [`BATCH`] records of scan `id` after `after`, taken from the scan's open
+/// statement on `conn` (a new one is started when `may_open` and there is none; else,
+/// one batch query). Also returns whether the next batch may start a statement (this
+/// one ended after its [`STREAM_ROWS`] rows).
+async fn take_batch(
+    c: &Client,
+    open: &mut Option<OpenRows>,
+    id: u64,
+    after: &Option<[String; 3]>,
+    may_open: bool,
+    table: &Table,
+) -> std::result::Result<(Vec<Record>, bool), tokio_postgres::Error> {
+    use futures_core::Stream;
+    use tokio_postgres::types::ToSql;
+    if open.as_ref().is_some_and(|o| o.owner != id) {
+        // Another scan's statement: abandoned (its remaining rows are skipped).
+        *open = None;
+    }
+    if open.is_none() {
+        if !may_open {
+            let q = ReadQuery::Batch(after.clone());
+            return Ok((q.run(c, table).await?, false));
+        }
+        let sql = scan_sql(table, after.is_some());
+        let params: Vec<&(dyn ToSql + Sync)> = match after {
+            Some([u, r, p]) => vec![&STREAM_ROWS, u, r, p],
+            None => vec![&STREAM_ROWS],
+        };
+        let rows = c.query_raw(sql.as_str(), params).await?;
+        *open = Some(OpenRows {
+            owner: id,
+            rows: Box::pin(rows),
+            taken: 0,
+        });
+    }
+    let o = open.as_mut().expect("opened above");
+    let mut out = Vec::with_capacity(BATCH as usize);
+    let mut ended = false;
+    while (out.len() as i64) < BATCH {
+        match std::future::poll_fn(|cx| o.rows.as_mut().poll_next(cx)).await {
+            Some(Ok(row)) => out.push(record_of(&row)),
+            Some(Err(e)) => {
+                *open = None;
+                return Err(e);
+            }
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    o.taken += out.len() as i64;
+    let at_limit = o.taken >= STREAM_ROWS;
+    if ended || at_limit {
+        *open = None;
+    }
+    Ok((out, !ended && at_limit))
+}
+
 impl ReadQuery {
     /// Runs the query: the records it finds, in key order.
     async fn run(
@@ -788,34 +882,12 @@ impl ReadQuery {
                 )
                 .await?
             }
-            ReadQuery::Batch(None) => {
-                c.query(
-                    &format!("SELECT {COLS}, {v} FROM sasldb WHERE {NOT_NULL} {order} LIMIT $1"),
-                    &[&BATCH],
-                )
-                .await?
-            }
+            ReadQuery::Batch(None) => c.query(&scan_sql(table, false), &[&BATCH]).await?,
             ReadQuery::Batch(Some([u, r, p])) => {
-                c.query(
-                    &format!(
-                        "SELECT {COLS}, {v} FROM sasldb WHERE {NOT_NULL} AND \
-                         (username::text COLLATE \"C\", realm::text COLLATE \"C\", \
-                          property::text COLLATE \"C\") > ($2, $3, $4) {order} LIMIT $1"
-                    ),
-                    &[&BATCH, u, r, p],
-                )
-                .await?
+                c.query(&scan_sql(table, true), &[&BATCH, u, r, p]).await?
             }
         };
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let (u, r, p): (&str, &str, &str) = (row.get(0), row.get(1), row.get(2));
-            let value: Vec<u8> = row.get(3);
-            let mut key = Vec::with_capacity(u.len() + r.len() + p.len() + 2);
-            encode_into(&mut key, u.as_bytes(), r.as_bytes(), p.as_bytes());
-            out.push(Record::new(key, value));
-        }
-        Ok(out)
+        Ok(rows.iter().map(record_of).collect())
     }
 }
 
@@ -942,6 +1014,50 @@ impl PgStore {
         }
     }
 
+    /// The next batch of scan `id` (see [`take_batch`]): logged, and retried after a
+    /// lost connection, as [`PgStore::read`] does with a batch query (which is what it
+    /// answers).
+    fn read_batch(
+        &self,
+        id: u64,
+        after: &Option<[String; 3]>,
+        mut may_open: bool,
+    ) -> Result<(Vec<Record>, bool)> {
+        let mut inner = self.lock();
+        let mut fresh = false;
+        loop {
+            if inner.conn.is_none() {
+                self.reconnect(&mut inner, true)?;
+                fresh = true;
+                // The statement went with the old connection: start another.
+                may_open = true;
+            }
+            let conn = inner.conn.as_mut().expect("connected");
+            let table = &self.table;
+            let res = conn.run_open(|c, open| async move {
+                take_batch(c, open, id, after, may_open, table).await
+            });
+            match res {
+                Ok((records, next_open)) => {
+                    if let Some(hold) = &mut inner.hold {
+                        hold.log
+                            .push((ReadQuery::Batch(after.clone()), digest(&records)));
+                    }
+                    return Ok((records, next_open));
+                }
+                Err(e) => {
+                    let lost = is_connection_loss(&e, conn);
+                    if lost {
+                        inner.conn = None;
+                    }
+                    if !lost || fresh {
+                        return Err(pg_error(&self.url, &e));
+                    }
+                }
+            }
+        }
+    }
+
     /// A new connection: for a reader, to a host its URL accepts; for a writer, to one
     /// that accepts writes, with the lock taken again and (when `validate`) every
     /// logged read found unchanged.
@@ -1053,6 +1169,8 @@ impl Backend for PgStore {
     fn scan(&self) -> Result<Records<'_>> {
         Ok(Box::new(Scan {
             store: self,
+            id: NEXT_SCAN.fetch_add(1, Ordering::Relaxed),
+            may_open: true,
             buf: VecDeque::new(),
             last: None,
             done: false,
@@ -1091,9 +1209,18 @@ impl Backend for PgStore {
     }
 }
 
-/// A scan in key order, one statement per batch.
+/// Scans' numbers (which scan an open statement belongs to).
+static NEXT_SCAN: AtomicU64 = AtomicU64::new(0);
+
+/// A scan in key order, in batches of [`BATCH`] records taken from statements of up to
+/// [`STREAM_ROWS`] records each, whose rows keep coming while the caller works on a
+/// batch. Any other use of the connection abandons the open statement; the scan then
+/// goes on with one statement per batch.
 struct Scan<'a> {
     store: &'a PgStore,
+    id: u64,
+    /// Whether the next batch may start a statement.
+    may_open: bool,
     buf: VecDeque<Record>,
     last: Option<[String; 3]>,
     done: bool,
@@ -1109,8 +1236,11 @@ impl Iterator for Scan<'_> {
         if self.done {
             return None;
         }
-        match self.store.read(ReadQuery::Batch(self.last.clone())) {
-            Ok(records) => self.buf.extend(records),
+        match self.store.read_batch(self.id, &self.last, self.may_open) {
+            Ok((records, may_open)) => {
+                self.may_open = may_open;
+                self.buf.extend(records);
+            }
             Err(e) => {
                 self.done = true;
                 return Some(Err(e));

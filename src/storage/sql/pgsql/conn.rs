@@ -6,13 +6,14 @@
 
 use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::MakeTlsConnect;
-use tokio_postgres::{Client, Socket};
+use tokio_postgres::{Client, RowStream, Socket};
 use zeroize::Zeroizing;
 
 use super::tls::{SslMode, TlsSettings, explain_handshake};
@@ -99,19 +100,47 @@ pub struct Conn {
     rt: Runtime,
     client: Option<Client>,
     task: Option<JoinHandle<()>>,
+    /// A scan's statement whose rows are still coming ([`Conn::run_open`]).
+    open: Option<OpenRows>,
     /// The host it reached, as [`HostParams::label`] says it.
     pub host: String,
 }
 
+/// The rows of a statement left open between calls: the server keeps sending them
+/// (into the socket buffers) while the caller works on the ones it has.
+pub struct OpenRows {
+    /// Who opened it (a scan's number).
+    pub owner: u64,
+    /// The rows still to come.
+    pub rows: Pin<Box<RowStream>>,
+    /// How many were taken so far.
+    pub taken: i64,
+}
+
 impl Conn {
     /// Runs `f` (a future using the client) to completion, driving the connection
-    /// meanwhile.
+    /// meanwhile. A statement left open ([`Conn::run_open`]) is abandoned first: its
+    /// remaining rows are skipped.
     pub fn run<'a, F, T>(&'a mut self, f: impl FnOnce(&'a mut Client) -> F) -> T
     where
         F: Future<Output = T> + 'a,
     {
+        self.open = None;
         let client = self.client.as_mut().expect("client present until drop");
         self.rt.block_on(f(client))
+    }
+
+    /// [`Conn::run`] that keeps the open statement: `f` gets it to take rows from, to
+    /// replace or to end.
+    pub fn run_open<'a, F, T>(
+        &'a mut self,
+        f: impl FnOnce(&'a mut Client, &'a mut Option<OpenRows>) -> F,
+    ) -> T
+    where
+        F: Future<Output = T> + 'a,
+    {
+        let client = self.client.as_mut().expect("client present until drop");
+        self.rt.block_on(f(client, &mut self.open))
     }
 
     /// Whether the server side is gone (the connection failed or was closed).
@@ -123,6 +152,7 @@ impl Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         // Dropping the client sends Terminate; let the connection task flush it.
+        drop(self.open.take());
         drop(self.client.take());
         if let Some(task) = self.task.take() {
             let _ = self
@@ -348,6 +378,7 @@ impl Connector<'_> {
                     rt,
                     client: Some(client),
                     task: Some(task),
+                    open: None,
                     host: h.label(),
                 };
                 match ok {
