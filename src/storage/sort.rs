@@ -228,7 +228,7 @@ fn key_head(key: &[&[u8]]) -> u64 {
 /// A hash to lead a sort key with (FNV-1a, 64 bits, big-endian) when the sort is only
 /// for grouping: records with equal `parts` still come together, and keys that lead
 /// with it sort by distribution rather than by comparing names that share long
-/// prefixes (see [`Arena::sort`]).
+/// prefixes (see `Arena::sort`).
 pub fn group_hash(parts: &[&[u8]]) -> [u8; 8] {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
