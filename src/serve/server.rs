@@ -652,7 +652,8 @@ fn mux_fast(
             Err(_) => return,
         }
     };
-    buf.zeroize();
+    // Wiped now: the request held the password.
+    buf.clear();
     let realm = shared.realm();
     let (user, urealm) = saslauthd::user_and_realm(&req, &realm);
     let ukey = user_key(user, urealm);
@@ -746,7 +747,8 @@ async fn mux_conn(mut stream: UnixStream, shared: Arc<Shared>, pre: Zeroizing<Ve
             Ok(Ok(k)) => n += k,
         }
     };
-    buf.zeroize();
+    // Wiped now: the request held the password.
+    buf.clear();
     mux_rest(stream, shared, req, None).await;
 }
 

@@ -39,8 +39,7 @@
 //!
 //! # Schema
 //!
-//! The SQLite store's layout, one row per record:
-//! The SQLite store's layout, one row per record:
+//! The table's layout, one row per record:
 //!
 //! ```sql
 #![doc = include_str!("pgsql_schema.sql")]
