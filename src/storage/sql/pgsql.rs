@@ -983,34 +983,12 @@ impl PgStore {
     /// writer's reads are logged, and its reconnection takes the lock again and checks
     /// the log first (see the module docs).
     fn read(&self, q: ReadQuery) -> Result<Vec<Record>> {
-        let mut inner = self.lock();
-        let mut fresh = false;
-        loop {
-            if inner.conn.is_none() {
-                self.reconnect(&mut inner, true)?;
-                fresh = true;
-            }
-            let conn = inner.conn.as_mut().expect("connected");
-            let table = &self.table;
-            let res = conn.run(|c| async { q.run(&*c, table).await });
-            match res {
-                Ok(records) => {
-                    if let Some(hold) = &mut inner.hold {
-                        hold.log.push((q, digest(&records)));
-                    }
-                    return Ok(records);
-                }
-                Err(e) => {
-                    let lost = is_connection_loss(&e, conn);
-                    if lost {
-                        inner.conn = None;
-                    }
-                    if !lost || fresh {
-                        return Err(pg_error(&self.url, &e));
-                    }
-                }
-            }
-        }
+        let table = &self.table;
+        let (records, ()) = self.logged_read(
+            || q.clone(),
+            |conn, _| conn.run(|c| async { Ok((q.run(&*c, table).await?, ())) }),
+        )?;
+        Ok(records)
     }
 
     /// The next batch of scan `id` (see [`take_batch`]): logged, and retried after a
@@ -1020,29 +998,46 @@ impl PgStore {
         &self,
         id: u64,
         after: &Option<[String; 3]>,
-        mut may_open: bool,
+        may_open: bool,
     ) -> Result<(Vec<Record>, bool)> {
+        let table = &self.table;
+        self.logged_read(
+            || ReadQuery::Batch(after.clone()),
+            |conn, new_conn| {
+                // On a new connection the statement went with the old one: start another.
+                let may_open = may_open || new_conn;
+                conn.run_open(|c, open| async move {
+                    take_batch(c, open, id, after, may_open, table).await
+                })
+            },
+        )
+    }
+
+    /// The retry and log of [`PgStore::read`] around `attempt` (told whether the
+    /// connection is new), which returns records and anything else; a writer logs the
+    /// records under the query `logged_as` gives.
+    fn logged_read<T>(
+        &self,
+        logged_as: impl FnOnce() -> ReadQuery,
+        mut attempt: impl FnMut(
+            &mut Conn,
+            bool,
+        ) -> std::result::Result<(Vec<Record>, T), tokio_postgres::Error>,
+    ) -> Result<(Vec<Record>, T)> {
         let mut inner = self.lock();
         let mut fresh = false;
         loop {
             if inner.conn.is_none() {
                 self.reconnect(&mut inner, true)?;
                 fresh = true;
-                // The statement went with the old connection: start another.
-                may_open = true;
             }
             let conn = inner.conn.as_mut().expect("connected");
-            let table = &self.table;
-            let res = conn.run_open(|c, open| async move {
-                take_batch(c, open, id, after, may_open, table).await
-            });
-            match res {
-                Ok((records, next_open)) => {
+            match attempt(conn, fresh) {
+                Ok((records, rest)) => {
                     if let Some(hold) = &mut inner.hold {
-                        hold.log
-                            .push((ReadQuery::Batch(after.clone()), digest(&records)));
+                        hold.log.push((logged_as(), digest(&records)));
                     }
-                    return Ok((records, next_open));
+                    return Ok((records, rest));
                 }
                 Err(e) => {
                     let lost = is_connection_loss(&e, conn);
