@@ -14,19 +14,39 @@ use std::ffi::c_char;
 /// libgdbm uses).
 pub const HOST_SIGNED_CHAR: bool = (c_char::MIN as i32) < 0;
 
+/// How far byte `i` of a key is shifted: `(5 * i) % 24`, which repeats every 24 bytes.
+const SHIFTS: [u32; 24] = {
+    let mut s = [0u32; 24];
+    let mut i = 0;
+    while i < 24 {
+        s[i] = (5 * i as u32) % 24;
+        i += 1;
+    }
+    s
+};
+
 /// The 31-bit GDBM hash of a key, with `char` signed or unsigned.
+///
+/// libgdbm keeps 31 bits after every addition; keeping them once at the end gives the
+/// same value (the sum is the same modulo 2^31), and the shifts come from a table, so
+/// the loop is a shift and an add per byte.
 pub fn hash(key: &[u8], signed_char: bool) -> u32 {
     let mut v = 0x238F_13AFu32.wrapping_mul(key.len() as u32);
-    for (i, &b) in key.iter().enumerate() {
-        let c = if signed_char {
-            i32::from(b as i8) as u32
+    for chunk in key.chunks(SHIFTS.len()) {
+        if signed_char {
+            for (&b, &s) in chunk.iter().zip(&SHIFTS) {
+                v = v.wrapping_add((i32::from(b as i8) as u32) << s);
+            }
         } else {
-            u32::from(b)
-        };
-        let shift = (i as u32).wrapping_mul(5) % 24;
-        v = v.wrapping_add(c << shift) & 0x7FFF_FFFF;
+            for (&b, &s) in chunk.iter().zip(&SHIFTS) {
+                v = v.wrapping_add(u32::from(b) << s);
+            }
+        }
     }
-    1_103_515_243u32.wrapping_mul(v).wrapping_add(12345) & 0x7FFF_FFFF
+    1_103_515_243u32
+        .wrapping_mul(v & 0x7FFF_FFFF)
+        .wrapping_add(12345)
+        & 0x7FFF_FFFF
 }
 
 /// Whether the two variants can differ on this key (it has a byte ≥ 0x80).
@@ -53,6 +73,44 @@ mod tests {
         assert_eq!(hash("bób".as_bytes(), true), 0x0690_B9E3);
         assert!(variants_differ("bób".as_bytes()));
         assert!(!variants_differ(b"bob"));
+    }
+
+    /// libgdbm's loop as written: 31 bits kept after every byte.
+    fn hash_per_byte(key: &[u8], signed_char: bool) -> u32 {
+        let mut v = 0x238F_13AFu32.wrapping_mul(key.len() as u32);
+        for (i, &b) in key.iter().enumerate() {
+            let c = if signed_char {
+                i32::from(b as i8) as u32
+            } else {
+                u32::from(b)
+            };
+            let shift = (i as u32).wrapping_mul(5) % 24;
+            v = v.wrapping_add(c << shift) & 0x7FFF_FFFF;
+        }
+        1_103_515_243u32.wrapping_mul(v).wrapping_add(12345) & 0x7FFF_FFFF
+    }
+
+    #[test]
+    fn same_as_the_per_byte_loop() {
+        // Keys of every length up to three shift cycles, bytes of both halves.
+        let mut x: u32 = 0x1234_5678;
+        for len in 0..80 {
+            for _ in 0..20 {
+                let key: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        x as u8
+                    })
+                    .collect();
+                for signed in [true, false] {
+                    assert_eq!(hash(&key, signed), hash_per_byte(&key, signed), "{key:?}");
+                }
+            }
+        }
+        let all_ff = [0xFFu8; 1000];
+        assert_eq!(hash(&all_ff, true), hash_per_byte(&all_ff, true));
     }
 
     // The hash libgdbm uses here: signed `char` on x86, unsigned on Linux arm64.
