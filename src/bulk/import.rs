@@ -1440,46 +1440,6 @@ pub fn apply(
     Ok((summary, rejected))
 }
 
-/// A record copied out of a lending stream, in a buffer that is reused (and wiped).
-struct Held {
-    buf: Zeroizing<Vec<u8>>,
-    klen: usize,
-    some: bool,
-}
-
-impl Held {
-    fn new() -> Held {
-        Held {
-            buf: Zeroizing::new(Vec::with_capacity(512)),
-            klen: 0,
-            some: false,
-        }
-    }
-
-    fn set(&mut self, rec: Option<(&[u8], &[u8])>) {
-        self.buf.iter_mut().for_each(|b| *b = 0);
-        self.buf.clear();
-        self.some = rec.is_some();
-        if let Some((k, v)) = rec {
-            let need = k.len() + v.len();
-            if need > self.buf.capacity() {
-                self.buf = Zeroizing::new(Vec::with_capacity(need.max(2 * self.buf.capacity())));
-            }
-            self.buf.extend_from_slice(k);
-            self.buf.extend_from_slice(v);
-            self.klen = k.len();
-        }
-    }
-
-    fn key(&self) -> &[u8] {
-        &self.buf[..self.klen]
-    }
-
-    fn value(&self) -> &[u8] {
-        &self.buf[self.klen..]
-    }
-}
-
 /// One property of a user during an import: its name and value in the database (as
 /// places in the set's buffer) and, once changed, its new value.
 struct Prop {
@@ -1832,40 +1792,42 @@ pub fn apply_input(
             Order::Key => txn.base_sorted(true)?,
             Order::Hashed => {
                 let mut sort = ExternalSort::new(&txn.spill_to());
-                for r in txn.base_records()? {
-                    let r = r?;
-                    let hash = match KeyRef::parse(&r.key) {
-                        Ok(_) => user_hash(&r.key[..prefix_len(&r.key)]),
-                        Err(_) => user_hash(&r.key),
+                txn.base_each(&mut |key, value| {
+                    let hash = match KeyRef::parse(key) {
+                        Ok(_) => user_hash(&key[..prefix_len(key)]),
+                        Err(_) => user_hash(key),
                     };
-                    sort.push_parts(&[&hash, &r.key], &[&r.value])?;
-                }
+                    sort.push_parts(&[&hash, key], &[value])
+                })?;
                 SortedStream::Sorted(sort.finish()?)
             }
         };
-        let mut b = Held::new();
-        b.set(base.next()?);
-        let mut e = Held::new();
-        e.set(entries.next()?);
+        // Both streams lend their current record until they move on.
+        base.next()?;
+        entries.next()?;
         let mut done = 0usize;
         let mut next_report = 0usize;
         let mut props = PropSet::new();
         let mut group: Vec<u8> = Vec::with_capacity(512);
         loop {
+            let b = base.current();
             // A malformed key of the database stands alone.
-            if b.some && KeyRef::parse(&b.key()[off..]).is_err() {
-                m.malformed(&b.key()[off..], b.value())?;
-                b.set(base.next()?);
+            if let Some((k, v)) = b
+                && KeyRef::parse(&k[off..]).is_err()
+            {
+                m.malformed(&k[off..], v)?;
+                base.next()?;
                 continue;
             }
-            if !b.some && !e.some {
+            let e = entries.current();
+            if b.is_none() && e.is_none() {
                 break;
             }
             // The users' sort keys: [hash] user NUL realm NUL.
-            let b_group = b.some.then(|| off + prefix_len(&b.key()[off..]));
-            let e_group = e.some.then(|| e.key().len() - 8);
+            let b_group = b.map(|(k, _)| &k[..off + prefix_len(&k[off..])]);
+            let e_group = e.map(|(k, _)| &k[..k.len() - 8]);
             let cmp = match (b_group, e_group) {
-                (Some(bg), Some(eg)) => b.key()[..bg].cmp(&e.key()[..eg]),
+                (Some(bg), Some(eg)) => bg.cmp(eg),
                 (Some(_), None) => std::cmp::Ordering::Less,
                 _ => std::cmp::Ordering::Greater,
             };
@@ -1873,18 +1835,20 @@ pub fn apply_input(
             props.clear();
             group.clear();
             if cmp != std::cmp::Ordering::Greater {
-                let bg = b_group.expect("a base record");
-                group.extend_from_slice(&b.key()[..bg]);
-                while b.some && b.key().starts_with(&group) {
-                    if KeyRef::parse(&b.key()[off..]).is_ok() {
-                        props.push_base(&b.key()[bg..], b.value());
+                group.extend_from_slice(b_group.expect("a base record"));
+                let bg = group.len();
+                while let Some((k, v)) = base.current()
+                    && k.starts_with(&group)
+                {
+                    if KeyRef::parse(&k[off..]).is_ok() {
+                        props.push_base(&k[bg..], v);
                     } else {
-                        m.malformed(&b.key()[off..], b.value())?;
+                        m.malformed(&k[off..], v)?;
                     }
-                    b.set(base.next()?);
+                    base.next()?;
                 }
             } else {
-                group.extend_from_slice(&e.key()[..e_group.expect("an entry")]);
+                group.extend_from_slice(e_group.expect("an entry"));
             }
             let prefix = &group[off..];
             if cmp == std::cmp::Ordering::Less {
@@ -1892,18 +1856,17 @@ pub fn apply_input(
                 continue;
             }
             // The input's entries for this user: the first wins.
-            let first_line = line_of_key(e.key());
-            m.user(prefix, e.value(), &mut props)?;
+            let (key, entry) = entries.current().expect("an entry");
+            let first_line = line_of_key(key);
+            m.user(prefix, entry, &mut props)?;
             done += 1;
-            loop {
-                e.set(entries.next()?);
-                if !e.some || e.key()[..e.key().len() - 8] != group[..] {
-                    break;
-                }
+            while let Some((key, _)) = entries.next()?
+                && key[..key.len() - 8] == group[..]
+            {
                 let at = memchr::memchr(0, prefix).unwrap_or(0);
                 let (user, realm) = (&prefix[..at], &prefix[at + 1..prefix.len() - 1]);
                 m.rejected.push(Rejected {
-                    line: line_of_key(e.key()),
+                    line: line_of_key(key),
                     reason: format!(
                         "{}@{} appears again (first on line {first_line})",
                         String::from_utf8_lossy(user),

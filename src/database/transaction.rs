@@ -12,7 +12,7 @@ use crate::location::{Format, Location};
 use crate::record::{Key, Secret, user_prefix};
 use crate::storage::options::WriteOptions;
 use crate::storage::sort::{SortedStream, SpillTo};
-use crate::storage::{Changes, Records, Stage, Writer};
+use crate::storage::{Changes, EachRecord, Records, Stage, Writer};
 
 /// What a commit did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -197,6 +197,16 @@ impl Transaction {
         match self.writer.base() {
             Some(b) if !self.changes.replace_all => b.scan(),
             _ => Ok(Box::new(std::iter::empty())),
+        }
+    }
+
+    /// Calls `f` with every record of the database as it was when the transaction
+    /// began, lent for the call (the records of [`Transaction::base_records`], without
+    /// an allocation per record).
+    pub fn base_each(&self, f: &mut EachRecord<'_>) -> Result<()> {
+        match self.writer.base() {
+            Some(b) if !self.changes.replace_all => b.scan_each(f),
+            _ => Ok(()),
         }
     }
 

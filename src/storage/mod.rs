@@ -55,6 +55,10 @@ use crate::record::{Record, Secret};
 /// A stream of records in a backend's storage order.
 pub type Records<'a> = Box<dyn Iterator<Item = Result<Record>> + 'a>;
 
+/// What a lending scan calls with each record, `(key, value)`, lent for the call (see
+/// [`Backend::scan_each`]); an error it returns ends the scan.
+pub type EachRecord<'f> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'f;
+
 /// Whether writers change a database file of `format` in place, each change one
 /// transaction of the format's own (LMDB, SQLite), rather than replace the file: a
 /// reader's handle then stays current until the file is replaced.
@@ -92,6 +96,18 @@ pub trait Backend: Send + Sync {
 
     /// Every record, in storage order (see [`Backend::sorted`]).
     fn scan(&self) -> Result<Records<'_>>;
+
+    /// Calls `f` with every record, in the order of [`Backend::scan`], lending the
+    /// key and value for the call: formats that can read a record in place override
+    /// it to spare an allocation per record. An error of `f` ends the scan and is
+    /// returned unchanged.
+    fn scan_each(&self, f: &mut EachRecord<'_>) -> Result<()> {
+        for rec in self.scan()? {
+            let rec = rec?;
+            f(&rec.key, &rec.value)?;
+        }
+        Ok(())
+    }
 
     /// Whether [`Backend::scan`] yields keys in bytewise order.
     fn sorted(&self) -> bool {

@@ -46,6 +46,8 @@ pub const MIN_BUDGET: usize = 64 << 10;
 pub const MAX_FAN_IN: usize = 64;
 /// Read and write buffer of one run.
 const RUN_BUF: usize = 64 << 10;
+/// Bytes of the first key kept to find the start that every key shares.
+const COMMON_MAX: usize = 64;
 /// Bytes of index per record held in memory, counted against the budget.
 const INDEX_ENTRY: usize = std::mem::size_of::<Span>();
 /// Name prefix of a named spill file outside a database's directory.
@@ -225,17 +227,51 @@ fn key_head(key: &[&[u8]]) -> u64 {
     u64::from_be_bytes(b)
 }
 
-/// A hash to lead a sort key with (FNV-1a, 64 bits, big-endian) when the sort is only
-/// for grouping: records with equal `parts` still come together, and keys that lead
-/// with it sort by distribution rather than by comparing names that share long
-/// prefixes (see `Arena::sort`).
+/// A hash to lead a sort key with, when the sort is only for grouping: records with
+/// equal `parts` (as one byte string: the hash of the concatenation, wherever the parts
+/// are cut) still come together, and keys that lead with it sort by distribution
+/// rather than by comparing names that share long prefixes (see `Arena::sort`).
+///
+/// Eight bytes at a time, each word multiplied in, then a finalizer that spreads every
+/// byte over the top bits, which the distribution reads. Not a defence against chosen
+/// collisions: a skewed input only makes the sort fall back to comparing.
 pub fn group_hash(parts: &[&[u8]]) -> [u8; 8] {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mix = |h: u64, w: u64| (h ^ w).wrapping_mul(K).rotate_left(29);
+    let mut h: u64 = 0;
+    let mut total: u64 = 0;
+    // Bytes waiting for a whole word (a part may end mid-word).
+    let mut pend = [0u8; 8];
+    let mut np = 0usize;
     for part in parts {
-        for &c in *part {
-            h = (h ^ u64::from(c)).wrapping_mul(0x0000_0100_0000_01b3);
+        let mut p = *part;
+        total += p.len() as u64;
+        if np > 0 {
+            let take = (8 - np).min(p.len());
+            pend[np..np + take].copy_from_slice(&p[..take]);
+            np += take;
+            p = &p[take..];
+            if np < 8 {
+                continue;
+            }
+            h = mix(h, u64::from_le_bytes(pend));
         }
+        let mut words = p.chunks_exact(8);
+        for w in &mut words {
+            h = mix(h, u64::from_le_bytes(w.try_into().expect("8 bytes")));
+        }
+        let rest = words.remainder();
+        pend[..rest.len()].copy_from_slice(rest);
+        np = rest.len();
     }
+    pend[np..].fill(0);
+    h = mix(h, u64::from_le_bytes(pend)) ^ total;
+    // The finalizer of MurmurHash3 (fmix64).
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
     h.to_be_bytes()
 }
 
@@ -390,6 +426,17 @@ impl Arena {
         self.spans = out;
     }
 
+    /// Takes every record's head from the bytes after the first `skip` of its key,
+    /// which all the keys share: the heads then tell apart keys with a long common
+    /// start (names in key order) without reading the arena.
+    fn rehead(&mut self, skip: usize) {
+        let blocks = &self.blocks;
+        for s in &mut self.spans {
+            let key = &blocks[s.block as usize][s.off as usize..(s.off + s.klen) as usize];
+            s.head = key_head(&[&key[skip.min(key.len())..]]);
+        }
+    }
+
     /// Forgets the records, wiping their bytes but keeping the blocks.
     fn clear(&mut self) {
         for b in &mut self.blocks[..self.used] {
@@ -409,6 +456,10 @@ pub struct ExternalSort {
     runs: Vec<File>,
     pushed: u64,
     bytes: u64,
+    /// The start of the first key pushed (at most `COMMON_MAX` bytes) and how much of
+    /// it every key pushed so far shares (see [`Arena::rehead`]).
+    first: Vec<u8>,
+    common: usize,
 }
 
 impl std::fmt::Debug for ExternalSort {
@@ -429,7 +480,32 @@ impl ExternalSort {
             runs: Vec::new(),
             pushed: 0,
             bytes: 0,
+            first: Vec::new(),
+            common: 0,
         }
+    }
+
+    /// Narrows the start that every key shares to what `key` shares with the first.
+    fn narrow_common(&mut self, key: &[&[u8]]) {
+        if self.pushed == 0 {
+            for part in key {
+                let take = part.len().min(COMMON_MAX - self.first.len());
+                self.first.extend_from_slice(&part[..take]);
+            }
+            self.common = self.first.len();
+            return;
+        }
+        let mut i = 0;
+        for part in key {
+            for &b in *part {
+                if i == self.common || b != self.first[i] {
+                    self.common = i;
+                    return;
+                }
+                i += 1;
+            }
+        }
+        self.common = self.common.min(i);
     }
 
     /// Adds a record.
@@ -449,6 +525,7 @@ impl ExternalSort {
         {
             self.spill()?;
         }
+        self.narrow_common(key);
         self.pushed += 1;
         self.bytes += (klen + vlen) as u64;
         self.arena.push(key, value)
@@ -481,7 +558,7 @@ impl ExternalSort {
         if self.runs.len() >= MAX_FAN_IN {
             self.merge_runs()?;
         }
-        self.arena.sort();
+        self.sort_arena();
         let dir = self.to.dir.clone().unwrap_or_default();
         let file = spill_file(&self.to)?;
         let mut w = RunWriter::new(file);
@@ -495,12 +572,21 @@ impl ExternalSort {
         Ok(())
     }
 
+    /// Sorts the records held in memory, their heads taken past the start every key
+    /// shares.
+    fn sort_arena(&mut self) {
+        if self.common > 0 {
+            self.arena.rehead(self.common);
+        }
+        self.arena.sort();
+    }
+
     /// Merges every run into one, so that the number of open runs (and their buffers)
     /// stays bounded.
     fn merge_runs(&mut self) -> Result<()> {
         let dir = self.to.dir.clone().unwrap_or_default();
         let runs = std::mem::take(&mut self.runs);
-        let mut merge = Merge::new(runs, &dir)?;
+        let mut merge = Merge::new(runs, &dir, self.common)?;
         let mut w = RunWriter::new(spill_file(&self.to)?);
         while let Some((k, v)) = merge.next()? {
             w.write(k, v).at(&dir)?;
@@ -512,7 +598,7 @@ impl ExternalSort {
     /// The records in key order.
     pub fn finish(mut self) -> Result<Sorted> {
         if self.runs.is_empty() {
-            self.arena.sort();
+            self.sort_arena();
             return Ok(Sorted {
                 inner: Inner::Memory {
                     arena: self.arena,
@@ -525,7 +611,7 @@ impl ExternalSort {
         // The arena's buffer is no longer needed while merging.
         self.arena = Arena::new();
         let dir = self.to.dir.clone().unwrap_or_default();
-        let merge = Merge::new(std::mem::take(&mut self.runs), &dir)?;
+        let merge = Merge::new(std::mem::take(&mut self.runs), &dir, self.common)?;
         Ok(Sorted {
             inner: Inner::Merge(merge),
             len: self.pushed,
@@ -578,6 +664,8 @@ impl Sorted {
         match &mut self.inner {
             Inner::Memory { arena, pos } => {
                 let Some(s) = arena.spans.get(*pos) else {
+                    // Past the end, so that `current` says None.
+                    *pos = arena.spans.len() + 1;
                     return Ok(None);
                 };
                 if let Some(ahead) = arena.spans.get(*pos + PREFETCH_AHEAD) {
@@ -683,119 +771,162 @@ impl RunWriter {
     }
 }
 
-/// Reads the records of a run, one at a time, into a buffer of its own.
+/// Reads the records of a run, one at a time, lending each from its buffer (a record
+/// cut by the buffer's end is moved to its start first; one longer than the buffer is
+/// read whole into a buffer of its own).
 struct RunReader {
     file: File,
+    /// `RUN_BUF` bytes (wiped when dropped); `pos..len` are read and not yet consumed.
     buf: Zeroizing<Vec<u8>>,
     pos: usize,
-    /// The current record: key then value.
-    cur: Zeroizing<Vec<u8>>,
+    len: usize,
+    /// A record longer than `buf`.
+    big: Zeroizing<Vec<u8>>,
+    /// Where the current record starts in `buf` (None: in `big`).
+    at: Option<usize>,
     klen: usize,
+    total: usize,
+    /// Eight bytes of the current key as a number ([`key_head`]), from past the
+    /// start every key of the sort shares.
+    head: u64,
+    /// Bytes of that shared start.
+    skip: usize,
+    /// No current record: the run is read to its end.
+    done: bool,
 }
 
 impl RunReader {
-    fn new(file: File) -> RunReader {
+    fn new(file: File, skip: usize) -> RunReader {
         RunReader {
             file,
-            buf: Zeroizing::new(Vec::with_capacity(RUN_BUF)),
+            buf: Zeroizing::new(vec![0u8; RUN_BUF]),
             pos: 0,
-            cur: Zeroizing::new(Vec::with_capacity(256)),
+            len: 0,
+            big: Zeroizing::new(Vec::new()),
+            at: None,
             klen: 0,
+            total: 0,
+            head: 0,
+            skip,
+            done: false,
         }
     }
 
     fn rewind(&mut self) -> io::Result<()> {
         self.file.seek(SeekFrom::Start(0))?;
-        self.buf.iter_mut().for_each(|b| *b = 0);
-        self.buf.clear();
         self.pos = 0;
+        self.len = 0;
+        self.done = false;
         Ok(())
     }
 
-    /// Fills `out` with exactly `out.len()` bytes; false at a clean end of the run.
-    fn read_exact(&mut self, mut out: &mut [u8], start: bool) -> io::Result<bool> {
-        let mut first = start;
-        while !out.is_empty() {
-            if self.pos == self.buf.len() {
-                self.buf.iter_mut().for_each(|b| *b = 0);
-                self.buf.clear();
-                self.pos = 0;
-                let cap = self.buf.capacity();
-                self.buf.resize(cap, 0);
-                let n = loop {
-                    match self.file.read(&mut self.buf) {
-                        Ok(n) => break n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                };
-                self.buf.truncate(n);
-                if n == 0 {
-                    if first {
-                        return Ok(false);
-                    }
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "a temporary sort file ended early",
-                    ));
-                }
-            }
-            let take = out.len().min(self.buf.len() - self.pos);
-            out[..take].copy_from_slice(&self.buf[self.pos..self.pos + take]);
-            self.pos += take;
-            out = &mut out[take..];
-            first = false;
+    /// Makes `need` (at most the buffer's size) unread bytes lie together from `pos`,
+    /// reading as needed; returns how many lie there (fewer only at the end of the run).
+    fn ensure(&mut self, need: usize) -> io::Result<usize> {
+        if self.len - self.pos >= need {
+            return Ok(need);
         }
-        Ok(true)
+        self.buf.copy_within(self.pos..self.len, 0);
+        self.len -= self.pos;
+        self.pos = 0;
+        while self.len < need {
+            match self.file.read(&mut self.buf[self.len..]) {
+                Ok(0) => break,
+                Ok(n) => self.len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(self.len.min(need))
     }
 
     /// Reads the next record; false at the end.
     fn advance(&mut self) -> io::Result<bool> {
-        let mut head = [0u8; 8];
-        if !self.read_exact(&mut head, true)? {
-            return Ok(false);
+        let ended = || {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "a temporary sort file ended early",
+            )
+        };
+        match self.ensure(8)? {
+            0 => {
+                self.done = true;
+                return Ok(false);
+            }
+            8 => {}
+            _ => return Err(ended()),
         }
+        let head = &self.buf[self.pos..self.pos + 8];
         let klen = u32::from_le_bytes(head[..4].try_into().expect("4")) as usize;
         let vlen = u32::from_le_bytes(head[4..].try_into().expect("4")) as usize;
+        self.pos += 8;
         let total = klen + vlen;
-        if total > self.cur.capacity() {
-            // A new buffer; the old one is wiped as it drops.
-            self.cur = Zeroizing::new(Vec::with_capacity(total.max(2 * self.cur.capacity())));
+        if total <= self.buf.len() {
+            if self.ensure(total)? < total {
+                return Err(ended());
+            }
+            self.at = Some(self.pos);
+            self.pos += total;
+        } else {
+            // A new buffer; the last one is wiped as it drops.
+            let mut big = Zeroizing::new(vec![0u8; total]);
+            let have = self.len - self.pos;
+            big[..have].copy_from_slice(&self.buf[self.pos..self.len]);
+            self.pos = self.len;
+            self.file.read_exact(&mut big[have..]).map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    ended()
+                } else {
+                    e
+                }
+            })?;
+            self.big = big;
+            self.at = None;
         }
-        self.cur.clear();
-        self.cur.resize(total, 0);
-        let mut cur = std::mem::take(&mut *self.cur);
-        let r = self.read_exact(&mut cur, false);
-        *self.cur = cur;
-        r?;
         self.klen = klen;
+        self.total = total;
+        let key = self.key();
+        self.head = key_head(&[&key[self.skip.min(key.len())..]]);
         Ok(true)
     }
 
+    fn bytes(&self) -> &[u8] {
+        match self.at {
+            Some(at) => &self.buf[at..at + self.total],
+            None => &self.big,
+        }
+    }
+
     fn key(&self) -> &[u8] {
-        &self.cur[..self.klen]
+        &self.bytes()[..self.klen]
     }
 
     fn record(&self) -> (&[u8], &[u8]) {
-        self.cur.split_at(self.klen)
+        self.bytes().split_at(self.klen)
     }
 }
 
-/// A k-way merge of sorted runs: a binary heap of run indices ordered by each run's
-/// current key (then by run, so equal keys come in push order).
+/// A k-way merge of sorted runs through a tree of losers: each internal node holds the
+/// run that lost the match played there, the root the overall winner, so the next
+/// record costs one match per level (a heap costs two). Runs are ordered by their
+/// current key, then by run, so equal keys come in push order; a run read to its end
+/// loses every match.
 struct Merge {
     readers: Vec<RunReader>,
-    heap: Vec<usize>,
+    /// `tree[0]`: the run whose record comes next; `tree[1..k]`: the losers. The
+    /// leaves, runs `0..k`, sit at positions `k..2k`; a position's parent is half of it.
+    tree: Vec<usize>,
     /// The run whose record was lent last, advanced on the next call.
     lent: Option<usize>,
     dir: PathBuf,
 }
 
 impl Merge {
-    fn new(runs: Vec<File>, dir: &Path) -> Result<Merge> {
+    /// A merge of `runs`, whose keys all share their first `skip` bytes.
+    fn new(runs: Vec<File>, dir: &Path, skip: usize) -> Result<Merge> {
         let mut m = Merge {
-            readers: runs.into_iter().map(RunReader::new).collect(),
-            heap: Vec::new(),
+            readers: runs.into_iter().map(|f| RunReader::new(f, skip)).collect(),
+            tree: Vec::new(),
             lent: None,
             dir: dir.to_path_buf(),
         };
@@ -804,14 +935,22 @@ impl Merge {
     }
 
     fn start(&mut self) -> Result<()> {
-        self.heap.clear();
         self.lent = None;
-        for i in 0..self.readers.len() {
-            if self.readers[i].advance().at(&self.dir)? {
-                self.heap.push(i);
-                self.sift_up(self.heap.len() - 1);
-            }
+        for r in &mut self.readers {
+            r.advance().at(&self.dir)?;
         }
+        let k = self.readers.len();
+        self.tree = vec![0; k.max(1)];
+        // Every internal node's winner, children before parents.
+        let mut win = vec![0usize; k.max(1)];
+        for p in (1..k).rev() {
+            let side = |c: usize| if c >= k { c - k } else { win[c] };
+            let (a, b) = (side(2 * p), side(2 * p + 1));
+            let (w, l) = if self.before(a, b) { (a, b) } else { (b, a) };
+            win[p] = w;
+            self.tree[p] = l;
+        }
+        self.tree[0] = if k > 1 { win[1] } else { 0 };
         Ok(())
     }
 
@@ -822,61 +961,40 @@ impl Merge {
         self.start()
     }
 
-    fn less(&self, a: usize, b: usize) -> bool {
-        match self.readers[a].key().cmp(self.readers[b].key()) {
-            std::cmp::Ordering::Less => true,
-            std::cmp::Ordering::Greater => false,
-            std::cmp::Ordering::Equal => a < b,
+    /// Whether run `a`'s record comes before run `b`'s.
+    fn before(&self, a: usize, b: usize) -> bool {
+        let (ra, rb) = (&self.readers[a], &self.readers[b]);
+        if ra.done || rb.done {
+            return !ra.done;
         }
-    }
-
-    fn sift_up(&mut self, mut i: usize) {
-        while i > 0 {
-            let parent = (i - 1) / 2;
-            if self.less(self.heap[i], self.heap[parent]) {
-                self.heap.swap(i, parent);
-                i = parent;
-            } else {
-                break;
-            }
-        }
-    }
-
-    fn sift_down(&mut self, mut i: usize) {
-        let n = self.heap.len();
-        loop {
-            let (l, r) = (2 * i + 1, 2 * i + 2);
-            let mut m = i;
-            if l < n && self.less(self.heap[l], self.heap[m]) {
-                m = l;
-            }
-            if r < n && self.less(self.heap[r], self.heap[m]) {
-                m = r;
-            }
-            if m == i {
-                break;
-            }
-            self.heap.swap(i, m);
-            i = m;
-        }
+        ra.head
+            .cmp(&rb.head)
+            .then_with(|| ra.key().cmp(rb.key()))
+            .then(a.cmp(&b))
+            .is_lt()
     }
 
     fn next(&mut self) -> Result<Option<(&[u8], &[u8])>> {
-        if let Some(run) = self.lent.take() {
-            debug_assert_eq!(self.heap.first(), Some(&run));
-            if self.readers[run].advance().at(&self.dir)? {
-                self.sift_down(0);
-            } else {
-                let last = self.heap.pop().expect("the lent run is in the heap");
-                if !self.heap.is_empty() {
-                    self.heap[0] = last;
-                    self.sift_down(0);
-                }
-            }
-        }
-        let Some(&top) = self.heap.first() else {
+        if self.readers.is_empty() {
             return Ok(None);
-        };
+        }
+        if let Some(run) = self.lent.take() {
+            self.readers[run].advance().at(&self.dir)?;
+            // The run's new record plays its way up from its leaf.
+            let mut w = run;
+            let mut p = (run + self.readers.len()) / 2;
+            while p >= 1 {
+                if self.before(self.tree[p], w) {
+                    std::mem::swap(&mut self.tree[p], &mut w);
+                }
+                p /= 2;
+            }
+            self.tree[0] = w;
+        }
+        let top = self.tree[0];
+        if self.readers[top].done {
+            return Ok(None);
+        }
         self.lent = Some(top);
         Ok(Some(self.readers[top].record()))
     }
@@ -918,6 +1036,20 @@ impl SortedStream<'_> {
             SortedStream::Sorted(s) => s.next(),
         }
     }
+
+    /// The record the last call of [`SortedStream::next`] returned (None before the
+    /// first call and at the end).
+    pub fn current(&self) -> Option<(&[u8], &[u8])> {
+        match self {
+            SortedStream::Scan {
+                current, keys_only, ..
+            } => current.as_ref().map(|r| {
+                let v: &[u8] = if *keys_only { &[] } else { &r.value };
+                (&r.key[..], v)
+            }),
+            SortedStream::Sorted(s) => s.current(),
+        }
+    }
 }
 
 /// `records` in key order: as they are when `sorted`, else through an external sort
@@ -947,6 +1079,23 @@ mod tests {
     }
 
     #[test]
+    fn group_hash_is_the_hash_of_the_concatenation() {
+        let whole = b"someone.with.a.long.name\0example.org\0";
+        for cut in 0..whole.len() {
+            for cut2 in cut..whole.len() {
+                let parts = [&whole[..cut], &whole[cut..cut2], &whole[cut2..]];
+                assert_eq!(group_hash(&parts), group_hash(&[whole]), "{cut} {cut2}");
+            }
+        }
+        assert_ne!(group_hash(&[b"a"]), group_hash(&[b"a\0"]));
+        // The top byte, which the distribution reads, takes many values.
+        let tops: std::collections::HashSet<u8> = (0..1000u32)
+            .map(|i| group_hash(&[format!("user{i}\0example.org\0").as_bytes()])[0])
+            .collect();
+        assert!(tops.len() > 200, "{} distinct top bytes", tops.len());
+    }
+
+    #[test]
     fn sorts_across_spilled_runs_and_rewinds() {
         let dir = tempfile::tempdir().unwrap();
         let to = SpillTo::new(dir.path(), None, 0);
@@ -969,6 +1118,62 @@ mod tests {
         assert_eq!(drain(&mut out), want);
         // Nothing named was left in the directory.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn merges_records_of_every_size_across_many_runs() {
+        // Records from a few bytes to twice a run's buffer, so that some are cut by the
+        // buffer's end and some are longer than it; more runs than the fan-in, so runs
+        // are merged into one before the last merge; keys repeated across runs.
+        let dir = tempfile::tempdir().unwrap();
+        let to = SpillTo::new(dir.path(), None, 0);
+        let mut s = ExternalSort::new(&to);
+        let mut want = Vec::new();
+        let mut x: u32 = 7;
+        for i in 0..3_000u32 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let key = format!("{:04}", (x >> 8) % 700).into_bytes();
+            let len = match i % 50 {
+                0 => 2 * RUN_BUF + (x as usize % 100),
+                1 => RUN_BUF - 3,
+                _ => (x as usize >> 4) % 3000,
+            };
+            let value: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8).collect();
+            want.push((key.clone(), value.clone()));
+            s.push(&key, &value).unwrap();
+        }
+        assert!(s.runs.len() > 2, "spilled {} runs", s.runs.len());
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = s.finish().unwrap();
+        assert_eq!(drain(&mut out), want);
+        out.rewind().unwrap();
+        assert_eq!(drain(&mut out), want);
+        assert!(out.current().is_none());
+    }
+
+    #[test]
+    fn keys_with_a_long_common_start() {
+        // Every key starts with the same 20 bytes (one is only those), the rest in
+        // pseudo-random order with repeats; in memory and spilled.
+        for budget in [DEFAULT_BUDGET, 0] {
+            let dir = tempfile::tempdir().unwrap();
+            let to = SpillTo::new(dir.path(), None, budget);
+            let mut s = ExternalSort::new(&to);
+            let mut want = Vec::new();
+            for i in 0..30_000u32 {
+                let mut k = b"user.with.long.start".to_vec();
+                if i != 17 {
+                    let n = i.wrapping_mul(2_654_435_761) % 9_000;
+                    k.extend_from_slice(format!("{n}").as_bytes());
+                }
+                want.push((k.clone(), i.to_le_bytes().to_vec()));
+                s.push(&k, &i.to_le_bytes()).unwrap();
+            }
+            assert_eq!(s.common, 20);
+            assert_eq!(s.spilled(), budget == 0);
+            want.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(drain(&mut s.finish().unwrap()), want);
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::storage::persist;
 use crate::storage::sql::pgsql::PgStore;
 #[cfg(feature = "sqlite")]
 use crate::storage::sql::sqlite::SqliteFile;
-use crate::storage::{Backend, LayoutHint, Records};
+use crate::storage::{Backend, EachRecord, LayoutHint, Records};
 
 /// An open database. Shareable between threads: lookups and scans may run
 /// concurrently.
@@ -144,6 +144,12 @@ impl Store {
         self.backend().scan()
     }
 
+    /// Calls `f` with every record, in storage order, lent for the call (see
+    /// [`Backend::scan_each`]).
+    pub(crate) fn scan_each(&self, f: &mut EachRecord<'_>) -> Result<()> {
+        self.backend().scan_each(f)
+    }
+
     /// Every record in key order: the scan itself where the backend keeps keys sorted,
     /// else through an external sort spilling as `to` says. Without `values` the values
     /// are left out (and a sort holds no secrets).
@@ -165,10 +171,7 @@ impl Store {
         } else {
             ExternalSort::new(&to.keys_only())
         };
-        for r in self.scan()? {
-            let r = r?;
-            sorter.push(&r.key, if values { &r.value } else { &[] })?;
-        }
+        self.scan_each(&mut |key, value| sorter.push(key, if values { value } else { &[] }))?;
         Ok(SortedStream::Sorted(sorter.finish()?))
     }
 

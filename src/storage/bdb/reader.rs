@@ -24,7 +24,7 @@ use super::{Fault, key_order};
 use crate::error::{Error, IoContext, Result};
 use crate::location::Format;
 use crate::record::{Record, Secret, WipeBuf};
-use crate::storage::{Backend, LayoutHint, Records};
+use crate::storage::{Backend, EachRecord, LayoutHint, Records};
 
 /// An open Berkeley DB hash file, read-only.
 #[derive(Debug)]
@@ -413,6 +413,10 @@ impl Backend for BdbFile {
         Ok(Box::new(BdbFile::scan(self)))
     }
 
+    fn scan_each(&self, f: &mut EachRecord<'_>) -> Result<()> {
+        BdbFile::scan(self).for_each_lent(f)
+    }
+
     fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
         BdbFile::keys_with_prefix(self, prefix)
     }
@@ -505,15 +509,32 @@ impl<'a> Scan<'a> {
     /// errors, at the same places), without copying on-page keys or values.
     fn check_rest(&mut self) -> Result<()> {
         while self.next_pair()? {
-            let i = self.pair - 1;
-            let db = self.db;
-            let hp = HashPage::trusted(&self.page, db.meta.endian, db.overhead, &self.hdr);
             // Both items first, then their overflow chains, as `read_pair` does.
-            let k = hp.item(2 * i).map_err(|f| db.fault(f))?;
-            let d = hp.item(2 * i + 1).map_err(|f| db.fault(f))?;
+            let (k, d) = pair_items(self.db, &self.page, &self.hdr, self.pair - 1)?;
             for item in [k, d] {
                 if let Item::OffPage { pgno, tlen } = item {
-                    db.read_overflow(pgno, tlen, Some(&mut self.visited))?;
+                    self.db.read_overflow(pgno, tlen, Some(&mut self.visited))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with every remaining record, lent for the call: on-page keys and
+    /// values straight from the page, without an allocation per record (overflow
+    /// items are read whole, as [`Scan::step`] reads them). An error of the scan or of
+    /// `f` ends it and is returned.
+    pub fn for_each_lent(mut self, f: &mut EachRecord<'_>) -> Result<()> {
+        while self.next_pair()? {
+            let i = self.pair - 1;
+            match pair_items(self.db, &self.page, &self.hdr, i)? {
+                (Item::Data(key), Item::Data(value)) if !self.checking => {
+                    self.report.records += 1;
+                    f(key, value)?;
+                }
+                _ => {
+                    let r = self.read_pair(i)?;
+                    f(&r.key, &r.value)?;
                 }
             }
         }
@@ -551,10 +572,7 @@ impl<'a> Scan<'a> {
 
     fn read_pair(&mut self, i: usize) -> Result<Record> {
         let db = self.db;
-        // `load` validated the index of this page.
-        let hp = HashPage::trusted(&self.page, db.meta.endian, db.overhead, &self.hdr);
-        let k = hp.item(2 * i).map_err(|f| db.fault(f))?;
-        let d = hp.item(2 * i + 1).map_err(|f| db.fault(f))?;
+        let (k, d) = pair_items(db, &self.page, &self.hdr, i)?;
         let key = match k {
             Item::Data(b) => b.to_vec(),
             Item::OffPage { pgno, tlen } => {
@@ -600,6 +618,20 @@ impl<'a> Scan<'a> {
             }
         }
     }
+}
+
+/// The key and value items of pair `i` of a loaded `page` (whose index `Scan::load`
+/// validated).
+fn pair_items<'p>(
+    db: &BdbFile,
+    page: &'p [u8],
+    hdr: &Header,
+    i: usize,
+) -> Result<(Item<'p>, Item<'p>)> {
+    let hp = HashPage::trusted(page, db.meta.endian, db.overhead, hdr);
+    let k = hp.item(2 * i).map_err(|f| db.fault(f))?;
+    let d = hp.item(2 * i + 1).map_err(|f| db.fault(f))?;
+    Ok((k, d))
 }
 
 fn overflow_pages(tlen: u32, db: &BdbFile) -> u64 {

@@ -30,7 +30,7 @@ use super::{Fault, SMALL};
 use crate::error::{Error, IoContext, Result};
 use crate::location::Format;
 use crate::record::{Record, Secret};
-use crate::storage::{Backend, LayoutHint, Records};
+use crate::storage::{Backend, EachRecord, LayoutHint, Records};
 
 /// An open GDBM file, read-only.
 #[derive(Debug)]
@@ -178,16 +178,30 @@ impl GdbmFile {
         Ok((buf[..k].to_vec(), Zeroizing::new(buf[k..].to_vec())))
     }
 
-    /// [`GdbmFile::record`] through `window`, a read-ahead buffer over the file: a scan
-    /// reads records that mostly lie one after another, so one `pread` serves many.
-    fn record_via(&self, e: &Element, window: &mut Window) -> Result<(Vec<u8>, Secret)> {
+    /// The record an element points at, `(key, value)`, lent from `window`, a
+    /// read-ahead buffer over the file: a scan reads records that mostly lie one after
+    /// another, so one `pread` serves many. A record longer than the window is read
+    /// whole into `big`.
+    fn record_lent<'w>(
+        &self,
+        e: &Element,
+        window: &'w mut Window,
+        big: &'w mut Secret,
+    ) -> Result<(&'w [u8], &'w [u8])> {
         let (at, k, d) = e.record(self.len).map_err(|f| self.fault(f))?;
         let n = k + d;
         let hit = at >= window.at && at + n as u64 <= window.at + window.len as u64;
+        if !hit && n > WINDOW {
+            let (key, value) = self.record(e)?;
+            let key = Zeroizing::new(key);
+            let mut whole = Secret::new(Vec::with_capacity(n));
+            whole.extend_from_slice(&key);
+            whole.extend_from_slice(&value);
+            // The last record's bytes are wiped as they are dropped.
+            *big = whole;
+            return Ok(big.split_at(k));
+        }
         if !hit {
-            if n > WINDOW {
-                return self.record(e);
-            }
             let want = (self.len - at).min(WINDOW as u64) as usize;
             window.len = 0;
             let got = read_full_at(&self.file, &mut window.buf[..want], at).at(&self.path)?;
@@ -201,8 +215,7 @@ impl GdbmFile {
             window.len = got;
         }
         let off = (at - window.at) as usize;
-        let rec = &window.buf[off..off + n];
-        Ok((rec[..k].to_vec(), Zeroizing::new(rec[k..].to_vec())))
+        Ok(window.buf[off..off + n].split_at(k))
     }
 
     /// Looks one key up: hash, directory entry, bucket, linear probe. Keys are tried
@@ -260,6 +273,7 @@ impl GdbmFile {
                 at: 0,
                 len: 0,
             },
+            big: Secret::default(),
             report: VerifyReport {
                 avail_blocks: self.stack.len() as u64,
                 free_extents: (self.header.avail.elems.len()
@@ -306,6 +320,10 @@ impl Backend for GdbmFile {
 
     fn scan(&self) -> Result<Records<'_>> {
         Ok(Box::new(GdbmFile::scan(self)))
+    }
+
+    fn scan_each(&self, f: &mut EachRecord<'_>) -> Result<()> {
+        GdbmFile::scan(self).for_each_lent(f)
     }
 
     fn layout_hint(&self) -> LayoutHint {
@@ -386,12 +404,15 @@ pub struct Scan<'a> {
     slot: usize,
     seen: HashSet<u64>,
     window: Window,
+    /// A record longer than the window, read whole.
+    big: Secret,
     report: VerifyReport,
     done: bool,
 }
 
 impl Scan<'_> {
-    fn step(&mut self) -> Result<Option<Record>> {
+    /// The next used element, with its bucket's address and directory run.
+    fn next_element(&mut self) -> Result<Option<(Element, u64, usize, usize)>> {
         let db = self.db;
         loop {
             if let Some((bucket, addr, first, run)) = &self.current {
@@ -399,8 +420,7 @@ impl Scan<'_> {
                     let e = bucket.table[self.slot];
                     self.slot += 1;
                     if !e.is_empty() {
-                        let (addr, first, run) = (*addr, *first, *run);
-                        return self.read(&e, addr, first, run).map(Some);
+                        return Ok(Some((e, *addr, *first, *run)));
                     }
                 }
             }
@@ -440,29 +460,61 @@ impl Scan<'_> {
         }
     }
 
-    /// Reads one element's record and checks that its key belongs there.
-    fn read(&mut self, e: &Element, addr: u64, first: usize, run: usize) -> Result<Record> {
-        let db = self.db;
-        let (key, value) = db.record_via(e, &mut self.window)?;
-        let n = key.len().min(SMALL);
-        let h = e.hash as u32;
-        let host = hash(&key, HOST_SIGNED_CHAR);
-        let matches_hash = h == host || h == hash(&key, !HOST_SIGNED_CHAR);
-        let idx = db.dir.index(h);
-        if e.key_start[..n] != key[..n] || !matches_hash || !(first..first + run).contains(&idx) {
-            return Err(db.corrupt(format!(
-                "bucket at {addr}: the {}-byte key at {} does not match its element (hash \
-                 {h:#x}, directory entry {idx})",
-                key.len(),
-                e.data_pointer
-            )));
-        }
-        if h != host {
-            self.report.foreign_hash_keys += 1;
-        }
-        self.report.records += 1;
-        Ok(Record { key, value })
+    /// The next record, lent until the next call.
+    fn step_lent(&mut self) -> Result<Option<(&[u8], &[u8])>> {
+        let Some((e, addr, first, run)) = self.next_element()? else {
+            return Ok(None);
+        };
+        let (key, value) = self.db.record_lent(&e, &mut self.window, &mut self.big)?;
+        check_placement(self.db, &mut self.report, &e, addr, first..first + run, key)?;
+        Ok(Some((key, value)))
     }
+
+    /// Calls `f` with every remaining record, lent for the call: the scan without an
+    /// allocation per record. An error of the scan ends it as the iterator's does;
+    /// an error of `f` ends it and is returned unchanged.
+    pub fn for_each_lent(mut self, f: &mut EachRecord<'_>) -> Result<()> {
+        let db = self.db;
+        while !self.done {
+            match self.step_lent() {
+                Ok(Some((key, value))) => f(key, value)?,
+                Ok(None) => self.done = true,
+                Err(e) => return Err(db.busy_or(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks that a record's key belongs to the element that points at it (its first
+/// bytes and hash) and to the bucket it was found in (the hash's directory entry is
+/// in `run`), and counts it.
+fn check_placement(
+    db: &GdbmFile,
+    report: &mut VerifyReport,
+    e: &Element,
+    addr: u64,
+    run: std::ops::Range<usize>,
+    key: &[u8],
+) -> Result<()> {
+    let n = key.len().min(SMALL);
+    let h = e.hash as u32;
+    let host = hash(key, HOST_SIGNED_CHAR);
+    let matches_hash = h == host || h == hash(key, !HOST_SIGNED_CHAR);
+    let idx = db.dir.index(h);
+    if e.key_start[..n] != key[..n] || !matches_hash || !run.contains(&idx) {
+        return Err(db.corrupt(format!(
+            "bucket at {addr}: the {}-byte key at {} does not match its element (hash \
+             {h:#x}, directory entry {idx})",
+            key.len(),
+            e.data_pointer
+        )));
+    }
+    if h != host {
+        report.foreign_hash_keys += 1;
+    }
+    report.records += 1;
+    Ok(())
 }
 
 impl Iterator for Scan<'_> {
@@ -472,8 +524,8 @@ impl Iterator for Scan<'_> {
         if self.done {
             return None;
         }
-        match self.step() {
-            Ok(Some(r)) => Some(Ok(r)),
+        match self.step_lent() {
+            Ok(Some((k, v))) => Some(Ok(Record::new(k.to_vec(), v.to_vec()))),
             Ok(None) => {
                 self.done = true;
                 None
