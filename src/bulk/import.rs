@@ -1768,7 +1768,10 @@ pub fn apply_input(
         } else {
             // A large import rebuilds a whole file anyway: it hands over the records
             // that stay, so the commit does not read and merge the old file again.
-            Some(txn.new_stage(false, input.entries() > COMPLETE_FROM)?)
+            let mut stage = txn.new_stage(false, input.entries() > COMPLETE_FROM)?;
+            // Most entries make one change.
+            stage.reserve(input.entries());
+            Some(stage)
         },
         summary: Summary::default(),
         rejected: input.take_rejected(),

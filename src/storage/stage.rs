@@ -76,6 +76,14 @@ impl MapStage {
         self.ops.len()
     }
 
+    /// Room for `n` more changes, at most [`MapStage::RESERVE_MAX`] at once.
+    fn reserve(&mut self, n: usize) {
+        self.ops.reserve(n.min(Self::RESERVE_MAX));
+    }
+
+    /// The most changes [`MapStage::reserve`] makes room for in advance (48 MiB of list).
+    const RESERVE_MAX: usize = 1 << 20;
+
     pub(super) fn into_changes(self) -> Changes {
         let ops = if self.sorted {
             // Strictly increasing keys: the map is built from the list as it is.
@@ -124,6 +132,17 @@ impl Stage {
             Kind::Bdb(s) if self.complete => s.put(key, value),
             Kind::Gdbm(s) if self.complete => s.put(key, value),
             _ => Ok(()),
+        }
+    }
+
+    /// Room for about `n` more changes, where the stage is a list in memory: a producer
+    /// that knows how many it will stage says so, because growing the list moves it
+    /// (the binaries' allocator wipes the old block on every realloc: doubling a list
+    /// up to 200,000 changes copied, wiped and faulted in about 19 MB for 10 MB of
+    /// changes). Elsewhere a no-op.
+    pub(crate) fn reserve(&mut self, n: u64) {
+        if let Kind::Map(c) = &mut self.kind {
+            c.reserve(usize::try_from(n).unwrap_or(usize::MAX));
         }
     }
 
@@ -353,6 +372,21 @@ mod tests {
         assert_eq!(
             ops(&c),
             vec![(b"a".to_vec(), Some(b"1".to_vec())), (b"b".to_vec(), None)]
+        );
+    }
+
+    #[test]
+    fn map_stage_reserve_is_capped_and_keeps_the_changes() {
+        let mut m = MapStage::new(false);
+        m.push(b"a", None);
+        m.reserve(usize::MAX);
+        // Capped: room for RESERVE_MAX more, not usize::MAX (which would not fit).
+        assert!(m.ops.capacity() > MapStage::RESERVE_MAX);
+        assert!(m.ops.capacity() < 2 * MapStage::RESERVE_MAX);
+        m.push(b"b", Some(Secret::new(b"2".to_vec())));
+        assert_eq!(
+            ops(&m.into_changes()),
+            vec![(b"a".to_vec(), None), (b"b".to_vec(), Some(b"2".to_vec()))]
         );
     }
 }

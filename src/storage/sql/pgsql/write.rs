@@ -277,11 +277,14 @@ fn pieces(n: usize, size: impl Fn(usize) -> usize) -> Vec<std::ops::Range<usize>
 
 impl<'a> Writes<'a> {
     fn of(changes: &'a Changes, url: &str) -> Result<Writes<'a>> {
+        // Sized once: growing them would move each (the binaries' allocator wipes the
+        // old block on every realloc).
+        let n = changes.ops.len();
         let mut w = Writes {
             replace_all: changes.replace_all,
             del: Default::default(),
-            put: Default::default(),
-            values: Vec::new(),
+            put: std::array::from_fn(|_| Vec::with_capacity(n)),
+            values: Vec::with_capacity(n),
         };
         if !changes.replace_all {
             for key in changes.deletes() {
