@@ -200,9 +200,9 @@ pub fn is_spill_name(name: &std::ffi::OsStr) -> bool {
     name.as_bytes().starts_with(SPILL_PREFIX.as_bytes())
 }
 
-/// Where one record sits in the arena: its block, key then value there; with the
-/// key's first eight bytes as a number, which decides most comparisons without
-/// reading the arena.
+/// Where one record sits in the arena: its block, key then value there; with eight
+/// bytes of the key as a number (set when the arena is sorted, see
+/// [`Arena::set_heads`]), which decides most comparisons without reading the arena.
 #[derive(Debug, Clone, Copy)]
 struct Span {
     head: u64,
@@ -213,17 +213,10 @@ struct Span {
 }
 
 /// The first eight bytes of a key (zero-padded), big-endian: ordered like the keys.
-fn key_head(key: &[&[u8]]) -> u64 {
+fn key_head(key: &[u8]) -> u64 {
     let mut b = [0u8; 8];
-    let mut n = 0;
-    for part in key {
-        let take = part.len().min(8 - n);
-        b[n..n + take].copy_from_slice(&part[..take]);
-        n += take;
-        if n == 8 {
-            break;
-        }
-    }
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
     u64::from_be_bytes(b)
 }
 
@@ -361,7 +354,7 @@ impl Arena {
         let b = self.used - 1;
         let block = &mut self.blocks[b];
         self.spans.push(Span {
-            head: key_head(key),
+            head: 0,
             block: b as u32,
             off: block.len() as u32,
             klen: klen as u32,
@@ -374,13 +367,14 @@ impl Arena {
         Ok(())
     }
 
-    /// Sorts the spans by key (records pushed first come first among equal keys).
+    /// Sorts the spans by key (records pushed first come first among equal keys), by
+    /// the heads [`Arena::set_heads`] set.
     ///
     /// Most sorts here are of keys that start with a hash (an import's users, the
     /// records of a hash file being written), whose first bits spread the records
     /// evenly: those are first distributed by their top bits into a second index (a
-    /// counting sort, one pass), leaving a few records per bucket to compare. Keys that
-    /// share their first bits (names in key order) are compared throughout.
+    /// counting sort, one pass), leaving a few records per bucket to compare. Keys whose
+    /// heads share their first bits are compared throughout.
     fn sort(&mut self) {
         let blocks = &self.blocks;
         let key = |s: &Span| &blocks[s.block as usize][s.off as usize..(s.off + s.klen) as usize];
@@ -426,14 +420,14 @@ impl Arena {
         self.spans = out;
     }
 
-    /// Takes every record's head from the bytes after the first `skip` of its key,
+    /// Sets every record's head from the bytes after the first `skip` of its key,
     /// which all the keys share: the heads then tell apart keys with a long common
     /// start (names in key order) without reading the arena.
-    fn rehead(&mut self, skip: usize) {
+    fn set_heads(&mut self, skip: usize) {
         let blocks = &self.blocks;
         for s in &mut self.spans {
             let key = &blocks[s.block as usize][s.off as usize..(s.off + s.klen) as usize];
-            s.head = key_head(&[&key[skip.min(key.len())..]]);
+            s.head = key_head(&key[skip.min(key.len())..]);
         }
     }
 
@@ -457,7 +451,7 @@ pub struct ExternalSort {
     pushed: u64,
     bytes: u64,
     /// The start of the first key pushed (at most `COMMON_MAX` bytes) and how much of
-    /// it every key pushed so far shares (see [`Arena::rehead`]).
+    /// it every key pushed so far shares (see [`Arena::set_heads`]).
     first: Vec<u8>,
     common: usize,
 }
@@ -575,9 +569,7 @@ impl ExternalSort {
     /// Sorts the records held in memory, their heads taken past the start every key
     /// shares.
     fn sort_arena(&mut self) {
-        if self.common > 0 {
-            self.arena.rehead(self.common);
-        }
+        self.arena.set_heads(self.common);
         self.arena.sort();
     }
 
@@ -886,7 +878,7 @@ impl RunReader {
         self.klen = klen;
         self.total = total;
         let key = self.key();
-        self.head = key_head(&[&key[self.skip.min(key.len())..]]);
+        self.head = key_head(&key[self.skip.min(key.len())..]);
         Ok(true)
     }
 
