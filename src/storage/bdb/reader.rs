@@ -330,27 +330,7 @@ impl BdbFile {
                 return Ok(None);
             }
             let hp = self.hash_page(&page, &hdr, prev)?;
-            let sorted = if hdr.ptype == P_HASH {
-                self.search_sorted(&hp, key)?
-            } else {
-                Search::Unsorted
-            };
-            let at = match sorted {
-                Search::At(i) => Some(i),
-                Search::Absent => None,
-                Search::Unsorted => {
-                    let mut at = None;
-                    for i in 0..hp.pairs() {
-                        let k = hp.item(2 * i).map_err(|f| self.fault(f))?;
-                        if self.key_matches(k, key)? {
-                            at = Some(i);
-                            break;
-                        }
-                    }
-                    at
-                }
-            };
-            if let Some(i) = at {
+            if let Some(i) = self.find_pair(&hp, hdr.ptype == P_HASH, key)? {
                 let d = hp.item(2 * i + 1).map_err(|f| self.fault(f))?;
                 return Ok(Some(self.resolve(d)?));
             }
@@ -360,25 +340,35 @@ impl BdbFile {
         Ok(None)
     }
 
-    /// Looks `key` up on a sorted hash page by binary search, as libdb does: in
-    /// [`page_order`](super::page_order) its keys are ascending, so a key out of place
-    /// on a damaged page is missed here as libdb misses it (`sasldb check` reports
-    /// such pages). A probe that meets an off-page key gives up (the page is then read
-    /// pair by pair).
-    fn search_sorted(&self, hp: &HashPage<'_>, key: &[u8]) -> Result<Search> {
-        let (mut lo, mut hi) = (0, hp.pairs());
+    /// The pair of a hash page whose key is `key`. A sorted page (type 13) is
+    /// searched by halves, as libdb does: in [`page_order`](super::page_order) its keys
+    /// are ascending, so a key out of place on a damaged page is missed here as libdb
+    /// misses it (`sasldb check` reports such pages). An unsorted page, or a search
+    /// that meets an off-page key, reads the page pair by pair.
+    fn find_pair(&self, hp: &HashPage<'_>, sorted: bool, key: &[u8]) -> Result<Option<usize>> {
+        let (mut lo, mut hi) = (0, if sorted { hp.pairs() } else { 0 });
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let Item::Data(k) = hp.item(2 * mid).map_err(|f| self.fault(f))? else {
-                return Ok(Search::Unsorted);
+                break;
             };
             match key_order(k, false, key, false) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Ok(Search::At(mid)),
+                std::cmp::Ordering::Equal => return Ok(Some(mid)),
             }
         }
-        Ok(Search::Absent)
+        // A search that ran to its end (no off-page key met): not on this page.
+        if sorted && lo >= hi {
+            return Ok(None);
+        }
+        for i in 0..hp.pairs() {
+            let k = hp.item(2 * i).map_err(|f| self.fault(f))?;
+            if self.key_matches(k, key)? {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
     }
 
     pub(super) fn first_page(&self, bucket: u32) -> Result<u32> {
@@ -467,16 +457,6 @@ impl Backend for BdbFile {
             ..LayoutHint::default()
         }
     }
-}
-
-/// Where a binary search of one sorted page found a key.
-enum Search {
-    /// Pair `i`.
-    At(usize),
-    /// Not on this page.
-    Absent,
-    /// The search met an off-page key: the page is to be read pair by pair.
-    Unsorted,
 }
 
 /// Iterator over every record of a [`BdbFile`]; see [`BdbFile::scan`]. After an error
