@@ -74,6 +74,14 @@ impl WipeBuf {
         self.0.extend_from_slice(b);
     }
 
+    /// Wipes the first `n` bytes (all of them if fewer), keeping the length: for a
+    /// buffer reused at its length, whose use wrote only a part of it.
+    pub(crate) fn wipe(&mut self, n: usize) {
+        let n = n.min(self.0.len());
+        self.0[..n].fill(0);
+        std::hint::black_box(&self.0[..n]);
+    }
+
     /// Wipes the content and empties the buffer, keeping its room.
     pub(crate) fn clear(&mut self) {
         self.0.fill(0);

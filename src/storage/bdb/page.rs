@@ -138,7 +138,8 @@ pub enum Item<'a> {
     },
 }
 
-/// A hash bucket page whose index has been bounds-checked.
+/// A hash bucket page's items. Every item read is bounds-checked; [`HashPage::parse`]
+/// checks the whole index up front, [`HashPage::indexed`] only its size.
 #[derive(Debug, Clone, Copy)]
 pub struct HashPage<'a> {
     page: &'a [u8],
@@ -152,19 +153,8 @@ impl<'a> HashPage<'a> {
     /// Checks a hash page's index: an even number of entries, every offset inside
     /// the item area and strictly decreasing (so every item is at least one byte).
     pub fn parse(page: &'a [u8], e: Endian, overhead: usize, hdr: &Header) -> Result<Self, Fault> {
-        let pgno = hdr.pgno;
-        let entries = usize::from(hdr.entries);
-        if entries % 2 != 0 {
-            return Err(Fault::corrupt(format!(
-                "page {pgno}: odd entry count {entries}"
-            )));
-        }
-        let data_start = overhead + 2 * entries;
-        if data_start > page.len() {
-            return Err(Fault::corrupt(format!(
-                "page {pgno}: {entries} entries do not fit in the page"
-            )));
-        }
+        let hp = HashPage::indexed(page, e, overhead, hdr)?;
+        let (pgno, entries, data_start) = (hp.pgno, hp.entries, hp.data_start());
         let mut end = page.len();
         for i in 0..entries {
             let off = usize::from(e.u16(page, overhead + 2 * i));
@@ -175,6 +165,30 @@ impl<'a> HashPage<'a> {
             }
             end = off;
         }
+        Ok(hp)
+    }
+
+    /// Checks only that the index has an even number of entries and fits in the
+    /// page; each item's offsets are checked when it is read ([`HashPage::item`]).
+    /// For a keyed lookup, which reads a few items of the page, not all of them.
+    pub fn indexed(
+        page: &'a [u8],
+        e: Endian,
+        overhead: usize,
+        hdr: &Header,
+    ) -> Result<Self, Fault> {
+        let pgno = hdr.pgno;
+        let entries = usize::from(hdr.entries);
+        if entries % 2 != 0 {
+            return Err(Fault::corrupt(format!(
+                "page {pgno}: odd entry count {entries}"
+            )));
+        }
+        if overhead + 2 * entries > page.len() {
+            return Err(Fault::corrupt(format!(
+                "page {pgno}: {entries} entries do not fit in the page"
+            )));
+        }
         Ok(HashPage {
             page,
             e,
@@ -182,6 +196,11 @@ impl<'a> HashPage<'a> {
             entries,
             pgno,
         })
+    }
+
+    /// Where the item area starts: just past the index.
+    fn data_start(&self) -> usize {
+        self.inp_start + 2 * self.entries
     }
 
     /// Re-creates the view of a page whose index [`HashPage::parse`] has already
@@ -201,20 +220,25 @@ impl<'a> HashPage<'a> {
         self.entries / 2
     }
 
-    /// The raw bytes of item `i` (type byte included).
-    fn raw(&self, i: usize) -> &'a [u8] {
-        let off = usize::from(self.e.u16(self.page, self.inp_start + 2 * i));
-        let end = if i == 0 {
-            self.page.len()
-        } else {
-            usize::from(self.e.u16(self.page, self.inp_start + 2 * (i - 1)))
-        };
-        &self.page[off..end]
+    /// The raw bytes of item `i` (type byte included), between its offset and the
+    /// previous item's (the page's end for the first), checked as
+    /// [`HashPage::parse`] checks every item.
+    fn raw(&self, i: usize) -> Result<&'a [u8], Fault> {
+        let at = |j: usize| usize::from(self.e.u16(self.page, self.inp_start + 2 * j));
+        let off = at(i);
+        let end = if i == 0 { self.page.len() } else { at(i - 1) };
+        if off < self.data_start() || off >= end || end > self.page.len() {
+            return Err(Fault::corrupt(format!(
+                "page {}: item {i} offset {off} is out of order or outside the page",
+                self.pgno
+            )));
+        }
+        Ok(&self.page[off..end])
     }
 
     /// Decodes item `i` (`2n` for the key of pair `n`, `2n + 1` for its data).
     pub fn item(&self, i: usize) -> Result<Item<'a>, Fault> {
-        let raw = self.raw(i);
+        let raw = self.raw(i)?;
         let what = if i.is_multiple_of(2) { "key" } else { "data" };
         match raw[0] {
             H_KEYDATA => Ok(Item::Data(&raw[1..])),
@@ -343,6 +367,46 @@ mod tests {
         let hdr = Header::parse(&page, e);
         let hp = HashPage::parse(&page, e, P_OVERHEAD, &hdr).unwrap();
         assert!(hp.item(1).is_err());
+    }
+
+    #[test]
+    fn an_index_checked_only_for_size_checks_each_item_read() {
+        let e = Endian::Little;
+        let page = page_with(&[b"\x01k", b"\x01v", b"\x01k2", b"\x01v2"], e);
+        // Offsets inside the index or past the page, at every entry: `parse` refuses
+        // the page; `indexed` refuses the item and reads the ones it does not bound.
+        for i in 0..4 {
+            for bad in [0u16, 20, (P_OVERHEAD + 7) as u16, 512, 600, u16::MAX] {
+                let mut page = page.clone();
+                e.put_u16(&mut page, P_OVERHEAD + 2 * i, bad);
+                let hdr = Header::parse(&page, e);
+                assert!(HashPage::parse(&page, e, P_OVERHEAD, &hdr).is_err());
+                let hp = HashPage::indexed(&page, e, P_OVERHEAD, &hdr).unwrap();
+                for j in 0..4 {
+                    // Item j spans [offset j, offset j-1), so a bad offset i spoils
+                    // items i and i + 1 (unless, by luck, it still bounds them).
+                    let r = hp.item(j);
+                    if j == i {
+                        assert!(r.is_err(), "item {j}, bad offset {bad}");
+                    } else if j != i + 1 {
+                        assert!(r.is_ok(), "item {j}, bad offset {bad} at {i}");
+                    }
+                }
+            }
+        }
+        // Untouched, both views read the same items.
+        let hdr = Header::parse(&page, e);
+        let (a, b) = (
+            HashPage::parse(&page, e, P_OVERHEAD, &hdr).unwrap(),
+            HashPage::indexed(&page, e, P_OVERHEAD, &hdr).unwrap(),
+        );
+        for j in 0..4 {
+            assert_eq!(a.item(j).unwrap(), b.item(j).unwrap());
+        }
+        let mut page = page.clone();
+        e.put_u16(&mut page, 20, 1000);
+        let hdr = Header::parse(&page, e);
+        assert!(HashPage::indexed(&page, e, P_OVERHEAD, &hdr).is_err());
     }
 
     #[test]

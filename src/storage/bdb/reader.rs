@@ -8,6 +8,7 @@
 //! loop), and a full scan marks every page it visits so a page reached twice (a
 //! cross-linked or cyclic chain) is reported instead of read again.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,14 @@ use crate::error::{Error, IoContext, Result};
 use crate::location::Format;
 use crate::record::{Record, Secret, WipeBuf};
 use crate::storage::{Backend, EachRecord, LayoutHint, Records};
+
+thread_local! {
+    /// The page buffer of this thread's keyed lookups, kept from one lookup to the
+    /// next so that a lookup (a password check makes three) neither allocates nor
+    /// zeroes a page. It is wiped after every lookup: a page holds other users'
+    /// secrets.
+    static LOOKUP_PAGE: RefCell<WipeBuf> = RefCell::new(WipeBuf::zeroed(0));
+}
 
 /// An open Berkeley DB hash file, read-only.
 #[derive(Debug)]
@@ -201,13 +210,20 @@ impl BdbFile {
         WipeBuf::zeroed(self.meta.page_size as usize)
     }
 
-    /// Checks that a loaded page is a hash page and indexes it.
+    /// Checks that a loaded page is a hash page and indexes it, checking the whole
+    /// index.
     pub(super) fn hash_page<'b>(
         &self,
         buf: &'b [u8],
         hdr: &Header,
         prev: u32,
     ) -> Result<HashPage<'b>> {
+        self.check_chain_page(hdr, prev)?;
+        HashPage::parse(buf, self.meta.endian, self.overhead, hdr).map_err(|f| self.fault(f))
+    }
+
+    /// Checks that a page of a bucket chain is a hash page linked back to `prev`.
+    fn check_chain_page(&self, hdr: &Header, prev: u32) -> Result<()> {
         if hdr.ptype != P_HASH && hdr.ptype != P_HASH_UNSORTED {
             return Err(self.corrupt(format!(
                 "page {} in a bucket chain has type {}, not a hash page",
@@ -223,7 +239,7 @@ impl BdbFile {
         if hdr.level != 0 {
             return Err(self.corrupt(format!("page {} has tree level {}", hdr.pgno, hdr.level)));
         }
-        HashPage::parse(buf, self.meta.endian, self.overhead, hdr).map_err(|f| self.fault(f))
+        Ok(())
     }
 
     /// Reads an overflow chain of `tlen` bytes starting at `pgno`. When `visited` is
@@ -315,21 +331,40 @@ impl BdbFile {
             }
             return Ok(None);
         }
+        let len = self.meta.page_size as usize;
+        LOOKUP_PAGE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) => {
+                if buf.len() < len {
+                    *buf = WipeBuf::zeroed(len);
+                }
+                let found = self.lookup(key, &mut buf[..len]);
+                buf.wipe(len);
+                found
+            }
+            // Taken: only a lookup inside a lookup would find it so.
+            Err(_) => self.lookup(key, &mut self.new_page()),
+        })
+    }
+
+    /// [`BdbFile::get`] with the standard hash, reading pages into `page`. Only the
+    /// items the search reads are checked, not the whole index of every page.
+    fn lookup(&self, key: &[u8], page: &mut [u8]) -> Result<Option<Secret>> {
         let m = &self.meta;
         let bucket = bucket_of(func5(key), m.max_bucket, m.high_mask, m.low_mask);
         let mut pgno = self.first_page(bucket)?;
-        let mut page = self.new_page();
         let (mut prev, mut steps) = (0u32, 0u32);
         while pgno != 0 {
             steps += 1;
             if steps > m.last_pgno {
                 return Err(self.corrupt(format!("bucket {bucket}: chain does not end")));
             }
-            let hdr = self.read_page(pgno, &mut page)?;
+            let hdr = self.read_page(pgno, page)?;
             if hdr.is_hole() && prev == 0 {
                 return Ok(None);
             }
-            let hp = self.hash_page(&page, &hdr, prev)?;
+            self.check_chain_page(&hdr, prev)?;
+            let hp = HashPage::indexed(page, m.endian, self.overhead, &hdr)
+                .map_err(|f| self.fault(f))?;
             if let Some(i) = self.find_pair(&hp, hdr.ptype == P_HASH, key)? {
                 let d = hp.item(2 * i + 1).map_err(|f| self.fault(f))?;
                 return Ok(Some(self.resolve(d)?));
