@@ -1003,6 +1003,50 @@ fn changes_take_effect_at_the_next_request() {
     assert!(server.stop().success(), "{}", server.log());
 }
 
+/// Times this thread has given up the processor waiting (its voluntary context
+/// switches).
+fn waits_of_this_thread() -> u64 {
+    fs::read_to_string("/proc/thread-self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("voluntary_ctxt_switches in /proc/thread-self/status")
+}
+
+/// A client that waits for its answer in a blocking `read` (as libsasl's saslauthd
+/// client does) is woken once per answer: the server takes the request off the
+/// socket only after answering. Taking it first wakes the sleeping client for the
+/// freed buffer space, to find nothing and sleep again: two waits per request.
+#[test]
+fn a_blocking_client_is_woken_once_per_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sasldb2").display().to_string();
+    import(&db, "alice@example.org:pw 0\n", false, &[]);
+    let sock = dir.path().join("mux");
+    let _server = Server::start(&Opts {
+        db,
+        realm: Some(REALM.into()),
+        mux: Some(sock.clone()),
+        args: vec!["--failure-delay=0".into()],
+        ..Opts::default()
+    });
+    // Warm up (the database opened, the page cache filled).
+    for _ in 0..50 {
+        assert!(mux_ok(&sock, "alice", "pw 0"));
+    }
+    let n = 2000;
+    let before = waits_of_this_thread();
+    for _ in 0..n {
+        assert!(mux_ok(&sock, "alice", "pw 0"));
+    }
+    let per = (waits_of_this_thread() - before) as f64 / f64::from(n);
+    assert!(
+        per < 1.4,
+        "{per:.2} waits per request: the client is woken before its answer"
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // Hostile clients
 
