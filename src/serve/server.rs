@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
-use zeroize::Zeroizing;
 
 use super::authority::{Authority, AuthorityError, Credentials, FileVersion, Inventory};
 use super::dovecot::{self, Event, Handshake, Session};
@@ -706,7 +705,7 @@ fn mux_fast(
         rt.spawn(async move {
             let _guard = guard;
             if let Ok(s) = UnixStream::from_std(stream) {
-                mux_conn(s, sh, Zeroizing::new(Vec::new())).await;
+                mux_conn(s, sh).await;
             }
         });
         return;
@@ -797,14 +796,12 @@ fn mux_check(shared: &Shared, req: &saslauthd::Request) -> (&'static [u8], bool)
     }
 }
 
-/// A mux connection on the event loop: reads the rest of the request (`pre` holds
-/// what was read already).
-async fn mux_conn(mut stream: UnixStream, shared: Arc<Shared>, pre: Zeroizing<Vec<u8>>) {
+/// A mux connection on the event loop: reads the request (nothing of it has been
+/// taken off the socket yet).
+async fn mux_conn(mut stream: UnixStream, shared: Arc<Shared>) {
     let deadline = tokio::time::Instant::now() + shared.cfg.timeout;
     let mut buf = WipeBuf::zeroed(saslauthd::MAX_REQUEST);
-    let mut n = pre.len().min(buf.len());
-    buf[..n].copy_from_slice(&pre[..n]);
-    drop(pre);
+    let mut n = 0;
     let req = loop {
         match saslauthd::parse(&buf[..n]) {
             saslauthd::Parsed::Incomplete if n < buf.len() => {}
