@@ -1564,6 +1564,35 @@ fn closed_within(s: &mut UnixStream, limit: Duration) -> bool {
     }
 }
 
+/// Waits (at most 20 s) until no connection waits in the backlog of a socket the
+/// process `pid` listens on (`ss` gives a listener's backlog as its receive queue;
+/// the server binds through /proc/self/fd, so its listeners are found by process).
+fn wait_accepted(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let owner = format!("pid={pid},");
+    loop {
+        let out = Command::new(peer("ss"))
+            .arg("-xlpH")
+            .output()
+            .expect("ss (iproute2)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let queues: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(&owner))
+            .filter_map(|l| l.split_whitespace().nth(2))
+            .collect();
+        assert!(!queues.is_empty(), "ss lists no listener of {pid}:\n{text}");
+        if queues.iter().all(|q| *q == "0") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "connections still not accepted by {pid}: {queues:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn timeouts_and_the_connection_cap() {
     let dir = tempfile::tempdir().unwrap();
@@ -1571,7 +1600,7 @@ fn timeouts_and_the_connection_cap() {
     import(&db, "alice@example.org:Alice pw 1\n", false, &[]);
     let dsock = dir.path().join("auth");
     let msock = dir.path().join("mux");
-    let _server = Server::start(&Opts {
+    let server = Server::start(&Opts {
         db,
         realm: Some(REALM.into()),
         dovecot: Some(dsock.clone()),
@@ -1596,7 +1625,10 @@ fn timeouts_and_the_connection_cap() {
     mux_half.write_all(b"\x00\x05ali").unwrap();
     // A finished handshake and nothing open: kept until --idle-timeout.
     let mut idle = Dovecot::connect(&dsock, 0);
-    // The cap (4 connections) is reached: a fifth waits in the backlog, unanswered.
+    // The cap (4 connections) is reached once the server has taken all four (the mux
+    // one on another thread than the Dovecot ones): a fifth waits in the backlog,
+    // unanswered.
+    wait_accepted(server.pid());
     let mut fifth = UnixStream::connect(&dsock).unwrap();
     fifth
         .set_read_timeout(Some(Duration::from_millis(300)))
