@@ -31,14 +31,14 @@ pub struct RealmCount {
 /// held.
 pub fn count(db: &Database) -> Result<Vec<RealmCount>> {
     let mut sort = ExternalSort::new(&db.spill_to().keys_only());
-    for rec in db.records()? {
-        let rec = rec?;
-        if let Ok(k) = KeyRef::parse(&rec.key) {
+    db.each_record(&mut |key, _| {
+        if let Ok(k) = KeyRef::parse(key) {
             let user = [k.realm, b"\0", k.user, b"\0"];
             let h = group_hash(&user);
             sort.push_parts(&[&h, k.realm, b"\0", k.user, b"\0"], &[])?;
         }
-    }
+        Ok(())
+    })?;
     let mut sorted = sort.finish()?;
     let mut realms: BTreeMap<Vec<u8>, RealmCount> = BTreeMap::new();
     // The realm of the last user, counted here until another realm's user comes.

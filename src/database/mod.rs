@@ -115,6 +115,12 @@ impl Database {
         self.store.scan()
     }
 
+    /// Calls `f` with every record, in storage order, lent for the call: a scan
+    /// without an allocation per record (see [`Database::records`]).
+    pub(crate) fn each_record(&self, f: &mut crate::storage::EachRecord<'_>) -> Result<()> {
+        self.store.scan_each(f)
+    }
+
     /// Whether [`Database::records`] yields keys in bytewise order (LMDB, PostgreSQL,
     /// and the SQLite table this crate creates do).
     pub fn records_are_sorted(&self) -> bool {
@@ -152,9 +158,7 @@ impl Database {
     /// [`Database::users`] streams in bounded memory instead.
     pub fn sorted_keys(&self) -> Result<KeyList> {
         let mut list = KeyList::default();
-        for rec in self.store.scan()? {
-            list.push(&rec?.key)?;
-        }
+        self.store.scan_each(&mut |key, _| list.push(key))?;
         if !self.store.sorted() {
             list.sort();
         }

@@ -218,9 +218,10 @@ impl Transaction {
         }
         let mut keys = BTreeSet::new();
         if let Some(b) = self.writer.base() {
-            for rec in b.scan()? {
-                keys.insert(rec?.key);
-            }
+            b.scan_each(&mut |key, _| {
+                keys.insert(key.to_vec());
+                Ok(())
+            })?;
         }
         Ok(self.key_index.get_or_init(|| keys))
     }
