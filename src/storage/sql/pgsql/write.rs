@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
+use zeroize::Zeroizing;
 
 use super::{
     Hold, Inner, InspectError, LockError, PgStore, RECONNECTS, RETRIES, SCHEMA, Table,
@@ -30,6 +31,13 @@ const STATEMENT_BYTES: usize = 64 << 20;
 /// insertion per row); a row a foreign writer added meanwhile (a unique violation)
 /// makes the transaction run again with the upsert.
 const BULK_ROWS: usize = 1000;
+
+/// The longest field PostgreSQL stores (1 GiB): what [`Writes::of`] accepts, so that
+/// every length fits a `COPY` field's 32 bits.
+const MAX_FIELD: usize = 1 << 30;
+
+/// Bytes of `COPY` data handed to the connection at a time.
+const COPY_CHUNK: usize = 256 << 10;
 
 /// A writer's connection: holds the advisory lock from [`Session::begin`] until it is
 /// dropped, and reads the table as of each statement.
@@ -318,6 +326,12 @@ impl<'a> Writes<'a> {
                     "{url}: an empty property name cannot be stored"
                 )));
             }
+            if value.len().max(key.len()) > MAX_FIELD {
+                return Err(Error::Invalid(format!(
+                    "{url}: a record of {} bytes is longer than PostgreSQL keeps (1 GiB)",
+                    key.len() + value.len()
+                )));
+            }
             w.put[0].push(name("user name", k.user)?);
             w.put[1].push(name("realm", k.realm)?);
             w.put[2].push(name("property name", k.property)?);
@@ -500,26 +514,51 @@ impl<'a> Writes<'a> {
         Ok(())
     }
 
-    /// Every row to store, through one binary `COPY ... FROM STDIN` (`sql`).
+    /// Every row to store, through one binary `COPY ... FROM STDIN` (`sql`), encoded
+    /// here in pieces of [`COPY_CHUNK`] bytes (each a wiped buffer): a row costs a few
+    /// copies into the piece, where tokio-postgres's `BinaryCopyInWriter` type-checks
+    /// each field through `ToSql` and hands the connection a message per 4 KiB.
     async fn copy_rows(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
         sql: &str,
     ) -> std::result::Result<u64, tokio_postgres::Error> {
-        use tokio_postgres::binary_copy::BinaryCopyInWriter;
-        use tokio_postgres::types::Type;
-        let sink = tx.copy_in(sql).await?;
-        let writer =
-            BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::TEXT, Type::TEXT, Type::BYTEA]);
-        let mut writer = std::pin::pin!(writer);
+        use futures_sink::Sink;
+        let sink = tx
+            .copy_in::<_, std::io::Cursor<Zeroizing<Vec<u8>>>>(sql)
+            .await?;
+        let mut sink = std::pin::pin!(sink);
+        let new_chunk = || Zeroizing::new(Vec::with_capacity(COPY_CHUNK + 4096));
+        let mut chunk = new_chunk();
+        // The binary COPY header: signature, flags, no extension.
+        chunk.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        chunk.extend_from_slice(&0i32.to_be_bytes());
+        chunk.extend_from_slice(&0i32.to_be_bytes());
         let [u, r, p] = &self.put;
         for i in 0..self.values.len() {
-            writer
-                .as_mut()
-                .write(&[&u[i], &r[i], &p[i], &self.values[i]])
-                .await?;
+            chunk.extend_from_slice(&4i16.to_be_bytes());
+            for field in [
+                u[i].as_bytes(),
+                r[i].as_bytes(),
+                p[i].as_bytes(),
+                self.values[i],
+            ] {
+                // `Writes::of` keeps keys and values under 1 GiB.
+                let len = i32::try_from(field.len()).expect("a field under 2 GiB");
+                chunk.extend_from_slice(&len.to_be_bytes());
+                chunk.extend_from_slice(field);
+            }
+            if chunk.len() >= COPY_CHUNK {
+                let full = std::mem::replace(&mut chunk, new_chunk());
+                std::future::poll_fn(|cx| sink.as_mut().poll_ready(cx)).await?;
+                sink.as_mut().start_send(std::io::Cursor::new(full))?;
+            }
         }
-        writer.as_mut().finish().await
+        // The trailer.
+        chunk.extend_from_slice(&(-1i16).to_be_bytes());
+        std::future::poll_fn(|cx| sink.as_mut().poll_ready(cx)).await?;
+        sink.as_mut().start_send(std::io::Cursor::new(chunk))?;
+        sink.as_mut().finish().await
     }
 
     /// Whether the table holds this change set (every put with its value, no deleted
