@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::location::{Format, PostgresUrl as Url};
 use crate::record::KeyRef;
 use crate::storage::Changes;
+use crate::storage::stage::ChangeList;
 
 /// Bytes of names and values per write statement: a change set of any usual size is
 /// one statement per kind of change; a huge one is cut into pieces of this size.
@@ -119,7 +120,22 @@ impl Session {
     /// lost connection as the module docs say. Returns the number of records
     /// afterwards.
     pub fn commit(&mut self, changes: &Changes) -> Result<u64> {
-        let writes = Writes::of(changes, &self.url)?;
+        let ops = changes
+            .ops
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_ref().map(|v| v.as_slice())));
+        let writes = Writes::of(changes.replace_all, ops, &self.url)?;
+        self.apply(&writes)
+    }
+
+    /// [`Session::commit`] of a bulk change set (a PostgreSQL stage's list).
+    pub(crate) fn commit_list(&mut self, list: &ChangeList) -> Result<u64> {
+        let writes = Writes::of(list.replace_all, list.iter(), &self.url)?;
+        self.apply(&writes)
+    }
+
+    /// Applies the writes of a change set, as [`Session::commit`] says.
+    fn apply(&mut self, writes: &Writes<'_>) -> Result<u64> {
         let store = &*self.store;
         let url = self.url.as_str();
         let mut inner = store.lock();
@@ -284,18 +300,24 @@ fn pieces(n: usize, size: impl Fn(usize) -> usize) -> Vec<std::ops::Range<usize>
 }
 
 impl<'a> Writes<'a> {
-    fn of(changes: &'a Changes, url: &str) -> Result<Writes<'a>> {
+    /// The writes of a change set: `ops` gives each key in key order with `Some(value)`
+    /// to store or `None` to delete.
+    fn of(
+        replace_all: bool,
+        ops: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + Clone,
+        url: &str,
+    ) -> Result<Writes<'a>> {
         // Sized once: growing them would move each (the binaries' allocator wipes the
         // old block on every realloc).
-        let n = changes.ops.len();
+        let n = ops.size_hint().0;
         let mut w = Writes {
-            replace_all: changes.replace_all,
+            replace_all,
             del: Default::default(),
             put: std::array::from_fn(|_| Vec::with_capacity(n)),
             values: Vec::with_capacity(n),
         };
-        if !changes.replace_all {
-            for key in changes.deletes() {
+        if !replace_all {
+            for key in ops.clone().filter(|(_, v)| v.is_none()).map(|(k, _)| k) {
                 let Ok(k) = KeyRef::parse(key) else { continue };
                 // A name that is not UTF-8 cannot be in the table.
                 if let (Ok(u), Ok(r), Ok(p)) = (
@@ -309,7 +331,7 @@ impl<'a> Writes<'a> {
                 }
             }
         }
-        for (key, value) in changes.puts() {
+        for (key, value) in ops.filter_map(|(k, v)| v.map(|v| (k, v))) {
             let k = KeyRef::parse(key)?;
             let name = |what: &str, b: &'a [u8]| {
                 std::str::from_utf8(b).map_err(|_| Error::Unsupported {
@@ -335,7 +357,7 @@ impl<'a> Writes<'a> {
             w.put[0].push(name("user name", k.user)?);
             w.put[1].push(name("realm", k.realm)?);
             w.put[2].push(name("property name", k.property)?);
-            w.values.push(value.as_slice());
+            w.values.push(value);
         }
         Ok(w)
     }
