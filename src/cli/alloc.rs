@@ -65,6 +65,22 @@ unsafe impl GlobalAlloc for WipeOnFree {
     }
 }
 
+/// For a bulk command that runs once and exits (`sasldb import`): memory freed stays
+/// with the process for its next allocations instead of going back to the system, so
+/// it is not faulted in again. glibc's malloc otherwise serves each block of 128 KiB or
+/// more with a mapping of its own, unmapped when freed, and gives the top of its heap
+/// back: a 200,000-user PostgreSQL import faulted in 75 MB for a 50 MB peak, about a
+/// fifth of its CPU. (Freed blocks are wiped all the same.) Elsewhere a no-op.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets malloc's tunables (under malloc's own lock).
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 16 << 20);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

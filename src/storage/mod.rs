@@ -146,20 +146,6 @@ impl Changes {
     pub fn is_empty(&self) -> bool {
         !self.replace_all && self.ops.is_empty()
     }
-
-    /// The puts, in key order (for backends that apply changes in place).
-    #[cfg(feature = "postgres")]
-    pub(crate) fn puts(&self) -> impl Iterator<Item = (&Vec<u8>, &Secret)> {
-        self.ops
-            .iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
-    }
-
-    /// The deletes, in key order.
-    #[cfg(feature = "postgres")]
-    pub(crate) fn deletes(&self) -> impl Iterator<Item = &Vec<u8>> {
-        self.ops.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k)
-    }
 }
 
 impl fmt::Debug for Changes {

@@ -273,6 +273,9 @@ impl Writer {
 
     /// Applies a stage atomically; returns the number of records afterwards.
     pub(crate) fn commit_stage(&mut self, st: Stage) -> Result<u64> {
+        if let Kind::Map(list) = st.kind {
+            return self.commit_list(list.into_list());
+        }
         if st.is_small() {
             let changes = st.into_changes()?;
             return self.commit(changes);
@@ -280,7 +283,7 @@ impl Writer {
         let replace_all = st.replace_all;
         let complete = st.wants_kept();
         match st.kind {
-            Kind::Map(changes) => self.commit(changes.into_changes()),
+            Kind::Map(_) => unreachable!("committed above"),
             Kind::Bdb(mut sort) => {
                 let (target, own) = self.file()?;
                 let opts = bdb_options(&self.layout_hint(), &self.opts)?;
@@ -367,6 +370,16 @@ impl Writer {
                 self.location.path().display()
             ))),
         }
+    }
+
+    /// Applies a PostgreSQL stage's list of changes atomically; returns the number of
+    /// records afterwards.
+    fn commit_list(&mut self, list: stage::ChangeList) -> Result<u64> {
+        #[cfg(feature = "postgres")]
+        if let Place::Postgres { session, .. } = &mut self.place {
+            return session.commit_list(&list);
+        }
+        self.commit(list.into_changes())
     }
 
     /// Applies `changes` atomically; returns the number of records afterwards.

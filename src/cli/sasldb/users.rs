@@ -20,6 +20,7 @@ use super::io::{
 };
 
 pub fn import(g: &Global, a: &ImportArgs) -> Result<Exit> {
+    crate::cli::alloc::keep_freed_memory();
     let conf = config(g)?;
     let loc = location(g, conf.as_ref())?;
     let format = if a.csv {

@@ -782,13 +782,31 @@ fn scan_sql(table: &Table, after: bool) -> String {
     }
 }
 
+/// A `text` column's bytes as the server sent them, taken without the UTF-8 check
+/// `&str` makes (the server sends text in the client encoding, UTF-8) and without its
+/// type-name comparisons: a key's names are bytes here.
+struct RawText<'a>(&'a [u8]);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for RawText<'a> {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawText(raw))
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        *ty == tokio_postgres::types::Type::TEXT
+    }
+}
+
 /// A record of a result row (`username`, `realm`, `property`, value).
 fn record_of(row: &tokio_postgres::Row) -> Record {
-    let (u, r, p): (&str, &str, &str) = (row.get(0), row.get(1), row.get(2));
-    let value: Vec<u8> = row.get(3);
+    let (RawText(u), RawText(r), RawText(p)) = (row.get(0), row.get(1), row.get(2));
+    let value: &[u8] = row.get(3);
     let mut key = Vec::with_capacity(u.len() + r.len() + p.len() + 2);
-    encode_into(&mut key, u.as_bytes(), r.as_bytes(), p.as_bytes());
-    Record::new(key, value)
+    encode_into(&mut key, u, r, p);
+    Record::new(key, value.to_vec())
 }
 
 /// The next [`BATCH`] records of scan `id` after `after`, taken from the scan's open

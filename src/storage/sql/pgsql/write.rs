@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
+use zeroize::Zeroizing;
 
 use super::{
     Hold, Inner, InspectError, LockError, PgStore, RECONNECTS, RETRIES, SCHEMA, Table,
@@ -19,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::location::{Format, PostgresUrl as Url};
 use crate::record::KeyRef;
 use crate::storage::Changes;
+use crate::storage::stage::ChangeList;
 
 /// Bytes of names and values per write statement: a change set of any usual size is
 /// one statement per kind of change; a huge one is cut into pieces of this size.
@@ -30,6 +32,13 @@ const STATEMENT_BYTES: usize = 64 << 20;
 /// insertion per row); a row a foreign writer added meanwhile (a unique violation)
 /// makes the transaction run again with the upsert.
 const BULK_ROWS: usize = 1000;
+
+/// The longest field PostgreSQL stores (1 GiB): what [`Writes::of`] accepts, so that
+/// every length fits a `COPY` field's 32 bits.
+const MAX_FIELD: usize = 1 << 30;
+
+/// Bytes of `COPY` data handed to the connection at a time.
+const COPY_CHUNK: usize = 256 << 10;
 
 /// A writer's connection: holds the advisory lock from [`Session::begin`] until it is
 /// dropped, and reads the table as of each statement.
@@ -111,7 +120,22 @@ impl Session {
     /// lost connection as the module docs say. Returns the number of records
     /// afterwards.
     pub fn commit(&mut self, changes: &Changes) -> Result<u64> {
-        let writes = Writes::of(changes, &self.url)?;
+        let ops = changes
+            .ops
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_ref().map(|v| v.as_slice())));
+        let writes = Writes::of(changes.replace_all, ops, &self.url)?;
+        self.apply(&writes)
+    }
+
+    /// [`Session::commit`] of a bulk change set (a PostgreSQL stage's list).
+    pub(crate) fn commit_list(&mut self, list: &ChangeList) -> Result<u64> {
+        let writes = Writes::of(list.replace_all, list.iter(), &self.url)?;
+        self.apply(&writes)
+    }
+
+    /// Applies the writes of a change set, as [`Session::commit`] says.
+    fn apply(&mut self, writes: &Writes<'_>) -> Result<u64> {
         let store = &*self.store;
         let url = self.url.as_str();
         let mut inner = store.lock();
@@ -276,18 +300,24 @@ fn pieces(n: usize, size: impl Fn(usize) -> usize) -> Vec<std::ops::Range<usize>
 }
 
 impl<'a> Writes<'a> {
-    fn of(changes: &'a Changes, url: &str) -> Result<Writes<'a>> {
+    /// The writes of a change set: `ops` gives each key in key order with `Some(value)`
+    /// to store or `None` to delete.
+    fn of(
+        replace_all: bool,
+        ops: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + Clone,
+        url: &str,
+    ) -> Result<Writes<'a>> {
         // Sized once: growing them would move each (the binaries' allocator wipes the
         // old block on every realloc).
-        let n = changes.ops.len();
+        let n = ops.size_hint().0;
         let mut w = Writes {
-            replace_all: changes.replace_all,
+            replace_all,
             del: Default::default(),
             put: std::array::from_fn(|_| Vec::with_capacity(n)),
             values: Vec::with_capacity(n),
         };
-        if !changes.replace_all {
-            for key in changes.deletes() {
+        if !replace_all {
+            for key in ops.clone().filter(|(_, v)| v.is_none()).map(|(k, _)| k) {
                 let Ok(k) = KeyRef::parse(key) else { continue };
                 // A name that is not UTF-8 cannot be in the table.
                 if let (Ok(u), Ok(r), Ok(p)) = (
@@ -301,7 +331,7 @@ impl<'a> Writes<'a> {
                 }
             }
         }
-        for (key, value) in changes.puts() {
+        for (key, value) in ops.filter_map(|(k, v)| v.map(|v| (k, v))) {
             let k = KeyRef::parse(key)?;
             let name = |what: &str, b: &'a [u8]| {
                 std::str::from_utf8(b).map_err(|_| Error::Unsupported {
@@ -318,10 +348,16 @@ impl<'a> Writes<'a> {
                     "{url}: an empty property name cannot be stored"
                 )));
             }
+            if value.len().max(key.len()) > MAX_FIELD {
+                return Err(Error::Invalid(format!(
+                    "{url}: a record of {} bytes is longer than PostgreSQL keeps (1 GiB)",
+                    key.len() + value.len()
+                )));
+            }
             w.put[0].push(name("user name", k.user)?);
             w.put[1].push(name("realm", k.realm)?);
             w.put[2].push(name("property name", k.property)?);
-            w.values.push(value.as_slice());
+            w.values.push(value);
         }
         Ok(w)
     }
@@ -500,26 +536,51 @@ impl<'a> Writes<'a> {
         Ok(())
     }
 
-    /// Every row to store, through one binary `COPY ... FROM STDIN` (`sql`).
+    /// Every row to store, through one binary `COPY ... FROM STDIN` (`sql`), encoded
+    /// here in pieces of [`COPY_CHUNK`] bytes (each a wiped buffer): a row costs a few
+    /// copies into the piece, where tokio-postgres's `BinaryCopyInWriter` type-checks
+    /// each field through `ToSql` and hands the connection a message per 4 KiB.
     async fn copy_rows(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
         sql: &str,
     ) -> std::result::Result<u64, tokio_postgres::Error> {
-        use tokio_postgres::binary_copy::BinaryCopyInWriter;
-        use tokio_postgres::types::Type;
-        let sink = tx.copy_in(sql).await?;
-        let writer =
-            BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::TEXT, Type::TEXT, Type::BYTEA]);
-        let mut writer = std::pin::pin!(writer);
+        use futures_sink::Sink;
+        let sink = tx
+            .copy_in::<_, std::io::Cursor<Zeroizing<Vec<u8>>>>(sql)
+            .await?;
+        let mut sink = std::pin::pin!(sink);
+        let new_chunk = || Zeroizing::new(Vec::with_capacity(COPY_CHUNK + 4096));
+        let mut chunk = new_chunk();
+        // The binary COPY header: signature, flags, no extension.
+        chunk.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        chunk.extend_from_slice(&0i32.to_be_bytes());
+        chunk.extend_from_slice(&0i32.to_be_bytes());
         let [u, r, p] = &self.put;
         for i in 0..self.values.len() {
-            writer
-                .as_mut()
-                .write(&[&u[i], &r[i], &p[i], &self.values[i]])
-                .await?;
+            chunk.extend_from_slice(&4i16.to_be_bytes());
+            for field in [
+                u[i].as_bytes(),
+                r[i].as_bytes(),
+                p[i].as_bytes(),
+                self.values[i],
+            ] {
+                // `Writes::of` keeps keys and values under 1 GiB.
+                let len = i32::try_from(field.len()).expect("a field under 2 GiB");
+                chunk.extend_from_slice(&len.to_be_bytes());
+                chunk.extend_from_slice(field);
+            }
+            if chunk.len() >= COPY_CHUNK {
+                let full = std::mem::replace(&mut chunk, new_chunk());
+                std::future::poll_fn(|cx| sink.as_mut().poll_ready(cx)).await?;
+                sink.as_mut().start_send(std::io::Cursor::new(full))?;
+            }
         }
-        writer.as_mut().finish().await
+        // The trailer.
+        chunk.extend_from_slice(&(-1i16).to_be_bytes());
+        std::future::poll_fn(|cx| sink.as_mut().poll_ready(cx)).await?;
+        sink.as_mut().start_send(std::io::Cursor::new(chunk))?;
+        sink.as_mut().finish().await
     }
 
     /// Whether the table holds this change set (every put with its value, no deleted
