@@ -1021,6 +1021,11 @@ async fn dovecot_conn(stream: UnixStream, shared: Arc<Shared>) {
             if taken.is_err() {
                 return;
             }
+            // The client may have sent its next request already, and the next peek
+            // would find it without waiting: let this thread's other connections go
+            // first, as a read that had to wait would (one busy client must not hold
+            // a thread for its next hundred requests).
+            tokio::task::yield_now().await;
         }
     }
 }
