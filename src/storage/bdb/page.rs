@@ -154,16 +154,8 @@ impl<'a> HashPage<'a> {
     /// the item area and strictly decreasing (so every item is at least one byte).
     pub fn parse(page: &'a [u8], e: Endian, overhead: usize, hdr: &Header) -> Result<Self, Fault> {
         let hp = HashPage::indexed(page, e, overhead, hdr)?;
-        let (pgno, entries, data_start) = (hp.pgno, hp.entries, hp.data_start());
-        let mut end = page.len();
-        for i in 0..entries {
-            let off = usize::from(e.u16(page, overhead + 2 * i));
-            if off < data_start || off >= end {
-                return Err(Fault::corrupt(format!(
-                    "page {pgno}: item {i} offset {off} is out of order or outside the page"
-                )));
-            }
-            end = off;
+        for i in 0..hp.entries {
+            hp.raw(i)?;
         }
         Ok(hp)
     }
