@@ -84,8 +84,7 @@ impl WipeBuf {
 
     /// Wipes the content and empties the buffer, keeping its room.
     pub(crate) fn clear(&mut self) {
-        self.0.fill(0);
-        std::hint::black_box(&self.0[..]);
+        self.wipe(self.0.len());
         self.0.clear();
     }
 }
