@@ -276,13 +276,13 @@ impl Stage {
     }
 
     /// Whether the stage is small enough, and still in memory, to be applied as
-    /// ordinary changes.
+    /// ordinary changes. Never a PostgreSQL stage: its list is committed as it is.
     pub(super) fn is_small(&self) -> bool {
         let spilled = match &self.kind {
             Kind::Bdb(s) => s.spilled(),
             Kind::Gdbm(s) => s.spilled(),
             Kind::Ops(s) => s.spilled(),
-            Kind::Map(_) => return true,
+            Kind::Map(_) => return false,
         };
         !spilled && self.len() <= SMALL
     }

@@ -273,9 +273,6 @@ impl Writer {
 
     /// Applies a stage atomically; returns the number of records afterwards.
     pub(crate) fn commit_stage(&mut self, st: Stage) -> Result<u64> {
-        if let Kind::Map(list) = st.kind {
-            return self.commit_list(list.into_list());
-        }
         if st.is_small() {
             let changes = st.into_changes()?;
             return self.commit(changes);
@@ -283,7 +280,7 @@ impl Writer {
         let replace_all = st.replace_all;
         let complete = st.wants_kept();
         match st.kind {
-            Kind::Map(_) => unreachable!("committed above"),
+            Kind::Map(list) => self.commit_list(list.into_list()),
             Kind::Bdb(mut sort) => {
                 let (target, own) = self.file()?;
                 let opts = bdb_options(&self.layout_hint(), &self.opts)?;
