@@ -680,10 +680,7 @@ fn mux_fast(
                 saslauthd::Parsed::Incomplete if n < buf.len() => {}
                 saslauthd::Parsed::Incomplete => return,
                 saslauthd::Parsed::Refused(text) => {
-                    shared.log_limited(&format!(
-                        "saslauthd request refused: {}",
-                        String::from_utf8_lossy(text)
-                    ));
+                    log_refused(shared, text);
                     let _ = stream.write_all(&saslauthd::frame(text));
                     let _ = discard(stream.as_fd(), &mut buf[..n]);
                     return;
@@ -765,6 +762,14 @@ fn mux_fast(
     take(&stream);
 }
 
+/// The log line for a mux request refused as malformed (`text`: the refusal sent).
+fn log_refused(shared: &Shared, text: &[u8]) {
+    shared.log_limited(&format!(
+        "saslauthd request refused: {}",
+        String::from_utf8_lossy(text)
+    ));
+}
+
 /// Looks the user up and checks the password (may block: a remote database, a key
 /// derivation); counts and logs a failure. Returns the answer and whether it is a
 /// failure.
@@ -807,10 +812,7 @@ async fn mux_conn(mut stream: UnixStream, shared: Arc<Shared>) {
             saslauthd::Parsed::Incomplete if n < buf.len() => {}
             saslauthd::Parsed::Incomplete => return,
             saslauthd::Parsed::Refused(text) => {
-                shared.log_limited(&format!(
-                    "saslauthd request refused: {}",
-                    String::from_utf8_lossy(text)
-                ));
+                log_refused(&shared, text);
                 let _ = reply_mux(&mut stream, text, deadline).await;
                 return;
             }
