@@ -72,8 +72,8 @@ mod storage;
 
 pub use account::Verdict;
 pub use database::{
-    CommitReport, Database, KeyList, LmdbOptions, OwnershipPolicy, SpillOptions, Transaction, User,
-    Users, WriteOptions,
+    CommitReport, Compared, Database, KeyList, LmdbOptions, OwnershipPolicy, SpillOptions,
+    Transaction, User, Users, WriteOptions,
 };
 pub use error::{Error, Result, io_text};
 pub use location::{Detected, Format, Location, PostgresUrl, detect};

@@ -30,6 +30,13 @@
 //!    records go into the transaction's stage (see `storage::stage`), which the commit
 //!    writes.
 //!
+//!    An import of plain passwords into a PostgreSQL table holding nothing but
+//!    passwords skips the merge: each user's password is staged as it is, and the
+//!    server compares it with the stored one in the commit's statements (reading the
+//!    table here costs more than the server's comparison). The summary then counts
+//!    those users as [`Summary::pending`] until [`Summary::settle`] reads the commit's
+//!    report.
+//!
 //! [`parse`] and [`apply`] are the same steps for input held in memory.
 
 use std::collections::HashMap;
@@ -43,12 +50,12 @@ use crate::account::{
     NameProblem, Outcome, PasswordProblem, SecretPolicy, UserProps, change_password, check_names,
     check_password,
 };
-use crate::database::Transaction;
+use crate::database::{CommitReport, Compared, Transaction};
 use crate::error::{Error, Result};
 use crate::record::{AUTH_PASSWORD, KeyRef, OTP_SECRET, USER_PASSWORD};
 use crate::record::{MAX_NAME_LEN, MAX_SECRET_LEN, Secret, SecretBuf};
-use crate::storage::Stage;
 use crate::storage::sort::{ExternalSort, Sorted, SortedStream, SpillTo, group_hash};
+use crate::storage::{Compare, Stage};
 
 /// The longest line (lines format) or CSV record accepted, in bytes. The longest valid
 /// entry is about 1.5 KiB (255-byte names, a 1023-byte password).
@@ -1235,6 +1242,8 @@ pub struct Input {
     to: SpillTo,
     rejected: Rejections,
     fatal: Option<Rejected>,
+    /// Whether every entry is a password and nothing else.
+    plain: bool,
 }
 
 impl fmt::Debug for Input {
@@ -1256,6 +1265,7 @@ impl Input {
             to: to.clone(),
             rejected: Rejections::new(to),
             fatal: None,
+            plain: true,
         }
     }
 
@@ -1294,6 +1304,7 @@ impl Input {
             Some(p) => (&[1], p),
             None => (&[0], &[]),
         };
+        self.plain &= e.password.is_some() && e.properties.is_empty();
         let pw_len = (pw.len() as u32).to_le_bytes();
         let n_props = (e.properties.len() as u32).to_le_bytes();
         if e.properties.is_empty() {
@@ -1385,6 +1396,34 @@ pub struct Summary {
     pub removed: usize,
     /// Entries refused.
     pub rejected: usize,
+    /// Users whose passwords the database compares itself on commit (a PostgreSQL
+    /// import of plain passwords): [`Summary::settle`] counts them as added, updated,
+    /// unchanged or kept from the commit's report.
+    pub pending: usize,
+}
+
+impl Summary {
+    /// Counts the [`Summary::pending`] users from what the commit found (`mode`: the
+    /// import's). Left pending when the commit could not count them (its connection
+    /// dropped as it went, and it was then found done).
+    pub fn settle(&mut self, report: &CommitReport, mode: Mode) {
+        if let Some(Compared::Counted {
+            added,
+            updated,
+            same,
+        }) = report.compared
+            && self.pending > 0
+        {
+            let n = |c: u64| usize::try_from(c).unwrap_or(usize::MAX);
+            self.added += n(added);
+            self.updated += n(updated);
+            match mode {
+                Mode::CreateOnly => self.kept += n(same),
+                _ => self.unchanged += n(same),
+            }
+            self.pending = 0;
+        }
+    }
 }
 
 /// The properties a password change manages; replace-all drops any other property of
@@ -1405,7 +1444,8 @@ pub struct ApplyOptions<'p> {
 /// Applies parsed entries to `txn`. Entries without a realm get `default_realm`. A
 /// second entry for the same user@realm is rejected (the first one wins). `progress`
 /// is called with the number of entries done so far. The entries are sorted in the
-/// transaction's spill directory first; see [`apply_input`].
+/// transaction's spill directory first; see [`apply_input`] (and [`Summary::settle`]
+/// after the commit).
 pub fn apply(
     txn: &mut Transaction,
     entries: Vec<Entry>,
@@ -1561,6 +1601,45 @@ struct Merge<'s> {
 }
 
 impl Merge<'_> {
+    /// Hands the stage to `txn` for its commit; the summary and every rejection.
+    fn finish(mut self, txn: &mut Transaction) -> Result<(Summary, Rejections)> {
+        if let Some(stage) = self.stage.take() {
+            txn.set_stage(stage)?;
+        }
+        self.summary.rejected = self.rejected.len() as usize;
+        Ok((self.summary, self.rejected))
+    }
+
+    /// Rejects the entries that follow the current one for the same user (`group`:
+    /// their sort key without the line; `prefix`: `user NUL realm NUL`), whose first
+    /// entry was on `first_line`, and moves `entries` to the next user's first entry.
+    /// Returns how many entries it moved past, the current one included.
+    fn reject_repeats(
+        &mut self,
+        entries: &mut Sorted,
+        group: &[u8],
+        prefix: &[u8],
+        first_line: usize,
+    ) -> Result<usize> {
+        let mut n = 1;
+        while let Some((key, _)) = entries.next()?
+            && key[..key.len() - 8] == group[..]
+        {
+            let at = memchr::memchr(0, prefix).unwrap_or(0);
+            let (user, realm) = (&prefix[..at], &prefix[at + 1..prefix.len() - 1]);
+            self.rejected.push(Rejected {
+                line: line_of_key(key),
+                reason: format!(
+                    "{}@{} appears again (first on line {first_line})",
+                    String::from_utf8_lossy(user),
+                    String::from_utf8_lossy(realm)
+                ),
+            })?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     fn put(&mut self, prefix: &[u8], name: &[u8], value: &[u8]) -> Result<()> {
         if let Some(st) = &mut self.stage {
             self.key.clear();
@@ -1754,13 +1833,26 @@ fn decode_entry(v: &[u8]) -> Result<(Option<&[u8]>, Vec<(&[u8], &[u8])>)> {
 /// Applies sorted entries to `txn`: a merge of the entries with the database's
 /// records in key order (see the module docs), staging each user's changes in the
 /// transaction for its commit (unless `dry_run`). Returns what was (or would be) done
-/// and every rejection, the parser's included.
+/// and every rejection, the parser's included; users whose passwords the database
+/// compares itself on commit are [`Summary::pending`] until [`Summary::settle`].
 pub fn apply_input(
     txn: &mut Transaction,
     mut input: Input,
     opts: &ApplyOptions<'_>,
     progress: &mut dyn FnMut(usize),
 ) -> Result<(Summary, Rejections)> {
+    let policy = opts.policy;
+    let compare = match opts.mode {
+        _ if opts.dry_run || !input.plain => None,
+        _ if !(policy.plaintext && !policy.scram && !policy.otp) => None,
+        Mode::Upsert => Some(Compare::Upsert),
+        Mode::CreateOnly => Some(Compare::CreateOnly),
+        Mode::ReplaceAll => None,
+    };
+    let compare = match compare {
+        Some(how) if txn.compares_passwords()? => Some(how),
+        _ => None,
+    };
     let mut m = Merge {
         opts: *opts,
         stage: if opts.dry_run {
@@ -1780,6 +1872,12 @@ pub fn apply_input(
     // Both sides in one order: the database's key order when it keeps one, else the
     // hashed order (the entries are sorted again in the rare case they were sorted
     // for another kind of database than the one found).
+    if let Some(how) = compare {
+        m.stage.as_mut().expect("not a dry run").compare(how)?;
+        let entries = input.sort.finish()?;
+        stage_compared(&mut m, entries, input.order.offset(), progress)?;
+        return m.finish(txn);
+    }
     let order = match txn.base_in_key_order() {
         Some(true) => Order::Key,
         Some(false) => Order::Hashed,
@@ -1862,22 +1960,7 @@ pub fn apply_input(
             let (key, entry) = entries.current().expect("an entry");
             let first_line = line_of_key(key);
             m.user(prefix, entry, &mut props)?;
-            done += 1;
-            while let Some((key, _)) = entries.next()?
-                && key[..key.len() - 8] == group[..]
-            {
-                let at = memchr::memchr(0, prefix).unwrap_or(0);
-                let (user, realm) = (&prefix[..at], &prefix[at + 1..prefix.len() - 1]);
-                m.rejected.push(Rejected {
-                    line: line_of_key(key),
-                    reason: format!(
-                        "{}@{} appears again (first on line {first_line})",
-                        String::from_utf8_lossy(user),
-                        String::from_utf8_lossy(realm)
-                    ),
-                })?;
-                done += 1;
-            }
+            done += m.reject_repeats(&mut entries, &group, prefix, first_line)?;
             if done >= next_report {
                 progress(done);
                 next_report = done + 1024;
@@ -1885,11 +1968,44 @@ pub fn apply_input(
         }
         progress(done);
     }
-    if let Some(stage) = m.stage.take() {
-        txn.set_stage(stage)?;
+    m.finish(txn)
+}
+
+/// The rest of [`apply_input`] for passwords the database compares itself: each user's
+/// first entry is staged as their `userPassword`, without reading the database.
+fn stage_compared(
+    m: &mut Merge<'_>,
+    mut entries: Sorted,
+    off: usize,
+    progress: &mut dyn FnMut(usize),
+) -> Result<()> {
+    let (mut done, mut next_report) = (0usize, 0usize);
+    let mut group = Vec::with_capacity(512);
+    entries.next()?;
+    while let Some((k, entry)) = entries.current() {
+        group.clear();
+        group.extend_from_slice(&k[..k.len() - 8]);
+        let (Some(password), props) = decode_entry(entry)? else {
+            return Err(Error::Invalid(
+                "internal: an entry of a plain import holds no password".into(),
+            ));
+        };
+        if !props.is_empty() {
+            return Err(Error::Invalid(
+                "internal: an entry of a plain import holds more than a password".into(),
+            ));
+        }
+        let first_line = line_of_key(k);
+        m.put(&group[off..], USER_PASSWORD.as_bytes(), password)?;
+        m.summary.pending += 1;
+        done += m.reject_repeats(&mut entries, &group, &group[off..], first_line)?;
+        if done >= next_report {
+            progress(done);
+            next_report = done + 1024;
+        }
     }
-    m.summary.rejected = m.rejected.len() as usize;
-    Ok((m.summary, m.rejected))
+    progress(done);
+    Ok(())
 }
 
 /// Sorts sorted entries again, from one order into another.

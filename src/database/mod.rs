@@ -37,6 +37,7 @@ use crate::record::{Key, Record, Secret, user_prefix};
 use crate::storage::sort::{SortedStream, SpillTo};
 use crate::storage::{Records, Store};
 
+pub use crate::storage::Compared;
 pub use transaction::{CommitReport, Transaction};
 pub(crate) use users::{Grouped, UserGroup};
 pub use users::{User, Users};

@@ -12,7 +12,7 @@ use crate::location::{Format, Location};
 use crate::record::{Key, Secret, user_prefix};
 use crate::storage::options::WriteOptions;
 use crate::storage::sort::{SortedStream, SpillTo};
-use crate::storage::{Changes, EachRecord, Records, Stage, Writer};
+use crate::storage::{Changes, Compared, EachRecord, Records, Stage, Writer};
 
 /// What a commit did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,6 +25,10 @@ pub struct CommitReport {
     pub notes: Vec<String>,
     /// Warnings for the user (ownership not enforced...).
     pub warnings: Vec<String>,
+    /// What the store found of puts it compared itself: a PostgreSQL import of plain
+    /// passwords leaves telling new, changed and unchanged users apart to the server
+    /// (see [`crate::bulk::import::Summary::settle`]).
+    pub compared: Option<Compared>,
 }
 
 /// Per-user questions a transaction answers by looking for the user's keys before it
@@ -91,6 +95,16 @@ impl Transaction {
             Some(b) if !self.changes.replace_all => Some(b.sorted()),
             _ => None,
         }
+    }
+
+    /// Whether a stage of plain-password puts may leave comparing them with the stored
+    /// values to the database ([`Stage::compare`]): a PostgreSQL table of ours holding
+    /// nothing but `userPassword` records, and no change made in this transaction yet.
+    pub(crate) fn compares_passwords(&self) -> Result<bool> {
+        if !self.changes.is_empty() || self.stage.is_some() {
+            return Ok(false);
+        }
+        self.writer.compares_passwords()
     }
 
     /// An empty bulk change set for this database; [`Transaction::set_stage`] hands it
@@ -308,7 +322,7 @@ impl Transaction {
             Some(stage) => self.writer.commit_stage(stage)?,
             None => {
                 let changes = std::mem::take(&mut self.changes);
-                self.writer.commit(changes)?
+                Some(self.writer.commit(changes)?)
             }
         };
         Ok(self.report(records))
@@ -325,18 +339,19 @@ impl Transaction {
         self.changes = Changes::default();
         self.stage = None;
         let count = self.writer.replace(records, sorted)?;
-        Ok(self.report(count))
+        Ok(self.report(Some(count)))
     }
 
-    fn report(&mut self, records: u64) -> CommitReport {
+    fn report(&mut self, records: Option<u64>) -> CommitReport {
         let (note, warning) = self.writer.ownership_notes();
         let mut notes = self.writer.take_notes();
         notes.extend(note);
         CommitReport {
             written: true,
-            records: Some(records),
+            records,
             notes,
             warnings: warning.into_iter().collect(),
+            compared: self.writer.take_compared(),
         }
     }
 }

@@ -41,7 +41,8 @@ pub(crate) use copy::{
 pub(crate) use options::DEFAULT_LOCK_TIMEOUT;
 #[cfg(feature = "postfix")]
 pub(crate) use persist::{companion_lock, companion_lock_mode};
-pub(crate) use stage::Stage;
+pub use stage::Compared;
+pub(crate) use stage::{Compare, Stage};
 pub(crate) use store::{Store, exists};
 pub(crate) use writer::Writer;
 

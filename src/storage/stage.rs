@@ -16,6 +16,11 @@
 //!
 //! A stage that ends small and in memory is applied like ordinary changes (for a
 //! Berkeley DB file: only the touched buckets are rewritten).
+//!
+//! A PostgreSQL stage may also leave the comparison with the stored values to the
+//! server ([`Compare`]): an import of plain passwords then stages every password
+//! without reading the table, and the commit reports what the server found
+//! ([`Compared`]).
 
 use crate::error::{Error, Result};
 use crate::record::{Secret, WipeBuf};
@@ -25,6 +30,34 @@ use crate::storage::{Changes, OpSource, bdb, gdbm};
 /// Stages of at most this many changes that stayed in memory are applied as ordinary
 /// changes.
 const SMALL: u64 = 4096;
+
+/// How a store treats puts it compares with what it holds itself: a put whose key
+/// holds the same value is no change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Compare {
+    /// A put stores its value, whether the key exists or not.
+    Upsert,
+    /// A put whose key exists leaves it as it is.
+    CreateOnly,
+}
+
+/// What a store found of the puts it compared ([`Compare`]), reported by the commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compared {
+    /// Puts of new keys (`added`), puts that changed a value (`updated`) and puts that
+    /// left an existing key as it was (`same`).
+    Counted {
+        /// Puts of keys the database did not hold.
+        added: u64,
+        /// Puts that changed an existing key's value.
+        updated: u64,
+        /// Puts of existing keys left as they were (the same value, or create-only).
+        same: u64,
+    },
+    /// The connection dropped as the commit went, and the commit was then found to
+    /// have happened: how the puts split went with the connection.
+    Uncounted,
+}
 
 /// A bulk change set. Each key is staged at most once (a put, a delete or a keep).
 pub(crate) struct Stage {
@@ -61,6 +94,7 @@ impl MapStage {
             replace_all,
             list: ChangeList {
                 replace_all,
+                compare: None,
                 bufs: Vec::new(),
                 ops: Vec::new(),
             },
@@ -150,6 +184,8 @@ struct ListOp {
 pub(crate) struct ChangeList {
     /// Start from an empty database instead of the existing records.
     pub(crate) replace_all: bool,
+    /// Puts the store compares with what it holds (then the list holds puts only).
+    pub(crate) compare: Option<Compare>,
     bufs: Vec<WipeBuf>,
     ops: Vec<ListOp>,
 }
@@ -235,6 +271,21 @@ impl Stage {
     pub(crate) fn reserve(&mut self, n: u64) {
         if let Kind::Map(c) = &mut self.kind {
             c.reserve(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+    }
+
+    /// Leaves the comparison of the puts with the stored values to the store (which
+    /// said it can: [`crate::storage::Writer::compares_passwords`]). Only puts may be
+    /// staged then; the commit's report says what the store found.
+    pub(crate) fn compare(&mut self, how: Compare) -> Result<()> {
+        match &mut self.kind {
+            Kind::Map(m) if !self.replace_all => {
+                m.list.compare = Some(how);
+                Ok(())
+            }
+            _ => Err(Error::Invalid(
+                "internal: only a PostgreSQL stage compares puts itself".into(),
+            )),
         }
     }
 

@@ -271,11 +271,12 @@ impl Writer {
         Ok(stage::new(kind, replace_all, complete))
     }
 
-    /// Applies a stage atomically; returns the number of records afterwards.
-    pub(crate) fn commit_stage(&mut self, st: Stage) -> Result<u64> {
+    /// Applies a stage atomically; returns the number of records afterwards (None: not
+    /// counted: a PostgreSQL import whose puts the server compared).
+    pub(crate) fn commit_stage(&mut self, st: Stage) -> Result<Option<u64>> {
         if st.is_small() {
             let changes = st.into_changes()?;
-            return self.commit(changes);
+            return self.commit(changes).map(Some);
         }
         let replace_all = st.replace_all;
         let complete = st.wants_kept();
@@ -290,20 +291,21 @@ impl Writer {
                         sort.base(&r.key, &r.value)?;
                     }
                 }
-                Ok(
+                Ok(Some(
                     persist::replace_file(&target, &own, |f| bdb::write_sorted(sort, &opts, f))?
                         .records,
-                )
+                ))
             }
             Kind::Gdbm(sort) => {
                 let (target, own) = self.file()?;
                 let hint = self.layout_hint();
                 let whole = replace_all || complete;
                 self.write_gdbm(&target, &own, &hint, Source::Sorted(Box::new(sort), whole))
+                    .map(Some)
             }
             Kind::Ops(sort) => {
                 let mut ops = SortedOps::new(sort, replace_all)?;
-                self.commit_ops(&mut ops)
+                self.commit_ops(&mut ops).map(Some)
             }
         }
     }
@@ -349,6 +351,26 @@ impl Writer {
         std::mem::take(&mut self.notes)
     }
 
+    /// Whether puts of plain passwords may be left for the store to compare with what
+    /// it holds ([`Stage::compare`]): a PostgreSQL table of ours holding nothing but
+    /// `userPassword` records.
+    pub(crate) fn compares_passwords(&self) -> Result<bool> {
+        match &self.place {
+            #[cfg(feature = "postgres")]
+            Place::Postgres { session, .. } => session.compares_passwords(),
+            Place::File { .. } => Ok(false),
+        }
+    }
+
+    /// What the store found of the last commit's compared puts, taken.
+    pub(crate) fn take_compared(&mut self) -> Option<crate::storage::Compared> {
+        match &mut self.place {
+            #[cfg(feature = "postgres")]
+            Place::Postgres { session, .. } => session.take_compared(),
+            Place::File { .. } => None,
+        }
+    }
+
     /// What the ownership policy has to say (a changed group; ownership not enforced).
     pub(crate) fn ownership_notes(&self) -> (Option<String>, Option<String>) {
         match &self.place {
@@ -371,12 +393,12 @@ impl Writer {
 
     /// Applies a PostgreSQL stage's list of changes atomically; returns the number of
     /// records afterwards.
-    fn commit_list(&mut self, list: stage::ChangeList) -> Result<u64> {
+    fn commit_list(&mut self, list: stage::ChangeList) -> Result<Option<u64>> {
         #[cfg(feature = "postgres")]
         if let Place::Postgres { session, .. } = &mut self.place {
             return session.commit_list(&list);
         }
-        self.commit(list.into_changes())
+        self.commit(list.into_changes()).map(Some)
     }
 
     /// Applies `changes` atomically; returns the number of records afterwards.
@@ -509,7 +531,9 @@ impl Writer {
                     let changes = st.into_changes()?;
                     return self.commit(changes);
                 }
-                self.commit_stage(st)
+                // A replacement's puts are never compared: its records are counted.
+                self.commit_stage(st)?
+                    .ok_or_else(|| Error::Invalid("internal: a replacement left no count".into()))
             }
         }
     }

@@ -895,3 +895,106 @@ fn sasldb_bulk_import_past_a_foreign_insert() {
         );
     }
 }
+
+/// The summary line of a `sasldb import` (its last line of output).
+fn summary(out: &str) -> &str {
+    out.trim_end().lines().last().unwrap_or_default()
+}
+
+/// Imports of plain passwords into a table holding only passwords leave the
+/// comparison to the server: the summary still tells new, changed, unchanged and kept
+/// users apart, through the array statements (a few users), the temporary table (1,000
+/// and more) and the `COPY` into an empty table; a table holding another secret makes
+/// the import read it and recompute that secret, as everywhere else.
+#[test]
+fn plain_password_imports_are_compared_by_the_server() {
+    let srv = server();
+    let db = srv.database("compared", "");
+    let url = srv.url(&db);
+    ok("init", &sasldb(srv, &["-f", &url, "init"], None));
+    let import = |args: &[&str], input: &str| {
+        let mut a = vec!["-f", url.as_str(), "import"];
+        a.extend_from_slice(args);
+        a.push("-");
+        ok("import", &sasldb(srv, &a, Some(input.as_bytes())))
+    };
+    let value = |user: &str, prop: &str| -> Option<Vec<u8>> {
+        records(srv, &db)
+            .into_iter()
+            .find(|(k, _)| *k == key(user, "example.org", prop))
+            .map(|(_, v)| v)
+    };
+
+    // Into the empty table: one COPY.
+    let out = import(
+        &[],
+        "alice@example.org:a\nbob@example.org:b\ncarol@example.org:c\n",
+    );
+    assert_eq!(summary(&out), "3 added, 0 updated, 0 unchanged, 0 rejected");
+    // A few users: the array statements. A repeated user is rejected (first line wins).
+    let out = import(
+        &["--skip-bad"],
+        "alice@example.org:a\nbob@example.org:B\ndave@example.org:d\ndave@example.org:dup\n",
+    );
+    assert_eq!(summary(&out), "1 added, 1 updated, 1 unchanged, 1 rejected");
+    assert_eq!(value("bob", USER_PASSWORD).as_deref(), Some(&b"B"[..]));
+    assert_eq!(value("dave", USER_PASSWORD).as_deref(), Some(&b"d"[..]));
+    let out = import(
+        &["--mode", "create-only"],
+        "carol@example.org:X\nerin@example.org:e\n",
+    );
+    assert_eq!(
+        summary(&out),
+        "1 added, 0 updated, 0 unchanged, 0 rejected, 1 existing kept"
+    );
+    assert_eq!(value("carol", USER_PASSWORD).as_deref(), Some(&b"c"[..]));
+
+    // 2,000 users: the temporary table. 500 the same, 500 changed, 1,000 new.
+    let many = |changed_from: usize, n: usize| {
+        (0..n)
+            .map(|i| {
+                let pw = if i >= changed_from { "new" } else { "old" };
+                format!("u{i:04}@example.org:{pw} {i}\n")
+            })
+            .collect::<String>()
+    };
+    let out = import(&[], &many(usize::MAX, 1000));
+    assert_eq!(
+        summary(&out),
+        "1000 added, 0 updated, 0 unchanged, 0 rejected"
+    );
+    let out = import(&[], &many(500, 2000));
+    assert_eq!(
+        summary(&out),
+        "1000 added, 500 updated, 500 unchanged, 0 rejected"
+    );
+    assert_eq!(records(srv, &db).len(), 2005);
+    assert_eq!(
+        value("u0499", USER_PASSWORD).as_deref(),
+        Some(&b"old 499"[..])
+    );
+    assert_eq!(
+        value("u0500", USER_PASSWORD).as_deref(),
+        Some(&b"new 500"[..])
+    );
+    assert_eq!(
+        value("u1999", USER_PASSWORD).as_deref(),
+        Some(&b"new 1999"[..])
+    );
+    let out = import(&[], &many(500, 2000));
+    assert_eq!(
+        summary(&out),
+        "0 added, 0 updated, 2000 unchanged, 0 rejected"
+    );
+
+    // alice gets a SCRAM secret; a plain import then reads the table and recomputes it.
+    let out = import(&["--scram"], "alice@example.org:a2\n");
+    assert_eq!(summary(&out), "0 added, 1 updated, 0 unchanged, 0 rejected");
+    let scram = value("alice", "authPassword").expect("a SCRAM secret");
+    let out = import(&[], "alice@example.org:a3\nfrank@example.org:f\n");
+    assert_eq!(summary(&out), "1 added, 1 updated, 0 unchanged, 0 rejected");
+    assert_eq!(value("alice", USER_PASSWORD).as_deref(), Some(&b"a3"[..]));
+    let now = value("alice", "authPassword").expect("the SCRAM secret kept");
+    assert_ne!(now, scram, "the SCRAM secret was not recomputed");
+    assert_eq!(records(srv, &db).len(), 2007);
+}

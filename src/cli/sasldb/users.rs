@@ -93,7 +93,7 @@ pub fn import(g: &Global, a: &ImportArgs) -> Result<Exit> {
         policy: &policy,
         dry_run: a.dry_run,
     };
-    let (summary, rejected) = import::apply_input(&mut txn, input, &opts, &mut |n| {
+    let (mut summary, rejected) = import::apply_input(&mut txn, input, &opts, &mut |n| {
         if let Some(b) = &bar {
             b.set_position(n as u64);
         }
@@ -123,12 +123,21 @@ pub fn import(g: &Global, a: &ImportArgs) -> Result<Exit> {
     }
     if let Some(report) = &written {
         print_commit(report);
+        summary.settle(report, mode);
     }
     if !a.quiet {
         let mut line = format!(
             "{} added, {} updated, {} unchanged, {} rejected",
             summary.added, summary.updated, summary.unchanged, n_rejected
         );
+        if summary.pending > 0 {
+            // The commit's connection dropped as it went, with the server's counts.
+            line = format!(
+                "{} imported (how many were new, changed or unchanged was lost with the \
+                 connection as the commit went), {} rejected",
+                summary.pending, n_rejected
+            );
+        }
         if summary.kept > 0 {
             line.push_str(&format!(", {} existing kept", summary.kept));
         }

@@ -105,7 +105,15 @@
 //! created in the same transaction as the first write ([`init`] does only that), at
 //! `fillfactor = 50`, so that a password change is a HOT update (no new index entry).
 //! An import reads the table once, in key order, beside its sorted input (see
-//! `bulk::import`).
+//! `bulk::import`), except an import of plain passwords into our table when it holds
+//! nothing but `userPassword` records ([`Session::compares_passwords`]: one probe of
+//! the schema's partial index `sasldb_secrets`): then every password goes into the
+//! temporary table (property left out, the join on user and realm), one `UPDATE` changes
+//! the rows whose value differs (`value <> t.v`) and one `INSERT ... WHERE NOT EXISTS`
+//! adds the new users, unless the `UPDATE` changed them all; their row counts are what
+//! the commit reports ([`crate::Compared`]), and such a commit does not count the
+//! table's records afterwards. A unique violation then runs the transaction again as
+//! it is (the upsert could not count), within [`RETRIES`].
 //!
 //! # Connections that drop
 //!
@@ -162,7 +170,7 @@ use crate::location::Format;
 use crate::location::{
     PostgresUrl as Url, check_session_attrs, check_sslmode, parse_port, parse_timeout, split_list,
 };
-use crate::record::{KeyRef, Record, Secret, encode_into};
+use crate::record::{KeyRef, Record, Secret, USER_PASSWORD, encode_into};
 use crate::storage::{Backend, Records};
 
 /// The table holding the records.
@@ -759,6 +767,10 @@ enum ReadQuery {
     User(String, String),
     /// A scan batch: up to [`BATCH`] records after this key (None: from the start).
     Batch(Option<[String; 3]>),
+    /// One record that is not a `userPassword`, if there is any: in the order of the
+    /// partial index our schema has for them (`sasldb_secrets`), so that the planner
+    /// probes it rather than scan the table for a first row it may not find.
+    NotPassword,
 }
 
 const COLS: &str = "username::text, realm::text, property::text";
@@ -899,6 +911,16 @@ impl ReadQuery {
                 )
                 .await?
             }
+            ReadQuery::NotPassword => {
+                c.query(
+                    &format!(
+                        "SELECT {COLS}, {v} FROM sasldb WHERE property <> '{USER_PASSWORD}' \
+                         AND {NOT_NULL} ORDER BY username, realm LIMIT 1"
+                    ),
+                    &[],
+                )
+                .await?
+            }
             ReadQuery::Batch(None) => c.query(&scan_sql(table, false), &[&BATCH]).await?,
             ReadQuery::Batch(Some([u, r, p])) => {
                 c.query(&scan_sql(table, true), &[&BATCH, u, r, p]).await?
@@ -983,6 +1005,17 @@ impl PgStore {
     /// Whether the table was created by this module.
     pub fn is_ours(&self) -> bool {
         self.table.ours
+    }
+
+    /// Whether the table is ours (names `NOT NULL`, values `bytea`) and holds no record
+    /// but `userPassword` ones: then the server can compare plain passwords with the
+    /// stored ones itself ([`crate::storage::Compare`]). A writer's answer is logged
+    /// like any of its reads, so a reconnection finds out if it changed.
+    pub fn only_passwords(&self) -> Result<bool> {
+        if !(self.table.ours && self.table.bytea) {
+            return Ok(false);
+        }
+        Ok(self.read(ReadQuery::NotPassword)?.is_empty())
     }
 
     /// The host the current connection reached (None: not connected now).

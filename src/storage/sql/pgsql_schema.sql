@@ -7,6 +7,10 @@ CREATE TABLE sasldb (
 ) WITH (fillfactor = 50);
 -- Half-full pages: a password change is a HOT update (no new index entry), so
 -- changing every user's password does not rewrite the index.
+-- The records that are not a plain password (SCRAM, OTP, any other secret): whether
+-- the table holds any is one probe of this index, which an import of plain passwords
+-- asks first (a table of passwords only leaves comparing them to the server).
+CREATE INDEX sasldb_secrets ON sasldb (username, realm) WHERE property <> 'userPassword';
 COMMENT ON TABLE sasldb IS 'sasldb 1: Cyrus SASL records (username, realm, property, value)';
 -- Cyrus's sql plugin "deletes" by storing the text 'NULL' (saslpasswd2 -d, SASL_SET_DISABLE).
 -- The sasldb tools store a real 4-byte value NULL with sasldb.keep_null set.

@@ -19,8 +19,8 @@ use super::{
 use crate::error::{Error, Result};
 use crate::location::{Format, PostgresUrl as Url};
 use crate::record::KeyRef;
-use crate::storage::Changes;
 use crate::storage::stage::ChangeList;
+use crate::storage::{Changes, Compare, Compared};
 
 /// Bytes of names and values per write statement: a change set of any usual size is
 /// one statement per kind of change; a huge one is cut into pieces of this size.
@@ -46,6 +46,8 @@ pub struct Session {
     url: String,
     store: Arc<PgStore>,
     exists: bool,
+    /// What the server found of the last commit's compared puts.
+    compared: Option<Compared>,
 }
 
 impl fmt::Debug for Session {
@@ -101,7 +103,22 @@ impl Session {
             }),
             url: url_s,
             exists,
+            compared: None,
         })
+    }
+
+    /// Whether the server can compare plain passwords with the stored ones itself
+    /// (see [`PgStore::only_passwords`]); false while there is no table.
+    pub fn compares_passwords(&self) -> Result<bool> {
+        if !self.exists {
+            return Ok(false);
+        }
+        self.store.only_passwords()
+    }
+
+    /// What the server found of the last commit's compared puts, taken.
+    pub fn take_compared(&mut self) -> Option<Compared> {
+        self.compared.take()
     }
 
     /// Whether the `sasldb` table existed when the session began.
@@ -124,18 +141,22 @@ impl Session {
             .ops
             .iter()
             .map(|(k, v)| (k.as_slice(), v.as_ref().map(|v| v.as_slice())));
-        let writes = Writes::of(changes.replace_all, ops, &self.url)?;
-        self.apply(&writes)
+        let writes = Writes::of(changes.replace_all, None, ops, &self.url)?;
+        self.apply(&writes)?.ok_or_else(|| {
+            Error::Invalid("internal: a commit of ordinary changes left no count".into())
+        })
     }
 
-    /// [`Session::commit`] of a bulk change set (a PostgreSQL stage's list).
-    pub(crate) fn commit_list(&mut self, list: &ChangeList) -> Result<u64> {
-        let writes = Writes::of(list.replace_all, list.iter(), &self.url)?;
+    /// [`Session::commit`] of a bulk change set (a PostgreSQL stage's list). The
+    /// records afterwards are not counted when the server compared the puts (that
+    /// count would be a scan of the table, which nothing of an import needs).
+    pub(crate) fn commit_list(&mut self, list: &ChangeList) -> Result<Option<u64>> {
+        let writes = Writes::of(list.replace_all, list.compare, list.iter(), &self.url)?;
         self.apply(&writes)
     }
 
     /// Applies the writes of a change set, as [`Session::commit`] says.
-    fn apply(&mut self, writes: &Writes<'_>) -> Result<u64> {
+    fn apply(&mut self, writes: &Writes<'_>) -> Result<Option<u64>> {
         let store = &*self.store;
         let url = self.url.as_str();
         let mut inner = store.lock();
@@ -150,19 +171,22 @@ impl Session {
             let conn = inner.conn.as_mut().expect("connected");
             let res = conn.run(|c| writes.apply(c, url, &sent, upsert));
             let e = match res {
-                Ok(n) => {
+                Ok((n, compared)) => {
                     self.exists = true;
+                    self.compared = compared;
                     return Ok(n);
                 }
                 Err(ApplyError::Other(e)) => return Err(e),
                 Err(ApplyError::Pg(e)) => e,
             };
-            if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && !upsert {
+            let unique = e.code() == Some(&SqlState::UNIQUE_VIOLATION);
+            if unique && !upsert && writes.compare.is_none() {
                 // A foreign writer added a row between the UPDATE and the INSERT.
                 upsert = true;
                 continue;
             }
-            if is_serialization_failure(&e) {
+            // Compared puts are counted, which the upsert cannot do: run them again.
+            if is_serialization_failure(&e) || unique {
                 if attempt >= RETRIES {
                     return Err(backend_error(
                         url,
@@ -211,7 +235,8 @@ impl Session {
                 match conn.run(|c| writes.applied(c, &store.table)) {
                     Ok(Some(n)) => {
                         self.exists = true;
-                        return Ok(n);
+                        self.compared = writes.compare.map(|_| Compared::Uncounted);
+                        return Ok(Some(n));
                     }
                     Ok(None) => {}
                     Err(e) => {
@@ -274,6 +299,8 @@ impl From<InspectError> for ApplyError {
 /// A change set as the columns the write statements take.
 struct Writes<'a> {
     replace_all: bool,
+    /// Puts the server compares with the stored values (then there are no deletes).
+    compare: Option<Compare>,
     del: [Vec<&'a str>; 3],
     put: [Vec<&'a str>; 3],
     values: Vec<&'a [u8]>,
@@ -304,6 +331,7 @@ impl<'a> Writes<'a> {
     /// to store or `None` to delete.
     fn of(
         replace_all: bool,
+        compare: Option<Compare>,
         ops: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + Clone,
         url: &str,
     ) -> Result<Writes<'a>> {
@@ -312,10 +340,16 @@ impl<'a> Writes<'a> {
         let n = ops.size_hint().0;
         let mut w = Writes {
             replace_all,
+            compare,
             del: Default::default(),
             put: std::array::from_fn(|_| Vec::with_capacity(n)),
             values: Vec::with_capacity(n),
         };
+        if compare.is_some() && ops.clone().any(|(_, v)| v.is_none()) {
+            return Err(Error::Invalid(
+                "internal: a change set the server compares holds a delete".into(),
+            ));
+        }
         if !replace_all {
             for key in ops.clone().filter(|(_, v)| v.is_none()).map(|(k, _)| k) {
                 let Ok(k) = KeyRef::parse(key) else { continue };
@@ -375,14 +409,16 @@ impl<'a> Writes<'a> {
     }
 
     /// The whole change set in one transaction; `sent` is set just before COMMIT goes
-    /// to the server. `upsert`: store rows with `INSERT ... ON CONFLICT` only.
+    /// to the server. `upsert`: store rows with `INSERT ... ON CONFLICT` only. Returns
+    /// the number of records afterwards (not counted for compared puts) and, for
+    /// compared puts, what the server found.
     async fn apply(
         &self,
         client: &mut Client,
         url: &str,
         sent: &Cell<bool>,
         upsert: bool,
-    ) -> std::result::Result<u64, ApplyError> {
+    ) -> std::result::Result<(Option<u64>, Option<Compared>), ApplyError> {
         let tx = client.transaction().await?;
         // Our own value NULL is a value, not the plugin's "delete" (see the trigger).
         tx.batch_execute("SET LOCAL sasldb.keep_null = 'on'")
@@ -418,7 +454,10 @@ impl<'a> Writes<'a> {
              FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS t(u, r, p, v) \
              ON CONFLICT (username, realm, property) DO UPDATE SET value = excluded.value"
         );
-        if !upsert && self.values.len() >= BULK_ROWS {
+        let mut compared = None;
+        if let Some(how) = self.compare {
+            compared = Some(self.store_compared(&tx, &table, how).await?);
+        } else if !upsert && self.values.len() >= BULK_ROWS {
             self.store_bulk(&tx, &table, value).await?;
         } else {
             for range in self.put_pieces() {
@@ -432,10 +471,132 @@ impl<'a> Writes<'a> {
                 tx.execute(&upsert_sql, &params).await?;
             }
         }
-        let n = count(&tx).await?;
+        let n = match compared {
+            Some(_) => None,
+            None => Some(count(&tx).await?),
+        };
         sent.set(true);
         tx.commit().await?;
-        Ok(n)
+        Ok((n, compared))
+    }
+
+    /// Stores puts the server compares with the stored values (`how`), in a constant
+    /// number of statements: into a table with no rows, one binary `COPY` straight
+    /// into it; otherwise the rows go into a temporary table by one `COPY` (or, for a
+    /// few rows or without the right to make temporary tables, as arrays), then one
+    /// `UPDATE ... FROM` changes the rows whose value differs and one `INSERT` adds the
+    /// keys that are new. The statements' row counts are what the server found.
+    async fn store_compared(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        table: &Table,
+        how: Compare,
+    ) -> std::result::Result<Compared, ApplyError> {
+        use tokio_postgres::types::ToSql;
+        if !(table.ours && table.bytea) {
+            return Err(ApplyError::Other(Error::Invalid(
+                "internal: only our own table compares puts on the server".into(),
+            )));
+        }
+        let (any_row, temp) = bulk_start(tx).await?;
+        let n = self.values.len() as u64;
+        if !any_row {
+            self.copy_rows(
+                tx,
+                "COPY sasldb (username, realm, property, value) FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+            return Ok(Compared::Counted {
+                added: n,
+                updated: 0,
+                same: 0,
+            });
+        }
+        let (mut added, mut updated) = (0, 0);
+        // One piece: the temporary table; or pieces of rows passed as arrays.
+        let in_temp = temp && self.values.len() >= BULK_ROWS;
+        // Puts of one property (an import's passwords): the temporary table leaves it
+        // out, and the join is on the user and realm alone.
+        let [_, _, props] = &self.put;
+        let one_property = props.first().filter(|p| props.iter().all(|q| q == *p));
+        let (from, prop) = match one_property {
+            _ if !in_temp => (
+                "unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS t(u, r, p, v)",
+                "t.p",
+            ),
+            Some(_) => ("sasldb_put t", "$1::text"),
+            None => ("sasldb_put t", "t.p"),
+        };
+        if in_temp {
+            let (p_column, columns) = match one_property {
+                Some(_) => ("", "u, r, v"),
+                None => ("p text COLLATE \"C\", ", "u, r, p, v"),
+            };
+            tx.batch_execute(&format!(
+                "CREATE TEMPORARY TABLE sasldb_put (u text COLLATE \"C\", r text COLLATE \"C\", \
+                 {p_column}v bytea) ON COMMIT DROP"
+            ))
+            .await?;
+            self.copy_into(
+                tx,
+                &format!("COPY sasldb_put ({columns}) FROM STDIN (FORMAT binary)"),
+                one_property.is_none(),
+            )
+            .await?;
+        }
+        let same = format!("s.username = t.u AND s.realm = t.r AND s.property = {prop}");
+        let pieces = if in_temp {
+            std::iter::once(0..self.values.len()).collect()
+        } else {
+            self.put_pieces()
+        };
+        for range in pieces {
+            let [u, r, p] = &self.put;
+            let (u, r, p, v) = (
+                &u[range.clone()],
+                &r[range.clone()],
+                &p[range.clone()],
+                &self.values[range.clone()],
+            );
+            let arrays: [&(dyn ToSql + Sync); 4] = [&u, &r, &p, &v];
+            let property: [&(dyn ToSql + Sync); 1] = [&p[0]];
+            let params: &[&(dyn ToSql + Sync)] = match one_property {
+                _ if !in_temp => &arrays,
+                Some(_) => &property,
+                None => &[],
+            };
+            let mut piece_updated = 0;
+            if how == Compare::Upsert {
+                piece_updated = tx
+                    .execute(
+                        &format!(
+                            "UPDATE sasldb s SET value = t.v FROM {from} \
+                             WHERE {same} AND s.value <> t.v"
+                        ),
+                        params,
+                    )
+                    .await?;
+            }
+            // When every put changed an existing key, none is new.
+            if piece_updated < range.len() as u64 {
+                added += tx
+                    .execute(
+                        &format!(
+                            "INSERT INTO sasldb (username, realm, property, value) \
+                             SELECT u, r, {prop}, v FROM {from} \
+                             WHERE NOT EXISTS (SELECT 1 FROM sasldb s WHERE {same})"
+                        ),
+                        params,
+                    )
+                    .await?;
+            }
+            updated += piece_updated;
+        }
+        Ok(Compared::Counted {
+            added,
+            updated,
+            same: n.saturating_sub(added + updated),
+        })
     }
 
     /// Stores the rows of a big change set in a constant number of statements: into a
@@ -451,16 +612,7 @@ impl<'a> Writes<'a> {
         table: &Table,
         value: &str,
     ) -> std::result::Result<(), tokio_postgres::Error> {
-        // Memory for hashing every row of the joins below at once (this transaction only).
-        tx.batch_execute("SET LOCAL work_mem = '64MB'").await?;
-        let row = tx
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM sasldb), \
-                 has_database_privilege(current_database(), 'TEMPORARY')",
-                &[],
-            )
-            .await?;
-        let (any_row, temp): (bool, bool) = (row.get(0), row.get(1));
+        let (any_row, temp) = bulk_start(tx).await?;
         let n = self.values.len() as u64;
         if !any_row && table.ours && table.bytea {
             self.copy_rows(
@@ -545,6 +697,16 @@ impl<'a> Writes<'a> {
         tx: &tokio_postgres::Transaction<'_>,
         sql: &str,
     ) -> std::result::Result<u64, tokio_postgres::Error> {
+        self.copy_into(tx, sql, true).await
+    }
+
+    /// [`Writes::copy_rows`], leaving the property out unless `property`.
+    async fn copy_into(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        sql: &str,
+        property: bool,
+    ) -> std::result::Result<u64, tokio_postgres::Error> {
         use futures_sink::Sink;
         let sink = tx
             .copy_in::<_, std::io::Cursor<Zeroizing<Vec<u8>>>>(sql)
@@ -557,14 +719,23 @@ impl<'a> Writes<'a> {
         chunk.extend_from_slice(&0i32.to_be_bytes());
         chunk.extend_from_slice(&0i32.to_be_bytes());
         let [u, r, p] = &self.put;
+        let fields: i16 = if property { 4 } else { 3 };
         for i in 0..self.values.len() {
-            chunk.extend_from_slice(&4i16.to_be_bytes());
+            chunk.extend_from_slice(&fields.to_be_bytes());
+            let p = if property {
+                Some(p[i].as_bytes())
+            } else {
+                None
+            };
             for field in [
-                u[i].as_bytes(),
-                r[i].as_bytes(),
-                p[i].as_bytes(),
-                self.values[i],
-            ] {
+                Some(u[i].as_bytes()),
+                Some(r[i].as_bytes()),
+                p,
+                Some(self.values[i]),
+            ]
+            .into_iter()
+            .flatten()
+            {
                 // `Writes::of` keeps keys and values under 1 GiB.
                 let len = i32::try_from(field.len()).expect("a field under 2 GiB");
                 chunk.extend_from_slice(&len.to_be_bytes());
@@ -640,6 +811,23 @@ impl<'a> Writes<'a> {
         }
         Ok(Some(n))
     }
+}
+
+/// The start of a bulk store: raises `work_mem` for the transaction (so that its joins
+/// hash every row at once, in memory), and says whether the table has any row and
+/// whether the role may make temporary tables.
+async fn bulk_start(
+    tx: &tokio_postgres::Transaction<'_>,
+) -> std::result::Result<(bool, bool), tokio_postgres::Error> {
+    tx.batch_execute("SET LOCAL work_mem = '64MB'").await?;
+    let row = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM sasldb), \
+             has_database_privilege(current_database(), 'TEMPORARY')",
+            &[],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
 }
 
 /// The number of records.
