@@ -41,7 +41,8 @@ pub(crate) enum Compare {
     CreateOnly,
 }
 
-/// What a store found of the puts it compared ([`Compare`]), reported by the commit.
+/// What a store found of the puts it compared with what it held (a PostgreSQL import of
+/// plain passwords), reported by the commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compared {
     /// Puts of new keys (`added`), puts that changed a value (`updated`) and puts that

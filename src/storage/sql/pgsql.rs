@@ -1009,8 +1009,8 @@ impl PgStore {
 
     /// Whether the table is ours (names `NOT NULL`, values `bytea`) and holds no record
     /// but `userPassword` ones: then the server can compare plain passwords with the
-    /// stored ones itself ([`crate::storage::Compare`]). A writer's answer is logged
-    /// like any of its reads, so a reconnection finds out if it changed.
+    /// stored ones itself. A writer's answer is logged like any of its reads, so a
+    /// reconnection finds out if it changed.
     pub fn only_passwords(&self) -> Result<bool> {
         if !(self.table.ours && self.table.bytea) {
             return Ok(false);
