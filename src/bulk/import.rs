@@ -1849,10 +1849,6 @@ pub fn apply_input(
         Mode::CreateOnly => Some(Compare::CreateOnly),
         Mode::ReplaceAll => None,
     };
-    let compare = match compare {
-        Some(how) if txn.compares_passwords()? => Some(how),
-        _ => None,
-    };
     let mut m = Merge {
         opts: *opts,
         stage: if opts.dry_run {
@@ -1869,21 +1865,29 @@ pub fn apply_input(
         rejected: input.take_rejected(),
         key: Vec::with_capacity(512),
     };
-    // Both sides in one order: the database's key order when it keeps one, else the
-    // hashed order (the entries are sorted again in the rare case they were sorted
-    // for another kind of database than the one found).
+    let mut entries: Sorted = input.sort.finish()?;
+    let compare = match compare {
+        Some(how)
+            if txn.compares_passwords()?
+                && worth_comparing(txn, &mut entries, input.order.offset())? =>
+        {
+            Some(how)
+        }
+        _ => None,
+    };
     if let Some(how) = compare {
         m.stage.as_mut().expect("not a dry run").compare(how)?;
-        let entries = input.sort.finish()?;
         stage_compared(&mut m, entries, input.order.offset(), progress)?;
         return m.finish(txn);
     }
+    // Both sides in one order: the database's key order when it keeps one, else the
+    // hashed order (the entries are sorted again in the rare case they were sorted
+    // for another kind of database than the one found).
     let order = match txn.base_in_key_order() {
         Some(true) => Order::Key,
         Some(false) => Order::Hashed,
         None => input.order,
     };
-    let mut entries: Sorted = input.sort.finish()?;
     if order != input.order {
         entries = resort(entries, input.order, order, &input.to)?;
     }
@@ -1969,6 +1973,45 @@ pub fn apply_input(
         progress(done);
     }
     m.finish(txn)
+}
+
+/// Imports of this many entries or more ask the database first whether nearly every
+/// password would be written ([`worth_comparing`]); smaller ones always leave the
+/// comparison to it (their rows cost the server a few index probes, where reading the
+/// table costs a scan of all of it).
+const SAMPLE_FROM: usize = 1000;
+/// The most entries in that sample.
+const SAMPLE: usize = 512;
+
+/// Whether the database should compare the (plain) passwords of `entries` itself: for
+/// a large import, when at least nine in ten of an evenly spaced sample would be
+/// written (new users, or other passwords). Otherwise reading the table and writing
+/// only what changed costs less: measured on 200,000 users against a table of as
+/// many, the server's comparison took 490 ms where every password changed (615 ms
+/// through the read) but 390 ms where none did (150 ms through the read, which then
+/// writes nothing). `off`: where a sort key's user starts. Leaves `entries` rewound.
+fn worth_comparing(txn: &Transaction, entries: &mut Sorted, off: usize) -> Result<bool> {
+    let n = usize::try_from(entries.len()).unwrap_or(usize::MAX);
+    if n < SAMPLE_FROM {
+        return Ok(true);
+    }
+    let step = n.div_ceil(SAMPLE);
+    let mut sample: Vec<(Vec<u8>, Secret)> = Vec::with_capacity(SAMPLE);
+    let mut i = 0usize;
+    while let Some((k, v)) = entries.next()? {
+        if i.is_multiple_of(step)
+            && let (Some(password), _) = decode_entry(v)?
+        {
+            let mut key = k[off..k.len() - 8].to_vec();
+            key.extend_from_slice(USER_PASSWORD.as_bytes());
+            sample.push((key, Secret::new(password.to_vec())));
+        }
+        i += 1;
+    }
+    entries.rewind()?;
+    let puts: Vec<(&[u8], &[u8])> = sample.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+    let writes = txn.puts_that_write(&puts)?;
+    Ok(writes * 10 >= puts.len() * 9)
 }
 
 /// The rest of [`apply_input`] for passwords the database compares itself: each user's

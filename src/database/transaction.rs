@@ -107,6 +107,13 @@ impl Transaction {
         self.writer.compares_passwords()
     }
 
+    /// How many of `puts` (keys and values) would change the database as it was when
+    /// the transaction began: a sample's question, to choose how to write (see
+    /// [`Transaction::compares_passwords`]).
+    pub(crate) fn puts_that_write(&self, puts: &[(&[u8], &[u8])]) -> Result<usize> {
+        self.writer.puts_that_write(puts)
+    }
+
     /// An empty bulk change set for this database; [`Transaction::set_stage`] hands it
     /// back for the commit. `replace_all`: the commit empties the database first.
     /// `complete`: the caller reads every record of the database and will hand over

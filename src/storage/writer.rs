@@ -362,6 +362,16 @@ impl Writer {
         }
     }
 
+    /// How many of `puts` (keys and values) would change the database; asked only of a
+    /// store that compares ([`Writer::compares_passwords`]), others answer all of them.
+    pub(crate) fn puts_that_write(&self, puts: &[(&[u8], &[u8])]) -> Result<usize> {
+        match &self.place {
+            #[cfg(feature = "postgres")]
+            Place::Postgres { session, .. } => session.puts_that_write(puts),
+            Place::File { .. } => Ok(puts.len()),
+        }
+    }
+
     /// What the store found of the last commit's compared puts, taken.
     pub(crate) fn take_compared(&mut self) -> Option<crate::storage::Compared> {
         match &mut self.place {

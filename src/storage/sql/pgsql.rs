@@ -1007,6 +1007,46 @@ impl PgStore {
         self.table.ours
     }
 
+    /// How many of `puts` (keys and values) would change the table: keys it does not
+    /// hold, or holds with another value. A heuristic's question (a sample, to choose
+    /// how to write): a connection lost meanwhile answers "all of them", and the
+    /// commit reconnects as usual.
+    pub fn puts_that_write(&self, puts: &[(&[u8], &[u8])]) -> Result<usize> {
+        let (mut u, mut r, mut p, mut vals) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (key, value) in puts {
+            // A key that cannot be in the table is written (or refused) by the commit.
+            if let Some([a, b, c]) = key_names(key) {
+                u.push(a);
+                r.push(b);
+                p.push(c);
+                vals.push(*value);
+            }
+        }
+        let unnamed = puts.len() - vals.len();
+        let mut inner = self.lock();
+        let Some(conn) = inner.conn.as_mut() else {
+            return Ok(puts.len());
+        };
+        let sql = format!(
+            "SELECT count(*) FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) \
+             AS t(u, r, p, v) LEFT JOIN sasldb s ON s.username = t.u AND s.realm = t.r \
+             AND s.property = t.p WHERE {} IS DISTINCT FROM t.v",
+            self.table.value_expr
+        );
+        let res = conn.run(|c| async move {
+            let row = c.query_one(&sql, &[&u, &r, &p, &vals]).await?;
+            Ok::<i64, tokio_postgres::Error>(row.get(0))
+        });
+        match res {
+            Ok(n) => Ok(unnamed + usize::try_from(n).unwrap_or(0)),
+            Err(e) if is_connection_loss(&e, conn) => {
+                inner.conn = None;
+                Ok(puts.len())
+            }
+            Err(e) => Err(pg_error(&self.url, &e)),
+        }
+    }
+
     /// Whether the table is ours (names `NOT NULL`, values `bytea`) and holds no record
     /// but `userPassword` ones: then the server can compare plain passwords with the
     /// stored ones itself. A writer's answer is logged like any of its reads, so a

@@ -116,6 +116,14 @@ impl Session {
         self.store.only_passwords()
     }
 
+    /// How many of `puts` would change the table (see [`PgStore::puts_that_write`]).
+    pub fn puts_that_write(&self, puts: &[(&[u8], &[u8])]) -> Result<usize> {
+        if !self.exists {
+            return Ok(puts.len());
+        }
+        self.store.puts_that_write(puts)
+    }
+
     /// What the server found of the last commit's compared puts, taken.
     pub fn take_compared(&mut self) -> Option<Compared> {
         self.compared.take()
