@@ -107,7 +107,8 @@
 //! An import reads the table once, in key order, beside its sorted input (see
 //! `bulk::import`), except an import of plain passwords into our table when it holds
 //! nothing but `userPassword` records ([`Session::compares_passwords`]: one probe of
-//! the schema's partial index `sasldb_secrets`): then every password goes into the
+//! the schema's partial index `sasldb_secrets`) and nearly every password is written
+//! (a sample: [`Session::puts_that_write`]): then every password goes into the
 //! temporary table (property left out, the join on user and realm), one `UPDATE` changes
 //! the rows whose value differs (`value <> t.v`) and one `INSERT ... WHERE NOT EXISTS`
 //! adds the new users, unless the `UPDATE` changed them all; their row counts are what
