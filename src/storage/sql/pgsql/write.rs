@@ -37,6 +37,10 @@ const BULK_ROWS: usize = 1000;
 /// every length fits a `COPY` field's 32 bits.
 const MAX_FIELD: usize = 1 << 30;
 
+/// The `COPY` of every row straight into the table (when it has none).
+const COPY_INTO_TABLE: &str =
+    "COPY sasldb (username, realm, property, value) FROM STDIN (FORMAT binary)";
+
 /// Bytes of `COPY` data handed to the connection at a time.
 const COPY_CHUNK: usize = 256 << 10;
 
@@ -353,13 +357,13 @@ impl<'a> Writes<'a> {
             put: std::array::from_fn(|_| Vec::with_capacity(n)),
             values: Vec::with_capacity(n),
         };
-        if compare.is_some() && ops.clone().any(|(_, v)| v.is_none()) {
-            return Err(Error::Invalid(
-                "internal: a change set the server compares holds a delete".into(),
-            ));
-        }
         if !replace_all {
             for key in ops.clone().filter(|(_, v)| v.is_none()).map(|(k, _)| k) {
+                if compare.is_some() {
+                    return Err(Error::Invalid(
+                        "internal: a change set the server compares holds a delete".into(),
+                    ));
+                }
                 let Ok(k) = KeyRef::parse(key) else { continue };
                 // A name that is not UTF-8 cannot be in the table.
                 if let (Ok(u), Ok(r), Ok(p)) = (
@@ -509,11 +513,7 @@ impl<'a> Writes<'a> {
         let (any_row, temp) = bulk_start(tx).await?;
         let n = self.values.len() as u64;
         if !any_row {
-            self.copy_rows(
-                tx,
-                "COPY sasldb (username, realm, property, value) FROM STDIN (FORMAT binary)",
-            )
-            .await?;
+            self.copy_rows(tx, COPY_INTO_TABLE).await?;
             return Ok(Compared::Counted {
                 added: n,
                 updated: 0,
@@ -623,11 +623,7 @@ impl<'a> Writes<'a> {
         let (any_row, temp) = bulk_start(tx).await?;
         let n = self.values.len() as u64;
         if !any_row && table.ours && table.bytea {
-            self.copy_rows(
-                tx,
-                "COPY sasldb (username, realm, property, value) FROM STDIN (FORMAT binary)",
-            )
-            .await?;
+            self.copy_rows(tx, COPY_INTO_TABLE).await?;
             return Ok(());
         }
         let same = "s.username = t.u AND s.realm = t.r AND s.property = t.p";
