@@ -126,18 +126,19 @@ pub fn import(g: &Global, a: &ImportArgs) -> Result<Exit> {
         summary.settle(report, mode);
     }
     if !a.quiet {
-        let mut line = format!(
-            "{} added, {} updated, {} unchanged, {} rejected",
-            summary.added, summary.updated, summary.unchanged, n_rejected
-        );
-        if summary.pending > 0 {
+        let mut line = if summary.pending > 0 {
             // The commit's connection dropped as it went, with the server's counts.
-            line = format!(
+            format!(
                 "{} imported (how many were new, changed or unchanged was lost with the \
                  connection as the commit went), {} rejected",
                 summary.pending, n_rejected
-            );
-        }
+            )
+        } else {
+            format!(
+                "{} added, {} updated, {} unchanged, {} rejected",
+                summary.added, summary.updated, summary.unchanged, n_rejected
+            )
+        };
         if summary.kept > 0 {
             line.push_str(&format!(", {} existing kept", summary.kept));
         }
